@@ -1,0 +1,3 @@
+//! The `cloudai` binary (being built).
+
+fn main() {}

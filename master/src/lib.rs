@@ -1,0 +1,1 @@
+//! cloudai master (being built).

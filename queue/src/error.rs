@@ -1,0 +1,104 @@
+//! Errors of the queue layer. Every variant names the problem; `is_retryable` says
+//! whether the same call may succeed later without a change of input.
+
+use crate::model::{TaskId, TaskStatus};
+
+/// Result alias for the queue layer.
+pub type Result<T, E = QueueError> = std::result::Result<T, E>;
+
+/// What can go wrong in the queue layer.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    /// No task has this id.
+    #[error("task {0} not found")]
+    NotFound(TaskId),
+    /// No task id starts with this prefix.
+    #[error("no task id starts with {0:?}")]
+    NoMatch(String),
+    /// More than one task id starts with this prefix.
+    #[error("task id prefix {prefix:?} is ambiguous: it matches {count} tasks")]
+    AmbiguousPrefix {
+        /// The prefix given.
+        prefix: String,
+        /// How many tasks it matched (at least 2).
+        count: usize,
+    },
+    /// The state machine does not allow this move.
+    #[error("illegal transition for task {task}: {from} -> {to}")]
+    IllegalTransition {
+        /// The task.
+        task: TaskId,
+        /// Its current status.
+        from: TaskStatus,
+        /// The status asked for.
+        to: TaskStatus,
+    },
+    /// A report carried a fencing token that is not the task's current attempt.
+    #[error("stale fencing token for task {task}: got {got}, current is {current}")]
+    StaleToken {
+        /// The task.
+        task: TaskId,
+        /// The token in the report.
+        got: u64,
+        /// The task's current token.
+        current: u64,
+    },
+    /// The idempotency key is already used by a task with a different spec.
+    #[error("idempotency key {key:?} is already used by task {existing} with a different spec")]
+    IdempotencyConflict {
+        /// The key.
+        key: String,
+        /// The task that holds it.
+        existing: TaskId,
+    },
+    /// The input is malformed or out of bounds.
+    #[error("invalid {field}: {reason}")]
+    Invalid {
+        /// Which field or argument.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// No worker with this id is known.
+    #[error("unknown worker {0:?}")]
+    UnknownWorker(String),
+    /// The store URI names no backend we have, or is malformed.
+    #[error("invalid store uri {uri:?}: {reason}")]
+    InvalidStoreUri {
+        /// The URI given.
+        uri: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The backend failed. `retryable` is true for transient faults (network, busy).
+    #[error("{backend} store error: {message}")]
+    Backend {
+        /// "sqlite" or "mongodb".
+        backend: &'static str,
+        /// The backend's own message.
+        message: String,
+        /// Whether the same call may succeed later.
+        retryable: bool,
+    },
+}
+
+impl QueueError {
+    /// True when the same call may succeed later without changing the input.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            QueueError::Backend {
+                retryable: true,
+                ..
+            }
+        )
+    }
+
+    /// Shorthand for [`QueueError::Invalid`].
+    pub fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
+        QueueError::Invalid {
+            field,
+            reason: reason.into(),
+        }
+    }
+}

@@ -1,0 +1,30 @@
+//! cloudai's task model and durable queue.
+//!
+//! - [`model`]: tasks, specs, attempts, log chunks, worker records (plain data).
+//! - [`state`]: the one table of legal status transitions.
+//! - [`retry`]: what a task does when an attempt ends (retry with backoff, or finish).
+//! - [`validate`]: checks of specs, image references, worker ids.
+//! - [`store`]: the [`QueueStore`] trait every backend implements.
+//! - [`sqlite`]: the embedded backend (default), a SQLite file in WAL mode.
+//! - [`mongo`]: the production backend on MongoDB.
+//! - [`open`]: choosing and opening a backend from a store URI.
+//! - [`conformance`]: the test suite every backend must pass.
+//! - [`error`]: [`QueueError`] and the [`Result`] alias.
+
+#![warn(missing_docs)]
+
+pub mod conformance;
+pub mod error;
+pub mod model;
+pub mod mongo;
+pub mod open;
+pub mod retry;
+pub mod sqlite;
+pub mod state;
+pub mod store;
+pub mod validate;
+
+pub use error::{QueueError, Result};
+pub use model::*;
+pub use open::{open_store, parse_store_uri, StoreLocation, DEFAULT_STORE_URI};
+pub use store::{QueueStore, StoreOptions};

@@ -1,0 +1,485 @@
+//! The task model: what a task asks for, what happened to it, and the worker records
+//! the master keeps. Plain data; behaviour lives in `state`, `retry` and the stores.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::error::QueueError;
+
+/// A task's id: a UUID v7, so ids sort by creation time and never come from the clock alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct TaskId(pub Uuid);
+
+impl TaskId {
+    /// A fresh, time-ordered id.
+    pub fn new() -> Self {
+        TaskId(Uuid::now_v7())
+    }
+}
+
+impl Default for TaskId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for TaskId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.hyphenated().fmt(f)
+    }
+}
+
+impl FromStr for TaskId {
+    type Err = QueueError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Uuid::parse_str(s)
+            .map(TaskId)
+            .map_err(|e| QueueError::invalid("task id", format!("{s:?} is not a uuid: {e}")))
+    }
+}
+
+/// Resources a task requests or a worker offers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Resources {
+    /// CPU in thousandths of a core.
+    pub cpu_millis: u64,
+    /// Memory in bytes.
+    pub memory_bytes: u64,
+    /// Whole GPUs.
+    pub gpus: u32,
+    /// Scratch disk in bytes.
+    pub disk_bytes: u64,
+}
+
+impl Resources {
+    /// True when `self` fits inside `free` on every dimension.
+    pub fn fits_in(&self, free: &Resources) -> bool {
+        self.cpu_millis <= free.cpu_millis
+            && self.memory_bytes <= free.memory_bytes
+            && self.gpus <= free.gpus
+            && self.disk_bytes <= free.disk_bytes
+    }
+
+    /// `self - other`, floored at zero on each dimension.
+    pub fn saturating_sub(&self, other: &Resources) -> Resources {
+        Resources {
+            cpu_millis: self.cpu_millis.saturating_sub(other.cpu_millis),
+            memory_bytes: self.memory_bytes.saturating_sub(other.memory_bytes),
+            gpus: self.gpus.saturating_sub(other.gpus),
+            disk_bytes: self.disk_bytes.saturating_sub(other.disk_bytes),
+        }
+    }
+
+    /// `self + other`, saturating.
+    pub fn saturating_add(&self, other: &Resources) -> Resources {
+        Resources {
+            cpu_millis: self.cpu_millis.saturating_add(other.cpu_millis),
+            memory_bytes: self.memory_bytes.saturating_add(other.memory_bytes),
+            gpus: self.gpus.saturating_add(other.gpus),
+            disk_bytes: self.disk_bytes.saturating_add(other.disk_bytes),
+        }
+    }
+}
+
+/// Default total attempts for failures of the task itself: one, so no retry.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 1;
+/// Default extra attempts when the worker is lost: a lost worker is not the task's fault.
+pub const DEFAULT_MAX_LOST_RETRIES: u32 = 3;
+
+/// What to run and under which constraints. Immutable once enqueued.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskSpec {
+    /// Docker image reference.
+    pub image: String,
+    /// Program and arguments; empty means the image's default.
+    pub command: Vec<String>,
+    /// Environment variables.
+    pub env: BTreeMap<String, String>,
+    /// Resources reserved on the worker while the task runs.
+    pub resources: Resources,
+    /// Higher first; equal priority runs oldest first.
+    pub priority: i32,
+    /// Total attempts for failed or timed-out runs (>= 1).
+    pub max_attempts: u32,
+    /// Extra attempts allowed when the worker running it is lost.
+    pub max_lost_retries: u32,
+    /// Wall-clock limit of one attempt.
+    #[serde(with = "opt_duration_ms")]
+    pub timeout: Option<Duration>,
+    /// Only this worker may run it.
+    pub pinned_worker: Option<String>,
+    /// Free-form labels.
+    pub labels: BTreeMap<String, String>,
+    /// Enqueueing again with the same key returns the first task.
+    pub idempotency_key: Option<String>,
+}
+
+impl TaskSpec {
+    /// A spec for `image` with every other field at its default.
+    pub fn new(image: impl Into<String>) -> Self {
+        TaskSpec {
+            image: image.into(),
+            command: Vec::new(),
+            env: BTreeMap::new(),
+            resources: Resources::default(),
+            priority: 0,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+            max_lost_retries: DEFAULT_MAX_LOST_RETRIES,
+            timeout: None,
+            pinned_worker: None,
+            labels: BTreeMap::new(),
+            idempotency_key: None,
+        }
+    }
+}
+
+mod opt_duration_ms {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_some(&(d.as_millis() as u64)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        Ok(Option::<u64>::deserialize(d)?.map(Duration::from_millis))
+    }
+}
+
+/// A task's status. See `state` for the legal moves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskStatus {
+    /// Waiting for a worker.
+    Queued,
+    /// Handed to a worker, not yet started.
+    Assigned,
+    /// Its container runs.
+    Running,
+    /// Exited with code 0.
+    Succeeded,
+    /// Exited non-zero or could not run.
+    Failed,
+    /// Cancelled by a user.
+    Cancelled,
+    /// Ran past its timeout.
+    TimedOut,
+    /// Its worker died.
+    Lost,
+}
+
+impl TaskStatus {
+    /// Every status, in lifecycle order.
+    pub const ALL: [TaskStatus; 8] = [
+        TaskStatus::Queued,
+        TaskStatus::Assigned,
+        TaskStatus::Running,
+        TaskStatus::Succeeded,
+        TaskStatus::Failed,
+        TaskStatus::Cancelled,
+        TaskStatus::TimedOut,
+        TaskStatus::Lost,
+    ];
+
+    /// The snake_case name used in the CLI, JSON and the stores.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            TaskStatus::Queued => "queued",
+            TaskStatus::Assigned => "assigned",
+            TaskStatus::Running => "running",
+            TaskStatus::Succeeded => "succeeded",
+            TaskStatus::Failed => "failed",
+            TaskStatus::Cancelled => "cancelled",
+            TaskStatus::TimedOut => "timed_out",
+            TaskStatus::Lost => "lost",
+        }
+    }
+
+    /// True for statuses that never change again.
+    pub fn is_terminal(&self) -> bool {
+        matches!(
+            self,
+            TaskStatus::Succeeded
+                | TaskStatus::Failed
+                | TaskStatus::Cancelled
+                | TaskStatus::TimedOut
+                | TaskStatus::Lost
+        )
+    }
+
+    /// True while an attempt holds a worker's resources.
+    pub fn is_active(&self) -> bool {
+        matches!(self, TaskStatus::Assigned | TaskStatus::Running)
+    }
+}
+
+impl fmt::Display for TaskStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for TaskStatus {
+    type Err = QueueError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        TaskStatus::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| {
+                QueueError::invalid(
+                    "status",
+                    format!(
+                        "{s:?} is not one of queued, assigned, running, succeeded, failed, cancelled, timed_out, lost"
+                    ),
+                )
+            })
+    }
+}
+
+/// One assignment of a task to a worker.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attempt {
+    /// 1 for the first attempt.
+    pub number: u32,
+    /// Fencing token; reports about this attempt must carry it. Increases per task.
+    pub token: u64,
+    /// The worker it was assigned to.
+    pub worker_id: String,
+    /// When it was assigned.
+    pub assigned_at: DateTime<Utc>,
+    /// When its container started.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it ended.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// How it ended; `None` while live.
+    pub outcome: Option<TaskStatus>,
+    /// The container's exit code, if it exited.
+    pub exit_code: Option<i32>,
+    /// Why it failed, if it did.
+    pub error: Option<String>,
+}
+
+/// A task as stored: its spec plus everything that happened to it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Task {
+    /// Its id.
+    pub id: TaskId,
+    /// What to run.
+    pub spec: TaskSpec,
+    /// Where it is in its lifecycle.
+    pub status: TaskStatus,
+    /// When it was enqueued.
+    pub created_at: DateTime<Utc>,
+    /// When anything about it last changed.
+    pub updated_at: DateTime<Utc>,
+    /// Not dispatched before this time (retry backoff).
+    pub not_before: DateTime<Utc>,
+    /// When it reached a terminal status.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Every attempt, oldest first.
+    pub attempts: Vec<Attempt>,
+    /// A user asked to cancel it while it was assigned or running.
+    pub cancel_requested: bool,
+    /// Exit code of the last attempt that exited.
+    pub exit_code: Option<i32>,
+    /// Error of the last attempt that failed.
+    pub error: Option<String>,
+    /// Who submitted it, when auth is on.
+    pub submitted_by: Option<String>,
+}
+
+impl Task {
+    /// The current fencing token: the last attempt's, or 0 before any attempt.
+    pub fn token(&self) -> u64 {
+        self.attempts.last().map(|a| a.token).unwrap_or(0)
+    }
+
+    /// The current or last attempt.
+    pub fn current_attempt(&self) -> Option<&Attempt> {
+        self.attempts.last()
+    }
+
+    /// Worker of the current or last attempt.
+    pub fn worker_id(&self) -> Option<&str> {
+        self.attempts.last().map(|a| a.worker_id.as_str())
+    }
+}
+
+/// A request to enqueue one task.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewTask {
+    /// What to run.
+    pub spec: TaskSpec,
+    /// Who submits it (None in local-dev mode).
+    pub submitted_by: Option<String>,
+}
+
+impl From<TaskSpec> for NewTask {
+    fn from(spec: TaskSpec) -> Self {
+        NewTask {
+            spec,
+            submitted_by: None,
+        }
+    }
+}
+
+/// The result of an enqueue.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Enqueued {
+    /// The task (the existing one when an idempotency key matched).
+    pub task: Task,
+    /// False when an idempotency key matched an existing task.
+    pub created: bool,
+}
+
+/// How an attempt ended, as reported by its worker or decided by the master.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttemptOutcome {
+    /// One of succeeded, failed, cancelled, timed_out, lost.
+    pub status: TaskStatus,
+    /// The container's exit code, if it exited.
+    pub exit_code: Option<i32>,
+    /// Why it failed, if it did.
+    pub error: Option<String>,
+}
+
+/// A request to atomically take the next eligible queued task for one worker.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClaimRequest {
+    /// The worker that will run it.
+    pub worker_id: String,
+    /// What the worker has free; the task's request must fit.
+    pub free: Resources,
+    /// Tasks with `not_before` after this are not eligible.
+    pub now: DateTime<Utc>,
+}
+
+/// Which stream a log chunk came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogStream {
+    /// The container's stdout.
+    Stdout,
+    /// The container's stderr.
+    Stderr,
+    /// Written by cloudai, e.g. the marker for dropped output.
+    System,
+}
+
+impl LogStream {
+    /// Lowercase name.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            LogStream::Stdout => "stdout",
+            LogStream::Stderr => "stderr",
+            LogStream::System => "system",
+        }
+    }
+}
+
+/// A chunk of output to append.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewLogChunk {
+    /// Where it came from.
+    pub stream: LogStream,
+    /// When the container wrote it.
+    pub time: DateTime<Utc>,
+    /// The bytes, as written.
+    pub data: Vec<u8>,
+}
+
+/// A stored chunk of a task's output.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogChunk {
+    /// Position in the task's log. Real output starts at 1; seq 0 is reserved for the
+    /// system marker that says how many bytes of older output were dropped.
+    pub seq: u64,
+    /// The attempt that wrote it.
+    pub attempt: u32,
+    /// Where it came from.
+    pub stream: LogStream,
+    /// When it was written.
+    pub time: DateTime<Utc>,
+    /// The bytes.
+    pub data: Vec<u8>,
+}
+
+/// Filter and page for listing tasks, newest first.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TaskQuery {
+    /// Only these statuses; empty means all.
+    pub statuses: Vec<TaskStatus>,
+    /// Only tasks whose current or last attempt is on this worker.
+    pub worker_id: Option<String>,
+    /// At most this many; 0 means [`DEFAULT_LIST_LIMIT`].
+    pub limit: usize,
+    /// Only tasks with an id lower (older) than this: the cursor of the previous page.
+    pub before: Option<TaskId>,
+}
+
+/// Page size when a query gives none.
+pub const DEFAULT_LIST_LIMIT: usize = 100;
+
+/// Counts for `cloudai queue stats`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct QueueStats {
+    /// Number of tasks per status; statuses with no task may be absent.
+    pub counts: BTreeMap<TaskStatus, u64>,
+    /// Creation time of the oldest queued task.
+    pub oldest_queued_at: Option<DateTime<Utc>>,
+    /// Tasks that reached a terminal status in the minute before `now`.
+    pub finished_last_minute: u64,
+}
+
+/// Health of a worker, from its heartbeats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkerHealth {
+    /// Heartbeats arrive on time.
+    Healthy,
+    /// One heartbeat interval missed.
+    Suspect,
+    /// Several missed; its attempts are lost.
+    Dead,
+}
+
+impl WorkerHealth {
+    /// Lowercase name.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            WorkerHealth::Healthy => "healthy",
+            WorkerHealth::Suspect => "suspect",
+            WorkerHealth::Dead => "dead",
+        }
+    }
+}
+
+/// A worker as the registry keeps it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerRecord {
+    /// Its id (defaults to the hostname).
+    pub id: String,
+    /// Operator labels.
+    pub labels: BTreeMap<String, String>,
+    /// What it offers in total.
+    pub capacity: Resources,
+    /// GPU model, when it has GPUs.
+    pub gpu_model: Option<String>,
+    /// Host name it reported.
+    pub hostname: String,
+    /// Health as last decided by the master.
+    pub health: WorkerHealth,
+    /// First registration.
+    pub registered_at: DateTime<Utc>,
+    /// Last heartbeat or registration.
+    pub last_heartbeat: DateTime<Utc>,
+}

@@ -1,0 +1,139 @@
+//! The `QueueStore` trait: everything the master needs from durable storage.
+//!
+//! Contract every backend keeps (the conformance suite checks each point):
+//! - A call that returns `Ok` is durable: a reopened store sees it.
+//! - Every status change goes through [`crate::state::check`]; an illegal one is
+//!   [`QueueError::IllegalTransition`](crate::QueueError::IllegalTransition) and changes nothing.
+//! - Calls that carry a fencing token fail with `StaleToken` unless it is the task's current
+//!   token, and change nothing.
+//! - Concurrent `claim`/`assign` calls (from one or many masters) never hand one queued
+//!   task to two attempts.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::error::Result;
+use crate::model::{
+    Attempt, AttemptOutcome, ClaimRequest, Enqueued, LogChunk, NewLogChunk, NewTask, QueueStats,
+    Task, TaskId, TaskQuery, WorkerHealth, WorkerRecord,
+};
+
+/// Default cap on log bytes kept per task (10 MiB); older output is dropped first.
+pub const DEFAULT_MAX_LOG_BYTES_PER_TASK: u64 = 10 * 1024 * 1024;
+
+/// Options every backend honours.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// Log bytes kept per task; when exceeded, the oldest chunks are dropped and the
+    /// seq-0 system chunk says how many bytes were dropped in total.
+    pub max_log_bytes_per_task: u64,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            max_log_bytes_per_task: DEFAULT_MAX_LOG_BYTES_PER_TASK,
+        }
+    }
+}
+
+/// Durable storage of tasks, attempts, logs and the worker registry.
+#[async_trait]
+pub trait QueueStore: Send + Sync + 'static {
+    /// "sqlite" or "mongodb", for logs and test output.
+    fn backend_name(&self) -> &'static str;
+
+    /// Adds a task in `queued`. Validates the spec first. When the spec has an idempotency
+    /// key already used by a task with an equal spec, returns that task with
+    /// `created = false`; with a different spec, `IdempotencyConflict`.
+    async fn enqueue(&self, task: NewTask) -> Result<Enqueued>;
+
+    /// Like `enqueue` for many, atomically: either every task is stored or none is.
+    async fn enqueue_batch(&self, tasks: Vec<NewTask>) -> Result<Vec<Enqueued>>;
+
+    /// One task by id; `NotFound` when absent.
+    async fn get(&self, id: TaskId) -> Result<Task>;
+
+    /// The task whose id (hyphenated, lowercase) starts with `prefix`: `NoMatch`, or
+    /// `AmbiguousPrefix` when several do. A full id works too.
+    async fn resolve_prefix(&self, prefix: &str) -> Result<TaskId>;
+
+    /// Tasks matching `query`, newest first.
+    async fn list(&self, query: &TaskQuery) -> Result<Vec<Task>>;
+
+    /// Queued tasks eligible at `now` (`not_before <= now`), in dispatch order: priority
+    /// high to low, then oldest first. At most `limit`.
+    async fn queued(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Task>>;
+
+    /// Assigns this queued task to `worker_id`: a new attempt with the next fencing token,
+    /// status `assigned`. Fails with `IllegalTransition` when it is not queued (for example
+    /// another master took it first).
+    async fn assign(&self, id: TaskId, worker_id: &str, now: DateTime<Utc>) -> Result<Task>;
+
+    /// Atomically takes the first queued task, in dispatch order, that is eligible for
+    /// `req.worker_id` (pinned to it or to nobody), whose request fits `req.free`, and whose
+    /// `not_before <= req.now`, and assigns it as `assign` does. `None` when there is none.
+    async fn claim(&self, req: &ClaimRequest) -> Result<Option<Task>>;
+
+    /// `assigned -> running` for the attempt holding `token`.
+    async fn mark_running(&self, id: TaskId, token: u64, now: DateTime<Utc>) -> Result<Task>;
+
+    /// Ends the attempt holding `token` with `outcome` and moves the task on as
+    /// [`crate::retry::disposition`] decides: back to `queued` with a backoff, or terminal.
+    /// The attempt keeps its outcome, exit code and error.
+    async fn finish_attempt(
+        &self,
+        id: TaskId,
+        token: u64,
+        outcome: AttemptOutcome,
+        now: DateTime<Utc>,
+    ) -> Result<Task>;
+
+    /// A user's cancel: a queued task becomes `cancelled` at once; an assigned or running one
+    /// gets `cancel_requested = true` (its worker stops it and reports `cancelled`).
+    /// A terminal task is an `IllegalTransition` to `cancelled`.
+    async fn request_cancel(&self, id: TaskId, now: DateTime<Utc>) -> Result<Task>;
+
+    /// Appends output of the attempt holding `token`; returns the last seq written.
+    /// Keeps at most `max_log_bytes_per_task` bytes, dropping the oldest chunks.
+    async fn append_logs(&self, id: TaskId, token: u64, chunks: Vec<NewLogChunk>) -> Result<u64>;
+
+    /// Chunks with `seq > after` (all, including the seq-0 marker, when `after` is None),
+    /// in seq order, at most `limit`. `NotFound` when the task does not exist.
+    async fn read_logs(
+        &self,
+        id: TaskId,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<LogChunk>>;
+
+    /// Counts per status, oldest queued task, tasks finished in the minute before `now`.
+    async fn stats(&self, now: DateTime<Utc>) -> Result<QueueStats>;
+
+    /// Inserts or replaces a worker record.
+    async fn upsert_worker(&self, worker: &WorkerRecord) -> Result<()>;
+
+    /// Sets a known worker's health and (when given) its last heartbeat time.
+    /// `UnknownWorker` when absent.
+    async fn set_worker_health(
+        &self,
+        id: &str,
+        health: WorkerHealth,
+        last_heartbeat: Option<DateTime<Utc>>,
+    ) -> Result<()>;
+
+    /// One worker, `None` when unknown.
+    async fn get_worker(&self, id: &str) -> Result<Option<WorkerRecord>>;
+
+    /// Every known worker, by id.
+    async fn list_workers(&self) -> Result<Vec<WorkerRecord>>;
+}
+
+/// Attempts still holding resources (assigned or running), used to rebuild reservations.
+pub fn live_attempt(task: &Task) -> Option<&Attempt> {
+    if task.status.is_active() {
+        task.attempts.last()
+    } else {
+        None
+    }
+}

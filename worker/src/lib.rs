@@ -1,0 +1,1 @@
+//! cloudai worker (being built).
