@@ -1,0 +1,162 @@
+//! [`MasterConfig`]: every knob of the master in one typed struct, parsed by clap with a
+//! `CLOUDAI_*` environment variable per flag. Defaults are the `DEFAULT_*` constants below.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Default listen address: every interface, the conventional gRPC port.
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:50051";
+/// Default heartbeat interval told to workers: 5 s.
+pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
+/// Default number of missed heartbeat intervals before a worker is declared dead.
+pub const DEFAULT_DEAD_AFTER: u32 = 3;
+/// Default reconnect window after a master start: 30 s, enough for workers with the
+/// default heartbeat (5 s) and reconnect backoff to find the new master.
+pub const DEFAULT_RECONNECT_WINDOW: Duration = Duration::from_secs(30);
+/// Default gRPC message size limit, both directions: 16 MiB.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+
+/// How the dispatcher chooses among workers that fit a task (see `PLACEMENT.md`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum PlacementPolicy {
+    /// The worker left with the least free capacity after placing (packs workers, keeps
+    /// big holes for big tasks). The default.
+    #[default]
+    BestFit,
+    /// The worker with the most free capacity (spreads load evenly).
+    Spread,
+}
+
+/// Configuration of `cloudai master`.
+#[derive(Clone, Debug, PartialEq, Eq, clap::Args)]
+pub struct MasterConfig {
+    /// Address to listen on for workers, clients and agents.
+    #[arg(long, env = "CLOUDAI_LISTEN", default_value = DEFAULT_LISTEN)]
+    pub listen: SocketAddr,
+
+    /// Store URI: `sqlite://PATH` (relative), `sqlite:///ABS/PATH`, or `mongodb://…`.
+    #[arg(long, env = "CLOUDAI_STORE", default_value = cloudai_queue::DEFAULT_STORE_URI)]
+    pub store: String,
+
+    /// How often workers send heartbeats (e.g. `5s`, `500ms`).
+    #[arg(long, env = "CLOUDAI_HEARTBEAT_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    pub heartbeat_interval: Duration,
+
+    /// Missed heartbeat intervals after which a worker is dead and its attempts are lost.
+    #[arg(long, env = "CLOUDAI_DEAD_AFTER", default_value_t = DEFAULT_DEAD_AFTER,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub dead_after: u32,
+
+    /// Placement policy among workers that fit a task.
+    #[arg(long, env = "CLOUDAI_PLACEMENT", value_enum, default_value_t = PlacementPolicy::BestFit)]
+    pub placement: PlacementPolicy,
+
+    /// After a master start, how long workers known from the store have to reconnect
+    /// before their attempts are declared lost.
+    #[arg(long, env = "CLOUDAI_RECONNECT_WINDOW", default_value = "30s", value_parser = parse_duration)]
+    pub reconnect_window: Duration,
+
+    /// Largest gRPC message accepted or sent, in bytes.
+    #[arg(long, env = "CLOUDAI_MAX_MESSAGE_BYTES", default_value_t = DEFAULT_MAX_MESSAGE_BYTES)]
+    pub max_message_bytes: usize,
+}
+
+impl Default for MasterConfig {
+    fn default() -> Self {
+        MasterConfig {
+            listen: DEFAULT_LISTEN
+                .parse()
+                .expect("default listen address parses"),
+            store: cloudai_queue::DEFAULT_STORE_URI.to_string(),
+            heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
+            dead_after: DEFAULT_DEAD_AFTER,
+            placement: PlacementPolicy::BestFit,
+            reconnect_window: DEFAULT_RECONNECT_WINDOW,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+        }
+    }
+}
+
+impl MasterConfig {
+    /// Time without a heartbeat after which a worker is dead.
+    pub fn dead_timeout(&self) -> Duration {
+        self.heartbeat_interval.saturating_mul(self.dead_after)
+    }
+}
+
+/// Parses `500ms`, `5s`, `2m`, `1h`, or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 500ms, 5s, 2m or 1h"))?;
+    let d = match unit.trim() {
+        "ms" => Duration::from_millis(n),
+        "" | "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n.saturating_mul(60)),
+        "h" => Duration::from_secs(n.saturating_mul(3600)),
+        other => {
+            return Err(format!(
+                "unknown duration unit {other:?} (use ms, s, m or h)"
+            ))
+        }
+    };
+    if d.is_zero() {
+        return Err("duration must be greater than zero".into());
+    }
+    Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        master: MasterConfig,
+    }
+
+    #[test]
+    fn defaults_match_the_documented_constants() {
+        let cli = Cli::try_parse_from(["x"]).unwrap();
+        assert_eq!(cli.master, MasterConfig::default());
+        assert_eq!(cli.master.dead_timeout(), Duration::from_secs(15));
+    }
+
+    #[test]
+    fn flags_override_defaults() {
+        let cli = Cli::try_parse_from([
+            "x",
+            "--listen",
+            "127.0.0.1:1",
+            "--heartbeat-interval",
+            "200ms",
+            "--dead-after",
+            "2",
+            "--placement",
+            "spread",
+            "--reconnect-window",
+            "1m",
+        ])
+        .unwrap();
+        assert_eq!(cli.master.listen.port(), 1);
+        assert_eq!(cli.master.heartbeat_interval, Duration::from_millis(200));
+        assert_eq!(cli.master.dead_after, 2);
+        assert_eq!(cli.master.placement, PlacementPolicy::Spread);
+        assert_eq!(cli.master.reconnect_window, Duration::from_secs(60));
+        assert!(Cli::try_parse_from(["x", "--dead-after", "0"]).is_err());
+    }
+
+    #[test]
+    fn durations_parse_and_reject_garbage() {
+        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        for bad in ["", "s", "5x", "-1s", "0s", "1.5s"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! The master's errors, and the ONE place where domain errors become gRPC statuses
+//! (the mapping of `proto/PROTOCOL.md`, "Error codes").
+
+use cloudai_proto::ConvertError;
+use cloudai_queue::QueueError;
+use tonic::{Code, Status};
+
+/// Result alias for the master.
+pub type Result<T, E = MasterError> = std::result::Result<T, E>;
+
+/// What stops the master from serving.
+#[derive(Debug, thiserror::Error)]
+pub enum MasterError {
+    /// The store failed while the master started (rebuilding its view).
+    #[error("store: {0}")]
+    Store(#[from] QueueError),
+    /// The gRPC server failed (listener, HTTP/2).
+    #[error("grpc transport: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    /// The reflection service could not load the descriptors.
+    #[error("reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    /// The listener given to `serve` is unusable.
+    #[error("listener: {0}")]
+    Listener(#[from] std::io::Error),
+}
+
+impl MasterError {
+    /// True when starting again later may succeed (a transient store fault).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, MasterError::Store(e) if e.is_retryable())
+    }
+}
+
+/// Maps a queue error to the gRPC status a client sees.
+pub fn status(e: QueueError) -> Status {
+    let code = match &e {
+        QueueError::NotFound(_) | QueueError::NoMatch(_) | QueueError::UnknownWorker(_) => {
+            Code::NotFound
+        }
+        QueueError::Invalid { .. }
+        | QueueError::AmbiguousPrefix { .. }
+        | QueueError::InvalidStoreUri { .. } => Code::InvalidArgument,
+        QueueError::IdempotencyConflict { .. } => Code::AlreadyExists,
+        QueueError::IllegalTransition { .. } | QueueError::StaleToken { .. } => {
+            Code::FailedPrecondition
+        }
+        QueueError::Backend {
+            retryable: true, ..
+        } => Code::Unavailable,
+        QueueError::Backend { .. } => Code::Internal,
+    };
+    Status::new(code, e.to_string())
+}
+
+/// A wire message that does not convert to a domain value is the caller's mistake.
+pub fn convert_status(e: ConvertError) -> Status {
+    Status::invalid_argument(e.to_string())
+}
+
+/// A required message field is absent.
+pub fn missing(field: &str) -> Status {
+    Status::invalid_argument(format!("missing field {field}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cloudai_queue::{TaskId, TaskStatus};
+
+    #[test]
+    fn every_queue_error_maps_per_protocol() {
+        let id = TaskId::new();
+        let cases = [
+            (QueueError::NotFound(id), Code::NotFound),
+            (QueueError::NoMatch("ab".into()), Code::NotFound),
+            (QueueError::UnknownWorker("w".into()), Code::NotFound),
+            (QueueError::invalid("image", "empty"), Code::InvalidArgument),
+            (
+                QueueError::AmbiguousPrefix {
+                    prefix: "0".into(),
+                    count: 2,
+                },
+                Code::InvalidArgument,
+            ),
+            (
+                QueueError::InvalidStoreUri {
+                    uri: "x".into(),
+                    reason: "y".into(),
+                },
+                Code::InvalidArgument,
+            ),
+            (
+                QueueError::IdempotencyConflict {
+                    key: "k".into(),
+                    existing: id,
+                },
+                Code::AlreadyExists,
+            ),
+            (
+                QueueError::IllegalTransition {
+                    task: id,
+                    from: TaskStatus::Succeeded,
+                    to: TaskStatus::Cancelled,
+                },
+                Code::FailedPrecondition,
+            ),
+            (
+                QueueError::StaleToken {
+                    task: id,
+                    got: 1,
+                    current: 2,
+                },
+                Code::FailedPrecondition,
+            ),
+            (
+                QueueError::Backend {
+                    backend: "sqlite",
+                    message: "busy".into(),
+                    retryable: true,
+                },
+                Code::Unavailable,
+            ),
+            (
+                QueueError::Backend {
+                    backend: "sqlite",
+                    message: "corrupt".into(),
+                    retryable: false,
+                },
+                Code::Internal,
+            ),
+        ];
+        for (err, code) in cases {
+            let msg = err.to_string();
+            let s = status(err);
+            assert_eq!(s.code(), code, "{msg}");
+            assert_eq!(s.message(), msg);
+        }
+    }
+
+    #[test]
+    fn convert_errors_are_invalid_argument() {
+        let s = convert_status(ConvertError::Missing("spec"));
+        assert_eq!(s.code(), Code::InvalidArgument);
+        assert!(s.message().contains("spec"));
+    }
+}
