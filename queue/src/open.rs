@@ -45,10 +45,9 @@ pub async fn open_store(uri: &str, opts: StoreOptions) -> Result<Arc<dyn QueueSt
     match parse_store_uri(uri)? {
         // BUILD-IN-PROGRESS: each backend's author replaces its arm with
         // `Ok(Arc::new(Backend::open(..).await?))` once the backend implements QueueStore.
-        StoreLocation::Sqlite(path) => {
-            crate::sqlite::SqliteStore::open(&path, opts).await?;
-            Err(not_built(uri))
-        }
+        StoreLocation::Sqlite(path) => Ok(Arc::new(
+            crate::sqlite::SqliteStore::open(&path, opts).await?,
+        )),
         StoreLocation::Mongo(uri) => {
             crate::mongo::MongoStore::connect(&uri, opts).await?;
             Err(not_built(&uri))

@@ -1,0 +1,223 @@
+//! The task changes behind each store call, as pure functions over a loaded [`Task`].
+//! The store loads the row, applies one of these inside its write transaction, and
+//! writes the row back only when it returns `Ok`, so a rejected call changes nothing.
+
+use chrono::{DateTime, Utc};
+
+use crate::error::{QueueError, Result};
+use crate::model::{Attempt, AttemptOutcome, NewTask, Task, TaskId, TaskStatus};
+use crate::retry::{self, Disposition};
+use crate::state;
+use crate::validate::validate_worker_id;
+
+/// A fresh queued task.
+pub(crate) fn new_task(new: NewTask, now: DateTime<Utc>) -> Task {
+    Task {
+        id: TaskId::new(),
+        spec: new.spec,
+        status: TaskStatus::Queued,
+        created_at: now,
+        updated_at: now,
+        not_before: now,
+        finished_at: None,
+        attempts: Vec::new(),
+        cancel_requested: false,
+        exit_code: None,
+        error: None,
+        submitted_by: new.submitted_by,
+    }
+}
+
+/// `queued -> assigned` with a new attempt holding the next fencing token.
+pub(crate) fn assign(task: &mut Task, worker_id: &str, now: DateTime<Utc>) -> Result<()> {
+    validate_worker_id(worker_id)?;
+    state::check(task.id, task.status, TaskStatus::Assigned)?;
+    task.attempts.push(Attempt {
+        number: task.attempts.len() as u32 + 1,
+        token: task.token() + 1,
+        worker_id: worker_id.to_string(),
+        assigned_at: now,
+        started_at: None,
+        finished_at: None,
+        outcome: None,
+        exit_code: None,
+        error: None,
+    });
+    task.status = TaskStatus::Assigned;
+    task.updated_at = now;
+    Ok(())
+}
+
+/// `Ok` when `token` is the current attempt's token.
+pub(crate) fn check_token(task: &Task, token: u64) -> Result<()> {
+    let current = task.token();
+    if task.attempts.is_empty() || token != current {
+        Err(QueueError::StaleToken {
+            task: task.id,
+            got: token,
+            current,
+        })
+    } else {
+        Ok(())
+    }
+}
+
+/// `assigned -> running` for the attempt holding `token`.
+pub(crate) fn mark_running(task: &mut Task, token: u64, now: DateTime<Utc>) -> Result<()> {
+    check_token(task, token)?;
+    state::check(task.id, task.status, TaskStatus::Running)?;
+    if let Some(a) = task.attempts.last_mut() {
+        a.started_at = Some(now);
+    }
+    task.status = TaskStatus::Running;
+    task.updated_at = now;
+    Ok(())
+}
+
+/// Ends the attempt holding `token`; the task retries or ends as `retry` decides.
+pub(crate) fn finish(
+    task: &mut Task,
+    token: u64,
+    outcome: AttemptOutcome,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    check_token(task, token)?;
+    if !outcome.status.is_terminal() {
+        return Err(QueueError::invalid(
+            "outcome",
+            format!(
+                "{} is not an end of an attempt (succeeded, failed, cancelled, timed_out, lost)",
+                outcome.status
+            ),
+        ));
+    }
+    state::check(task.id, task.status, outcome.status)?;
+    let disposition = retry::disposition(task, &outcome, now);
+    let next = match disposition {
+        Disposition::Retry { .. } => TaskStatus::Queued,
+        Disposition::Final(s) => s,
+    };
+    state::check(task.id, task.status, next)?;
+    if let Some(a) = task.attempts.last_mut() {
+        a.finished_at = Some(now);
+        a.outcome = Some(outcome.status);
+        a.exit_code = outcome.exit_code;
+        a.error.clone_from(&outcome.error);
+    }
+    if outcome.exit_code.is_some() {
+        task.exit_code = outcome.exit_code;
+    }
+    if outcome.error.is_some() {
+        task.error = outcome.error;
+    }
+    match disposition {
+        Disposition::Retry { not_before } => {
+            task.status = TaskStatus::Queued;
+            task.not_before = not_before;
+        }
+        Disposition::Final(s) => {
+            task.status = s;
+            task.finished_at = Some(now);
+        }
+    }
+    task.updated_at = now;
+    Ok(())
+}
+
+/// A user's cancel: queued ends at once, assigned or running gets `cancel_requested`.
+pub(crate) fn request_cancel(task: &mut Task, now: DateTime<Utc>) -> Result<()> {
+    state::check(task.id, task.status, TaskStatus::Cancelled)?;
+    if task.status == TaskStatus::Queued {
+        task.status = TaskStatus::Cancelled;
+        task.finished_at = Some(now);
+    } else {
+        task.cancel_requested = true;
+    }
+    task.updated_at = now;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::TaskSpec;
+
+    fn queued(max_attempts: u32) -> Task {
+        let mut spec = TaskSpec::new("busybox");
+        spec.max_attempts = max_attempts;
+        new_task(spec.into(), Utc::now())
+    }
+
+    fn outcome(status: TaskStatus) -> AttemptOutcome {
+        AttemptOutcome {
+            status,
+            exit_code: Some(1),
+            error: Some("boom".into()),
+        }
+    }
+
+    #[test]
+    fn tokens_increase_per_attempt() {
+        let now = Utc::now();
+        let mut t = queued(3);
+        assign(&mut t, "w1", now).unwrap();
+        assert_eq!((t.token(), t.attempts[0].number), (1, 1));
+        finish(&mut t, 1, outcome(TaskStatus::Failed), now).unwrap();
+        assert_eq!(t.status, TaskStatus::Queued);
+        assert!(t.not_before > now);
+        assign(&mut t, "w2", now).unwrap();
+        assert_eq!((t.token(), t.attempts[1].number), (2, 2));
+        assert!(matches!(
+            mark_running(&mut t, 1, now),
+            Err(QueueError::StaleToken {
+                got: 1,
+                current: 2,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn rejected_changes_leave_the_task_alone() {
+        let now = Utc::now();
+        let mut t = queued(1);
+        let before = t.clone();
+        assert!(matches!(
+            mark_running(&mut t, 0, now),
+            Err(QueueError::StaleToken { .. })
+        ));
+        assert!(matches!(
+            assign(&mut t, "bad worker", now),
+            Err(QueueError::Invalid { .. })
+        ));
+        assert_eq!(t, before);
+        assign(&mut t, "w", now).unwrap();
+        let before = t.clone();
+        assert!(matches!(
+            finish(&mut t, 1, outcome(TaskStatus::Succeeded), now),
+            Err(QueueError::IllegalTransition { .. })
+        ));
+        assert!(matches!(
+            finish(&mut t, 1, outcome(TaskStatus::Queued), now),
+            Err(QueueError::Invalid {
+                field: "outcome",
+                ..
+            })
+        ));
+        assert_eq!(t, before);
+    }
+
+    #[test]
+    fn cancel_depends_on_status() {
+        let now = Utc::now();
+        let mut t = queued(1);
+        request_cancel(&mut t, now).unwrap();
+        assert_eq!(t.status, TaskStatus::Cancelled);
+        assert!(request_cancel(&mut t, now).is_err());
+        let mut t = queued(1);
+        assign(&mut t, "w", now).unwrap();
+        request_cancel(&mut t, now).unwrap();
+        assert_eq!(t.status, TaskStatus::Assigned);
+        assert!(t.cancel_requested);
+    }
+}

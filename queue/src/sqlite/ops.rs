@@ -1,0 +1,165 @@
+//! Write operations on tasks and workers. Each runs on the writer's connection inside
+//! its own savepoint: returning `Err` rolls back everything it wrote.
+
+use chrono::{DateTime, Utc};
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::lifecycle;
+use super::schema::{decode_task, encode, insert_task, int, load_task, ts, update_task};
+use crate::error::{QueueError, Result};
+use crate::model::{
+    AttemptOutcome, ClaimRequest, Enqueued, NewTask, Task, TaskId, WorkerHealth, WorkerRecord,
+};
+use crate::validate::{validate_spec, validate_worker_id};
+
+/// Enqueues one task, honouring its idempotency key.
+pub(crate) fn enqueue(conn: &Connection, new: NewTask, now: DateTime<Utc>) -> Result<Enqueued> {
+    validate_spec(&new.spec)?;
+    if let Some(key) = &new.spec.idempotency_key {
+        let existing: Option<String> = conn
+            .prepare_cached("SELECT body FROM tasks WHERE idempotency_key = ?1")?
+            .query_row([key], |r| r.get(0))
+            .optional()?;
+        if let Some(body) = existing {
+            let task = decode_task(&body)?;
+            if task.spec != new.spec {
+                return Err(QueueError::IdempotencyConflict {
+                    key: key.clone(),
+                    existing: task.id,
+                });
+            }
+            return Ok(Enqueued {
+                task,
+                created: false,
+            });
+        }
+    }
+    let task = lifecycle::new_task(new, now);
+    insert_task(conn, &task)?;
+    Ok(Enqueued {
+        task,
+        created: true,
+    })
+}
+
+/// Enqueues each task in turn; the caller's savepoint makes the batch all-or-nothing.
+pub(crate) fn enqueue_batch(
+    conn: &Connection,
+    tasks: Vec<NewTask>,
+    now: DateTime<Utc>,
+) -> Result<Vec<Enqueued>> {
+    tasks.into_iter().map(|t| enqueue(conn, t, now)).collect()
+}
+
+/// Loads a task, applies `change`, and writes it back when the change is accepted.
+pub(crate) fn modify(
+    conn: &Connection,
+    id: TaskId,
+    change: impl FnOnce(&mut Task) -> Result<()>,
+) -> Result<Task> {
+    let mut task = load_task(conn, id)?;
+    change(&mut task)?;
+    update_task(conn, &task)?;
+    Ok(task)
+}
+
+/// Assigns a specific queued task.
+pub(crate) fn assign(
+    conn: &Connection,
+    id: TaskId,
+    worker_id: &str,
+    now: DateTime<Utc>,
+) -> Result<Task> {
+    modify(conn, id, |t| lifecycle::assign(t, worker_id, now))
+}
+
+/// Takes the first eligible queued task in dispatch order, if any.
+pub(crate) fn claim(conn: &Connection, req: &ClaimRequest) -> Result<Option<Task>> {
+    validate_worker_id(&req.worker_id)?;
+    let f = &req.free;
+    // Walks tasks_dispatch in order and stops at the first row that fits.
+    let body: Option<String> = conn
+        .prepare_cached(
+            "SELECT body FROM tasks
+             WHERE status = 'queued' AND not_before <= ?1
+               AND (pinned_worker IS NULL OR pinned_worker = ?2)
+               AND cpu_millis <= ?3 AND memory_bytes <= ?4 AND gpus <= ?5 AND disk_bytes <= ?6
+             ORDER BY priority DESC, id
+             LIMIT 1",
+        )?
+        .query_row(
+            params![
+                ts(req.now),
+                req.worker_id,
+                int(f.cpu_millis),
+                int(f.memory_bytes),
+                f.gpus,
+                int(f.disk_bytes),
+            ],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let Some(body) = body else {
+        return Ok(None);
+    };
+    let mut task = decode_task(&body)?;
+    lifecycle::assign(&mut task, &req.worker_id, req.now)?;
+    update_task(conn, &task)?;
+    Ok(Some(task))
+}
+
+/// `assigned -> running`.
+pub(crate) fn mark_running(
+    conn: &Connection,
+    id: TaskId,
+    token: u64,
+    now: DateTime<Utc>,
+) -> Result<Task> {
+    modify(conn, id, |t| lifecycle::mark_running(t, token, now))
+}
+
+/// Ends the current attempt.
+pub(crate) fn finish_attempt(
+    conn: &Connection,
+    id: TaskId,
+    token: u64,
+    outcome: AttemptOutcome,
+    now: DateTime<Utc>,
+) -> Result<Task> {
+    modify(conn, id, |t| lifecycle::finish(t, token, outcome, now))
+}
+
+/// A user's cancel.
+pub(crate) fn request_cancel(conn: &Connection, id: TaskId, now: DateTime<Utc>) -> Result<Task> {
+    modify(conn, id, |t| lifecycle::request_cancel(t, now))
+}
+
+/// Inserts or replaces a worker record.
+pub(crate) fn upsert_worker(conn: &Connection, worker: &WorkerRecord) -> Result<()> {
+    validate_worker_id(&worker.id)?;
+    conn.prepare_cached(
+        "INSERT INTO workers (id, body) VALUES (?1, ?2)
+         ON CONFLICT (id) DO UPDATE SET body = excluded.body",
+    )?
+    .execute(params![worker.id, encode(worker)?])?;
+    Ok(())
+}
+
+/// Updates a known worker's health and heartbeat time.
+pub(crate) fn set_worker_health(
+    conn: &Connection,
+    id: &str,
+    health: WorkerHealth,
+    last_heartbeat: Option<DateTime<Utc>>,
+) -> Result<()> {
+    let Some(mut worker) = super::queries::get_worker(conn, id)? else {
+        return Err(QueueError::UnknownWorker(id.to_string()));
+    };
+    worker.health = health;
+    if let Some(t) = last_heartbeat {
+        worker.last_heartbeat = t;
+    }
+    conn.prepare_cached("UPDATE workers SET body = ?2 WHERE id = ?1")?
+        .execute(params![id, encode(&worker)?])?;
+    Ok(())
+}

@@ -1,0 +1,141 @@
+//! Read operations. They run on the reader pool (and a few on the writer, for
+//! read-modify-write); each multi-statement read runs in one transaction so it sees one
+//! snapshot.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use rusqlite::types::Value;
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
+
+use super::schema::{backend_error, decode_status, decode_task, from_ts, int, ts};
+use crate::error::{QueueError, Result};
+use crate::model::{QueueStats, Task, TaskId, TaskQuery, WorkerRecord, DEFAULT_LIST_LIMIT};
+
+/// Decodes every `body` column a statement returns.
+fn bodies(stmt: &mut rusqlite::Statement<'_>, params: impl rusqlite::Params) -> Result<Vec<Task>> {
+    let rows = stmt.query_map(params, |r| r.get::<_, String>(0))?;
+    rows.map(|b| decode_task(&b?)).collect()
+}
+
+/// The task whose id starts with `prefix`.
+pub(crate) fn resolve_prefix(conn: &Connection, prefix: &str) -> Result<TaskId> {
+    let prefix = prefix.trim().to_ascii_lowercase();
+    if prefix.is_empty() {
+        return Err(QueueError::invalid("task id", "empty id prefix"));
+    }
+    if !prefix.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
+        return Err(QueueError::NoMatch(prefix));
+    }
+    // Ids are lowercase hex and '-', all below '~': a range scan over the primary key.
+    let upper = format!("{prefix}~");
+    let mut stmt =
+        conn.prepare_cached("SELECT id FROM tasks WHERE id >= ?1 AND id < ?2 ORDER BY id LIMIT 2")?;
+    let ids: Vec<String> = stmt
+        .query_map(params![prefix, upper], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    match ids.as_slice() {
+        [] => Err(QueueError::NoMatch(prefix)),
+        [one] => one
+            .parse()
+            .map_err(|_| backend_error(format!("corrupt task id {one:?}"))),
+        _ => {
+            let count: i64 = conn
+                .prepare_cached("SELECT COUNT(*) FROM tasks WHERE id >= ?1 AND id < ?2")?
+                .query_row(params![prefix, upper], |r| r.get(0))?;
+            Err(QueueError::AmbiguousPrefix {
+                prefix,
+                count: count as usize,
+            })
+        }
+    }
+}
+
+/// Tasks matching `query`, newest first.
+pub(crate) fn list(conn: &Connection, query: &TaskQuery) -> Result<Vec<Task>> {
+    let mut sql = String::from("SELECT body FROM tasks WHERE 1 = 1");
+    let mut args: Vec<Value> = Vec::new();
+    if !query.statuses.is_empty() {
+        let marks = vec!["?"; query.statuses.len()].join(", ");
+        sql.push_str(&format!(" AND status IN ({marks})"));
+        args.extend(
+            query
+                .statuses
+                .iter()
+                .map(|s| Value::Text(s.as_str().into())),
+        );
+    }
+    if let Some(w) = &query.worker_id {
+        sql.push_str(" AND worker_id = ?");
+        args.push(Value::Text(w.clone()));
+    }
+    if let Some(before) = query.before {
+        sql.push_str(" AND id < ?");
+        args.push(Value::Text(before.to_string()));
+    }
+    let limit = if query.limit == 0 {
+        DEFAULT_LIST_LIMIT
+    } else {
+        query.limit
+    };
+    sql.push_str(" ORDER BY id DESC LIMIT ?");
+    args.push(Value::Integer(int(limit as u64)));
+    let mut stmt = conn.prepare_cached(&sql)?;
+    bodies(&mut stmt, params_from_iter(args))
+}
+
+/// Eligible queued tasks in dispatch order.
+pub(crate) fn queued(conn: &Connection, now: DateTime<Utc>, limit: usize) -> Result<Vec<Task>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT body FROM tasks WHERE status = 'queued' AND not_before <= ?1
+         ORDER BY priority DESC, id LIMIT ?2",
+    )?;
+    bodies(&mut stmt, params![ts(now), int(limit as u64)])
+}
+
+/// Counts per status, oldest queued, finished in the minute before `now`.
+pub(crate) fn stats(conn: &Connection, now: DateTime<Utc>) -> Result<QueueStats> {
+    let tx = conn.unchecked_transaction()?;
+    let mut counts = BTreeMap::new();
+    {
+        let mut stmt = tx.prepare_cached("SELECT status, COUNT(*) FROM tasks GROUP BY status")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        for row in rows {
+            let (status, n) = row?;
+            counts.insert(decode_status(&status)?, n as u64);
+        }
+    }
+    let oldest: Option<i64> = tx
+        .prepare_cached("SELECT MIN(created_at) FROM tasks WHERE status = 'queued'")?
+        .query_row([], |r| r.get(0))?;
+    let minute_ago = now - chrono::Duration::minutes(1);
+    let finished: i64 = tx
+        .prepare_cached("SELECT COUNT(*) FROM tasks WHERE finished_at > ?1 AND finished_at <= ?2")?
+        .query_row(params![ts(minute_ago), ts(now)], |r| r.get(0))?;
+    tx.finish()?;
+    Ok(QueueStats {
+        counts,
+        oldest_queued_at: oldest.map(from_ts),
+        finished_last_minute: finished as u64,
+    })
+}
+
+/// One worker record.
+pub(crate) fn get_worker(conn: &Connection, id: &str) -> Result<Option<WorkerRecord>> {
+    let body: Option<String> = conn
+        .prepare_cached("SELECT body FROM workers WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))
+        .optional()?;
+    body.map(|b| decode_worker(&b)).transpose()
+}
+
+/// Every worker, by id.
+pub(crate) fn list_workers(conn: &Connection) -> Result<Vec<WorkerRecord>> {
+    let mut stmt = conn.prepare_cached("SELECT body FROM workers ORDER BY id")?;
+    let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+    rows.map(|b| decode_worker(&b?)).collect()
+}
+
+fn decode_worker(body: &str) -> Result<WorkerRecord> {
+    serde_json::from_str(body).map_err(|e| backend_error(format!("corrupt worker row: {e}")))
+}

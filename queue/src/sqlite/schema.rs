@@ -1,0 +1,237 @@
+//! The on-disk layout: schema, connection settings, and the mapping between rows and the
+//! model. Tasks are stored whole as JSON (`body`), with the fields the query paths filter
+//! and sort on copied into indexed columns; timestamps are nanoseconds since the epoch.
+
+use std::path::Path;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
+
+use crate::error::{QueueError, Result};
+use crate::model::{Task, TaskId, TaskStatus};
+
+/// Backend name in errors and logs.
+pub(crate) const BACKEND: &str = "sqlite";
+
+/// How long a connection waits for another process's lock before `SQLITE_BUSY`.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Bumped when the layout changes; stored in `PRAGMA user_version`.
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS tasks (
+    id              TEXT PRIMARY KEY,
+    status          TEXT NOT NULL,
+    priority        INTEGER NOT NULL,
+    created_at      INTEGER NOT NULL,
+    not_before      INTEGER NOT NULL,
+    finished_at     INTEGER,
+    pinned_worker   TEXT,
+    idempotency_key TEXT UNIQUE,
+    worker_id       TEXT,
+    cpu_millis      INTEGER NOT NULL,
+    memory_bytes    INTEGER NOT NULL,
+    gpus            INTEGER NOT NULL,
+    disk_bytes      INTEGER NOT NULL,
+    body            TEXT NOT NULL
+);
+-- dispatch order: claim and queued() walk this index and stop at the first fit
+CREATE INDEX IF NOT EXISTS tasks_dispatch ON tasks (status, priority DESC, id);
+-- stats: counts per status and the oldest queued task
+CREATE INDEX IF NOT EXISTS tasks_status_created ON tasks (status, created_at);
+CREATE INDEX IF NOT EXISTS tasks_finished ON tasks (finished_at) WHERE finished_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS tasks_worker ON tasks (worker_id, id) WHERE worker_id IS NOT NULL;
+
+CREATE TABLE IF NOT EXISTS logs (
+    task_id TEXT NOT NULL,
+    seq     INTEGER NOT NULL,
+    attempt INTEGER NOT NULL,
+    stream  TEXT NOT NULL,
+    time    INTEGER NOT NULL,
+    data    BLOB NOT NULL,
+    PRIMARY KEY (task_id, seq)
+);
+-- per-task log accounting: the next seq, bytes kept, bytes dropped so far
+CREATE TABLE IF NOT EXISTS log_state (
+    task_id       TEXT PRIMARY KEY,
+    next_seq      INTEGER NOT NULL,
+    kept_bytes    INTEGER NOT NULL,
+    dropped_bytes INTEGER NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS workers (
+    id   TEXT PRIMARY KEY,
+    body TEXT NOT NULL
+);
+";
+
+impl From<rusqlite::Error> for QueueError {
+    fn from(e: rusqlite::Error) -> Self {
+        let retryable = matches!(
+            e.sqlite_error_code(),
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+        );
+        QueueError::Backend {
+            backend: BACKEND,
+            message: e.to_string(),
+            retryable,
+        }
+    }
+}
+
+/// A permanent backend error with our own message.
+pub(crate) fn backend_error(message: impl Into<String>) -> QueueError {
+    QueueError::Backend {
+        backend: BACKEND,
+        message: message.into(),
+        retryable: false,
+    }
+}
+
+/// Opens the connection the writer thread owns, creating the file and schema if needed.
+pub(crate) fn open_writer(path: &Path) -> Result<Connection> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| {
+            backend_error(format!("cannot create directory {}: {e}", parent.display()))
+        })?;
+    }
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(backend_error(format!(
+            "{} cannot use WAL mode (journal mode is {mode})",
+            path.display()
+        )));
+    }
+    // FULL: an acknowledged commit survives power loss, not only a process crash.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version > SCHEMA_VERSION {
+        return Err(backend_error(format!(
+            "{} has schema version {version}, newer than this build's {SCHEMA_VERSION}",
+            path.display()
+        )));
+    }
+    conn.execute_batch(&format!(
+        "BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+    ))?;
+    Ok(conn)
+}
+
+/// Opens a read-only connection for the reader pool.
+pub(crate) fn open_reader(path: &Path) -> Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "query_only", "ON")?;
+    Ok(conn)
+}
+
+/// A timestamp as stored: nanoseconds since the epoch, saturating outside 1677..2262.
+pub(crate) fn ts(t: DateTime<Utc>) -> i64 {
+    t.timestamp_nanos_opt().unwrap_or(if t.timestamp() < 0 {
+        i64::MIN
+    } else {
+        i64::MAX
+    })
+}
+
+/// The inverse of [`ts`].
+pub(crate) fn from_ts(nanos: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_nanos(nanos)
+}
+
+/// A u64 quantity as an SQLite integer, saturating.
+pub(crate) fn int(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// Parses a stored task body.
+pub(crate) fn decode_task(body: &str) -> Result<Task> {
+    serde_json::from_str(body).map_err(|e| backend_error(format!("corrupt task row: {e}")))
+}
+
+/// Serializes any model value for a `body` column.
+pub(crate) fn encode<T: serde::Serialize>(value: &T) -> Result<String> {
+    serde_json::to_string(value).map_err(|e| backend_error(format!("cannot encode row: {e}")))
+}
+
+/// Parses a stored status column.
+pub(crate) fn decode_status(s: &str) -> Result<TaskStatus> {
+    s.parse()
+        .map_err(|_| backend_error(format!("corrupt status column {s:?}")))
+}
+
+/// The task with this id, `NotFound` when absent.
+pub(crate) fn load_task(conn: &Connection, id: TaskId) -> Result<Task> {
+    let body: Option<String> = conn
+        .prepare_cached("SELECT body FROM tasks WHERE id = ?1")?
+        .query_row([id.to_string()], |r| r.get(0))
+        .optional()?;
+    match body {
+        Some(b) => decode_task(&b),
+        None => Err(QueueError::NotFound(id)),
+    }
+}
+
+/// True when a task with this id exists.
+pub(crate) fn task_exists(conn: &Connection, id: TaskId) -> Result<bool> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM tasks WHERE id = ?1")?
+        .query_row([id.to_string()], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+/// Inserts a new task row.
+pub(crate) fn insert_task(conn: &Connection, t: &Task) -> Result<()> {
+    let r = &t.spec.resources;
+    conn.prepare_cached(
+        "INSERT INTO tasks (id, status, priority, created_at, not_before, finished_at,
+            pinned_worker, idempotency_key, worker_id, cpu_millis, memory_bytes, gpus,
+            disk_bytes, body)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+    )?
+    .execute(params![
+        t.id.to_string(),
+        t.status.as_str(),
+        t.spec.priority,
+        ts(t.created_at),
+        ts(t.not_before),
+        t.finished_at.map(ts),
+        t.spec.pinned_worker,
+        t.spec.idempotency_key,
+        t.worker_id(),
+        int(r.cpu_millis),
+        int(r.memory_bytes),
+        r.gpus,
+        int(r.disk_bytes),
+        encode(t)?,
+    ])?;
+    Ok(())
+}
+
+/// Writes back a changed task: the columns that can change, and the body.
+pub(crate) fn update_task(conn: &Connection, t: &Task) -> Result<()> {
+    let n = conn
+        .prepare_cached(
+            "UPDATE tasks SET status = ?2, not_before = ?3, finished_at = ?4, worker_id = ?5,
+                body = ?6
+             WHERE id = ?1",
+        )?
+        .execute(params![
+            t.id.to_string(),
+            t.status.as_str(),
+            ts(t.not_before),
+            t.finished_at.map(ts),
+            t.worker_id(),
+            encode(t)?,
+        ])?;
+    if n == 1 {
+        Ok(())
+    } else {
+        Err(QueueError::NotFound(t.id))
+    }
+}

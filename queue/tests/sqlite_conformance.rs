@@ -1,0 +1,127 @@
+//! The conformance suite against the embedded SQLite store, plus SQLite-specific checks.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use cloudai_queue::conformance::Harness;
+use cloudai_queue::sqlite::SqliteStore;
+use cloudai_queue::{open_store, QueueError, QueueStore, StoreOptions, TaskSpec, TaskStatus};
+use tempfile::TempDir;
+
+/// A SQLite file in its own temporary directory, removed when the harness drops.
+struct SqliteHarness {
+    dir: TempDir,
+}
+
+impl SqliteHarness {
+    fn new() -> Self {
+        SqliteHarness {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.path().join("queue.db")
+    }
+}
+
+#[async_trait::async_trait]
+impl Harness for SqliteHarness {
+    async fn open(&self, opts: StoreOptions) -> Arc<dyn QueueStore> {
+        Arc::new(
+            SqliteStore::open(&self.path(), opts)
+                .await
+                .expect("open sqlite store"),
+        )
+    }
+}
+
+mod conformance {
+    use super::SqliteHarness;
+    cloudai_queue::conformance_suite!(async { Some(SqliteHarness::new()) });
+}
+
+#[tokio::test]
+async fn open_store_uri_creates_missing_directories() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nested/deeper/cloudai.db");
+    let uri = format!("sqlite://{}", path.display());
+    let store = open_store(&uri, StoreOptions::default()).await.unwrap();
+    assert_eq!(store.backend_name(), "sqlite");
+    let t = store
+        .enqueue(TaskSpec::new("busybox").into())
+        .await
+        .unwrap()
+        .task;
+    drop(store);
+    assert!(path.exists());
+    let store = open_store(&uri, StoreOptions::default()).await.unwrap();
+    assert_eq!(store.get(t.id).await.unwrap(), t);
+}
+
+/// Commands that share a group commit are isolated: the failing ones roll back only
+/// themselves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn failing_commands_do_not_spoil_their_batch() {
+    let h = SqliteHarness::new();
+    let store = h.open(StoreOptions::default()).await;
+    let mut handles = Vec::new();
+    for i in 0..200 {
+        let store = store.clone();
+        handles.push(tokio::spawn(async move {
+            let image = if i % 2 == 0 { "busybox" } else { "Bad Image" };
+            store.enqueue(TaskSpec::new(image).into()).await
+        }));
+    }
+    let (mut ok, mut invalid) = (0, 0);
+    for h in handles {
+        match h.await.unwrap() {
+            Ok(e) => {
+                assert!(e.created);
+                ok += 1;
+            }
+            Err(QueueError::Invalid { field: "image", .. }) => invalid += 1,
+            Err(e) => panic!("unexpected error {e}"),
+        }
+    }
+    assert_eq!((ok, invalid), (100, 100));
+    let stats = store.stats(chrono::Utc::now()).await.unwrap();
+    assert_eq!(stats.counts.get(&TaskStatus::Queued), Some(&100));
+}
+
+/// Two stores on one file (as two masters would have) never hand out a task twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_stores_on_one_file_share_the_queue() {
+    let h = SqliteHarness::new();
+    let a = h.open(StoreOptions::default()).await;
+    let b = h.open(StoreOptions::default()).await;
+    let batch = (0..40).map(|_| TaskSpec::new("busybox").into()).collect();
+    a.enqueue_batch(batch).await.unwrap();
+    let now = chrono::Utc::now();
+    let claim = |store: Arc<dyn QueueStore>, worker: &'static str| {
+        tokio::spawn(async move {
+            let mut n = Vec::new();
+            let req = cloudai_queue::ClaimRequest {
+                worker_id: worker.into(),
+                free: cloudai_queue::Resources {
+                    cpu_millis: 1000,
+                    memory_bytes: 1 << 30,
+                    gpus: 0,
+                    disk_bytes: 1 << 30,
+                },
+                now,
+            };
+            while let Some(t) = store.claim(&req).await.unwrap() {
+                n.push(t.id);
+            }
+            n
+        })
+    };
+    let (x, y) = (claim(a.clone(), "wa"), claim(b.clone(), "wb"));
+    let mut ids = x.await.unwrap();
+    ids.extend(y.await.unwrap());
+    let total = ids.len();
+    ids.sort();
+    ids.dedup();
+    assert_eq!((total, ids.len()), (40, 40));
+}
