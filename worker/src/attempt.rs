@@ -1,0 +1,341 @@
+//! The life of one attempt, the same for every [`Executor`]: prepare (pull) → start →
+//! stream output → wait, with the timeout and cancel enforced by stop-with-grace-then-kill,
+//! and the container always removed before the outcome is returned.
+
+use std::time::Duration;
+
+use cloudai_queue::TaskSpec;
+use futures::StreamExt;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use crate::executor::{Executor, Handle, OutputChunk, StartRequest};
+
+/// Extra time given to the daemon beyond the grace period before the worker kills itself.
+const STOP_SLACK: Duration = Duration::from_secs(10);
+
+/// Something an attempt reports while it runs, in order: pulling, started, output.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AttemptEvent {
+    /// The image is being pulled; a progress line.
+    Pulling(String),
+    /// The container runs.
+    Started {
+        /// Its id.
+        container_id: String,
+    },
+    /// A chunk of its output.
+    Output(OutputChunk),
+}
+
+/// How an attempt ended; maps one-to-one onto the protocol's `FinishKind`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Finish {
+    /// The container ran and exited with this code.
+    Exited(i32),
+    /// It ran past its timeout and was stopped.
+    TimedOut,
+    /// It was asked to stop (cancel) before it ended.
+    Cancelled,
+    /// It could not be run: pull, create or start failed. The text says why.
+    Error(String),
+}
+
+/// Tuning of the attempt policy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttemptOptions {
+    /// Time between the polite stop signal and the kill.
+    pub stop_grace: Duration,
+    /// How long, after the container ended, its remaining output may take to be delivered
+    /// before it is abandoned (a consumer that stalls must not hold the container forever).
+    pub log_drain: Duration,
+}
+
+impl Default for AttemptOptions {
+    /// 10 s grace (Docker's own default), 5 min log drain.
+    fn default() -> Self {
+        AttemptOptions {
+            stop_grace: Duration::from_secs(10),
+            log_drain: Duration::from_secs(300),
+        }
+    }
+}
+
+/// The sending half of a stop request (cancel, revoke, shutdown).
+#[derive(Debug)]
+pub struct Stopper(watch::Sender<bool>);
+
+/// The receiving half: [`run_attempt`] watches it.
+#[derive(Clone, Debug)]
+pub struct StopSignal(watch::Receiver<bool>);
+
+/// A connected pair of stop halves.
+pub fn stop_signal() -> (Stopper, StopSignal) {
+    let (tx, rx) = watch::channel(false);
+    (Stopper(tx), StopSignal(rx))
+}
+
+impl Stopper {
+    /// Asks the attempt to stop. Idempotent.
+    pub fn stop(&self) {
+        self.0.send_replace(true);
+    }
+}
+
+impl StopSignal {
+    /// A signal that never fires, for callers with no cancel.
+    pub fn never() -> Self {
+        // With the sender gone the value can never become true.
+        StopSignal(watch::channel(false).1)
+    }
+
+    /// True once a stop was asked for.
+    pub fn is_stopped(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    /// Resolves when a stop is asked for; never, if the stopper was dropped unused.
+    pub async fn stopped(&mut self) {
+        if self.0.wait_for(|s| *s).await.is_err() {
+            futures::future::pending::<()>().await;
+        }
+    }
+}
+
+/// Runs one attempt to its end and returns how it ended. Events go to `events` in order;
+/// if the receiver is slow the container's output is read more slowly (bounded memory),
+/// and if it is gone events are dropped. The container is removed before this returns.
+pub async fn run_attempt(
+    exec: &dyn Executor,
+    req: StartRequest,
+    opts: &AttemptOptions,
+    mut stop: StopSignal,
+    events: mpsc::Sender<AttemptEvent>,
+) -> Finish {
+    let task_id = req.task_id.clone();
+    if let Err(e) = prepare(exec, &req.spec, &mut stop, &events).await {
+        return e;
+    }
+    if stop.is_stopped() {
+        return Finish::Cancelled;
+    }
+    let handle = match exec.start(&req).await {
+        Ok(h) => h,
+        Err(e) => return Finish::Error(e.to_string()),
+    };
+    tracing::debug!(task_id = %task_id, container_id = %handle.id, "container started");
+    let _ = events
+        .send(AttemptEvent::Started {
+            container_id: handle.id.clone(),
+        })
+        .await;
+    let mut output = exec.logs(&handle);
+    let log_events = events.clone();
+    let mut logs = tokio::spawn(async move {
+        while let Some(chunk) = output.next().await {
+            match chunk {
+                Ok(chunk) => {
+                    if log_events.send(AttemptEvent::Output(chunk)).await.is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading container output failed");
+                    return;
+                }
+            }
+        }
+    });
+
+    let deadline = req.spec.timeout.map(|t| Instant::now() + t);
+    let timeout = async {
+        match deadline {
+            Some(d) => tokio::time::sleep_until(d).await,
+            None => futures::future::pending().await,
+        }
+    };
+    let finish = tokio::select! {
+        code = exec.wait(&handle) => match code {
+            Ok(code) => Finish::Exited(code.clamp(i32::MIN as i64, i32::MAX as i64) as i32),
+            Err(e) => {
+                terminate(exec, &handle, opts.stop_grace).await;
+                Finish::Error(e.to_string())
+            }
+        },
+        _ = timeout => {
+            tracing::info!(task_id = %task_id, "attempt timed out, stopping");
+            terminate(exec, &handle, opts.stop_grace).await;
+            Finish::TimedOut
+        }
+        _ = stop.stopped() => {
+            tracing::info!(task_id = %task_id, "attempt cancelled, stopping");
+            terminate(exec, &handle, opts.stop_grace).await;
+            Finish::Cancelled
+        }
+    };
+
+    let drained = tokio::select! {
+        r = tokio::time::timeout(opts.log_drain, &mut logs) => r.is_ok(),
+        // A stop during the drain: the output is no longer wanted.
+        _ = stop.stopped(), if finish != Finish::Cancelled => false,
+    };
+    if !drained {
+        tracing::warn!(task_id = %task_id, "abandoning undelivered container output");
+        logs.abort();
+    }
+    remove(exec, &handle).await;
+    finish
+}
+
+async fn prepare(
+    exec: &dyn Executor,
+    spec: &TaskSpec,
+    stop: &mut StopSignal,
+    events: &mpsc::Sender<AttemptEvent>,
+) -> Result<(), Finish> {
+    let (progress_tx, mut progress_rx) = mpsc::channel(8);
+    let prepare = exec.prepare(spec, &progress_tx);
+    tokio::pin!(prepare);
+    let result = loop {
+        tokio::select! {
+            r = &mut prepare => break r,
+            Some(line) = progress_rx.recv() => {
+                let _ = events.send(AttemptEvent::Pulling(line)).await;
+            }
+            // Dropping the prepare future abandons the pull; nothing was started.
+            _ = stop.stopped() => return Err(Finish::Cancelled),
+        }
+    };
+    while let Ok(line) = progress_rx.try_recv() {
+        let _ = events.send(AttemptEvent::Pulling(line)).await;
+    }
+    result.map_err(|e| Finish::Error(e.to_string()))
+}
+
+/// Stop with grace, then kill, then make sure it has exited.
+async fn terminate(exec: &dyn Executor, handle: &Handle, grace: Duration) {
+    let stopped = tokio::time::timeout(grace + STOP_SLACK, exec.stop(handle, grace)).await;
+    if !matches!(stopped, Ok(Ok(()))) {
+        tracing::warn!(container_id = %handle.id, "graceful stop failed, killing");
+        if let Err(e) = exec.kill(handle).await {
+            tracing::warn!(container_id = %handle.id, error = %e, "kill failed");
+        }
+    }
+    let _ = tokio::time::timeout(STOP_SLACK, exec.wait(handle)).await;
+}
+
+/// Removes the container, retrying a little: leaving one behind is worse than a delay.
+async fn remove(exec: &dyn Executor, handle: &Handle) {
+    for delay_ms in [0u64, 200, 1000, 3000] {
+        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+        match exec.remove(handle).await {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::warn!(container_id = %handle.id, error = %e, "removing container failed")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::executor::{FakeBehavior, FakeExecutor};
+
+    fn req(spec: TaskSpec) -> StartRequest {
+        StartRequest {
+            task_id: "t".into(),
+            attempt: 1,
+            token: 1,
+            worker_id: "w".into(),
+            spec,
+        }
+    }
+
+    async fn run(
+        exec: &FakeExecutor,
+        spec: TaskSpec,
+        stop: StopSignal,
+    ) -> (Finish, Vec<AttemptEvent>) {
+        let (tx, mut rx) = mpsc::channel(64);
+        let finish = run_attempt(exec, req(spec), &AttemptOptions::default(), stop, tx).await;
+        let mut events = Vec::new();
+        while let Ok(e) = rx.try_recv() {
+            events.push(e);
+        }
+        (finish, events)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn exit_code_and_output_in_order() {
+        let exec = FakeExecutor::new(FakeBehavior {
+            exit_code: 3,
+            stdout: vec!["hello".into()],
+            ..Default::default()
+        });
+        let (finish, events) = run(&exec, TaskSpec::new("i"), StopSignal::never()).await;
+        assert_eq!(finish, Finish::Exited(3));
+        assert!(matches!(events[0], AttemptEvent::Started { .. }));
+        assert!(matches!(&events[1], AttemptEvent::Output(c) if c.data == b"hello\n"));
+        assert_eq!(exec.live_containers(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn timeout_and_cancel_remove_the_container() {
+        let exec = FakeExecutor::new(FakeBehavior {
+            run_for: Duration::from_secs(3600),
+            ..Default::default()
+        });
+        let mut spec = TaskSpec::new("i");
+        spec.timeout = Some(Duration::from_secs(1));
+        let (finish, _) = run(&exec, spec, StopSignal::never()).await;
+        assert_eq!(finish, Finish::TimedOut);
+        assert_eq!(exec.live_containers(), 0);
+
+        let (stopper, signal) = stop_signal();
+        let task = tokio::spawn({
+            let exec = exec.clone();
+            async move { run(&exec, TaskSpec::new("i"), signal).await.0 }
+        });
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(exec.live_containers(), 1);
+        stopper.stop();
+        assert_eq!(task.await.unwrap(), Finish::Cancelled);
+        assert_eq!(exec.live_containers(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn cancel_while_pulling_never_starts() {
+        let exec = FakeExecutor::new(FakeBehavior {
+            pull_for: Duration::from_secs(60),
+            ..Default::default()
+        });
+        let (stopper, signal) = stop_signal();
+        let task = tokio::spawn({
+            let exec = exec.clone();
+            async move { run(&exec, TaskSpec::new("i"), signal).await }
+        });
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        stopper.stop();
+        let (finish, events) = task.await.unwrap();
+        assert_eq!(finish, Finish::Cancelled);
+        assert!(matches!(events[0], AttemptEvent::Pulling(_)));
+        assert_eq!(exec.started_count(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn start_and_pull_errors_are_reported() {
+        let exec = FakeExecutor::new(FakeBehavior {
+            pull_error: Some("repository does not exist".into()),
+            ..Default::default()
+        });
+        let (finish, _) = run(&exec, TaskSpec::new("nope"), StopSignal::never()).await;
+        assert!(matches!(finish, Finish::Error(e) if e.contains("repository does not exist")));
+        let exec = FakeExecutor::new(FakeBehavior {
+            start_error: Some("no such file".into()),
+            ..Default::default()
+        });
+        let (finish, _) = run(&exec, TaskSpec::new("i"), StopSignal::never()).await;
+        assert!(matches!(finish, Finish::Error(e) if e.contains("no such file")));
+    }
+}

@@ -1,0 +1,425 @@
+//! [`DockerExecutor`]: runs attempts as containers through the Docker Engine API (bollard).
+//!
+//! Output is read with `logs?follow=1` from the container's start, which replays nothing
+//! twice and reads only as fast as the consumer polls, so a flooding container is slowed
+//! down instead of growing memory.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bollard::container::{
+    Config, CreateContainerOptions, KillContainerOptions, ListContainersOptions, LogOutput,
+    LogsOptions, RemoveContainerOptions, StopContainerOptions, WaitContainerOptions,
+};
+use bollard::errors::Error as DockerError;
+use bollard::image::CreateImageOptions;
+use bollard::models::{DeviceRequest, HostConfig};
+use bollard::Docker;
+use chrono::Utc;
+use cloudai_queue::{LogStream, TaskSpec};
+use futures::{stream, StreamExt};
+use tokio::time::Instant;
+
+use super::{
+    labels, split_chunks, Executor, Handle, OutputChunk, OutputStream, ProgressSink, StartRequest,
+    MAX_CHUNK_BYTES,
+};
+use crate::error::ExecError;
+
+/// Minimum time between two progress reports of one pull.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+
+/// Runs containers on the local Docker daemon.
+#[derive(Clone, Debug)]
+pub struct DockerExecutor {
+    docker: Docker,
+}
+
+impl DockerExecutor {
+    /// Connects to the local daemon (`DOCKER_HOST` or the default socket) and negotiates the
+    /// API version, so daemons older than bollard's default (e.g. 1.41) work.
+    pub async fn connect() -> Result<Self, ExecError> {
+        let docker = Docker::connect_with_local_defaults()
+            .map_err(|e| ExecError::Runtime(format!("connect to docker: {e}")))?
+            .negotiate_version()
+            .await
+            .map_err(|e| ExecError::Runtime(format!("negotiate docker api version: {e}")))?;
+        Ok(DockerExecutor { docker })
+    }
+
+    /// The underlying client, for callers that need more than the trait offers.
+    pub fn client(&self) -> &Docker {
+        &self.docker
+    }
+
+    /// Ids of all containers (running or not) carrying `label` (`key` or `key=value`).
+    pub async fn containers_with_label(&self, label: &str) -> Result<Vec<String>, ExecError> {
+        let filters = HashMap::from([("label".to_string(), vec![label.to_string()])]);
+        let list = self
+            .docker
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters,
+                ..Default::default()
+            }))
+            .await
+            .map_err(runtime)?;
+        Ok(list.into_iter().filter_map(|c| c.id).collect())
+    }
+
+    async fn image_present(&self, image: &str) -> Result<bool, ExecError> {
+        match self.docker.inspect_image(image).await {
+            Ok(_) => Ok(true),
+            Err(e) if status_of(&e) == Some(404) => Ok(false),
+            Err(e) => Err(runtime(e)),
+        }
+    }
+
+    async fn create(&self, req: &StartRequest) -> Result<String, DockerError> {
+        let options = Some(CreateContainerOptions {
+            name: req.container_name(),
+            platform: None,
+        });
+        let config = container_config(req);
+        match self
+            .docker
+            .create_container(options.clone(), config.clone())
+            .await
+        {
+            Ok(r) => Ok(r.id),
+            // A container of this very attempt is left from an earlier try: replace it.
+            Err(e) if status_of(&e) == Some(409) => {
+                let _ = self
+                    .remove(&Handle {
+                        id: req.container_name(),
+                    })
+                    .await;
+                Ok(self.docker.create_container(options, config).await?.id)
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+#[async_trait]
+impl Executor for DockerExecutor {
+    async fn prepare(&self, spec: &TaskSpec, progress: &ProgressSink) -> Result<(), ExecError> {
+        if self.image_present(&spec.image).await? {
+            return Ok(());
+        }
+        let pull_error = |message: String| ExecError::Pull {
+            image: spec.image.clone(),
+            message,
+        };
+        let (from_image, tag) = split_image_ref(&spec.image);
+        let _ = progress.try_send(format!("pulling {}", spec.image));
+        let mut pull = self.docker.create_image(
+            Some(CreateImageOptions {
+                from_image,
+                tag,
+                ..Default::default()
+            }),
+            None,
+            None,
+        );
+        let mut last_report = Instant::now();
+        while let Some(item) = pull.next().await {
+            let info = item.map_err(|e| pull_error(docker_message(e)))?;
+            if last_report.elapsed() >= PROGRESS_EVERY {
+                last_report = Instant::now();
+                let text = [info.id, info.status, info.progress]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                let _ = progress.try_send(text);
+            }
+        }
+        if !self.image_present(&spec.image).await? {
+            return Err(pull_error("image still missing after pull".into()));
+        }
+        Ok(())
+    }
+
+    async fn start(&self, req: &StartRequest) -> Result<Handle, ExecError> {
+        let id = self
+            .create(req)
+            .await
+            .map_err(|e| ExecError::Create(docker_message(e)))?;
+        let handle = Handle { id };
+        if let Err(e) = self
+            .docker
+            .start_container::<String>(&handle.id, None)
+            .await
+        {
+            let _ = self.remove(&handle).await;
+            return Err(ExecError::Start(docker_message(e)));
+        }
+        Ok(handle)
+    }
+
+    fn logs(&self, handle: &Handle) -> OutputStream {
+        let frames = self.docker.logs::<String>(
+            &handle.id,
+            Some(LogsOptions {
+                follow: true,
+                stdout: true,
+                stderr: true,
+                tail: "all".into(),
+                ..Default::default()
+            }),
+        );
+        frames
+            .flat_map(|frame| {
+                let chunks = match frame {
+                    Ok(frame) => frame_to_chunks(frame).into_iter().map(Ok).collect(),
+                    Err(e) => vec![Err(runtime(e))],
+                };
+                stream::iter(chunks)
+            })
+            .boxed()
+    }
+
+    async fn wait(&self, handle: &Handle) -> Result<i64, ExecError> {
+        let mut waits = self.docker.wait_container(
+            &handle.id,
+            Some(WaitContainerOptions {
+                condition: "not-running",
+            }),
+        );
+        match waits.next().await {
+            Some(Ok(r)) => Ok(r.status_code),
+            // bollard reports a non-zero exit as an error; it is a normal exit for us.
+            Some(Err(DockerError::DockerContainerWaitError { code, .. })) => Ok(code),
+            Some(Err(e)) => Err(runtime(e)),
+            None => Err(ExecError::Runtime(
+                "wait stream ended without a result".into(),
+            )),
+        }
+    }
+
+    async fn stop(&self, handle: &Handle, grace: Duration) -> Result<(), ExecError> {
+        let t = grace.as_secs_f64().ceil() as i64;
+        match self
+            .docker
+            .stop_container(&handle.id, Some(StopContainerOptions { t }))
+            .await
+        {
+            Ok(()) => Ok(()),
+            // 304: already stopped; 404: already gone.
+            Err(e) if matches!(status_of(&e), Some(304 | 404)) => Ok(()),
+            Err(e) => Err(runtime(e)),
+        }
+    }
+
+    async fn kill(&self, handle: &Handle) -> Result<(), ExecError> {
+        match self
+            .docker
+            .kill_container(&handle.id, Some(KillContainerOptions { signal: "SIGKILL" }))
+            .await
+        {
+            Ok(()) => Ok(()),
+            // 409: not running; 404: gone.
+            Err(e) if matches!(status_of(&e), Some(404 | 409)) => Ok(()),
+            Err(e) => Err(runtime(e)),
+        }
+    }
+
+    async fn remove(&self, handle: &Handle) -> Result<(), ExecError> {
+        let options = RemoveContainerOptions {
+            force: true,
+            v: true,
+            ..Default::default()
+        };
+        match self
+            .docker
+            .remove_container(&handle.id, Some(options))
+            .await
+        {
+            Ok(()) => Ok(()),
+            // 404: already gone; 409: removal already in progress.
+            Err(e) if matches!(status_of(&e), Some(404 | 409)) => Ok(()),
+            Err(e) => Err(runtime(e)),
+        }
+    }
+
+    async fn remove_leftovers(&self, worker_id: &str) -> Result<usize, ExecError> {
+        let ids = self
+            .containers_with_label(&format!("{}={worker_id}", labels::WORKER))
+            .await?;
+        for id in &ids {
+            self.remove(&Handle { id: id.clone() }).await?;
+        }
+        Ok(ids.len())
+    }
+}
+
+fn container_config(req: &StartRequest) -> Config<String> {
+    let spec = &req.spec;
+    let r = &spec.resources;
+    let (entrypoint, cmd) = match spec.command.split_first() {
+        Some((program, args)) => (Some(vec![program.clone()]), Some(args.to_vec())),
+        None => (None, None),
+    };
+    let device_requests = (r.gpus > 0).then(|| {
+        vec![DeviceRequest {
+            driver: Some("nvidia".into()),
+            count: Some(i64::from(r.gpus)),
+            capabilities: Some(vec![vec!["gpu".into()]]),
+            ..Default::default()
+        }]
+    });
+    Config {
+        image: Some(spec.image.clone()),
+        entrypoint,
+        cmd,
+        env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+        labels: Some(req.labels().into_iter().collect()),
+        attach_stdout: Some(true),
+        attach_stderr: Some(true),
+        tty: Some(false),
+        host_config: Some(HostConfig {
+            nano_cpus: (r.cpu_millis > 0).then(|| (r.cpu_millis as i64).saturating_mul(1_000_000)),
+            memory: (r.memory_bytes > 0).then(|| r.memory_bytes.min(i64::MAX as u64) as i64),
+            device_requests,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Splits one Docker log frame into chunks of at most [`MAX_CHUNK_BYTES`].
+fn frame_to_chunks(frame: LogOutput) -> Vec<OutputChunk> {
+    let (stream, data) = match frame {
+        LogOutput::StdOut { message } => (LogStream::Stdout, message),
+        LogOutput::StdErr { message } => (LogStream::Stderr, message),
+        // No TTY and no stdin are attached, so these do not occur; keep the bytes anyway.
+        LogOutput::Console { message } | LogOutput::StdIn { message } => {
+            (LogStream::Stdout, message)
+        }
+    };
+    let time = Utc::now();
+    split_chunks(&data, MAX_CHUNK_BYTES)
+        .map(|piece| OutputChunk {
+            stream,
+            time,
+            data: piece.to_vec(),
+        })
+        .collect()
+}
+
+/// Splits an image reference into the `fromImage` and `tag` of the pull API. An empty tag
+/// would pull every tag, so a reference without tag or digest pulls `latest`.
+fn split_image_ref(image: &str) -> (String, String) {
+    if image.contains('@') {
+        return (image.to_string(), String::new());
+    }
+    let name_start = image.rfind('/').map_or(0, |i| i + 1);
+    match image[name_start..].rfind(':') {
+        Some(i) => {
+            let at = name_start + i;
+            (image[..at].to_string(), image[at + 1..].to_string())
+        }
+        None => (image.to_string(), "latest".to_string()),
+    }
+}
+
+fn status_of(e: &DockerError) -> Option<u16> {
+    match e {
+        DockerError::DockerResponseServerError { status_code, .. } => Some(*status_code),
+        _ => None,
+    }
+}
+
+/// The daemon's or registry's own words, without bollard's wrapping.
+fn docker_message(e: DockerError) -> String {
+    match e {
+        DockerError::DockerResponseServerError { message, .. } => message,
+        DockerError::DockerStreamError { error } => error,
+        other => other.to_string(),
+    }
+}
+
+fn runtime(e: DockerError) -> ExecError {
+    ExecError::Runtime(docker_message(e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cloudai_queue::Resources;
+
+    #[test]
+    fn image_refs_split_into_name_and_tag() {
+        let s = |r: &str| split_image_ref(r);
+        assert_eq!(s("busybox"), ("busybox".into(), "latest".into()));
+        assert_eq!(
+            s("cloudai/busybox:test"),
+            ("cloudai/busybox".into(), "test".into())
+        );
+        assert_eq!(
+            s("localhost:5000/team/app"),
+            ("localhost:5000/team/app".into(), "latest".into())
+        );
+        assert_eq!(
+            s("localhost:5000/app:v2"),
+            ("localhost:5000/app".into(), "v2".into())
+        );
+        assert_eq!(
+            s("app@sha256:abc"),
+            ("app@sha256:abc".into(), String::new())
+        );
+    }
+
+    #[test]
+    fn container_config_carries_limits_command_env_and_labels() {
+        let mut spec = TaskSpec::new("img:1");
+        spec.command = vec!["sh".into(), "-c".into(), "echo hi".into()];
+        spec.env.insert("A".into(), "1".into());
+        spec.resources = Resources {
+            cpu_millis: 1500,
+            memory_bytes: 256 << 20,
+            gpus: 1,
+            disk_bytes: 0,
+        };
+        let req = StartRequest {
+            task_id: "t".into(),
+            attempt: 1,
+            token: 4,
+            worker_id: "w".into(),
+            spec,
+        };
+        let c = container_config(&req);
+        assert_eq!(c.entrypoint, Some(vec!["sh".to_string()]));
+        assert_eq!(c.cmd, Some(vec!["-c".to_string(), "echo hi".to_string()]));
+        assert_eq!(c.env, Some(vec!["A=1".to_string()]));
+        assert_eq!(c.tty, Some(false));
+        let hc = c.host_config.unwrap();
+        assert_eq!(hc.nano_cpus, Some(1_500_000_000));
+        assert_eq!(hc.memory, Some(256 << 20));
+        assert_eq!(hc.device_requests.unwrap()[0].count, Some(1));
+        assert_eq!(c.labels.unwrap()[labels::TASK_ID], "t");
+
+        let plain = container_config(&StartRequest {
+            spec: TaskSpec::new("img"),
+            ..req
+        });
+        assert_eq!(plain.entrypoint, None);
+        let hc = plain.host_config.unwrap();
+        assert_eq!(
+            (hc.nano_cpus, hc.memory, hc.device_requests),
+            (None, None, None)
+        );
+    }
+
+    #[test]
+    fn big_frames_are_split() {
+        let chunks = frame_to_chunks(LogOutput::StdErr {
+            message: vec![b'x'; MAX_CHUNK_BYTES + 1].into(),
+        });
+        assert_eq!(chunks.len(), 2);
+        assert!(chunks.iter().all(|c| c.stream == LogStream::Stderr));
+        assert_eq!(chunks[1].data.len(), 1);
+    }
+}

@@ -1,0 +1,170 @@
+//! How an attempt's container is run: the [`Executor`] trait, its request and output
+//! types, and the log chunking every executor shares.
+//!
+//! An executor does single steps (prepare, start, logs, wait, stop, remove). The policy
+//! around them (timeouts, cancel, always-remove, event order) lives once, in
+//! [`crate::attempt`], so the fake and the Docker executor behave alike.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use cloudai_queue::{LogStream, TaskSpec};
+use futures::stream::BoxStream;
+use tokio::sync::mpsc;
+
+use crate::error::ExecError;
+
+pub mod docker;
+pub mod fake;
+
+pub use docker::DockerExecutor;
+pub use fake::{FakeBehavior, FakeExecutor};
+
+/// Largest log chunk an executor yields (and the protocol allows): 64 KiB.
+pub const MAX_CHUNK_BYTES: usize = 64 * 1024;
+
+/// Label keys put on every container, so leftovers can be found and cleaned up.
+pub mod labels {
+    /// The task id.
+    pub const TASK_ID: &str = "cloudai.task_id";
+    /// The attempt number (1-based).
+    pub const ATTEMPT: &str = "cloudai.attempt";
+    /// The attempt's fencing token.
+    pub const TOKEN: &str = "cloudai.token";
+    /// The worker id that created it.
+    pub const WORKER: &str = "cloudai.worker";
+}
+
+/// Everything an executor needs to start one attempt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StartRequest {
+    /// The task id (a string: executors only label with it).
+    pub task_id: String,
+    /// Attempt number, 1-based.
+    pub attempt: u32,
+    /// Fencing token of the attempt.
+    pub token: u64,
+    /// The worker running it.
+    pub worker_id: String,
+    /// What to run.
+    pub spec: TaskSpec,
+}
+
+impl StartRequest {
+    /// The labels the container carries.
+    pub fn labels(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            (labels::TASK_ID.to_string(), self.task_id.clone()),
+            (labels::ATTEMPT.to_string(), self.attempt.to_string()),
+            (labels::TOKEN.to_string(), self.token.to_string()),
+            (labels::WORKER.to_string(), self.worker_id.clone()),
+        ])
+    }
+
+    /// A container name unique per attempt, so a retried create never collides.
+    pub fn container_name(&self) -> String {
+        format!("cloudai-{}-{}", self.task_id, self.token)
+    }
+}
+
+/// A started container, as the executor that started it knows it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Handle {
+    /// Container id (Docker's id, or the fake's synthetic one).
+    pub id: String,
+}
+
+/// A piece of a container's output, at most [`MAX_CHUNK_BYTES`] long.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutputChunk {
+    /// Stdout or stderr.
+    pub stream: LogStream,
+    /// When the worker read it.
+    pub time: DateTime<Utc>,
+    /// The bytes as written; no TTY framing.
+    pub data: Vec<u8>,
+}
+
+/// A pull-based stream of output: the executor reads from its source only when the
+/// consumer polls, so a slow consumer slows the reader instead of growing a buffer.
+pub type OutputStream = BoxStream<'static, Result<OutputChunk, ExecError>>;
+
+/// Where pull progress goes. Executors use `try_send`: progress is informational and is
+/// dropped rather than ever blocking a pull.
+pub type ProgressSink = mpsc::Sender<String>;
+
+/// One way of running containers. Implementations do single steps; see [`crate::attempt`]
+/// for the policy that combines them.
+#[async_trait]
+pub trait Executor: Send + Sync + 'static {
+    /// Makes `spec.image` available locally, pulling it when missing. A failure carries the
+    /// registry's message. Dropping the future abandons the pull.
+    async fn prepare(&self, spec: &TaskSpec, progress: &ProgressSink) -> Result<(), ExecError>;
+
+    /// Creates and starts the container. On error nothing is left behind.
+    async fn start(&self, req: &StartRequest) -> Result<Handle, ExecError>;
+
+    /// The container's stdout and stderr from its start, demultiplexed, ending when the
+    /// container's output ends.
+    fn logs(&self, handle: &Handle) -> OutputStream;
+
+    /// Waits until the container exits and returns its exit code.
+    async fn wait(&self, handle: &Handle) -> Result<i64, ExecError>;
+
+    /// Asks the container to stop, killing it once `grace` has passed.
+    async fn stop(&self, handle: &Handle, grace: Duration) -> Result<(), ExecError>;
+
+    /// Kills the container at once.
+    async fn kill(&self, handle: &Handle) -> Result<(), ExecError>;
+
+    /// Removes the container (killing it if it still runs). Removing one that is already
+    /// gone succeeds.
+    async fn remove(&self, handle: &Handle) -> Result<(), ExecError>;
+
+    /// Removes containers that an earlier run of worker `worker_id` left behind (it
+    /// crashed or was killed); returns how many. Called once when a worker starts.
+    async fn remove_leftovers(&self, _worker_id: &str) -> Result<usize, ExecError> {
+        Ok(0)
+    }
+}
+
+/// Splits `data` into chunks of at most `max` bytes, keeping order. Empty input gives no
+/// chunk.
+pub fn split_chunks(data: &[u8], max: usize) -> impl Iterator<Item = &[u8]> {
+    data.chunks(max.max(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_are_bounded_and_lossless() {
+        let data: Vec<u8> = (0..200_000u32).map(|i| i as u8).collect();
+        let chunks: Vec<&[u8]> = split_chunks(&data, MAX_CHUNK_BYTES).collect();
+        assert_eq!(chunks.len(), 4);
+        assert!(chunks.iter().all(|c| c.len() <= MAX_CHUNK_BYTES));
+        assert_eq!(chunks.concat(), data);
+        assert_eq!(split_chunks(&[], MAX_CHUNK_BYTES).count(), 0);
+        assert_eq!(split_chunks(b"abc", 0).count(), 3);
+    }
+
+    #[test]
+    fn labels_name_the_attempt() {
+        let req = StartRequest {
+            task_id: "t1".into(),
+            attempt: 2,
+            token: 7,
+            worker_id: "w".into(),
+            spec: TaskSpec::new("img"),
+        };
+        let l = req.labels();
+        assert_eq!(l[labels::TASK_ID], "t1");
+        assert_eq!(l[labels::ATTEMPT], "2");
+        assert_eq!(l[labels::TOKEN], "7");
+        assert_eq!(l[labels::WORKER], "w");
+        assert_eq!(req.container_name(), "cloudai-t1-7");
+    }
+}
