@@ -48,10 +48,9 @@ pub async fn open_store(uri: &str, opts: StoreOptions) -> Result<Arc<dyn QueueSt
         StoreLocation::Sqlite(path) => Ok(Arc::new(
             crate::sqlite::SqliteStore::open(&path, opts).await?,
         )),
-        StoreLocation::Mongo(uri) => {
-            crate::mongo::MongoStore::connect(&uri, opts).await?;
-            Err(not_built(&uri))
-        }
+        StoreLocation::Mongo(uri) => Ok(Arc::new(
+            crate::mongo::MongoStore::connect(&uri, opts).await?,
+        )),
     }
 }
 

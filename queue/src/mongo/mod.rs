@@ -1,18 +1,203 @@
-//! MongoDB backend (placeholder until built).
+//! The MongoDB backend: cloudai's production store, shared by several masters through one
+//! replica set. `database/schema.md` documents every collection, field and index.
+//!
+//! - [`doc`]: BSON shapes of tasks, attempts, workers and log chunks.
+//! - [`exec`]: transient-error classification, bounded retries, transactions.
+//! - [`indexes`]: the indexes created at connect, and the hints the queries use.
+//! - `tasks`: enqueue, reads and listing.
+//! - `transitions`: claim, assign and every status change (conditional on status and token).
+//! - `logs`: bounded, chunked task output.
+//! - `registry`: worker records and queue statistics.
+
+pub(crate) mod doc;
+pub(crate) mod exec;
+pub mod indexes;
+mod logs;
+mod registry;
+mod tasks;
+mod transitions;
+
+use async_trait::async_trait;
+use bson::Document;
+use chrono::{DateTime, Utc};
+use mongodb::options::{ClientOptions, ReadConcern, WriteConcern};
+use mongodb::{Client, Collection, Database};
 
 use crate::error::{QueueError, Result};
-use crate::store::StoreOptions;
+use crate::model::{
+    AttemptOutcome, ClaimRequest, Enqueued, LogChunk, NewLogChunk, NewTask, QueueStats, Task,
+    TaskId, TaskQuery, WorkerHealth, WorkerRecord,
+};
+use crate::store::{QueueStore, StoreOptions};
 
-/// The MongoDB store.
-pub struct MongoStore;
+/// Database used when the URI names none.
+pub const DEFAULT_DATABASE: &str = "cloudai";
+
+/// Collection names, as in the CloudAI schema users may already have.
+pub mod names {
+    /// One document per task.
+    pub const TASKS: &str = "TASKS";
+    /// One document per worker.
+    pub const WORKER_REGISTRY: &str = "WORKER_REGISTRY";
+    /// One document per attempt.
+    pub const ASSIGNMENTS: &str = "ASSIGNMENTS";
+    /// One document per finished task.
+    pub const RESULTS: &str = "RESULTS";
+    /// Reserved for the auth work; this backend writes nothing there.
+    pub const USERS: &str = "USERS";
+    /// Chunks of task output.
+    pub const LOGS: &str = "LOGS";
+}
+
+/// The MongoDB store. Cheap to share: the driver's client pools connections.
+pub struct MongoStore {
+    client: Client,
+    db: Database,
+    tasks: Collection<Document>,
+    workers: Collection<Document>,
+    assignments: Collection<Document>,
+    results: Collection<Document>,
+    logs: Collection<Document>,
+    opts: StoreOptions,
+}
 
 impl MongoStore {
-    /// Connects.
-    pub async fn connect(_uri: &str, _opts: StoreOptions) -> Result<Self> {
-        Err(QueueError::Backend {
-            backend: "mongodb",
-            message: "not built yet".into(),
-            retryable: false,
-        })
+    /// Connects to the deployment `uri` names and creates the indexes (idempotently).
+    ///
+    /// The database is the URI's path (`mongodb://h/prod` uses `prod`), `cloudai` when absent.
+    /// Unless the URI says otherwise (`w=`, `readConcernLevel=`, `retryWrites=`), writes wait
+    /// for a majority, reads see majority-committed data and retryable writes are on.
+    /// `enqueue_batch` and every status change use transactions, which MongoDB offers on
+    /// replica sets and sharded clusters only.
+    pub async fn connect(uri: &str, opts: StoreOptions) -> Result<MongoStore> {
+        let mut co = ClientOptions::parse(uri)
+            .await
+            .map_err(|e| QueueError::InvalidStoreUri {
+                uri: uri.to_string(),
+                reason: e.to_string(),
+            })?;
+        co.write_concern.get_or_insert_with(WriteConcern::majority);
+        co.read_concern.get_or_insert_with(ReadConcern::majority);
+        co.retry_writes.get_or_insert(true);
+        co.app_name.get_or_insert_with(|| "cloudai".into());
+        let db_name = co
+            .default_database
+            .clone()
+            .unwrap_or_else(|| DEFAULT_DATABASE.into());
+        let client = Client::with_options(co).map_err(|e| exec::backend_error(&e))?;
+        let db = client.database(&db_name);
+        let store = MongoStore {
+            tasks: db.collection(names::TASKS),
+            workers: db.collection(names::WORKER_REGISTRY),
+            assignments: db.collection(names::ASSIGNMENTS),
+            results: db.collection(names::RESULTS),
+            logs: db.collection(names::LOGS),
+            client,
+            db,
+            opts,
+        };
+        indexes::ensure(&store.db).await?;
+        tracing::info!(database = %db_name, "mongodb store ready");
+        Ok(store)
+    }
+
+    /// The database this store uses, for tools and tests (e.g. `explain`).
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+}
+
+#[async_trait]
+impl QueueStore for MongoStore {
+    fn backend_name(&self) -> &'static str {
+        "mongodb"
+    }
+
+    async fn enqueue(&self, task: NewTask) -> Result<Enqueued> {
+        self.enqueue_one(task).await
+    }
+
+    async fn enqueue_batch(&self, tasks: Vec<NewTask>) -> Result<Vec<Enqueued>> {
+        self.enqueue_many(tasks).await
+    }
+
+    async fn get(&self, id: TaskId) -> Result<Task> {
+        self.get_task(id).await
+    }
+
+    async fn resolve_prefix(&self, prefix: &str) -> Result<TaskId> {
+        self.resolve(prefix).await
+    }
+
+    async fn list(&self, query: &TaskQuery) -> Result<Vec<Task>> {
+        self.list_tasks(query).await
+    }
+
+    async fn queued(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Task>> {
+        self.queued_tasks(now, limit).await
+    }
+
+    async fn assign(&self, id: TaskId, worker_id: &str, now: DateTime<Utc>) -> Result<Task> {
+        self.assign_task(id, worker_id, now).await
+    }
+
+    async fn claim(&self, req: &ClaimRequest) -> Result<Option<Task>> {
+        self.claim_task(req).await
+    }
+
+    async fn mark_running(&self, id: TaskId, token: u64, now: DateTime<Utc>) -> Result<Task> {
+        self.start_attempt(id, token, now).await
+    }
+
+    async fn finish_attempt(
+        &self,
+        id: TaskId,
+        token: u64,
+        outcome: AttemptOutcome,
+        now: DateTime<Utc>,
+    ) -> Result<Task> {
+        self.end_attempt(id, token, outcome, now).await
+    }
+
+    async fn request_cancel(&self, id: TaskId, now: DateTime<Utc>) -> Result<Task> {
+        self.cancel(id, now).await
+    }
+
+    async fn append_logs(&self, id: TaskId, token: u64, chunks: Vec<NewLogChunk>) -> Result<u64> {
+        self.append(id, token, chunks).await
+    }
+
+    async fn read_logs(
+        &self,
+        id: TaskId,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<LogChunk>> {
+        self.read(id, after, limit).await
+    }
+
+    async fn stats(&self, now: DateTime<Utc>) -> Result<QueueStats> {
+        self.queue_stats(now).await
+    }
+
+    async fn upsert_worker(&self, worker: &WorkerRecord) -> Result<()> {
+        self.put_worker(worker).await
+    }
+
+    async fn set_worker_health(
+        &self,
+        id: &str,
+        health: WorkerHealth,
+        last_heartbeat: Option<DateTime<Utc>>,
+    ) -> Result<()> {
+        self.set_health(id, health, last_heartbeat).await
+    }
+
+    async fn get_worker(&self, id: &str) -> Result<Option<WorkerRecord>> {
+        self.find_worker(id).await
+    }
+
+    async fn list_workers(&self) -> Result<Vec<WorkerRecord>> {
+        self.all_workers().await
     }
 }

@@ -67,15 +67,17 @@ impl QueueStore for SqliteStore {
         schema::BACKEND
     }
 
+    // Creation times are taken in the writer thread, where ids are made too, so that
+    // both rise together and "oldest first" means the same by either.
     async fn enqueue(&self, task: NewTask) -> Result<Enqueued> {
-        let now = Utc::now();
-        self.writer.run(move |c| ops::enqueue(c, task, now)).await
+        self.writer
+            .run(move |c| ops::enqueue(c, task, Utc::now()))
+            .await
     }
 
     async fn enqueue_batch(&self, tasks: Vec<NewTask>) -> Result<Vec<Enqueued>> {
-        let now = Utc::now();
         self.writer
-            .run(move |c| ops::enqueue_batch(c, tasks, now))
+            .run(move |c| ops::enqueue_batch(c, tasks, Utc::now()))
             .await
     }
 

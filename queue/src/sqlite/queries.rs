@@ -105,9 +105,11 @@ pub(crate) fn stats(conn: &Connection, now: DateTime<Utc>) -> Result<QueueStats>
             counts.insert(decode_status(&status)?, n as u64);
         }
     }
+    // Ids and creation times rise together (both are taken in the writer thread).
     let oldest: Option<i64> = tx
-        .prepare_cached("SELECT MIN(created_at) FROM tasks WHERE status = 'queued'")?
-        .query_row([], |r| r.get(0))?;
+        .prepare_cached("SELECT created_at FROM tasks WHERE status = 'queued' ORDER BY id LIMIT 1")?
+        .query_row([], |r| r.get(0))
+        .optional()?;
     let minute_ago = now - chrono::Duration::minutes(1);
     let finished: i64 = tx
         .prepare_cached("SELECT COUNT(*) FROM tasks WHERE finished_at > ?1 AND finished_at <= ?2")?

@@ -39,8 +39,8 @@ CREATE TABLE IF NOT EXISTS tasks (
 );
 -- dispatch order: claim and queued() walk this index and stop at the first fit
 CREATE INDEX IF NOT EXISTS tasks_dispatch ON tasks (status, priority DESC, id);
--- stats: counts per status and the oldest queued task
-CREATE INDEX IF NOT EXISTS tasks_status_created ON tasks (status, created_at);
+-- list by status newest first, counts per status, the oldest queued task
+CREATE INDEX IF NOT EXISTS tasks_status_id ON tasks (status, id);
 CREATE INDEX IF NOT EXISTS tasks_finished ON tasks (finished_at) WHERE finished_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS tasks_worker ON tasks (worker_id, id) WHERE worker_id IS NOT NULL;
 

@@ -1,0 +1,299 @@
+//! Enqueueing (idempotent by key, batches in one transaction), reading and listing tasks.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bson::{doc, Document};
+use chrono::{DateTime, Utc};
+use futures::{FutureExt, TryStreamExt};
+use mongodb::options::Hint;
+use mongodb::ClientSession;
+
+use super::doc::{bdate, ms, task_doc, task_of};
+use super::exec::{in_txn, is_duplicate_key, retry, Fail};
+use super::{indexes, MongoStore};
+use crate::error::{QueueError, Result};
+use crate::model::{
+    Enqueued, NewTask, Task, TaskId, TaskQuery, TaskSpec, TaskStatus, DEFAULT_LIST_LIMIT,
+};
+use crate::validate::validate_spec;
+
+/// A fresh queued task for `new`, with times at the millisecond precision BSON keeps.
+fn fresh(new: NewTask) -> Result<Task> {
+    validate_spec(&new.spec)?;
+    let mut spec = new.spec;
+    // BSON keeps milliseconds; round now so the stored spec equals the returned one.
+    spec.timeout = spec
+        .timeout
+        .map(|t| Duration::from_millis((t.as_millis() as u64).max(1)));
+    let now = ms(Utc::now());
+    Ok(Task {
+        id: TaskId::new(),
+        spec,
+        status: TaskStatus::Queued,
+        created_at: now,
+        updated_at: now,
+        not_before: now,
+        finished_at: None,
+        attempts: Vec::new(),
+        cancel_requested: false,
+        exit_code: None,
+        error: None,
+        submitted_by: new.submitted_by,
+    })
+}
+
+/// The answer for a key that `existing` already holds: that task, or a conflict.
+fn reuse(key: &str, existing: Task, spec: &TaskSpec) -> Result<Enqueued> {
+    if existing.spec == *spec {
+        Ok(Enqueued {
+            task: existing,
+            created: false,
+        })
+    } else {
+        Err(QueueError::IdempotencyConflict {
+            key: key.to_string(),
+            existing: existing.id,
+        })
+    }
+}
+
+impl MongoStore {
+    pub(super) async fn find_task(
+        &self,
+        id: TaskId,
+        session: Option<&mut ClientSession>,
+    ) -> Result<Task, Fail> {
+        let q = self.tasks.find_one(doc! { "_id": id.to_string() });
+        let found = match session {
+            Some(s) => q.session(s).await?,
+            None => q.await?,
+        };
+        match found {
+            Some(d) => Ok(task_of(&d)?),
+            None => Err(QueueError::NotFound(id).into()),
+        }
+    }
+
+    pub(super) async fn enqueue_one(&self, new: NewTask) -> Result<Enqueued> {
+        let task = fresh(new)?;
+        let d = task_doc(&task);
+        retry("enqueue", || async {
+            match self.tasks.insert_one(d.clone()).await {
+                Ok(_) => Ok(Enqueued {
+                    task: task.clone(),
+                    created: true,
+                }),
+                Err(e) if is_duplicate_key(&e) => {
+                    // Either a retried insert that had landed, or the key is taken.
+                    if let Ok(mine) = self.find_task(task.id, None).await {
+                        return Ok(Enqueued {
+                            task: mine,
+                            created: true,
+                        });
+                    }
+                    let Some(key) = &task.spec.idempotency_key else {
+                        return Err(e.into());
+                    };
+                    match self.tasks.find_one(doc! { "idempotency_key": key }).await? {
+                        Some(existing) => Ok(reuse(key, task_of(&existing)?, &task.spec)?),
+                        // The holder vanished between the insert and the read: try again.
+                        None => Err(Fail::Conflict),
+                    }
+                }
+                Err(e) => Err(e.into()),
+            }
+        })
+        .await
+    }
+
+    pub(super) async fn enqueue_many(&self, news: Vec<NewTask>) -> Result<Vec<Enqueued>> {
+        if news.is_empty() {
+            return Ok(Vec::new());
+        }
+        let fresh: Vec<Task> = news.into_iter().map(fresh).collect::<Result<_>>()?;
+        in_txn(
+            &self.client,
+            "enqueue batch",
+            (self, &fresh),
+            |s, (store, fresh)| {
+                async move {
+                    let fresh: &Vec<Task> = fresh;
+                    // Which task each key resolves to: one already stored, or the first
+                    // task of this batch that carries it.
+                    let mut by_key: HashMap<&str, (Task, bool)> = HashMap::new();
+                    let mut out = Vec::with_capacity(fresh.len());
+                    let mut inserts = Vec::new();
+                    for task in fresh {
+                        let Some(key) = task.spec.idempotency_key.as_deref() else {
+                            inserts.push(task_doc(task));
+                            out.push(Enqueued {
+                                task: task.clone(),
+                                created: true,
+                            });
+                            continue;
+                        };
+                        if !by_key.contains_key(key) {
+                            let stored = store
+                                .tasks
+                                .find_one(doc! { "idempotency_key": key })
+                                .session(&mut *s)
+                                .await?;
+                            let entry = match stored {
+                                Some(d) => (task_of(&d)?, false),
+                                None => {
+                                    inserts.push(task_doc(task));
+                                    out.push(Enqueued {
+                                        task: task.clone(),
+                                        created: true,
+                                    });
+                                    by_key.insert(key, (task.clone(), true));
+                                    continue;
+                                }
+                            };
+                            by_key.insert(key, entry);
+                        }
+                        let (holder, _) = &by_key[key];
+                        out.push(reuse(key, holder.clone(), &task.spec)?);
+                    }
+                    if !inserts.is_empty() {
+                        // A concurrent enqueue took one of the keys: run again to reuse it.
+                        store
+                            .tasks
+                            .insert_many(inserts)
+                            .session(&mut *s)
+                            .await
+                            .map_err(|e| {
+                                if is_duplicate_key(&e) {
+                                    Fail::Conflict
+                                } else {
+                                    Fail::Db(e)
+                                }
+                            })?;
+                    }
+                    Ok(out)
+                }
+                .boxed()
+            },
+        )
+        .await
+    }
+
+    pub(super) async fn get_task(&self, id: TaskId) -> Result<Task> {
+        retry("get", || self.find_task(id, None)).await
+    }
+
+    pub(super) async fn resolve(&self, prefix: &str) -> Result<TaskId> {
+        let p = prefix.to_ascii_lowercase();
+        if p.is_empty() || !p.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
+            return Err(QueueError::NoMatch(prefix.to_string()));
+        }
+        // Ids are lowercase hex and '-', all below 'g': this range is exactly the prefix.
+        let filter = doc! { "_id": { "$gte": &p, "$lt": format!("{p}g") } };
+        let ids: Vec<Document> = retry("resolve prefix", || async {
+            let c = self
+                .tasks
+                .find(filter.clone())
+                .projection(doc! { "_id": 1 })
+                .sort(doc! { "_id": 1 })
+                .limit(2)
+                .hint(Hint::Name(indexes::ID.into()))
+                .await?;
+            Ok(c.try_collect().await?)
+        })
+        .await?;
+        match ids.len() {
+            0 => Err(QueueError::NoMatch(prefix.to_string())),
+            1 => ids[0]
+                .get_str("_id")
+                .map_err(|e| QueueError::invalid("task id", e.to_string()))?
+                .parse(),
+            _ => {
+                let count = retry("resolve prefix", || async {
+                    Ok(self
+                        .tasks
+                        .count_documents(filter.clone())
+                        .hint(Hint::Name(indexes::ID.into()))
+                        .await?)
+                })
+                .await?;
+                Err(QueueError::AmbiguousPrefix {
+                    prefix: prefix.to_string(),
+                    count: count as usize,
+                })
+            }
+        }
+    }
+
+    /// The filter, sort and index hint of a `list` query (also used by the explain test).
+    pub fn list_plan(query: &TaskQuery) -> (Document, Document, String) {
+        let mut filter = Document::new();
+        if !query.statuses.is_empty() {
+            let s: Vec<&str> = query.statuses.iter().map(|s| s.as_str()).collect();
+            filter.insert("status", doc! { "$in": s });
+        }
+        if let Some(w) = &query.worker_id {
+            filter.insert("worker_id", w);
+        }
+        if let Some(b) = query.before {
+            filter.insert("_id", doc! { "$lt": b.to_string() });
+        }
+        let hint = if query.worker_id.is_some() {
+            indexes::WORKER_ID
+        } else if !query.statuses.is_empty() {
+            indexes::STATUS_ID
+        } else {
+            indexes::ID
+        };
+        (filter, doc! { "_id": -1 }, hint.to_string())
+    }
+
+    pub(super) async fn list_tasks(&self, query: &TaskQuery) -> Result<Vec<Task>> {
+        let limit = if query.limit == 0 {
+            DEFAULT_LIST_LIMIT
+        } else {
+            query.limit
+        };
+        let (filter, sort, hint) = Self::list_plan(query);
+        self.find_tasks("list", filter, sort, hint, limit).await
+    }
+
+    /// The filter, sort and index hint of the dispatch-order query (`queued`, `claim`).
+    pub fn queued_plan(now: DateTime<Utc>) -> (Document, Document, String) {
+        (
+            doc! { "status": TaskStatus::Queued.as_str(), "not_before": { "$lte": bdate(now) } },
+            doc! { "priority": -1, "created_at": 1, "_id": 1 },
+            indexes::CLAIM.to_string(),
+        )
+    }
+
+    pub(super) async fn queued_tasks(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Task>> {
+        let (filter, sort, hint) = Self::queued_plan(now);
+        self.find_tasks("queued", filter, sort, hint, limit).await
+    }
+
+    async fn find_tasks(
+        &self,
+        op: &'static str,
+        filter: Document,
+        sort: Document,
+        hint: String,
+        limit: usize,
+    ) -> Result<Vec<Task>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let docs: Vec<Document> = retry(op, || async {
+            let c = self
+                .tasks
+                .find(filter.clone())
+                .sort(sort.clone())
+                .limit(i64::try_from(limit).unwrap_or(i64::MAX))
+                .hint(Hint::Name(hint.clone()))
+                .await?;
+            Ok(c.try_collect().await?)
+        })
+        .await?;
+        docs.iter().map(task_of).collect()
+    }
+}

@@ -1,0 +1,340 @@
+//! Claim, assign and every later status change.
+//!
+//! Taking a queued task is one `findAndModify` (filter, dispatch-order sort, `$inc` of the
+//! fencing token), so two masters never take the same task. Later changes are read, checked
+//! against [`crate::state`] and the token in Rust, then written with an update conditional on
+//! the status and token that were read: a change that raced with another is rejected by the
+//! database and the operation runs again, and then gets the precise typed error. Each runs in
+//! a transaction with its `ASSIGNMENTS` (and `RESULTS`) writes.
+
+use bson::{doc, Bson, Document};
+use chrono::{DateTime, Utc};
+use futures::FutureExt;
+use mongodb::options::{Hint, ReplaceOptions, ReturnDocument};
+use mongodb::ClientSession;
+
+use super::doc::{assignment_doc, attempt_doc, bdate, i64_of, ms, task_doc, task_of};
+use super::exec::{in_txn, Fail};
+use super::MongoStore;
+use crate::error::{QueueError, Result};
+use crate::model::{Attempt, AttemptOutcome, ClaimRequest, Task, TaskId, TaskStatus};
+use crate::retry::{disposition, Disposition};
+use crate::state;
+use crate::validate::validate_worker_id;
+
+/// How a conditional change alters a task; it may refuse with a typed error.
+type Change = dyn Fn(&mut Task, DateTime<Utc>) -> Result<()> + Send + Sync;
+
+impl MongoStore {
+    /// The filter, sort and index hint of a claim: queued, eligible at `req.now`, pinned to
+    /// this worker or nobody, fitting the worker's free resources, in dispatch order.
+    pub fn claim_plan(req: &ClaimRequest) -> (Document, Document, String) {
+        let (mut filter, sort, hint) = MongoStore::queued_plan(ms(req.now));
+        filter.insert(
+            "pinned_worker",
+            doc! { "$in": [Bson::Null, req.worker_id.as_str()] },
+        );
+        filter.insert(
+            "req.cpu_millis",
+            doc! { "$lte": i64_of(req.free.cpu_millis) },
+        );
+        filter.insert(
+            "req.memory_bytes",
+            doc! { "$lte": i64_of(req.free.memory_bytes) },
+        );
+        filter.insert("req.gpus", doc! { "$lte": i64::from(req.free.gpus) });
+        filter.insert(
+            "req.disk_bytes",
+            doc! { "$lte": i64_of(req.free.disk_bytes) },
+        );
+        (filter, sort, hint)
+    }
+
+    /// Takes the first task matching `filter` (in `sort` order) for `worker`, inside the
+    /// caller's transaction: `$inc` of the token, then the attempt is appended to the task
+    /// and written to `ASSIGNMENTS`.
+    async fn take(
+        &self,
+        s: &mut ClientSession,
+        filter: Document,
+        sort: Option<(Document, String)>,
+        worker: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Task>, Fail> {
+        let update = doc! {
+            "$inc": { "token": 1_i64 },
+            "$set": {
+                "status": TaskStatus::Assigned.as_str(),
+                "worker_id": worker,
+                "updated_at": bdate(now),
+            },
+        };
+        let mut q = self
+            .tasks
+            .find_one_and_update(filter, update)
+            .return_document(ReturnDocument::After);
+        if let Some((sort, hint)) = sort {
+            q = q.sort(sort).hint(Hint::Name(hint));
+        }
+        let Some(d) = q.session(&mut *s).await? else {
+            return Ok(None);
+        };
+        let token = super::doc::Fields(&d).uint("token")?;
+        let mut task = task_of(&d)?;
+        let attempt = Attempt {
+            number: task.attempts.len() as u32 + 1,
+            token,
+            worker_id: worker.to_string(),
+            assigned_at: now,
+            started_at: None,
+            finished_at: None,
+            outcome: None,
+            exit_code: None,
+            error: None,
+        };
+        let r = self
+            .tasks
+            .update_one(
+                doc! { "_id": task.id.to_string(), "token": i64_of(token) },
+                doc! { "$push": { "attempts": attempt_doc(&attempt) } },
+            )
+            .session(&mut *s)
+            .await?;
+        if r.matched_count != 1 {
+            return Err(Fail::Conflict);
+        }
+        self.assignments
+            .insert_one(assignment_doc(task.id, &attempt))
+            .session(&mut *s)
+            .await?;
+        task.attempts.push(attempt);
+        Ok(Some(task))
+    }
+
+    pub(super) async fn claim_task(&self, req: &ClaimRequest) -> Result<Option<Task>> {
+        validate_worker_id(&req.worker_id)?;
+        state::check(TaskId::default(), TaskStatus::Queued, TaskStatus::Assigned)?;
+        let now = ms(req.now);
+        let (filter, sort, hint) = Self::claim_plan(req);
+        in_txn(
+            &self.client,
+            "claim",
+            (self, filter, sort, hint, req.worker_id.as_str()),
+            |s, (store, filter, sort, hint, worker)| {
+                async move {
+                    store
+                        .take(
+                            s,
+                            filter.clone(),
+                            Some((sort.clone(), hint.clone())),
+                            worker,
+                            now,
+                        )
+                        .await
+                }
+                .boxed()
+            },
+        )
+        .await
+    }
+
+    pub(super) async fn assign_task(
+        &self,
+        id: TaskId,
+        worker: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Task> {
+        validate_worker_id(worker)?;
+        let now = ms(now);
+        in_txn(
+            &self.client,
+            "assign",
+            (self, worker),
+            |s, (store, worker)| {
+                async move {
+                    let filter =
+                        doc! { "_id": id.to_string(), "status": TaskStatus::Queued.as_str() };
+                    if let Some(t) = store.take(s, filter, None, worker, now).await? {
+                        return Ok(t);
+                    }
+                    // Not queued (or absent): say precisely why.
+                    let t = store.find_task(id, Some(&mut *s)).await?;
+                    state::check(id, t.status, TaskStatus::Assigned)?;
+                    Err(Fail::Conflict)
+                }
+                .boxed()
+            },
+        )
+        .await
+    }
+
+    /// Reads the task, checks `token` (when given) and applies `change`, then writes the
+    /// new state conditionally on the status and token read, plus the attempt's
+    /// `ASSIGNMENTS` document and, once final, the `RESULTS` document.
+    async fn modify(
+        &self,
+        op: &'static str,
+        id: TaskId,
+        token: Option<u64>,
+        now: DateTime<Utc>,
+        change: &Change,
+    ) -> Result<Task> {
+        let now = ms(now);
+        in_txn(&self.client, op, (self, change), |s, (store, change)| {
+            async move {
+                let before = store.find_task(id, Some(&mut *s)).await?;
+                let current = before.token();
+                if let Some(got) = token {
+                    if got != current || before.attempts.is_empty() {
+                        return Err(QueueError::StaleToken {
+                            task: id,
+                            got,
+                            current,
+                        }
+                        .into());
+                    }
+                }
+                let mut after = before.clone();
+                change(&mut after, now)?;
+                if after.status != before.status {
+                    state::check(id, before.status, after.status)?;
+                }
+                after.updated_at = now;
+                let mut set = task_doc(&after);
+                for k in ["_id", "log", "idempotency_key"] {
+                    set.remove(k);
+                }
+                let r = store
+                    .tasks
+                    .update_one(
+                        doc! {
+                            "_id": id.to_string(),
+                            "status": before.status.as_str(),
+                            "token": i64_of(current),
+                        },
+                        doc! { "$set": set },
+                    )
+                    .session(&mut *s)
+                    .await?;
+                if r.matched_count != 1 {
+                    return Err(Fail::Conflict);
+                }
+                if let Some(a) = after.attempts.last() {
+                    if before.attempts.last() != Some(a) {
+                        let d = assignment_doc(id, a);
+                        store
+                            .assignments
+                            .replace_one(doc! { "_id": d.get("_id").cloned() }, d)
+                            .with_options(ReplaceOptions::builder().upsert(true).build())
+                            .session(&mut *s)
+                            .await?;
+                    }
+                }
+                if after.status.is_terminal() {
+                    let d = result_doc(&after);
+                    store
+                        .results
+                        .replace_one(doc! { "_id": id.to_string() }, d)
+                        .with_options(ReplaceOptions::builder().upsert(true).build())
+                        .session(&mut *s)
+                        .await?;
+                }
+                Ok(after)
+            }
+            .boxed()
+        })
+        .await
+    }
+
+    pub(super) async fn start_attempt(
+        &self,
+        id: TaskId,
+        token: u64,
+        now: DateTime<Utc>,
+    ) -> Result<Task> {
+        self.modify("mark running", id, Some(token), now, &|t, now| {
+            state::check(t.id, t.status, TaskStatus::Running)?;
+            t.status = TaskStatus::Running;
+            if let Some(a) = t.attempts.last_mut() {
+                a.started_at = Some(now);
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    pub(super) async fn end_attempt(
+        &self,
+        id: TaskId,
+        token: u64,
+        outcome: AttemptOutcome,
+        now: DateTime<Utc>,
+    ) -> Result<Task> {
+        self.modify("finish attempt", id, Some(token), now, &move |t, now| {
+            if !outcome.status.is_terminal() {
+                return Err(QueueError::invalid(
+                    "outcome",
+                    format!(
+                        "{} is not how an attempt ends (succeeded, failed, cancelled, timed_out, lost)",
+                        outcome.status
+                    ),
+                ));
+            }
+            state::check(t.id, t.status, outcome.status)?;
+            let next = disposition(t, &outcome, now);
+            if let Some(a) = t.attempts.last_mut() {
+                a.finished_at = Some(now);
+                a.outcome = Some(outcome.status);
+                a.exit_code = outcome.exit_code;
+                a.error = outcome.error.clone();
+            }
+            if outcome.exit_code.is_some() {
+                t.exit_code = outcome.exit_code;
+            }
+            if outcome.error.is_some() {
+                t.error = outcome.error.clone();
+            }
+            match next {
+                Disposition::Retry { not_before } => {
+                    t.status = TaskStatus::Queued;
+                    t.not_before = ms(not_before);
+                }
+                Disposition::Final(status) => {
+                    t.status = status;
+                    t.finished_at = Some(now);
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    pub(super) async fn cancel(&self, id: TaskId, now: DateTime<Utc>) -> Result<Task> {
+        self.modify("request cancel", id, None, now, &|t, now| {
+            if t.status.is_active() {
+                t.cancel_requested = true;
+                return Ok(());
+            }
+            state::check(t.id, t.status, TaskStatus::Cancelled)?;
+            t.status = TaskStatus::Cancelled;
+            t.finished_at = Some(now);
+            Ok(())
+        })
+        .await
+    }
+}
+
+/// The `RESULTS` document of a finished task.
+fn result_doc(t: &Task) -> Document {
+    let opt = |v: Option<Bson>| v.unwrap_or(Bson::Null);
+    doc! {
+        "_id": t.id.to_string(),
+        "status": t.status.as_str(),
+        "exit_code": opt(t.exit_code.map(Bson::Int32)),
+        "error": opt(t.error.clone().map(Bson::String)),
+        "finished_at": opt(t.finished_at.map(|f| Bson::DateTime(bdate(f)))),
+        "attempts": t.attempts.len() as i64,
+        "worker_id": opt(t.worker_id().map(|w| Bson::String(w.into()))),
+        "submitted_by": opt(t.submitted_by.clone().map(Bson::String)),
+    }
+}
