@@ -43,21 +43,12 @@ pub fn parse_store_uri(uri: &str) -> Result<StoreLocation> {
 /// Opens (creating if needed) the store a URI names.
 pub async fn open_store(uri: &str, opts: StoreOptions) -> Result<Arc<dyn QueueStore>> {
     match parse_store_uri(uri)? {
-        // BUILD-IN-PROGRESS: each backend's author replaces its arm with
-        // `Ok(Arc::new(Backend::open(..).await?))` once the backend implements QueueStore.
         StoreLocation::Sqlite(path) => Ok(Arc::new(
             crate::sqlite::SqliteStore::open(&path, opts).await?,
         )),
         StoreLocation::Mongo(uri) => Ok(Arc::new(
             crate::mongo::MongoStore::connect(&uri, opts).await?,
         )),
-    }
-}
-
-fn not_built(uri: &str) -> QueueError {
-    QueueError::InvalidStoreUri {
-        uri: uri.to_string(),
-        reason: "backend not built yet".into(),
     }
 }
 
