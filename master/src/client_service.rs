@@ -1,0 +1,298 @@
+//! `ClientService`: what the CLI calls (PROTOCOL.md, "ClientService").
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use chrono::Utc;
+use cloudai_proto::{convert, pb};
+use cloudai_queue::{LogStream, NewTask, QueueError, TaskId, TaskQuery, TaskSpec, TaskStatus};
+use futures::Stream;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::error::{convert_status, missing, status};
+use crate::shared::Shared;
+use crate::wire;
+
+/// Most tasks one `ListTasks` page returns.
+pub const MAX_LIST_LIMIT: usize = 1000;
+/// Log chunks read from the store per step of `StreamLogs`.
+const LOG_PAGE: usize = 256;
+/// A follower re-checks the store at least this often even without a wake-up.
+const FOLLOW_BACKSTOP: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The client-facing service.
+pub struct ClientSvc {
+    shared: Arc<Shared>,
+}
+
+impl ClientSvc {
+    /// A service over the master's shared state.
+    pub fn new(shared: Arc<Shared>) -> Self {
+        ClientSvc { shared }
+    }
+
+    /// Wire spec → domain spec, with the pinned worker checked against the registry.
+    fn spec(&self, spec: Option<pb::TaskSpec>) -> Result<TaskSpec, Status> {
+        let spec: TaskSpec = spec
+            .ok_or_else(|| missing("spec"))?
+            .try_into()
+            .map_err(convert_status)?;
+        if let Some(w) = &spec.pinned_worker {
+            if self.shared.cluster().worker(w).is_none() {
+                return Err(status(QueueError::UnknownWorker(w.clone())));
+            }
+        }
+        Ok(spec)
+    }
+
+    async fn resolve(&self, id: &str) -> Result<TaskId, Status> {
+        if id.is_empty() {
+            return Err(Status::invalid_argument("missing task id"));
+        }
+        self.shared
+            .store
+            .resolve_prefix(&id.to_ascii_lowercase())
+            .await
+            .map_err(status)
+    }
+}
+
+type LogStreamOut = Pin<Box<dyn Stream<Item = Result<pb::LogChunk, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl pb::client_service_server::ClientService for ClientSvc {
+    async fn enqueue(
+        &self,
+        request: Request<pb::EnqueueRequest>,
+    ) -> Result<Response<pb::EnqueueResponse>, Status> {
+        let spec = self.spec(request.into_inner().spec)?;
+        let e = self
+            .shared
+            .store
+            .enqueue(NewTask::from(spec))
+            .await
+            .map_err(status)?;
+        if e.created {
+            self.shared.wake_dispatcher();
+        }
+        Ok(Response::new(pb::EnqueueResponse {
+            task_id: e.task.id.to_string(),
+            created: e.created,
+        }))
+    }
+
+    async fn enqueue_batch(
+        &self,
+        request: Request<pb::EnqueueBatchRequest>,
+    ) -> Result<Response<pb::EnqueueBatchResponse>, Status> {
+        let tasks = request
+            .into_inner()
+            .specs
+            .into_iter()
+            .map(|s| self.spec(Some(s)).map(NewTask::from))
+            .collect::<Result<Vec<_>, _>>()?;
+        let done = self
+            .shared
+            .store
+            .enqueue_batch(tasks)
+            .await
+            .map_err(status)?;
+        self.shared.wake_dispatcher();
+        Ok(Response::new(pb::EnqueueBatchResponse {
+            results: done
+                .into_iter()
+                .map(|e| pb::EnqueueResponse {
+                    task_id: e.task.id.to_string(),
+                    created: e.created,
+                })
+                .collect(),
+        }))
+    }
+
+    async fn get_task(
+        &self,
+        request: Request<pb::GetTaskRequest>,
+    ) -> Result<Response<pb::Task>, Status> {
+        let id = self.resolve(&request.into_inner().id).await?;
+        let task = self.shared.store.get(id).await.map_err(status)?;
+        Ok(Response::new(task.into()))
+    }
+
+    async fn list_tasks(
+        &self,
+        request: Request<pb::ListTasksRequest>,
+    ) -> Result<Response<pb::ListTasksResponse>, Status> {
+        let r = request.into_inner();
+        let statuses = r
+            .statuses
+            .iter()
+            .map(|s| convert::task_status("statuses", *s))
+            .collect::<Result<Vec<TaskStatus>, _>>()
+            .map_err(convert_status)?;
+        let limit = match r.limit as usize {
+            0 => cloudai_queue::DEFAULT_LIST_LIMIT,
+            n => n.min(MAX_LIST_LIMIT),
+        };
+        let before = if r.page_token.is_empty() {
+            None
+        } else {
+            Some(
+                r.page_token
+                    .parse::<TaskId>()
+                    .map_err(|_| Status::invalid_argument("malformed page_token"))?,
+            )
+        };
+        let query = TaskQuery {
+            statuses,
+            worker_id: r.worker_id.filter(|w| !w.is_empty()),
+            limit,
+            before,
+        };
+        let tasks = self.shared.store.list(&query).await.map_err(status)?;
+        let next_page_token = match tasks.last() {
+            Some(t) if tasks.len() == limit => t.id.to_string(),
+            _ => String::new(),
+        };
+        Ok(Response::new(pb::ListTasksResponse {
+            tasks: tasks.into_iter().map(Into::into).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn cancel_task(
+        &self,
+        request: Request<pb::CancelTaskRequest>,
+    ) -> Result<Response<pb::CancelTaskResponse>, Status> {
+        let id = self.resolve(&request.into_inner().id).await?;
+        let task = self
+            .shared
+            .store
+            .request_cancel(id, Utc::now())
+            .await
+            .map_err(status)?;
+        if task.status.is_active() {
+            self.shared.send_cancel(id);
+        }
+        self.shared.logs.notify(id);
+        tracing::info!(task_id = %id, status = %task.status, "cancel requested");
+        Ok(Response::new(pb::CancelTaskResponse {
+            task: Some(task.into()),
+        }))
+    }
+
+    type StreamLogsStream = LogStreamOut;
+
+    async fn stream_logs(
+        &self,
+        request: Request<pb::StreamLogsRequest>,
+    ) -> Result<Response<LogStreamOut>, Status> {
+        let r = request.into_inner();
+        let id = self.resolve(&r.id).await?;
+        // Fail fast on an unknown task rather than inside the stream.
+        self.shared.store.get(id).await.map_err(status)?;
+        let filter = StreamFilter {
+            stdout: r.stdout || !r.stderr,
+            stderr: r.stderr || !r.stdout,
+        };
+        let (tx, rx) = mpsc::channel(16);
+        let shared = self.shared.clone();
+        tokio::spawn(async move {
+            if let Err(e) = follow(&shared, id, r.after_seq, r.follow, filter, &tx).await {
+                let _ = tx.send(Err(e)).await;
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn list_workers(
+        &self,
+        _request: Request<pb::ListWorkersRequest>,
+    ) -> Result<Response<pb::ListWorkersResponse>, Status> {
+        let workers = self
+            .shared
+            .cluster()
+            .workers()
+            .map(wire::worker_info)
+            .collect();
+        Ok(Response::new(pb::ListWorkersResponse { workers }))
+    }
+
+    async fn queue_stats(
+        &self,
+        _request: Request<pb::QueueStatsRequest>,
+    ) -> Result<Response<pb::QueueStatsResponse>, Status> {
+        let stats = self.shared.store.stats(Utc::now()).await.map_err(status)?;
+        Ok(Response::new(stats.into()))
+    }
+}
+
+#[derive(Clone, Copy)]
+struct StreamFilter {
+    stdout: bool,
+    stderr: bool,
+}
+
+impl StreamFilter {
+    fn wants(&self, s: LogStream) -> bool {
+        match s {
+            LogStream::Stdout => self.stdout,
+            LogStream::Stderr => self.stderr,
+            LogStream::System => true,
+        }
+    }
+}
+
+/// Sends stored chunks after `after`, then (when following) new ones as the hub signals
+/// them, until the task is terminal and drained. Memory: one page at a time.
+async fn follow(
+    shared: &Shared,
+    id: TaskId,
+    mut after: Option<u64>,
+    follow: bool,
+    filter: StreamFilter,
+    tx: &mpsc::Sender<Result<pb::LogChunk, Status>>,
+) -> Result<(), Status> {
+    let mut sub = shared.logs.subscribe(id);
+    let mut terminal = false;
+    loop {
+        sub.rx.borrow_and_update();
+        let chunks = shared
+            .store
+            .read_logs(id, after, LOG_PAGE)
+            .await
+            .map_err(status)?;
+        let full = chunks.len() == LOG_PAGE;
+        for c in chunks {
+            after = Some(c.seq);
+            if filter.wants(c.stream) && tx.send(Ok(c.into())).await.is_err() {
+                return Ok(()); // the client went away
+            }
+        }
+        if full {
+            continue;
+        }
+        if !follow || terminal {
+            return Ok(());
+        }
+        // Logs are stored before a result, so once terminal one more read drains them.
+        if shared
+            .store
+            .get(id)
+            .await
+            .map_err(status)?
+            .status
+            .is_terminal()
+        {
+            terminal = true;
+            continue;
+        }
+        tokio::select! {
+            _ = sub.rx.changed() => {}
+            _ = tokio::time::sleep(FOLLOW_BACKSTOP) => {}
+            _ = tx.closed() => return Ok(()),
+            _ = shared.until_shutdown() => return Err(Status::unavailable("master is shutting down")),
+        }
+    }
+}

@@ -1,0 +1,475 @@
+//! The master's in-memory view of the cluster: workers (record, health, connection,
+//! last heartbeat) and the reservations of live attempts. Synchronous and IO-free; the
+//! caller holds it under a mutex, does store calls outside the lock, and passes the clock
+//! in, so every rule here is unit-tested.
+//!
+//! Reservation lifecycle, each step exactly once:
+//! `try_reserve` (pending, before `store.assign`) → `confirm` (token known, `Assign` sent)
+//! → `release` (attempt finished, lost, revoked; or the assign failed).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use chrono::{DateTime, Utc};
+use cloudai_queue::{Resources, TaskId, TaskSpec, WorkerHealth, WorkerRecord};
+use tokio::sync::mpsc::UnboundedSender;
+use tokio::time::{Duration, Instant};
+
+use crate::placement::{self, Reject, TaskAsk, WorkerSlot};
+
+/// A message for a worker's stream, in domain terms; converted to the wire when sent.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outbound {
+    /// Answer to Register.
+    Registered {
+        /// The worker's id.
+        worker_id: String,
+        /// Interval the worker must heartbeat at.
+        heartbeat_interval: Duration,
+    },
+    /// Run this attempt.
+    Assign {
+        /// The task.
+        task_id: TaskId,
+        /// The attempt's fencing token.
+        token: u64,
+        /// 1-based attempt number.
+        attempt: u32,
+        /// What to run.
+        spec: Box<TaskSpec>,
+    },
+    /// Stop this attempt and report it cancelled.
+    Cancel {
+        /// The task.
+        task_id: TaskId,
+        /// The attempt's token.
+        token: u64,
+    },
+    /// Your `Finished` is durable.
+    Ack {
+        /// The task.
+        task_id: TaskId,
+        /// The attempt's token.
+        token: u64,
+    },
+    /// Stop these attempts: they are no longer yours.
+    Revoke {
+        /// `(task, token)` pairs.
+        attempts: Vec<(TaskId, u64)>,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The sending half of a worker's live stream.
+#[derive(Clone, Debug)]
+pub struct Conn {
+    /// Distinguishes successive streams of one worker.
+    pub id: u64,
+    /// Messages to the worker.
+    pub tx: UnboundedSender<Outbound>,
+}
+
+/// Host usage a worker reported in its last heartbeat.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Usage {
+    /// Host CPU busy, 0..100.
+    pub cpu_percent: f64,
+    /// Memory in use.
+    pub memory_used_bytes: u64,
+    /// Memory in total.
+    pub memory_total_bytes: u64,
+}
+
+/// One worker in memory.
+#[derive(Clone, Debug)]
+pub struct WorkerEntry {
+    /// What the store keeps about it (health and last heartbeat kept current here).
+    pub record: WorkerRecord,
+    /// Version string it reported.
+    pub version: String,
+    /// Last reported usage.
+    pub usage: Usage,
+    /// Sum of its reservations.
+    pub reserved: Resources,
+    /// Its live stream, if any.
+    pub conn: Option<Conn>,
+    /// Last heartbeat or registration, on the monotonic clock.
+    pub last_seen: Instant,
+    /// Not declared dead before this (the reconnect window after a master start).
+    pub not_dead_before: Instant,
+    /// Tasks holding a reservation on it.
+    pub tasks: BTreeSet<TaskId>,
+}
+
+impl WorkerEntry {
+    /// Capacity minus reservations.
+    pub fn free(&self) -> Resources {
+        self.record.capacity.saturating_sub(&self.reserved)
+    }
+
+    /// Healthy with a live stream: may get new work.
+    pub fn schedulable(&self) -> bool {
+        self.record.health == WorkerHealth::Healthy && self.conn.is_some()
+    }
+}
+
+/// Resources held on a worker by one live attempt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reservation {
+    /// Where.
+    pub worker_id: String,
+    /// How much.
+    pub resources: Resources,
+    /// The attempt's token; `None` until `store.assign` returned it.
+    pub token: Option<u64>,
+    /// A cancel arrived before the token was known: send it right after `Assign`.
+    pub cancel_pending: bool,
+}
+
+/// What `confirm` found about the worker that the attempt was assigned to.
+#[derive(Debug)]
+pub enum Confirmed {
+    /// Send `Assign` (then `Cancel` when `cancel` is true) on this stream.
+    Send {
+        /// The worker's stream.
+        conn: Conn,
+        /// A cancel is pending for this task.
+        cancel: bool,
+    },
+    /// The worker died or disconnected meanwhile: the caller finishes the attempt as lost.
+    WorkerGone,
+}
+
+/// A health change decided by [`Cluster::tick`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HealthChange {
+    /// The worker.
+    pub worker_id: String,
+    /// Its new health.
+    pub health: WorkerHealth,
+    /// For `Dead`: the confirmed attempts whose reservations were just released; the
+    /// caller finishes each as lost.
+    pub lost: Vec<(TaskId, u64)>,
+}
+
+/// A healthy worker with this id already has a live stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AlreadyConnected;
+
+/// Workers and reservations.
+#[derive(Debug, Default)]
+pub struct Cluster {
+    workers: BTreeMap<String, WorkerEntry>,
+    reservations: HashMap<TaskId, Reservation>,
+}
+
+impl Cluster {
+    /// An empty cluster.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// One worker.
+    pub fn worker(&self, id: &str) -> Option<&WorkerEntry> {
+        self.workers.get(id)
+    }
+
+    /// Every worker, by id.
+    pub fn workers(&self) -> impl Iterator<Item = &WorkerEntry> {
+        self.workers.values()
+    }
+
+    /// The reservation of a task, if it holds one.
+    pub fn reservation(&self, task: &TaskId) -> Option<&Reservation> {
+        self.reservations.get(task)
+    }
+
+    /// Adds a worker known from the store at master start: disconnected, and not declared
+    /// dead before `not_dead_before`.
+    pub fn restore_worker(&mut self, record: WorkerRecord, now: Instant, not_dead_before: Instant) {
+        self.workers.insert(
+            record.id.clone(),
+            WorkerEntry {
+                record,
+                version: String::new(),
+                usage: Usage::default(),
+                reserved: Resources::default(),
+                conn: None,
+                last_seen: now,
+                not_dead_before,
+                tasks: BTreeSet::new(),
+            },
+        );
+    }
+
+    /// Restores a confirmed reservation found in the store at master start. The caller
+    /// restores the worker first; for an unknown worker this does nothing.
+    pub fn restore_reservation(
+        &mut self,
+        task: TaskId,
+        worker_id: &str,
+        req: Resources,
+        token: u64,
+    ) {
+        let Some(w) = self.workers.get_mut(worker_id) else {
+            return;
+        };
+        w.reserved = w.reserved.saturating_add(&req);
+        w.tasks.insert(task);
+        self.reservations.insert(
+            task,
+            Reservation {
+                worker_id: worker_id.to_string(),
+                resources: req,
+                token: Some(token),
+                cancel_pending: false,
+            },
+        );
+    }
+
+    /// Registers a connection. Refused when another stream of this id is live and the
+    /// worker is healthy (a suspect worker's old stream is presumed dead and replaced).
+    /// Returns the replaced stream, if any.
+    pub fn connect(
+        &mut self,
+        mut record: WorkerRecord,
+        version: String,
+        conn: Conn,
+        now: Instant,
+    ) -> Result<Option<Conn>, AlreadyConnected> {
+        if let Some(w) = self.workers.get_mut(&record.id) {
+            if w.conn.is_some() && w.record.health == WorkerHealth::Healthy {
+                return Err(AlreadyConnected);
+            }
+            record.registered_at = w.record.registered_at;
+            record.health = WorkerHealth::Healthy;
+            w.record = record;
+            w.version = version;
+            w.last_seen = now;
+            w.not_dead_before = now;
+            return Ok(w.conn.replace(conn));
+        }
+        record.health = WorkerHealth::Healthy;
+        self.workers.insert(
+            record.id.clone(),
+            WorkerEntry {
+                record,
+                version,
+                usage: Usage::default(),
+                reserved: Resources::default(),
+                conn: Some(conn),
+                last_seen: now,
+                not_dead_before: now,
+                tasks: BTreeSet::new(),
+            },
+        );
+        Ok(None)
+    }
+
+    /// Forgets stream `conn_id` of a worker (a newer stream is left alone).
+    pub fn disconnect(&mut self, worker_id: &str, conn_id: u64) {
+        if let Some(w) = self.workers.get_mut(worker_id) {
+            if w.conn.as_ref().is_some_and(|c| c.id == conn_id) {
+                w.conn = None;
+            }
+        }
+    }
+
+    /// Records a heartbeat on stream `conn_id`. Returns true when the worker was not
+    /// healthy before (it is now: the dispatcher may have new room).
+    pub fn heartbeat(
+        &mut self,
+        worker_id: &str,
+        conn_id: u64,
+        usage: Usage,
+        now: Instant,
+        wall: DateTime<Utc>,
+    ) -> bool {
+        let Some(w) = self.workers.get_mut(worker_id) else {
+            return false;
+        };
+        if w.conn.as_ref().is_none_or(|c| c.id != conn_id) {
+            return false;
+        }
+        w.last_seen = now;
+        w.usage = usage;
+        w.record.last_heartbeat = wall;
+        let revived = w.record.health != WorkerHealth::Healthy;
+        w.record.health = WorkerHealth::Healthy;
+        revived
+    }
+
+    /// Applies the health rules at `now`: `suspect` after one missed interval, `dead`
+    /// after `dead_after` (and not before the worker's reconnect window ends). A worker
+    /// that turns dead loses its stream and its confirmed reservations.
+    pub fn tick(&mut self, now: Instant, interval: Duration, dead_after: u32) -> Vec<HealthChange> {
+        let mut changes = Vec::new();
+        for w in self.workers.values_mut() {
+            if w.record.health == WorkerHealth::Dead {
+                continue;
+            }
+            let silent = now.saturating_duration_since(w.last_seen);
+            let health =
+                if silent >= interval.saturating_mul(dead_after) && now >= w.not_dead_before {
+                    WorkerHealth::Dead
+                } else if silent >= interval {
+                    WorkerHealth::Suspect
+                } else {
+                    w.record.health
+                };
+            if health != w.record.health {
+                w.record.health = health;
+                changes.push(HealthChange {
+                    worker_id: w.record.id.clone(),
+                    health,
+                    lost: Vec::new(),
+                });
+            }
+        }
+        for c in &mut changes {
+            if c.health == WorkerHealth::Dead {
+                if let Some(w) = self.workers.get_mut(&c.worker_id) {
+                    w.conn = None;
+                }
+                c.lost = self.release_worker(&c.worker_id);
+            }
+        }
+        changes
+    }
+
+    /// Releases every confirmed reservation on a worker; returns the attempts.
+    pub fn release_worker(&mut self, worker_id: &str) -> Vec<(TaskId, u64)> {
+        let tasks: Vec<TaskId> = match self.workers.get(worker_id) {
+            Some(w) => w.tasks.iter().copied().collect(),
+            None => return Vec::new(),
+        };
+        let mut out = Vec::new();
+        for t in tasks {
+            if let Some(token) = self.reservations.get(&t).and_then(|r| r.token) {
+                if self.release(t, Some(token)) {
+                    out.push((t, token));
+                }
+            }
+        }
+        out
+    }
+
+    /// Placement's view of the workers, by id.
+    pub fn slots(&self) -> Vec<WorkerSlot> {
+        self.workers
+            .values()
+            .map(|w| WorkerSlot {
+                id: w.record.id.clone(),
+                capacity: w.record.capacity,
+                free: w.free(),
+                schedulable: w.schedulable(),
+            })
+            .collect()
+    }
+
+    /// Reserves `ask.request` on `worker_id` for `task` (pending until `confirm`), after
+    /// checking the pin, health, connection and free capacity.
+    pub fn try_reserve(
+        &mut self,
+        task: TaskId,
+        worker_id: &str,
+        ask: &TaskAsk<'_>,
+    ) -> Result<(), Reject> {
+        if self.reservations.contains_key(&task) {
+            return Err(Reject::DoesNotFit(worker_id.to_string()));
+        }
+        let w = self
+            .workers
+            .get_mut(worker_id)
+            .ok_or_else(|| Reject::Unschedulable(worker_id.to_string()))?;
+        let slot = WorkerSlot {
+            id: w.record.id.clone(),
+            capacity: w.record.capacity,
+            free: w.free(),
+            schedulable: w.schedulable(),
+        };
+        placement::check(&slot, ask)?;
+        w.reserved = w.reserved.saturating_add(&ask.request);
+        w.tasks.insert(task);
+        self.reservations.insert(
+            task,
+            Reservation {
+                worker_id: worker_id.to_string(),
+                resources: ask.request,
+                token: None,
+                cancel_pending: false,
+            },
+        );
+        Ok(())
+    }
+
+    /// Records the token `store.assign` gave a pending reservation and says where to send
+    /// `Assign`. `WorkerGone` when the worker died or disconnected meanwhile (the
+    /// reservation then stays, confirmed, for the caller to finish as lost and release).
+    pub fn confirm(&mut self, task: TaskId, token: u64) -> Confirmed {
+        let Some(r) = self.reservations.get_mut(&task) else {
+            return Confirmed::WorkerGone;
+        };
+        r.token = Some(token);
+        let cancel = r.cancel_pending;
+        match self.workers.get(&r.worker_id) {
+            Some(w) if w.record.health != WorkerHealth::Dead => match &w.conn {
+                Some(conn) => Confirmed::Send {
+                    conn: conn.clone(),
+                    cancel,
+                },
+                None => Confirmed::WorkerGone,
+            },
+            _ => Confirmed::WorkerGone,
+        }
+    }
+
+    /// Where to send a cancel for `task`: the stream and token of its confirmed
+    /// reservation. The reservation remembers the cancel either way, so `confirm` (for a
+    /// pending one) and [`Cluster::pending_cancels`] (after a reconnect) deliver it later.
+    pub fn cancel_target(&mut self, task: TaskId) -> Option<(Conn, u64)> {
+        let r = self.reservations.get_mut(&task)?;
+        r.cancel_pending = true;
+        let token = r.token?;
+        let conn = self.workers.get(&r.worker_id)?.conn.clone()?;
+        Some((conn, token))
+    }
+
+    /// Confirmed attempts on a worker whose cancel is pending.
+    pub fn pending_cancels(&self, worker_id: &str) -> Vec<(TaskId, u64)> {
+        let Some(w) = self.workers.get(worker_id) else {
+            return Vec::new();
+        };
+        w.tasks
+            .iter()
+            .filter_map(|t| {
+                let r = self.reservations.get(t)?;
+                r.cancel_pending.then_some((*t, r.token?))
+            })
+            .collect()
+    }
+
+    /// Releases `task`'s reservation if it is held with `token` (`None`: still pending).
+    /// Returns true when it was released by this call, so release happens exactly once.
+    pub fn release(&mut self, task: TaskId, token: Option<u64>) -> bool {
+        match self.reservations.get(&task) {
+            Some(r) if r.token == token => {}
+            _ => return false,
+        }
+        let r = self.reservations.remove(&task).expect("checked above");
+        if let Some(w) = self.workers.get_mut(&r.worker_id) {
+            w.reserved = w.reserved.saturating_sub(&r.resources);
+            w.tasks.remove(&task);
+        }
+        true
+    }
+
+    /// The stream of a worker, if connected.
+    pub fn conn(&self, worker_id: &str) -> Option<Conn> {
+        self.workers.get(worker_id)?.conn.clone()
+    }
+}
+
+#[cfg(test)]
+#[path = "cluster_tests.rs"]
+mod tests;

@@ -1,0 +1,278 @@
+use super::*;
+use tokio::sync::mpsc;
+
+const HB: Duration = Duration::from_millis(100);
+
+fn record(id: &str, cpu: u64) -> WorkerRecord {
+    WorkerRecord {
+        id: id.into(),
+        labels: Default::default(),
+        capacity: Resources {
+            cpu_millis: cpu,
+            memory_bytes: 1 << 30,
+            gpus: 0,
+            disk_bytes: 0,
+        },
+        gpu_model: None,
+        hostname: id.into(),
+        health: WorkerHealth::Healthy,
+        registered_at: Utc::now(),
+        last_heartbeat: Utc::now(),
+    }
+}
+
+fn conn(id: u64) -> (Conn, mpsc::UnboundedReceiver<Outbound>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    (Conn { id, tx }, rx)
+}
+
+fn cpu(c: u64) -> TaskAsk<'static> {
+    TaskAsk {
+        request: Resources {
+            cpu_millis: c,
+            ..Default::default()
+        },
+        pinned: None,
+    }
+}
+
+fn connected(ids: &[(&str, u64)], now: Instant) -> Cluster {
+    let mut c = Cluster::new();
+    for (i, (id, cap)) in ids.iter().enumerate() {
+        let (k, _rx) = conn(i as u64);
+        c.connect(record(id, *cap), "v".into(), k, now).unwrap();
+    }
+    c
+}
+
+#[test]
+fn reservations_reduce_free_and_are_released_exactly_once() {
+    let now = Instant::now();
+    let mut c = connected(&[("w", 1000)], now);
+    let t = TaskId::new();
+    c.try_reserve(t, "w", &cpu(600)).unwrap();
+    assert_eq!(c.worker("w").unwrap().free().cpu_millis, 400);
+    // A second task does not fit in what is left.
+    assert!(matches!(
+        c.try_reserve(TaskId::new(), "w", &cpu(600)),
+        Err(Reject::DoesNotFit(_))
+    ));
+    // The same task cannot be reserved twice.
+    assert!(c.try_reserve(t, "w", &cpu(1)).is_err());
+    assert!(matches!(
+        c.confirm(t, 7),
+        Confirmed::Send { cancel: false, .. }
+    ));
+    assert!(!c.release(t, Some(6)), "wrong token releases nothing");
+    assert!(
+        !c.release(t, None),
+        "a confirmed reservation is not pending"
+    );
+    assert!(c.release(t, Some(7)));
+    assert!(!c.release(t, Some(7)), "second release is a no-op");
+    assert_eq!(c.worker("w").unwrap().free().cpu_millis, 1000);
+    assert!(c.worker("w").unwrap().tasks.is_empty());
+}
+
+#[test]
+fn a_failed_assign_releases_the_pending_reservation() {
+    let now = Instant::now();
+    let mut c = connected(&[("w", 1000)], now);
+    let t = TaskId::new();
+    c.try_reserve(t, "w", &cpu(1000)).unwrap();
+    assert!(c.release(t, None));
+    assert_eq!(c.worker("w").unwrap().reserved, Resources::default());
+}
+
+#[test]
+fn health_goes_suspect_then_dead_and_releases_attempts() {
+    let t0 = Instant::now();
+    let mut c = connected(&[("w", 1000), ("v", 1000)], t0);
+    let t = TaskId::new();
+    c.try_reserve(t, "w", &cpu(500)).unwrap();
+    c.confirm(t, 3);
+    let pending = TaskId::new();
+    c.try_reserve(pending, "w", &cpu(100)).unwrap();
+
+    assert!(c.tick(t0 + HB / 2, HB, 3).is_empty());
+    // "v" keeps heartbeating; "w" falls silent.
+    assert!(!c.heartbeat("v", 1, Usage::default(), t0 + HB, Utc::now()));
+    let ch = c.tick(t0 + HB, HB, 3);
+    assert_eq!(ch.len(), 1);
+    assert_eq!(
+        (ch[0].worker_id.as_str(), ch[0].health),
+        ("w", WorkerHealth::Suspect)
+    );
+    assert!(!c.worker("w").unwrap().schedulable());
+    assert!(c
+        .tick(t0 + HB * 2, HB, 3)
+        .iter()
+        .all(|h| h.worker_id != "w"));
+
+    let ch: Vec<_> = c
+        .tick(t0 + HB * 3, HB, 3)
+        .into_iter()
+        .filter(|h| h.worker_id == "w")
+        .collect();
+    assert_eq!(ch[0].health, WorkerHealth::Dead);
+    assert_eq!(
+        ch[0].lost,
+        vec![(t, 3)],
+        "only the confirmed attempt is lost here"
+    );
+    assert!(c.worker("w").unwrap().conn.is_none());
+    assert!(c.reservation(&t).is_none());
+    // The pending one is the dispatcher's: confirm tells it the worker is gone.
+    assert!(matches!(c.confirm(pending, 9), Confirmed::WorkerGone));
+    assert!(c.release(pending, Some(9)));
+    assert_eq!(c.worker("w").unwrap().reserved, Resources::default());
+    // Dead is reported once.
+    assert!(c
+        .tick(t0 + HB * 10, HB, 3)
+        .iter()
+        .all(|h| h.worker_id != "w"));
+}
+
+#[test]
+fn a_heartbeat_revives_a_suspect_worker() {
+    let t0 = Instant::now();
+    let mut c = connected(&[("w", 1000)], t0);
+    c.tick(t0 + HB, HB, 3);
+    assert_eq!(c.worker("w").unwrap().record.health, WorkerHealth::Suspect);
+    assert!(c.heartbeat("w", 0, Usage::default(), t0 + HB, Utc::now()));
+    assert!(c.worker("w").unwrap().schedulable());
+    // A heartbeat on an old stream id counts for nothing.
+    assert!(!c.heartbeat("w", 42, Usage::default(), t0 + HB, Utc::now()));
+}
+
+#[test]
+fn a_second_live_stream_is_refused_unless_the_first_is_suspect() {
+    let t0 = Instant::now();
+    let mut c = connected(&[("w", 1000)], t0);
+    let (k, _rx) = conn(5);
+    assert!(c
+        .connect(record("w", 1000), "v".into(), k.clone(), t0)
+        .is_err());
+    c.tick(t0 + HB, HB, 3);
+    let old = c
+        .connect(record("w", 1000), "v".into(), k, t0 + HB)
+        .unwrap();
+    assert_eq!(old.map(|o| o.id), Some(0));
+    // The old stream's disconnect does not drop the new one.
+    c.disconnect("w", 0);
+    assert_eq!(c.conn("w").map(|k| k.id), Some(5));
+    c.disconnect("w", 5);
+    assert!(c.conn("w").is_none());
+}
+
+#[test]
+fn a_disconnected_worker_gets_no_work_and_dies_on_schedule() {
+    let t0 = Instant::now();
+    let mut c = connected(&[("w", 1000)], t0);
+    c.disconnect("w", 0);
+    assert!(matches!(
+        c.try_reserve(TaskId::new(), "w", &cpu(1)),
+        Err(Reject::Unschedulable(_))
+    ));
+    let ch = c.tick(t0 + HB * 3, HB, 3);
+    assert_eq!(ch[0].health, WorkerHealth::Dead);
+}
+
+#[test]
+fn restored_workers_wait_for_the_reconnect_window() {
+    let t0 = Instant::now();
+    let mut c = Cluster::new();
+    c.restore_worker(record("w", 1000), t0, t0 + HB * 10);
+    let t = TaskId::new();
+    c.restore_reservation(t, "w", cpu(400).request, 2);
+    c.restore_reservation(TaskId::new(), "ghost", cpu(1).request, 1);
+    assert_eq!(c.worker("w").unwrap().free().cpu_millis, 600);
+    let ch = c.tick(t0 + HB * 5, HB, 3);
+    assert_eq!(
+        ch[0].health,
+        WorkerHealth::Suspect,
+        "not dead inside the window"
+    );
+    let ch = c.tick(t0 + HB * 10, HB, 3);
+    assert_eq!(
+        (ch[0].health, ch[0].lost.clone()),
+        (WorkerHealth::Dead, vec![(t, 2)])
+    );
+}
+
+#[test]
+fn a_reconnect_inside_the_window_keeps_reservations() {
+    let t0 = Instant::now();
+    let mut c = Cluster::new();
+    c.restore_worker(record("w", 1000), t0, t0 + HB * 10);
+    let t = TaskId::new();
+    c.restore_reservation(t, "w", cpu(400).request, 2);
+    let (k, _rx) = conn(1);
+    c.connect(record("w", 1000), "v".into(), k, t0 + HB)
+        .unwrap();
+    assert!(c.worker("w").unwrap().schedulable());
+    assert_eq!(c.reservation(&t).unwrap().token, Some(2));
+    assert_eq!(c.worker("w").unwrap().free().cpu_millis, 600);
+}
+
+#[test]
+fn a_cancel_before_confirm_is_delivered_by_confirm() {
+    let t0 = Instant::now();
+    let mut c = connected(&[("w", 1000)], t0);
+    let t = TaskId::new();
+    c.try_reserve(t, "w", &cpu(1)).unwrap();
+    assert!(c.cancel_target(t).is_none());
+    assert!(matches!(
+        c.confirm(t, 1),
+        Confirmed::Send { cancel: true, .. }
+    ));
+    assert_eq!(c.cancel_target(t).map(|(_, tok)| tok), Some(1));
+    assert!(c.cancel_target(TaskId::new()).is_none());
+    assert_eq!(c.pending_cancels("w"), vec![(t, 1)]);
+}
+
+#[test]
+fn a_cancel_while_disconnected_is_remembered_for_the_reconnect() {
+    let t0 = Instant::now();
+    let mut c = connected(&[("w", 1000)], t0);
+    let t = TaskId::new();
+    c.try_reserve(t, "w", &cpu(1)).unwrap();
+    c.confirm(t, 2);
+    assert!(c.pending_cancels("w").is_empty());
+    c.disconnect("w", 0);
+    assert!(c.cancel_target(t).is_none());
+    assert_eq!(c.pending_cancels("w"), vec![(t, 2)]);
+}
+
+#[test]
+fn slots_show_free_and_schedulable() {
+    let t0 = Instant::now();
+    let mut c = connected(&[("a", 1000), ("b", 2000)], t0);
+    c.try_reserve(TaskId::new(), "b", &cpu(500)).unwrap();
+    c.disconnect("a", 0);
+    let s = c.slots();
+    assert_eq!(
+        s.iter().map(|w| w.id.as_str()).collect::<Vec<_>>(),
+        ["a", "b"]
+    );
+    assert!(!s[0].schedulable && s[1].schedulable);
+    assert_eq!(s[1].free.cpu_millis, 1500);
+}
+
+#[test]
+fn release_worker_frees_everything_confirmed() {
+    let t0 = Instant::now();
+    let mut c = connected(&[("w", 1000)], t0);
+    let (a, b) = (TaskId::new(), TaskId::new());
+    c.try_reserve(a, "w", &cpu(100)).unwrap();
+    c.try_reserve(b, "w", &cpu(100)).unwrap();
+    c.confirm(a, 1);
+    c.confirm(b, 4);
+    let mut lost = c.release_worker("w");
+    lost.sort();
+    let mut want = vec![(a, 1), (b, 4)];
+    want.sort();
+    assert_eq!(lost, want);
+    assert_eq!(c.worker("w").unwrap().reserved, Resources::default());
+    assert!(c.release_worker("w").is_empty());
+}

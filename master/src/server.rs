@@ -1,0 +1,103 @@
+//! [`serve`]: wires the services, the dispatcher and the health monitor together on a
+//! listener the caller bound, and shuts everything down when the caller's future resolves.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cloudai_proto::pb;
+use cloudai_queue::QueueStore;
+use tokio::sync::watch;
+
+use crate::agent_service::AgentSvc;
+use crate::client_service::ClientSvc;
+use crate::config::MasterConfig;
+use crate::error::MasterError;
+use crate::shared::Shared;
+use crate::worker_service::WorkerSvc;
+use crate::{dispatcher, registry};
+
+/// Serves the master on `listener` until `shutdown` resolves, with `store` as the durable
+/// state. The caller binds the listener and opens the store (tests bind `127.0.0.1:0`).
+///
+/// On start the master rebuilds its view from the store (workers, live attempts, pending
+/// retries). On shutdown it stops accepting, ends worker streams and log follows, and
+/// returns once in-flight calls are done; workers reconnect to the next master.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    store: Arc<dyn QueueStore>,
+    config: MasterConfig,
+) -> Result<(), MasterError> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let max_msg = config.max_message_bytes;
+    let shared = Arc::new(Shared::new(store, config, stop_rx.clone()));
+    registry::recover(&shared).await?;
+
+    let (mut health, health_svc) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<pb::worker_service_server::WorkerServiceServer<WorkerSvc>>()
+        .await;
+    health
+        .set_serving::<pb::client_service_server::ClientServiceServer<ClientSvc>>()
+        .await;
+    health
+        .set_serving::<pb::agent_service_server::AgentServiceServer<AgentSvc>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(cloudai_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+
+    let worker =
+        pb::worker_service_server::WorkerServiceServer::new(WorkerSvc::new(shared.clone()))
+            .max_decoding_message_size(max_msg)
+            .max_encoding_message_size(max_msg);
+    let client =
+        pb::client_service_server::ClientServiceServer::new(ClientSvc::new(shared.clone()))
+            .max_decoding_message_size(max_msg)
+            .max_encoding_message_size(max_msg);
+    let agent = pb::agent_service_server::AgentServiceServer::new(AgentSvc::new(shared.clone()))
+        .max_decoding_message_size(max_msg)
+        .max_encoding_message_size(max_msg);
+
+    let dispatcher = tokio::spawn(dispatcher::run(shared.clone()));
+    let monitor = tokio::spawn(registry::monitor(shared.clone()));
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+
+    let local = listener.local_addr()?;
+    let incoming = tonic::transport::server::TcpIncoming::from_listener(
+        listener,
+        true,
+        Some(Duration::from_secs(30)),
+    )
+    .map_err(|e| std::io::Error::other(e.to_string()))?;
+    tracing::info!(addr = %local, store = shared.store.backend_name(), "master serving");
+
+    let mut stop = stop_rx.clone();
+    let served = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(20)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+        .add_service(health_svc)
+        .add_service(reflection)
+        .add_service(worker)
+        .add_service(client)
+        .add_service(agent)
+        .serve_with_incoming_shutdown(incoming, async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })
+        .await;
+    // Whatever ended the server, stop the loops too.
+    let mut stop = stop_rx;
+    if !*stop.borrow_and_update() {
+        dispatcher.abort();
+        monitor.abort();
+    }
+    let _ = dispatcher.await;
+    let _ = monitor.await;
+    tracing::info!("master stopped");
+    served.map_err(MasterError::from)
+}
