@@ -1,0 +1,364 @@
+//! The command line grammar of `cloudai` (clap derive). Values with human units
+//! (`--memory 256M`, `--timeout 30s`, `--cpu 0.5`) are kept as text here and parsed by
+//! `units` in the commands, so a bad value gets its own exit code (see `exit`).
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::client::DEFAULT_MASTER_URL;
+use crate::output::OutputFormat;
+
+const ABOUT: &str = "cloudai: a persistent, queue-driven job system for containers";
+
+const LONG_ABOUT: &str = "\
+cloudai: a persistent, queue-driven job system for containers.
+
+Start a master (it keeps the queue in ./cloudai.db), start workers that run tasks
+through Docker, then enqueue tasks and watch them from any terminal.";
+
+/// Shown at the end of `cloudai --help`.
+pub const MAIN_AFTER_HELP: &str = "\
+Quick start:
+  cloudai master                                  # terminal 1: master with its shell
+  cloudai worker --master http://127.0.0.1:50051  # terminal 2: a worker
+  cloudai enqueue cloudai/sample-task:latest --wait
+
+Exit codes:
+  0    success
+  1    any other error
+  2    invalid argument or usage
+  10   cannot reach the master (start one with `cloudai master`, or pass --master)
+  11   unknown task id
+  12   ambiguous task id prefix
+  13   invalid image reference
+  14   invalid memory, cpu or duration syntax
+  15   unknown worker
+  16   not possible in the task's state, or idempotency key conflict
+  enqueue --wait exits with the task's exit code (124: timed out, 125: cancelled,
+  lost or could not start)";
+
+/// The `cloudai` command.
+#[derive(Debug, Parser)]
+#[command(name = "cloudai", version, about = ABOUT, long_about = LONG_ABOUT,
+          after_help = MAIN_AFTER_HELP, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Every subcommand.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the master (with an interactive `master>` shell on a terminal)
+    #[command(
+        after_help = "Examples:\n  cloudai master\n  cloudai master --no-shell --listen 0.0.0.0:50051 --store sqlite:///var/lib/cloudai.db"
+    )]
+    Master(MasterArgs),
+    /// Run a worker that executes tasks with Docker
+    #[command(
+        after_help = "Example:\n  cloudai worker --master http://10.0.0.1:50051 --id gpu-box-1"
+    )]
+    Worker(WorkerArgs),
+    /// Enqueue a task; prints its id
+    #[command(
+        after_help = "Examples:\n  cloudai enqueue cloudai/sample-task:latest\n  cloudai enqueue cloudai/busybox:test --cpu 0.5 --memory 256M --timeout 30s -e MODE=fast --wait -- sh -c 'echo hi'"
+    )]
+    Enqueue(EnqueueCmd),
+    /// List tasks, newest first
+    #[command(
+        after_help = "Examples:\n  cloudai tasks\n  cloudai tasks --status running --status queued --worker w1 --limit 20 --output json"
+    )]
+    Tasks(TasksCmd),
+    /// Show everything about one task, with its attempts
+    #[command(
+        after_help = "Example:\n  cloudai task 0192f3c4-6d1e   # an unambiguous prefix is enough"
+    )]
+    Task(TaskCmd),
+    /// Print a task's logs; -f follows until it ends
+    #[command(
+        after_help = "Examples:\n  cloudai logs 0192f3c4-6d1e\n  cloudai logs -f --stderr-only 0192f3c4-6d1e"
+    )]
+    Logs(LogsCmd),
+    /// Cancel a task
+    #[command(after_help = "Example:\n  cloudai cancel 0192f3c4-6d1e")]
+    Cancel(CancelCmd),
+    /// List workers with health, capacity and load
+    #[command(after_help = "Example:\n  cloudai workers --output json")]
+    Workers(WorkersCmd),
+    /// Inspect the queue
+    #[command(subcommand, after_help = "Example:\n  cloudai queue stats")]
+    Queue(QueueCmd),
+}
+
+/// How to reach the master.
+#[derive(Debug, Clone, Args)]
+pub struct ConnectArgs {
+    /// The master's URL.
+    #[arg(long, env = "CLOUDAI_MASTER", default_value = DEFAULT_MASTER_URL, value_name = "URL")]
+    pub master: String,
+}
+
+/// `--output table|json`.
+#[derive(Debug, Clone, Args)]
+pub struct OutputArgs {
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+}
+
+/// `cloudai master`.
+#[derive(Debug, Args)]
+pub struct MasterArgs {
+    /// Master configuration.
+    #[command(flatten)]
+    pub config: cloudai_master::MasterConfig,
+    /// Run as a plain daemon even on a terminal.
+    #[arg(long, env = "CLOUDAI_NO_SHELL", conflicts_with = "shell")]
+    pub no_shell: bool,
+    /// Open the `master>` shell even when stdin is not a terminal (scripted sessions).
+    #[arg(long)]
+    pub shell: bool,
+    /// Where the shell keeps its history (default: ~/.cloudai_history).
+    #[arg(long, env = "CLOUDAI_HISTORY", value_name = "PATH")]
+    pub history_file: Option<std::path::PathBuf>,
+}
+
+/// `cloudai worker`.
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// Run tasks with a fake executor that sleeps instead of Docker (tests, benchmarks).
+    #[arg(long, hide = true)]
+    pub fake_executor: bool,
+}
+
+/// What to run, shared by `cloudai enqueue` and the shell's `enqueue` and `task`.
+#[derive(Debug, Clone, Args)]
+pub struct TaskSpecArgs {
+    /// CPU to reserve: cores (0.5) or millicores (500m).
+    #[arg(long, value_name = "CPU")]
+    pub cpu: Option<String>,
+    /// Memory to reserve and limit: 256M, 1.5G, 512MiB (K/M/G/T are powers of 1024).
+    #[arg(long, value_name = "SIZE")]
+    pub memory: Option<String>,
+    /// GPUs to reserve.
+    #[arg(long, value_name = "N")]
+    pub gpus: Option<u32>,
+    /// Environment variable for the container (repeatable).
+    #[arg(short = 'e', long = "env", value_name = "KEY=VAL")]
+    pub env: Vec<String>,
+    /// Higher runs first; equal priority runs oldest first.
+    #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
+    pub priority: i32,
+    /// Retries after a failure or timeout (total attempts = retries + 1).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub retries: u32,
+    /// Wall-clock limit of one attempt: 30s, 5m, 1h30m.
+    #[arg(long, value_name = "DURATION")]
+    pub timeout: Option<String>,
+    /// Label on the task (repeatable).
+    #[arg(long = "label", value_name = "K=V")]
+    pub labels: Vec<String>,
+    /// Enqueueing again with the same key returns the first task instead of a new one.
+    #[arg(long, value_name = "KEY")]
+    pub idempotency_key: Option<String>,
+    /// Wait for the task: live status, then its logs; exit with its exit code.
+    #[arg(long)]
+    pub wait: bool,
+    /// Command and arguments, after `--` (default: the image's own).
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+/// `cloudai enqueue`.
+#[derive(Debug, Args)]
+pub struct EnqueueCmd {
+    /// Connection.
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// Shared enqueue flags.
+    #[command(flatten)]
+    pub enqueue: EnqueueArgs,
+}
+
+/// `enqueue <image> [--worker ID] ...` without the connection.
+#[derive(Debug, Clone, Args)]
+pub struct EnqueueArgs {
+    /// Docker image reference, e.g. cloudai/sample-task:latest.
+    pub image: String,
+    /// Run only on this worker.
+    #[arg(long, value_name = "ID")]
+    pub worker: Option<String>,
+    /// Spec flags.
+    #[command(flatten)]
+    pub spec: TaskSpecArgs,
+}
+
+/// Filters of `tasks`, shared with the shell.
+#[derive(Debug, Clone, Args)]
+pub struct TasksFilter {
+    /// Only this status (repeatable): queued, assigned, running, succeeded, failed,
+    /// cancelled, timed_out, lost.
+    #[arg(long, value_name = "STATUS")]
+    pub status: Vec<String>,
+    /// Only tasks whose current or last attempt is on this worker.
+    #[arg(long, value_name = "ID")]
+    pub worker: Option<String>,
+    /// At most this many.
+    #[arg(long, value_name = "N", default_value_t = 50)]
+    pub limit: usize,
+}
+
+/// `cloudai tasks`.
+#[derive(Debug, Args)]
+pub struct TasksCmd {
+    /// Connection.
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// Filters.
+    #[command(flatten)]
+    pub filter: TasksFilter,
+    /// Format.
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// `cloudai task <id>`.
+#[derive(Debug, Args)]
+pub struct TaskCmd {
+    /// Connection.
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// Task id or unambiguous prefix.
+    pub id: String,
+    /// Format.
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// Options of `logs`, shared with the shell.
+#[derive(Debug, Clone, Args)]
+pub struct LogsArgs {
+    /// Task id or unambiguous prefix.
+    pub id: String,
+    /// Keep printing new output until the task ends.
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Only the container's stdout.
+    #[arg(long, conflicts_with = "stderr_only")]
+    pub stdout_only: bool,
+    /// Only the container's stderr.
+    #[arg(long)]
+    pub stderr_only: bool,
+}
+
+/// `cloudai logs`.
+#[derive(Debug, Args)]
+pub struct LogsCmd {
+    /// Connection.
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// What to print.
+    #[command(flatten)]
+    pub logs: LogsArgs,
+    /// Format (json: one array of chunks once the stream ends).
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// `cloudai cancel <id>`.
+#[derive(Debug, Args)]
+pub struct CancelCmd {
+    /// Connection.
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// Task id or unambiguous prefix.
+    pub id: String,
+    /// Format.
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// `cloudai workers`.
+#[derive(Debug, Args)]
+pub struct WorkersCmd {
+    /// Connection.
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// Format.
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// `cloudai queue ...`.
+#[derive(Debug, Subcommand)]
+pub enum QueueCmd {
+    /// Counts per status, oldest queued age, tasks finished in the last minute
+    #[command(after_help = "Example:\n  cloudai queue stats --output json")]
+    Stats(WorkersCmd),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn grammar_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn enqueue_takes_a_trailing_command() {
+        let cli = Cli::try_parse_from([
+            "cloudai",
+            "enqueue",
+            "busybox",
+            "--cpu",
+            "0.5",
+            "-e",
+            "A=1",
+            "-e",
+            "B=2",
+            "--priority",
+            "-3",
+            "--wait",
+            "--",
+            "sh",
+            "-c",
+            "echo hi",
+        ])
+        .unwrap();
+        let Command::Enqueue(e) = cli.command else {
+            panic!("not enqueue")
+        };
+        assert_eq!(e.enqueue.image, "busybox");
+        assert_eq!(e.enqueue.spec.env, ["A=1", "B=2"]);
+        assert_eq!(e.enqueue.spec.priority, -3);
+        assert!(e.enqueue.spec.wait);
+        assert_eq!(e.enqueue.spec.command, ["sh", "-c", "echo hi"]);
+        assert_eq!(e.connect.master, DEFAULT_MASTER_URL);
+    }
+
+    #[test]
+    fn output_json_everywhere() {
+        for args in [
+            vec!["cloudai", "tasks", "--output", "json"],
+            vec!["cloudai", "task", "abc", "-o", "json"],
+            vec!["cloudai", "workers", "--output", "json"],
+            vec!["cloudai", "queue", "stats", "--output", "json"],
+            vec!["cloudai", "logs", "abc", "--output", "json"],
+            vec!["cloudai", "cancel", "abc", "--output", "json"],
+        ] {
+            assert!(Cli::try_parse_from(&args).is_ok(), "{args:?}");
+        }
+        assert!(Cli::try_parse_from(["cloudai", "tasks", "--output", "yaml"]).is_err());
+    }
+
+    #[test]
+    fn stdout_and_stderr_only_conflict() {
+        assert!(
+            Cli::try_parse_from(["cloudai", "logs", "x", "--stdout-only", "--stderr-only"])
+                .is_err()
+        );
+    }
+}

@@ -1,0 +1,238 @@
+//! The gRPC client of the master's `ClientService`, shared by the CLI commands and the
+//! interactive shell. Converts answers into views and errors into [`CliError`]s.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use cloudai_proto::pb;
+use cloudai_proto::pb::client_service_client::ClientServiceClient;
+use cloudai_queue as q;
+use futures::{Stream, StreamExt};
+use tonic::transport::{Channel, Endpoint};
+
+use crate::exit::{CliError, CliResult, Kind};
+use crate::view::{StatsView, TaskView, WorkerView};
+
+/// The master's address when neither `--master` nor `CLOUDAI_MASTER` is given.
+pub const DEFAULT_MASTER_URL: &str = "http://127.0.0.1:50051";
+
+/// A connected client of one master.
+#[derive(Clone)]
+pub struct Client {
+    url: String,
+    inner: ClientServiceClient<Channel>,
+}
+
+/// The innermost cause of an error, which names the real problem ("Connection refused").
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    let s = cur.to_string();
+    // io errors read "Connection refused (os error 111)"; keep the words.
+    match s.find(" (os error") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    }
+}
+
+impl Client {
+    /// Connects to the master at `url` (`http://HOST:PORT`; a bare `HOST:PORT` gets
+    /// `http://`). Fails with [`Kind::Unreachable`] when nothing answers.
+    pub async fn connect(url: &str) -> CliResult<Client> {
+        let url = if url.contains("://") {
+            url.to_string()
+        } else {
+            format!("http://{url}")
+        };
+        let endpoint = Endpoint::from_shared(url.clone())
+            .map_err(|e| CliError::invalid(format!("invalid master url {url:?}: {e}")))?
+            .connect_timeout(Duration::from_secs(5))
+            .tcp_nodelay(true);
+        let channel = endpoint
+            .connect()
+            .await
+            .map_err(|e| CliError::unreachable(&url, root_cause(&e)))?;
+        Ok(Client {
+            url,
+            inner: ClientServiceClient::new(channel),
+        })
+    }
+
+    /// The URL it talks to.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn status(&self, s: tonic::Status) -> CliError {
+        CliError::from_status(&self.url, &s)
+    }
+
+    /// Enqueues one task; returns its id and whether it was created (false when the
+    /// idempotency key matched an existing task).
+    pub async fn enqueue(&self, spec: q::TaskSpec) -> CliResult<(String, bool)> {
+        let r = self
+            .inner
+            .clone()
+            .enqueue(pb::EnqueueRequest {
+                spec: Some(spec.into()),
+            })
+            .await
+            .map_err(|s| self.status(s))?
+            .into_inner();
+        Ok((r.task_id, r.created))
+    }
+
+    /// One task by full id or unambiguous prefix.
+    pub async fn task(&self, id: &str) -> CliResult<TaskView> {
+        let t = self
+            .inner
+            .clone()
+            .get_task(pb::GetTaskRequest { id: id.to_string() })
+            .await
+            .map_err(|s| self.status(s))?
+            .into_inner();
+        TaskView::from_pb(t)
+    }
+
+    /// Tasks, newest first, following pages until `limit` (0: the server's default page).
+    pub async fn tasks(
+        &self,
+        statuses: &[q::TaskStatus],
+        worker: Option<&str>,
+        limit: usize,
+    ) -> CliResult<Vec<TaskView>> {
+        let mut out = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let want = if limit == 0 { 0 } else { limit - out.len() };
+            let r = self
+                .inner
+                .clone()
+                .list_tasks(pb::ListTasksRequest {
+                    statuses: statuses
+                        .iter()
+                        .map(|s| pb::TaskStatus::from(*s) as i32)
+                        .collect(),
+                    worker_id: worker.map(str::to_string),
+                    limit: want.min(u32::MAX as usize) as u32,
+                    page_token: page_token.clone(),
+                })
+                .await
+                .map_err(|s| self.status(s))?
+                .into_inner();
+            let got = r.tasks.len();
+            for t in r.tasks {
+                out.push(TaskView::from_pb(t)?);
+            }
+            if limit == 0 || out.len() >= limit || r.next_page_token.is_empty() || got == 0 {
+                break;
+            }
+            page_token = r.next_page_token;
+        }
+        if limit > 0 {
+            out.truncate(limit);
+        }
+        Ok(out)
+    }
+
+    /// Asks the master to cancel a task; returns it as it is after the request.
+    pub async fn cancel(&self, id: &str) -> CliResult<TaskView> {
+        let r = self
+            .inner
+            .clone()
+            .cancel_task(pb::CancelTaskRequest { id: id.to_string() })
+            .await
+            .map_err(|s| self.status(s))?
+            .into_inner();
+        let t = r.task.ok_or_else(|| {
+            CliError::new(Kind::Other, "the master answered a cancel without the task")
+        })?;
+        TaskView::from_pb(t)
+    }
+
+    /// Every worker the master knows.
+    pub async fn workers(&self) -> CliResult<Vec<WorkerView>> {
+        let r = self
+            .inner
+            .clone()
+            .list_workers(pb::ListWorkersRequest {})
+            .await
+            .map_err(|s| self.status(s))?
+            .into_inner();
+        r.workers.into_iter().map(WorkerView::from_pb).collect()
+    }
+
+    /// Counts per status and the rest of `queue stats`.
+    pub async fn stats(&self) -> CliResult<StatsView> {
+        let r = self
+            .inner
+            .clone()
+            .queue_stats(pb::QueueStatsRequest {})
+            .await
+            .map_err(|s| self.status(s))?
+            .into_inner();
+        StatsView::from_pb(r, Utc::now())
+    }
+
+    /// A task's log chunks: stored ones, then (with `follow`) live ones until the task
+    /// ends. `stdout`/`stderr` choose the streams (system chunks always come).
+    pub async fn logs(
+        &self,
+        id: &str,
+        follow: bool,
+        stdout: bool,
+        stderr: bool,
+    ) -> CliResult<impl Stream<Item = CliResult<q::LogChunk>> + Send + 'static> {
+        let url = self.url.clone();
+        let stream = self
+            .inner
+            .clone()
+            .stream_logs(pb::StreamLogsRequest {
+                id: id.to_string(),
+                follow,
+                after_seq: None,
+                stdout,
+                stderr,
+            })
+            .await
+            .map_err(|s| self.status(s))?
+            .into_inner();
+        Ok(stream.map(move |item| match item {
+            Ok(c) => q::LogChunk::try_from(c).map_err(|e| {
+                CliError::new(
+                    Kind::Other,
+                    format!("unexpected answer from the master: {e}"),
+                )
+            }),
+            Err(s) => Err(CliError::from_status(&url, &s)),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn refused_connection_names_the_url() {
+        // Bind then drop to get a port nothing listens on.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = format!("http://127.0.0.1:{port}");
+        let err = Client::connect(&url).await.err().unwrap();
+        assert_eq!(err.kind, Kind::Unreachable);
+        assert!(err.message.contains(&url), "{}", err.message);
+        assert!(err.message.contains("cloudai master"), "{}", err.message);
+    }
+
+    #[tokio::test]
+    async fn malformed_url_is_an_invalid_argument() {
+        let err = Client::connect("http://bad host:1").await.err().unwrap();
+        assert_eq!(err.kind, Kind::InvalidArgument);
+    }
+}

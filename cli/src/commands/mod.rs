@@ -1,0 +1,72 @@
+//! The subcommands. Client commands build their output as text through `output`, so the
+//! interactive shell runs exactly the same code.
+//!
+//! - [`spec`]: flags → a validated `TaskSpec` (pure).
+//! - [`enqueue`]: `enqueue` and its `--wait` progress.
+//! - [`inspect`]: `tasks`, `task`, `workers`, `queue stats`, `cancel`.
+//! - [`logs`]: `logs [-f]`.
+//! - [`master`], [`worker`]: the long-running processes.
+
+pub mod enqueue;
+pub mod inspect;
+pub mod logs;
+pub mod master;
+pub mod spec;
+pub mod worker;
+
+use std::io::Write;
+
+use crate::args::{Command, QueueCmd};
+use crate::client::Client;
+use crate::exit::CliResult;
+
+/// Prints text to stdout; a closed pipe (`| head`) is not an error worth a message.
+pub fn print(s: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(s.as_bytes());
+    let _ = out.flush();
+}
+
+/// Runs one subcommand; returns the process exit code on success.
+pub async fn run(command: Command) -> CliResult<i32> {
+    match command {
+        Command::Master(a) => master::run(a).await,
+        Command::Worker(a) => worker::run(a).await,
+        Command::Enqueue(a) => {
+            let spec = spec::build(&a.enqueue)?;
+            let client = Client::connect(&a.connect.master).await?;
+            enqueue::run(&client, spec, a.enqueue.spec.wait).await
+        }
+        Command::Tasks(a) => {
+            inspect::parse_statuses(&a.filter.status)?;
+            let client = Client::connect(&a.connect.master).await?;
+            print(&inspect::tasks(&client, &a.filter, a.output.output).await?);
+            Ok(0)
+        }
+        Command::Task(a) => {
+            let client = Client::connect(&a.connect.master).await?;
+            print(&inspect::task(&client, &a.id, a.output.output).await?);
+            Ok(0)
+        }
+        Command::Logs(a) => {
+            let client = Client::connect(&a.connect.master).await?;
+            logs::run(&client, &a.logs, a.output.output).await?;
+            Ok(0)
+        }
+        Command::Cancel(a) => {
+            let client = Client::connect(&a.connect.master).await?;
+            print(&inspect::cancel(&client, &a.id, a.output.output).await?);
+            Ok(0)
+        }
+        Command::Workers(a) => {
+            let client = Client::connect(&a.connect.master).await?;
+            print(&inspect::workers(&client, a.output.output).await?);
+            Ok(0)
+        }
+        Command::Queue(QueueCmd::Stats(a)) => {
+            let client = Client::connect(&a.connect.master).await?;
+            print(&inspect::stats(&client, a.output.output).await?);
+            Ok(0)
+        }
+    }
+}

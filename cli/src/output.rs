@@ -1,0 +1,327 @@
+//! Rendering of views as tables and text (the default) or JSON (`--output json`).
+//! Pure: every function returns a `String`, so the CLI and the shell print the same.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use comfy_table::{presets, ContentArrangement, Table};
+use serde::Serialize;
+
+use crate::units::{format_age, format_bytes, format_cpu, format_duration};
+use crate::view::{ResourcesView, StatsView, TaskView, WorkerView};
+
+/// `table` (default) for people, `json` for scripts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// Aligned columns and text.
+    #[default]
+    Table,
+    /// One JSON document with stable snake_case fields.
+    Json,
+}
+
+/// Pretty JSON with a trailing newline.
+pub fn json<T: Serialize + ?Sized>(v: &T) -> String {
+    let mut s =
+        serde_json::to_string_pretty(v).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+    s.push('\n');
+    s
+}
+
+fn table(header: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(presets::NOTHING)
+        .set_content_arrangement(ContentArrangement::Disabled)
+        .set_header(header.to_vec());
+    t
+}
+
+fn finish(t: Table) -> String {
+    let mut s: String = t
+        .to_string()
+        .lines()
+        .map(|l| l.trim_end().trim_start_matches(' '))
+        .collect::<Vec<_>>()
+        .join("\n");
+    s.push('\n');
+    s
+}
+
+fn age(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    format_age((now - t).num_milliseconds())
+}
+
+fn dur_ms(ms: Option<u64>) -> String {
+    ms.map(|m| format_duration(Duration::from_millis(m)))
+        .unwrap_or_else(|| "-".into())
+}
+
+/// `cpu 0.5, mem 256MiB, gpus 1` (zero GPUs omitted).
+pub fn resources(r: &ResourcesView) -> String {
+    let mut s = format!(
+        "cpu {}, mem {}",
+        format_cpu(r.cpu_millis),
+        format_bytes(r.memory_bytes)
+    );
+    if r.gpus > 0 {
+        s.push_str(&format!(", gpus {}", r.gpus));
+    }
+    s
+}
+
+/// The `cloudai tasks` table.
+pub fn tasks_table(tasks: &[TaskView], now: DateTime<Utc>) -> String {
+    if tasks.is_empty() {
+        return "no tasks\n".into();
+    }
+    let mut t = table(&[
+        "ID", "IMAGE", "STATUS", "WORKER", "ATTEMPTS", "AGE", "DURATION",
+    ]);
+    for task in tasks {
+        t.add_row(vec![
+            task.id.clone(),
+            task.image.clone(),
+            task.status.to_string(),
+            task.worker.clone().unwrap_or_else(|| "-".into()),
+            task.attempts.len().to_string(),
+            age(task.created_at, now),
+            dur_ms(task.duration_ms),
+        ]);
+    }
+    finish(t)
+}
+
+/// `cloudai task <id>`: every field, then the attempts.
+pub fn task_detail(t: &TaskView, now: DateTime<Utc>) -> String {
+    let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    let ts = |v: Option<DateTime<Utc>>| {
+        v.map(|t| {
+            format!(
+                "{} ({})",
+                t.format("%Y-%m-%d %H:%M:%S%.3f UTC"),
+                age(t, now)
+            )
+        })
+        .unwrap_or_else(|| "-".into())
+    };
+    let kv = |m: &std::collections::BTreeMap<String, String>| {
+        if m.is_empty() {
+            "-".to_string()
+        } else {
+            m.iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        }
+    };
+    let mut lines = vec![
+        ("id", t.id.clone()),
+        ("image", t.image.clone()),
+        (
+            "command",
+            if t.command.is_empty() {
+                "(image default)".into()
+            } else {
+                t.command.join(" ")
+            },
+        ),
+        ("status", t.status.to_string()),
+        ("worker", opt(&t.worker)),
+        (
+            "exit code",
+            t.exit_code
+                .map(|c| c.to_string())
+                .unwrap_or_else(|| "-".into()),
+        ),
+    ];
+    if let Some(e) = &t.error {
+        lines.push(("error", e.clone()));
+    }
+    lines.extend([
+        ("created", ts(Some(t.created_at))),
+        ("started", ts(t.started_at)),
+        ("finished", ts(t.finished_at)),
+        ("duration", dur_ms(t.duration_ms)),
+        ("resources", resources(&t.resources)),
+        ("priority", t.priority.to_string()),
+        ("max attempts", t.max_attempts.to_string()),
+        ("timeout", dur_ms(t.timeout_ms)),
+        ("pinned worker", opt(&t.pinned_worker)),
+        ("env", kv(&t.env)),
+        ("labels", kv(&t.labels)),
+        ("idempotency key", opt(&t.idempotency_key)),
+    ]);
+    if t.cancel_requested {
+        lines.push(("cancel", "requested".into()));
+    }
+    let width = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 1;
+    let mut s = String::new();
+    for (k, v) in lines {
+        s.push_str(&format!("{:<width$} {v}\n", format!("{k}:")));
+    }
+    s.push_str(&format!("attempts: {}\n", t.attempts.len()));
+    if !t.attempts.is_empty() {
+        let mut at = table(&[
+            "#", "WORKER", "ASSIGNED", "DURATION", "OUTCOME", "EXIT", "ERROR",
+        ]);
+        for a in &t.attempts {
+            let d = a.started_at.map(|s| {
+                let end = a.finished_at.unwrap_or(now);
+                (end - s).num_milliseconds().max(0) as u64
+            });
+            at.add_row(vec![
+                a.number.to_string(),
+                a.worker.clone(),
+                age(a.assigned_at, now),
+                dur_ms(d),
+                a.outcome
+                    .map(|o| o.to_string())
+                    .unwrap_or_else(|| "(live)".into()),
+                a.exit_code
+                    .map(|c| c.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                a.error.clone().unwrap_or_else(|| "-".into()),
+            ]);
+        }
+        for l in finish(at).lines() {
+            s.push_str("  ");
+            s.push_str(l);
+            s.push('\n');
+        }
+    }
+    s
+}
+
+/// The `cloudai workers` table.
+pub fn workers_table(workers: &[WorkerView], now: DateTime<Utc>) -> String {
+    if workers.is_empty() {
+        return "no workers (start one with `cloudai worker --master URL`)\n".into();
+    }
+    let mut t = table(&["ID", "HEALTH", "CAPACITY", "FREE", "RUNNING", "HEARTBEAT"]);
+    for w in workers {
+        t.add_row(vec![
+            w.id.clone(),
+            w.health.as_str().to_string(),
+            resources(&w.capacity),
+            resources(&w.free),
+            w.running_task_ids.len().to_string(),
+            w.last_heartbeat
+                .map(|h| age(h, now))
+                .unwrap_or_else(|| "never".into()),
+        ]);
+    }
+    finish(t)
+}
+
+/// `cloudai queue stats`.
+pub fn stats_text(s: &StatsView) -> String {
+    let mut t = table(&["STATUS", "COUNT"]);
+    for st in cloudai_queue::TaskStatus::ALL {
+        t.add_row(vec![st.as_str().to_string(), s.count(st).to_string()]);
+    }
+    let mut out = finish(t);
+    out.push_str(&format!("total: {}\n", s.total));
+    out.push_str(&format!(
+        "oldest queued: {}\n",
+        s.oldest_queued_age_ms
+            .map(|ms| format_age(ms as i64))
+            .unwrap_or_else(|| "-".into())
+    ));
+    out.push_str(&format!(
+        "finished in the last minute: {}\n",
+        s.finished_last_minute
+    ));
+    out
+}
+
+/// The shell's `status`: one screen on the whole cluster.
+pub fn cluster_summary(url: &str, workers: &[WorkerView], s: &StatsView) -> String {
+    use cloudai_queue::{TaskStatus as S, WorkerHealth as H};
+    let n = |h| workers.iter().filter(|w| w.health == h).count();
+    let sum = |f: &dyn Fn(&WorkerView) -> ResourcesView| {
+        workers.iter().filter(|w| w.health != H::Dead).map(f).fold(
+            ResourcesView::default(),
+            |a, r| ResourcesView {
+                cpu_millis: a.cpu_millis + r.cpu_millis,
+                memory_bytes: a.memory_bytes + r.memory_bytes,
+                gpus: a.gpus + r.gpus,
+            },
+        )
+    };
+    format!(
+        "master:   {url}\nworkers:  {} ({} healthy, {} suspect, {} dead)\ncapacity: {}\nfree:     {}\ntasks:    {} queued, {} running, {} assigned, {} succeeded, {} failed, {} cancelled, {} timed out, {} lost\nfinished in the last minute: {}\n",
+        workers.len(),
+        n(H::Healthy),
+        n(H::Suspect),
+        n(H::Dead),
+        resources(&sum(&|w| w.capacity)),
+        resources(&sum(&|w| w.free)),
+        s.count(S::Queued),
+        s.count(S::Running),
+        s.count(S::Assigned),
+        s.count(S::Succeeded),
+        s.count(S::Failed),
+        s.count(S::Cancelled),
+        s.count(S::TimedOut),
+        s.count(S::Lost),
+        s.finished_last_minute,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::view::tests_support::sample_view;
+
+    #[test]
+    fn tasks_table_has_columns_and_rows() {
+        let v = sample_view();
+        let now = v.created_at + chrono::Duration::seconds(90);
+        let s = tasks_table(std::slice::from_ref(&v), now);
+        let mut lines = s.lines();
+        let header = lines.next().unwrap();
+        for col in [
+            "ID", "IMAGE", "STATUS", "WORKER", "ATTEMPTS", "AGE", "DURATION",
+        ] {
+            assert!(header.contains(col), "{header}");
+        }
+        let row = lines.next().unwrap();
+        assert!(row.starts_with(&v.id), "{row}");
+        assert!(
+            row.contains("succeeded")
+                && row.contains("w1")
+                && row.contains("1m ago")
+                && row.contains("3s")
+        );
+        assert_eq!(tasks_table(&[], now), "no tasks\n");
+    }
+
+    #[test]
+    fn task_detail_shows_attempts() {
+        let v = sample_view();
+        let s = task_detail(&v, v.created_at);
+        assert!(s.contains("status:"));
+        assert!(s.contains("exit code:"));
+        assert!(s.contains("echo hi"));
+        assert!(s.contains("attempts: 1"));
+        assert!(s.contains("OUTCOME"));
+    }
+
+    #[test]
+    fn json_round_trips() {
+        let v = sample_view();
+        let back: serde_json::Value =
+            serde_json::from_str(&json(std::slice::from_ref(&v))).unwrap();
+        assert_eq!(back[0]["id"], v.id);
+    }
+
+    #[test]
+    fn resources_are_human() {
+        let r = ResourcesView {
+            cpu_millis: 1500,
+            memory_bytes: 256 << 20,
+            gpus: 0,
+        };
+        assert_eq!(resources(&r), "cpu 1.5, mem 256MiB");
+    }
+}
