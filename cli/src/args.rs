@@ -126,6 +126,9 @@ pub struct MasterArgs {
 /// `cloudai worker`.
 #[derive(Debug, Args)]
 pub struct WorkerArgs {
+    /// Worker configuration.
+    #[command(flatten)]
+    pub config: cloudai_worker::WorkerConfig,
     /// Run tasks with a fake executor that sleeps instead of Docker (tests, benchmarks).
     #[arg(long, hide = true)]
     pub fake_executor: bool,

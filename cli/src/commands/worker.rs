@@ -1,7 +1,35 @@
-//! temporary stub
+//! `cloudai worker`: runs tasks through the local Docker daemon (or, with the hidden
+//! `--fake-executor`, with timers instead of containers) until Ctrl-C / SIGTERM.
+
+use std::sync::Arc;
+
+use cloudai_worker::{DockerExecutor, Executor, FakeExecutor};
+
 use crate::args::WorkerArgs;
-use crate::exit::{CliError, CliResult};
-/// stub
-pub async fn run(_a: WorkerArgs) -> CliResult<i32> {
-    Err(CliError::invalid("worker not built"))
+use crate::exit::{CliError, CliResult, Kind};
+
+/// Runs the worker; returns its exit code.
+pub async fn run(a: WorkerArgs) -> CliResult<i32> {
+    crate::init_tracing("info", std::io::stderr);
+    let executor: Arc<dyn Executor> = if a.fake_executor {
+        Arc::new(FakeExecutor::default())
+    } else {
+        Arc::new(DockerExecutor::connect().await.map_err(|e| {
+            CliError::new(
+                Kind::Other,
+                format!("cannot use docker: {e}; is the docker daemon running?"),
+            )
+        })?)
+    };
+    let shutdown = async {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = super::master::sigterm() => {}
+        }
+        tracing::info!("shutting down");
+    };
+    cloudai_worker::run(a.config, executor, shutdown)
+        .await
+        .map_err(|e| CliError::new(Kind::Other, format!("worker failed: {e}")))?;
+    Ok(0)
 }
