@@ -1,20 +1,25 @@
 //! [`DockerExecutor`]: runs attempts as containers through the Docker Engine API (bollard).
 //!
-//! Output is read with `logs?follow=1` from the container's start, which replays nothing
-//! twice and reads only as fast as the consumer polls, so a flooding container is slowed
-//! down instead of growing memory.
+//! Output is read by attaching to the container *before* it starts, so nothing is missed,
+//! and it is read only as fast as the consumer polls: the daemon buffers at most ~1 MB
+//! per attached stream and then blocks the container's writes, so a flooding container
+//! is slowed down instead of growing anyone's memory. Containers use the `none` log
+//! driver: the worker streams output itself, and a flood must not fill the daemon's disk.
 
 use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bollard::container::{
-    Config, CreateContainerOptions, KillContainerOptions, ListContainersOptions, LogOutput,
-    LogsOptions, RemoveContainerOptions, StopContainerOptions, WaitContainerOptions,
+    AttachContainerOptions, Config, CreateContainerOptions, KillContainerOptions,
+    ListContainersOptions, LogOutput, RemoveContainerOptions, StopContainerOptions,
+    WaitContainerOptions,
 };
 use bollard::errors::Error as DockerError;
 use bollard::image::CreateImageOptions;
-use bollard::models::{DeviceRequest, HostConfig};
+use bollard::models::{DeviceRequest, HostConfig, HostConfigLogConfig};
 use bollard::Docker;
 use chrono::Utc;
 use cloudai_queue::{LogStream, TaskSpec};
@@ -31,9 +36,17 @@ use crate::error::ExecError;
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
 /// Runs containers on the local Docker daemon.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct DockerExecutor {
     docker: Docker,
+    /// Output streams attached at start and not yet handed out by `logs`.
+    attached: Arc<Mutex<HashMap<String, OutputStream>>>,
+}
+
+impl fmt::Debug for DockerExecutor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DockerExecutor").finish_non_exhaustive()
+    }
 }
 
 impl DockerExecutor {
@@ -45,7 +58,40 @@ impl DockerExecutor {
             .negotiate_version()
             .await
             .map_err(|e| ExecError::Runtime(format!("negotiate docker api version: {e}")))?;
-        Ok(DockerExecutor { docker })
+        Ok(DockerExecutor {
+            docker,
+            attached: Arc::default(),
+        })
+    }
+
+    fn attached(&self) -> std::sync::MutexGuard<'_, HashMap<String, OutputStream>> {
+        self.attached.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Attaches to stdout and stderr of a created container, before it starts.
+    async fn attach(&self, id: &str) -> Result<OutputStream, DockerError> {
+        let attached = self
+            .docker
+            .attach_container::<String>(
+                id,
+                Some(AttachContainerOptions {
+                    stdout: Some(true),
+                    stderr: Some(true),
+                    stream: Some(true),
+                    ..Default::default()
+                }),
+            )
+            .await?;
+        Ok(attached
+            .output
+            .flat_map(|frame| {
+                let chunks = match frame {
+                    Ok(frame) => frame_to_chunks(frame).into_iter().map(Ok).collect(),
+                    Err(e) => vec![Err(runtime(e))],
+                };
+                stream::iter(chunks)
+            })
+            .boxed())
     }
 
     /// The underlying client, for callers that need more than the trait offers.
@@ -148,6 +194,14 @@ impl Executor for DockerExecutor {
             .await
             .map_err(|e| ExecError::Create(docker_message(e)))?;
         let handle = Handle { id };
+        let output = match self.attach(&handle.id).await {
+            Ok(output) => output,
+            Err(e) => {
+                let _ = self.remove(&handle).await;
+                return Err(ExecError::Start(format!("attach: {}", docker_message(e))));
+            }
+        };
+        self.attached().insert(handle.id.clone(), output);
         if let Err(e) = self
             .docker
             .start_container::<String>(&handle.id, None)
@@ -159,26 +213,11 @@ impl Executor for DockerExecutor {
         Ok(handle)
     }
 
+    /// The output attached at start; a second call gets an empty stream.
     fn logs(&self, handle: &Handle) -> OutputStream {
-        let frames = self.docker.logs::<String>(
-            &handle.id,
-            Some(LogsOptions {
-                follow: true,
-                stdout: true,
-                stderr: true,
-                tail: "all".into(),
-                ..Default::default()
-            }),
-        );
-        frames
-            .flat_map(|frame| {
-                let chunks = match frame {
-                    Ok(frame) => frame_to_chunks(frame).into_iter().map(Ok).collect(),
-                    Err(e) => vec![Err(runtime(e))],
-                };
-                stream::iter(chunks)
-            })
-            .boxed()
+        self.attached()
+            .remove(&handle.id)
+            .unwrap_or_else(|| stream::empty().boxed())
     }
 
     async fn wait(&self, handle: &Handle) -> Result<i64, ExecError> {
@@ -227,6 +266,7 @@ impl Executor for DockerExecutor {
     }
 
     async fn remove(&self, handle: &Handle) -> Result<(), ExecError> {
+        self.attached().remove(&handle.id);
         let options = RemoveContainerOptions {
             force: true,
             v: true,
@@ -283,6 +323,10 @@ fn container_config(req: &StartRequest) -> Config<String> {
             nano_cpus: (r.cpu_millis > 0).then(|| (r.cpu_millis as i64).saturating_mul(1_000_000)),
             memory: (r.memory_bytes > 0).then(|| r.memory_bytes.min(i64::MAX as u64) as i64),
             device_requests,
+            log_config: Some(HostConfigLogConfig {
+                typ: Some("none".into()),
+                config: None,
+            }),
             ..Default::default()
         }),
         ..Default::default()

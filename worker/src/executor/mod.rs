@@ -106,8 +106,9 @@ pub trait Executor: Send + Sync + 'static {
     /// Creates and starts the container. On error nothing is left behind.
     async fn start(&self, req: &StartRequest) -> Result<Handle, ExecError>;
 
-    /// The container's stdout and stderr from its start, demultiplexed, ending when the
-    /// container's output ends.
+    /// The container's stdout and stderr from its very start, demultiplexed, ending when
+    /// the container's output ends. Call once per container, right after `start`: an
+    /// executor may hold the container's output back until this stream is read.
     fn logs(&self, handle: &Handle) -> OutputStream;
 
     /// Waits until the container exits and returns its exit code.

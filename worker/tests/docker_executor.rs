@@ -1,0 +1,266 @@
+//! The Docker executor and the attempt policy against the real Docker daemon, with the
+//! locally built `cloudai/busybox:test` image (see `sample_task/build.sh`). Every test
+//! checks that no container it labelled is left behind.
+
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cloudai_queue::{LogStream, Resources, TaskSpec};
+use cloudai_worker::attempt::{
+    run_attempt, stop_signal, AttemptEvent, AttemptOptions, Finish, StopSignal,
+};
+use cloudai_worker::executor::{labels, DockerExecutor, StartRequest};
+use tokio::sync::mpsc;
+
+const IMAGE: &str = "cloudai/busybox:test";
+
+fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{prefix}-{}-{nanos}", std::process::id())
+}
+
+fn sh(script: &str) -> TaskSpec {
+    let mut spec = TaskSpec::new(IMAGE);
+    spec.command = vec!["sh".into(), "-c".into(), script.into()];
+    spec
+}
+
+fn request(spec: TaskSpec) -> StartRequest {
+    StartRequest {
+        task_id: unique("task"),
+        attempt: 1,
+        token: 1,
+        worker_id: unique("docker-test-worker"),
+        spec,
+    }
+}
+
+fn options() -> AttemptOptions {
+    AttemptOptions {
+        stop_grace: Duration::from_secs(1),
+        ..AttemptOptions::default()
+    }
+}
+
+async fn executor() -> Arc<DockerExecutor> {
+    Arc::new(
+        DockerExecutor::connect()
+            .await
+            .expect("a running Docker daemon"),
+    )
+}
+
+/// Containers carrying `label=value`, as `docker ps -a` lists them.
+fn containers_labelled(label: &str, value: &str) -> Vec<String> {
+    let out = Command::new("docker")
+        .args(["ps", "-a", "-q", "--filter"])
+        .arg(format!("label={label}={value}"))
+        .output()
+        .expect("docker cli");
+    assert!(out.status.success(), "docker ps failed");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn assert_gone(req: &StartRequest) {
+    assert_eq!(
+        containers_labelled(labels::TASK_ID, &req.task_id),
+        Vec::<String>::new(),
+        "container of task {} left behind",
+        req.task_id
+    );
+}
+
+/// Runs one attempt, collecting its events; `stop` may fire mid-run.
+async fn run(
+    exec: &Arc<DockerExecutor>,
+    req: StartRequest,
+    stop: StopSignal,
+) -> (Finish, Vec<AttemptEvent>) {
+    let (tx, mut rx) = mpsc::channel(16);
+    let collect = tokio::spawn(async move {
+        let mut events = Vec::new();
+        while let Some(e) = rx.recv().await {
+            events.push(e);
+        }
+        events
+    });
+    let finish = run_attempt(exec.as_ref(), req, &options(), stop, tx).await;
+    (finish, collect.await.unwrap())
+}
+
+fn output(events: &[AttemptEvent], stream: LogStream) -> String {
+    let bytes: Vec<u8> = events
+        .iter()
+        .filter_map(|e| match e {
+            AttemptEvent::Output(c) if c.stream == stream => Some(c.data.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    String::from_utf8(bytes).unwrap()
+}
+
+#[tokio::test]
+async fn success_streams_exact_stdout_and_stderr() {
+    let exec = executor().await;
+    let req = request(sh("echo out1; echo err1 >&2; echo out2; echo err2 >&2"));
+    let (finish, events) = run(&exec, req.clone(), StopSignal::never()).await;
+    assert_eq!(finish, Finish::Exited(0));
+    assert!(
+        matches!(&events[0], AttemptEvent::Started { container_id } if !container_id.is_empty()),
+        "first event is started: {events:?}"
+    );
+    assert_eq!(output(&events, LogStream::Stdout), "out1\nout2\n");
+    assert_eq!(output(&events, LogStream::Stderr), "err1\nerr2\n");
+    assert_gone(&req);
+}
+
+#[tokio::test]
+async fn non_zero_exit_code_is_reported() {
+    let exec = executor().await;
+    let req = request(sh("echo failing; exit 3"));
+    let (finish, events) = run(&exec, req.clone(), StopSignal::never()).await;
+    assert_eq!(finish, Finish::Exited(3));
+    assert_eq!(output(&events, LogStream::Stdout), "failing\n");
+    assert_gone(&req);
+}
+
+#[tokio::test]
+async fn env_and_command_are_honoured() {
+    let exec = executor().await;
+    let mut spec = TaskSpec::new(IMAGE);
+    spec.command = vec![
+        "sh".into(),
+        "-c".into(),
+        "echo \"$GREETING from $0 $1\"".into(),
+        "cloudai".into(),
+        "worker".into(),
+    ];
+    spec.env.insert("GREETING".into(), "hello world".into());
+    let req = request(spec);
+    let (finish, events) = run(&exec, req.clone(), StopSignal::never()).await;
+    assert_eq!(finish, Finish::Exited(0));
+    assert_eq!(
+        output(&events, LogStream::Stdout),
+        "hello world from cloudai worker\n"
+    );
+    assert_gone(&req);
+}
+
+#[tokio::test]
+async fn timeout_stops_the_container_and_removes_it() {
+    let exec = executor().await;
+    // `sleep` as PID 1 ignores SIGTERM, so this also exercises the kill after the grace.
+    let mut spec = sh("echo before; exec sleep 60");
+    spec.timeout = Some(Duration::from_secs(1));
+    let req = request(spec);
+    let began = Instant::now();
+    let (finish, events) = run(&exec, req.clone(), StopSignal::never()).await;
+    assert_eq!(finish, Finish::TimedOut);
+    assert!(
+        began.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        began.elapsed()
+    );
+    assert_eq!(output(&events, LogStream::Stdout), "before\n");
+    assert_gone(&req);
+}
+
+#[tokio::test]
+async fn cancel_while_running_stops_and_removes_it() {
+    let exec = executor().await;
+    let req = request(sh(
+        "trap 'exit 0' TERM; echo running; while true; do sleep 0.1; done",
+    ));
+    let (stopper, signal) = stop_signal();
+    let (tx, mut rx) = mpsc::channel(16);
+    let attempt = tokio::spawn({
+        let exec = exec.clone();
+        let req = req.clone();
+        async move { run_attempt(exec.as_ref(), req, &options(), signal, tx).await }
+    });
+    // Cancel once the container has printed, so it is certainly running.
+    let mut events = Vec::new();
+    while let Some(e) = rx.recv().await {
+        let printed = matches!(&e, AttemptEvent::Output(c) if c.data == b"running\n");
+        events.push(e);
+        if printed {
+            assert_eq!(containers_labelled(labels::TASK_ID, &req.task_id).len(), 1);
+            stopper.stop();
+        }
+    }
+    assert_eq!(attempt.await.unwrap(), Finish::Cancelled);
+    assert!(matches!(events[0], AttemptEvent::Started { .. }));
+    assert_gone(&req);
+}
+
+#[tokio::test]
+async fn missing_image_fails_with_the_registry_message() {
+    let exec = executor().await;
+    let req = request(TaskSpec::new("cloudai/does-not-exist:nope"));
+    let (finish, events) = run(&exec, req.clone(), StopSignal::never()).await;
+    let Finish::Error(message) = finish else {
+        panic!("expected an error, got {finish:?}");
+    };
+    assert!(
+        message.starts_with("pull cloudai/does-not-exist:nope: ") && message.len() > 40,
+        "unclear message: {message}"
+    );
+    assert!(
+        events.iter().all(|e| matches!(e, AttemptEvent::Pulling(_))),
+        "nothing but pull progress: {events:?}"
+    );
+    assert_gone(&req);
+}
+
+#[tokio::test]
+async fn limits_and_labels_are_applied() {
+    let exec = executor().await;
+    let mut spec = sh("trap 'exit 0' TERM; echo up; while true; do sleep 0.1; done");
+    spec.resources = Resources {
+        cpu_millis: 500,
+        memory_bytes: 64 << 20,
+        gpus: 0,
+        disk_bytes: 0,
+    };
+    let req = request(spec);
+    let (stopper, signal) = stop_signal();
+    let (tx, mut rx) = mpsc::channel(16);
+    let attempt = tokio::spawn({
+        let exec = exec.clone();
+        let req = req.clone();
+        async move { run_attempt(exec.as_ref(), req, &options(), signal, tx).await }
+    });
+    let mut container = None;
+    while let Some(e) = rx.recv().await {
+        match e {
+            AttemptEvent::Started { container_id } => container = Some(container_id),
+            AttemptEvent::Output(_) => {
+                let id = container.clone().expect("started before output");
+                let info = exec
+                    .client()
+                    .inspect_container(&id, None)
+                    .await
+                    .expect("inspect");
+                let host = info.host_config.expect("host config");
+                assert_eq!(host.nano_cpus, Some(500_000_000));
+                assert_eq!(host.memory, Some(64 << 20));
+                let l = info.config.expect("config").labels.expect("labels");
+                assert_eq!(l[labels::TASK_ID], req.task_id);
+                assert_eq!(l[labels::ATTEMPT], "1");
+                assert_eq!(l[labels::WORKER], req.worker_id);
+                stopper.stop();
+            }
+            AttemptEvent::Pulling(_) => {}
+        }
+    }
+    assert_eq!(attempt.await.unwrap(), Finish::Cancelled);
+    assert_gone(&req);
+}
