@@ -70,6 +70,13 @@ impl TestWorker {
             .map_err(|e| WorkerError::Connection(format!("worker task failed: {e}")))?
     }
 
+    /// Waits for `run` to return by itself (without asking it to stop).
+    pub async fn join(mut self) -> Result<()> {
+        (&mut self.task)
+            .await
+            .map_err(|e| WorkerError::Connection(format!("worker task failed: {e}")))?
+    }
+
     /// Simulates a crash: the worker vanishes mid-flight, its stream drops and nothing is
     /// reported or cleaned up.
     pub fn kill(self) {

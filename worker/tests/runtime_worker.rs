@@ -1,0 +1,403 @@
+//! The worker runtime against a small fake master: a real tonic `WorkerService` on
+//! 127.0.0.1:0 that hands each `Connect` stream to the test, which plays the master's
+//! side of `proto/PROTOCOL.md` message by message. Containers are the FakeExecutor's.
+
+use std::time::Duration;
+
+use cloudai_proto::pb;
+use cloudai_proto::pb::master_message::Msg as M;
+use cloudai_proto::pb::task_event::Event;
+use cloudai_proto::pb::worker_message::Msg as W;
+use cloudai_proto::pb::worker_service_server::{WorkerService, WorkerServiceServer};
+use cloudai_worker::testing::{test_config, TestWorker, TEST_CAPACITY};
+use cloudai_worker::{FakeBehavior, WorkerError};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tonic::{Request, Response, Status, Streaming};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// One worker stream, as the fake master sees it.
+struct Conn {
+    inbound: Streaming<pb::WorkerMessage>,
+    outbound: mpsc::Sender<Result<pb::MasterMessage, Status>>,
+}
+
+struct FakeMaster {
+    conns: mpsc::Sender<Conn>,
+}
+
+#[tonic::async_trait]
+impl WorkerService for FakeMaster {
+    type ConnectStream = ReceiverStream<Result<pb::MasterMessage, Status>>;
+
+    async fn connect(
+        &self,
+        request: Request<Streaming<pb::WorkerMessage>>,
+    ) -> Result<Response<Self::ConnectStream>, Status> {
+        let (outbound, rx) = mpsc::channel(64);
+        let conn = Conn {
+            inbound: request.into_inner(),
+            outbound,
+        };
+        self.conns
+            .send(conn)
+            .await
+            .map_err(|_| Status::unavailable("test over"))?;
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+/// Starts the fake master; returns its URL and the stream of incoming connections.
+async fn fake_master() -> (String, mpsc::Receiver<Conn>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = mpsc::channel(8);
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(WorkerServiceServer::new(FakeMaster { conns: tx }))
+            .serve_with_incoming(TcpListenerStream::new(listener)),
+    );
+    (url, rx)
+}
+
+impl Conn {
+    async fn next(&mut self) -> W {
+        let msg = tokio::time::timeout(WAIT, self.inbound.message())
+            .await
+            .expect("worker message in time")
+            .expect("stream ok")
+            .expect("stream open");
+        msg.msg.expect("message body")
+    }
+
+    /// The next task event, skipping heartbeats.
+    async fn event(&mut self) -> pb::TaskEvent {
+        loop {
+            match self.next().await {
+                W::Event(e) => return e,
+                W::Heartbeat(_) => continue,
+                W::Register(r) => panic!("unexpected register {r:?}"),
+            }
+        }
+    }
+
+    async fn send(&self, msg: M) {
+        self.outbound
+            .send(Ok(pb::MasterMessage { msg: Some(msg) }))
+            .await
+            .expect("worker stream open");
+    }
+
+    /// Reads the Register (which must come first) and answers Registered.
+    async fn accept(&mut self) -> pb::Register {
+        let W::Register(register) = self.next().await else {
+            panic!("first message is not register");
+        };
+        self.send(M::Registered(pb::Registered {
+            worker_id: register.worker_id.clone(),
+            heartbeat_interval_ms: 5000,
+        }))
+        .await;
+        register
+    }
+}
+
+async fn connection(conns: &mut mpsc::Receiver<Conn>) -> Conn {
+    tokio::time::timeout(WAIT, conns.recv())
+        .await
+        .expect("worker connects in time")
+        .expect("master running")
+}
+
+fn assign(task_id: &str, token: u64, env: &[(&str, &str)]) -> M {
+    let mut spec = pb::TaskSpec {
+        image: "fake:latest".into(),
+        ..Default::default()
+    };
+    for (k, v) in env {
+        spec.env.insert(k.to_string(), v.to_string());
+    }
+    M::Assign(pb::Assign {
+        task_id: task_id.into(),
+        token,
+        attempt: 1,
+        spec: Some(spec),
+    })
+}
+
+fn finished(e: &pb::TaskEvent) -> &pb::Finished {
+    match &e.event {
+        Some(Event::Finished(f)) => f,
+        other => panic!("expected finished, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn registers_first_then_heartbeats_with_telemetry() {
+    let (url, mut conns) = fake_master().await;
+    let mut config = test_config(&url, "w-heartbeat");
+    config.labels = vec![("zone".into(), "eu".into())];
+    let worker = TestWorker::spawn(config, FakeBehavior::default());
+    let mut conn = connection(&mut conns).await;
+    let register = conn.accept().await;
+    assert_eq!(register.worker_id, "w-heartbeat");
+    assert_eq!(register.labels["zone"], "eu");
+    assert_eq!(register.capacity, Some(TEST_CAPACITY.into()));
+    assert!(register.running.is_empty());
+    assert!(!register.version.is_empty() && !register.hostname.is_empty());
+    for _ in 0..3 {
+        let W::Heartbeat(hb) = conn.next().await else {
+            panic!("expected a heartbeat");
+        };
+        let usage = hb.usage.expect("usage");
+        assert!(usage.memory_total_bytes > 0);
+        assert!((0.0..=100.0).contains(&usage.cpu_percent));
+        assert!(hb.sent_at.is_some());
+    }
+    worker.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn assignment_reports_started_logs_and_finished_with_its_token() {
+    let (url, mut conns) = fake_master().await;
+    let worker = TestWorker::start(&url, "w-assign");
+    let mut conn = connection(&mut conns).await;
+    conn.accept().await;
+    conn.send(assign(
+        "t-ok",
+        7,
+        &[("CLOUDAI_FAKE_STDOUT", "hello\nworld")],
+    ))
+    .await;
+    let started = conn.event().await;
+    assert!(
+        matches!(&started.event, Some(Event::Started(s)) if s.container_id.starts_with("fake-"))
+    );
+    let mut out = Vec::new();
+    let done = loop {
+        let e = conn.event().await;
+        assert_eq!((e.task_id.as_str(), e.token), ("t-ok", 7));
+        match &e.event {
+            Some(Event::Log(l)) => {
+                assert_eq!(l.stream, pb::LogStream::Stdout as i32);
+                out.extend_from_slice(&l.data);
+            }
+            _ => break e,
+        }
+    };
+    assert_eq!(out, b"hello\nworld\n");
+    let f = finished(&done);
+    assert_eq!(f.kind, pb::FinishKind::Exited as i32);
+    assert_eq!(f.exit_code, Some(0));
+
+    conn.send(assign("t-bad", 3, &[("CLOUDAI_FAKE_EXIT_CODE", "2")]))
+        .await;
+    assert!(matches!(conn.event().await.event, Some(Event::Started(_))));
+    let f = conn.event().await;
+    assert_eq!(finished(&f).exit_code, Some(2));
+    assert_eq!(f.token, 3);
+
+    conn.send(assign(
+        "t-err",
+        1,
+        &[("CLOUDAI_FAKE_PULL_ERROR", "manifest unknown")],
+    ))
+    .await;
+    let e = loop {
+        let e = conn.event().await;
+        if !matches!(e.event, Some(Event::Pulling(_))) {
+            break e;
+        }
+    };
+    let f = finished(&e);
+    assert_eq!(f.kind, pb::FinishKind::Error as i32);
+    assert!(f.error.contains("manifest unknown"), "{}", f.error);
+    assert_eq!(worker.executor.live_containers(), 0);
+    worker.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn cancel_stops_the_attempt_and_reports_cancelled() {
+    let (url, mut conns) = fake_master().await;
+    let worker = TestWorker::start(&url, "w-cancel");
+    let mut conn = connection(&mut conns).await;
+    conn.accept().await;
+    conn.send(assign("t-long", 1, &[("CLOUDAI_FAKE_RUN_MS", "60000")]))
+        .await;
+    assert!(matches!(conn.event().await.event, Some(Event::Started(_))));
+    assert_eq!(worker.executor.live_containers(), 1);
+    conn.send(M::Cancel(pb::Cancel {
+        task_id: "t-long".into(),
+        token: 1,
+    }))
+    .await;
+    let e = conn.event().await;
+    assert_eq!(finished(&e).kind, pb::FinishKind::Cancelled as i32);
+    assert_eq!(worker.executor.live_containers(), 0);
+
+    // A cancel for an attempt this worker does not run is settled as cancelled at once.
+    conn.send(M::Cancel(pb::Cancel {
+        task_id: "t-unknown".into(),
+        token: 4,
+    }))
+    .await;
+    let e = conn.event().await;
+    assert_eq!((e.task_id.as_str(), e.token), ("t-unknown", 4));
+    assert_eq!(finished(&e).kind, pb::FinishKind::Cancelled as i32);
+    worker.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn unacked_finished_is_resent_after_reconnect_and_acked_is_not() {
+    let (url, mut conns) = fake_master().await;
+    let worker = TestWorker::start(&url, "w-resend");
+    let mut conn = connection(&mut conns).await;
+    conn.accept().await;
+    conn.send(assign("t-resend", 5, &[])).await;
+    assert!(matches!(conn.event().await.event, Some(Event::Started(_))));
+    let first = conn.event().await;
+    assert_eq!(finished(&first).kind, pb::FinishKind::Exited as i32);
+
+    // The master drops the stream before acking: the worker reconnects and re-sends.
+    drop(conn);
+    let mut conn = connection(&mut conns).await;
+    let register = conn.accept().await;
+    assert!(
+        register.running.is_empty(),
+        "a finished attempt is not running"
+    );
+    let again = conn.event().await;
+    assert_eq!((again.task_id.as_str(), again.token), ("t-resend", 5));
+    assert_eq!(finished(&again), finished(&first));
+    conn.send(M::Ack(pb::Ack {
+        task_id: "t-resend".into(),
+        token: 5,
+    }))
+    .await;
+
+    // Once acked it is forgotten: the next session carries only heartbeats.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(conn);
+    let mut conn = connection(&mut conns).await;
+    conn.accept().await;
+    for _ in 0..3 {
+        assert!(matches!(conn.next().await, W::Heartbeat(_)));
+    }
+    worker.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn reconnect_reports_running_attempts_and_revoke_stops_them_silently() {
+    let (url, mut conns) = fake_master().await;
+    let worker = TestWorker::start(&url, "w-revoke");
+    let mut conn = connection(&mut conns).await;
+    conn.accept().await;
+    conn.send(assign("t-kept", 9, &[("CLOUDAI_FAKE_RUN_MS", "60000")]))
+        .await;
+    assert!(matches!(conn.event().await.event, Some(Event::Started(_))));
+    drop(conn);
+
+    let mut conn = connection(&mut conns).await;
+    let register = conn.accept().await;
+    assert_eq!(
+        register.running,
+        vec![pb::AttemptRef {
+            task_id: "t-kept".into(),
+            token: 9
+        }]
+    );
+    assert_eq!(
+        worker.executor.live_containers(),
+        1,
+        "kept running meanwhile"
+    );
+    conn.send(M::Revoke(pb::Revoke {
+        attempts: register.running.clone(),
+        reason: "task reassigned".into(),
+    }))
+    .await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while worker.executor.live_containers() > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "revoked container not removed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // No Finished for a revoked attempt, and it is no longer reported as running.
+    for _ in 0..3 {
+        match conn.next().await {
+            W::Heartbeat(hb) => assert!(hb.running.iter().all(|r| r.task_id != "t-kept")),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    worker.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn shutdown_stops_running_attempts() {
+    let (url, mut conns) = fake_master().await;
+    let worker = TestWorker::start(&url, "w-shutdown");
+    let mut conn = connection(&mut conns).await;
+    conn.accept().await;
+    for i in 0..50 {
+        conn.send(assign(
+            &format!("t-{i}"),
+            1,
+            &[("CLOUDAI_FAKE_RUN_MS", "60000")],
+        ))
+        .await;
+    }
+    let mut started = 0;
+    while started < 50 {
+        if matches!(conn.event().await.event, Some(Event::Started(_))) {
+            started += 1;
+        }
+    }
+    let executor = worker.executor.clone();
+    assert_eq!(executor.live_containers(), 50);
+    worker.shutdown().await.unwrap();
+    assert_eq!(executor.live_containers(), 0);
+}
+
+#[tokio::test]
+async fn a_rejected_registration_ends_run_with_an_error() {
+    let (url, mut conns) = fake_master().await;
+    let worker = TestWorker::start(&url, "w-rejected");
+    let mut conn = connection(&mut conns).await;
+    assert!(matches!(conn.next().await, W::Register(_)));
+    conn.outbound
+        .send(Err(Status::invalid_argument("bad join token")))
+        .await
+        .unwrap();
+    let err = tokio::time::timeout(WAIT, worker.join())
+        .await
+        .expect("run returns")
+        .unwrap_err();
+    assert!(
+        matches!(&err, WorkerError::Rejected(m) if m.contains("bad join token")),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn worker_keeps_retrying_until_the_master_appears() {
+    // Reserve a port, close it, start the worker against it, then bring the master up.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let worker = TestWorker::start(format!("http://{addr}"), "w-late");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(!worker.is_finished(), "an absent master is not fatal");
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let (tx, mut conns) = mpsc::channel(8);
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(WorkerServiceServer::new(FakeMaster { conns: tx }))
+            .serve_with_incoming(TcpListenerStream::new(listener)),
+    );
+    let mut conn = connection(&mut conns).await;
+    assert_eq!(conn.accept().await.worker_id, "w-late");
+    worker.shutdown().await.unwrap();
+}
