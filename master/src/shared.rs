@@ -88,17 +88,32 @@ impl Shared {
     /// retry is scheduled when the task went back to the queue.
     ///
     /// A stale token or a task already past this attempt still releases the reservation
-    /// held with that token; a backend failure keeps it (the report will come again).
+    /// held with that token; a backend failure or an illegal move of a live attempt keeps
+    /// it. An `assigned` attempt reported as exited is marked running first (a container
+    /// that exited before its start was reported still ran).
     pub async fn finish(
         &self,
         id: TaskId,
         token: u64,
         outcome: AttemptOutcome,
     ) -> Result<Task, QueueError> {
-        let res = self
+        let mut res = self
             .store
-            .finish_attempt(id, token, outcome, Utc::now())
+            .finish_attempt(id, token, outcome.clone(), Utc::now())
             .await;
+        if let Err(QueueError::IllegalTransition {
+            from: TaskStatus::Assigned,
+            ..
+        }) = res
+        {
+            if outcome.exit_code.is_some() || outcome.status == TaskStatus::Succeeded {
+                self.store.mark_running(id, token, Utc::now()).await?;
+                res = self
+                    .store
+                    .finish_attempt(id, token, outcome, Utc::now())
+                    .await;
+            }
+        }
         match &res {
             Ok(task) => {
                 self.cluster().release(id, Some(token));
@@ -107,15 +122,23 @@ impl Shared {
                 }
                 self.wake_dispatcher();
             }
-            Err(QueueError::StaleToken { .. } | QueueError::IllegalTransition { .. }) => {
-                if self.cluster().release(id, Some(token)) {
-                    self.wake_dispatcher();
-                }
+            // The attempt is over already (another report or the master ended it).
+            Err(QueueError::StaleToken { .. }) => self.release_over(id, token),
+            Err(QueueError::IllegalTransition { from, .. }) if !from.is_active() => {
+                self.release_over(id, token)
             }
+            // A live attempt that cannot move this way (assigned -> succeeded): the caller
+            // decides; the reservation stays.
             Err(_) => {}
         }
         self.logs.notify(id);
         res
+    }
+
+    fn release_over(&self, id: TaskId, token: u64) {
+        if self.cluster().release(id, Some(token)) {
+            self.wake_dispatcher();
+        }
     }
 
     /// Finishes an attempt as `lost` because of its worker; logs the outcome.
