@@ -42,21 +42,28 @@ fn scripted_shell_session() {
             .then_some(())
     });
 
-    master.send_line("help");
-    master.wait_stdout("commands:", SLOW);
-    let out = master.stdout();
+    // Each command's answer is looked for only in what it printed after being sent.
+    let mut ask = |line: &str, needle: &str| -> String {
+        let mark = master.mark();
+        master.send_line(line);
+        master.wait_stdout_after(mark, needle, SLOW)
+    };
+
+    let out = ask("help", "commands:");
     for cmd in ["status", "workers", "task", "logs", "cancel", "exit"] {
         assert!(out.contains(cmd), "{cmd} missing from help:\n{out}");
     }
 
-    master.send_line("workers");
-    master.wait_stdout(&worker_id, SLOW);
+    let out = ask("workers", &worker_id);
+    assert!(out.contains("HEALTH") && out.contains("healthy"), "{out}");
 
-    master.send_line("status");
-    master.wait_stdout("workers:  1 (1 healthy", SLOW);
+    let out = ask("status", "workers:  1 (1 healthy");
+    assert!(out.contains("capacity:"), "{out}");
 
-    master.send_line(&format!("task {worker_id} cloudai/busybox:test -- echo hi"));
-    let out = master.wait_stdout(&format!("on worker {worker_id}"), SLOW);
+    let out = ask(
+        &format!("task {worker_id} cloudai/busybox:test -- echo hi"),
+        &format!("on worker {worker_id}"),
+    );
     let id = out
         .lines()
         .find_map(|l| l.strip_prefix("enqueued "))
@@ -69,21 +76,32 @@ fn scripted_shell_session() {
         (v["status"] == "succeeded" && v["worker"] == worker_id.as_str()).then_some(())
     });
 
-    master.send_line("tasks");
-    let out = master.wait_stdout("succeeded", SLOW);
-    assert!(out.contains(&id), "{out}");
+    let out = ask("tasks", &id);
+    let row = out.lines().find(|l| l.starts_with(&id)).expect("task row");
+    assert!(
+        row.contains("succeeded") && row.contains(&worker_id),
+        "{row}"
+    );
 
-    master.send_line(&format!("logs {}", &id[..30]));
-    master.wait_stdout("hi\n", SLOW);
+    let out = ask(&format!("logs {}", &id[..30]), "hi\n");
+    assert_eq!(out, "hi\n");
 
-    master.send_line(&format!("show {id}"));
-    master.wait_stdout("exit code:", SLOW);
+    let out = ask(&format!("show {id}"), "attempts: 1");
+    assert!(out.contains("exit code:"), "{out}");
 
-    // A mistake prints one error and the shell goes on.
-    master.send_line("frobnicate");
-    master.send_line("queue");
-    master.wait_stdout("finished in the last minute", SLOW);
-    assert!(master.stderr().contains("error:"), "{}", master.stderr());
+    let out = ask("queue", "oldest queued:");
+    assert!(out.contains("succeeded"), "{out}");
+
+    // A mistake prints one error on stderr and the shell goes on.
+    let out = ask("frobnicate\nqueue stats", "oldest queued:");
+    assert!(!out.contains("frobnicate"), "{out}");
+    assert!(
+        master
+            .stderr()
+            .contains("error: unrecognized subcommand 'frobnicate'"),
+        "{}",
+        master.stderr()
+    );
 
     master.send_line("exit");
     let code = master.wait_exit(Duration::from_secs(30));

@@ -141,9 +141,19 @@ impl Proc {
 
     /// Waits until stdout contains `needle`; panics with both streams after `deadline`.
     pub fn wait_stdout(&self, needle: &str, deadline: Duration) -> String {
+        self.wait_stdout_after(0, needle, deadline)
+    }
+
+    /// How much it printed on stdout so far: a mark for [`Proc::wait_stdout_after`].
+    pub fn mark(&self) -> usize {
+        self.stdout.lock().unwrap().len()
+    }
+
+    /// Waits until the stdout printed after `mark` contains `needle`; returns that part.
+    pub fn wait_stdout_after(&self, mark: usize, needle: &str, deadline: Duration) -> String {
         let t0 = Instant::now();
         loop {
-            let s = self.stdout();
+            let s = self.stdout()[mark..].to_string();
             if s.contains(needle) {
                 return s;
             }
