@@ -27,6 +27,33 @@ fn with_database(uri: &str, db: &str) -> String {
     format!("{scheme}://{hosts}/{db}{query}")
 }
 
+/// Says once per test binary whether the suite runs (and against which server) or skips.
+/// Written straight to stderr, past the test harness's output capture, so it shows in CI.
+fn announce(uri: Option<&str>) {
+    use std::io::Write;
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let line = match uri {
+            Some(uri) => format!(
+                "mongodb suite: running against {} over the wire protocol\n",
+                redact(uri)
+            ),
+            None => format!(
+                "skipped: mongodb suite: {URI_VAR} is not set (start a server with .ci/secantus.sh)\n"
+            ),
+        };
+        let _ = std::io::stderr().write_all(line.as_bytes());
+    });
+}
+
+/// `uri` without its credentials, for output.
+fn redact(uri: &str) -> String {
+    match (uri.split_once("://"), uri.rfind('@')) {
+        (Some((scheme, _)), Some(at)) => format!("{scheme}://***{}", &uri[at..]),
+        _ => uri.to_string(),
+    }
+}
+
 /// One fresh database on the test server.
 struct MongoHarness {
     uri: String,
@@ -35,12 +62,10 @@ struct MongoHarness {
 
 impl MongoHarness {
     fn from_env() -> Option<Self> {
-        let Ok(base) = std::env::var(URI_VAR) else {
-            eprintln!("skipped: mongodb suite: {URI_VAR} is not set (run .ci/secantus.sh)");
-            return None;
-        };
+        let base = std::env::var(URI_VAR).ok();
+        announce(base.as_deref());
+        let base = base?;
         let db = format!("cloudai_test_{}", uuid::Uuid::new_v4().simple());
-        eprintln!("mongodb suite: database {db} on {URI_VAR}");
         Some(MongoHarness {
             uri: with_database(&base, &db),
             db,
@@ -328,6 +353,12 @@ async fn open_store_uses_the_uri_database() {
     }
     let bad = MongoStore::connect("mongodb://", StoreOptions::default()).await;
     assert!(matches!(bad, Err(QueueError::InvalidStoreUri { .. })));
+}
+
+#[test]
+fn credentials_are_not_printed() {
+    assert_eq!(redact("mongodb://u:p@h:1/x"), "mongodb://***@h:1/x");
+    assert_eq!(redact("mongodb://h:1/"), "mongodb://h:1/");
 }
 
 #[test]
