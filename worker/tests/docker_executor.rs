@@ -264,3 +264,33 @@ async fn limits_and_labels_are_applied() {
     assert_eq!(attempt.await.unwrap(), Finish::Cancelled);
     assert_gone(&req);
 }
+
+#[tokio::test]
+async fn unknown_program_fails_to_start_with_a_clear_error() {
+    let exec = executor().await;
+    let mut spec = TaskSpec::new(IMAGE);
+    spec.command = vec!["/no/such/program".into()];
+    let req = request(spec);
+    let (finish, _) = run(&exec, req.clone(), StopSignal::never()).await;
+    let Finish::Error(message) = finish else {
+        panic!("expected an error, got {finish:?}");
+    };
+    assert!(
+        message.starts_with("start container: ") && message.contains("/no/such/program"),
+        "unclear message: {message}"
+    );
+    assert_gone(&req);
+}
+
+#[tokio::test]
+async fn leftovers_of_a_previous_run_are_removed() {
+    use cloudai_worker::executor::Executor;
+    let exec = executor().await;
+    let req = request(sh("sleep 60"));
+    // Started and abandoned, as by a worker that crashed.
+    exec.start(&req).await.expect("start");
+    assert_eq!(containers_labelled(labels::WORKER, &req.worker_id).len(), 1);
+    assert_eq!(exec.remove_leftovers(&req.worker_id).await.unwrap(), 1);
+    assert!(containers_labelled(labels::WORKER, &req.worker_id).is_empty());
+    assert_gone(&req);
+}
