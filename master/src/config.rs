@@ -56,6 +56,11 @@ pub struct MasterConfig {
     #[arg(long, env = "CLOUDAI_RECONNECT_WINDOW", default_value = "30s", value_parser = parse_duration)]
     pub reconnect_window: Duration,
 
+    /// Leave placement to an external agent: the built-in dispatcher assigns nothing and
+    /// only `AgentService.SubmitAssignments` does. Default: off.
+    #[arg(long, env = "CLOUDAI_AGENT_ONLY")]
+    pub agent_only: bool,
+
     /// Largest gRPC message accepted or sent, in bytes.
     #[arg(long, env = "CLOUDAI_MAX_MESSAGE_BYTES", default_value_t = DEFAULT_MAX_MESSAGE_BYTES)]
     pub max_message_bytes: usize,
@@ -72,6 +77,7 @@ impl Default for MasterConfig {
             dead_after: DEFAULT_DEAD_AFTER,
             placement: PlacementPolicy::BestFit,
             reconnect_window: DEFAULT_RECONNECT_WINDOW,
+            agent_only: false,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
         }
     }

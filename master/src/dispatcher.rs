@@ -25,8 +25,12 @@ pub fn ask(task: &Task) -> TaskAsk<'_> {
     }
 }
 
-/// Runs until shutdown.
+/// Runs until shutdown. With `agent_only`, it only waits for shutdown.
 pub async fn run(shared: Arc<Shared>) {
+    if shared.config.agent_only {
+        shared.until_shutdown().await;
+        return;
+    }
     loop {
         let sleep = match shared.next_retry(Utc::now()) {
             Some(at) => (at - Utc::now())
