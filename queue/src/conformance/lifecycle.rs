@@ -447,8 +447,8 @@ pub async fn cancel_running_is_requested_then_reported(h: &dyn Harness) {
 /// Cancelling a finished task is `IllegalTransition` and changes nothing.
 pub async fn cancel_terminal_is_illegal(h: &dyn Harness) {
     let store = h.open(StoreOptions::default()).await;
-    let at = now();
     let t = add(&*store, spec()).await;
+    let at = now();
     let r = start(&*store, "w1", at).await;
     let done = store
         .finish_attempt(
