@@ -45,6 +45,12 @@ pub struct WorkerConfig {
     #[arg(long, env = "CLOUDAI_WORKER_STOP_GRACE", default_value = "10s", value_parser = parse_duration)]
     pub stop_grace: Duration,
 
+    /// Stop (and remove) running containers once the master has been unreachable this long,
+    /// so a partition never leaves a second copy of an attempt running after the master
+    /// has given it to another worker. Default: unset, containers keep running.
+    #[arg(long, env = "CLOUDAI_WORKER_DISCONNECT_GRACE", value_parser = parse_duration)]
+    pub disconnect_grace: Option<Duration>,
+
     /// Join token sent with the registration, when the master requires one.
     #[arg(long, env = "CLOUDAI_JOIN_TOKEN", hide_env_values = true)]
     pub join_token: Option<String>,
@@ -65,6 +71,7 @@ impl WorkerConfig {
             memory: None,
             heartbeat_interval: None,
             stop_grace: DEFAULT_STOP_GRACE,
+            disconnect_grace: None,
             join_token: None,
             capacity_override: None,
         }

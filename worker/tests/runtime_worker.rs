@@ -401,3 +401,33 @@ async fn worker_keeps_retrying_until_the_master_appears() {
     assert_eq!(conn.accept().await.worker_id, "w-late");
     worker.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn containers_stop_once_the_master_is_unreachable_past_the_grace() {
+    let (url, mut conns) = fake_master().await;
+    let mut config = test_config(&url, "w-partition");
+    config.disconnect_grace = Some(Duration::from_millis(300));
+    let worker = TestWorker::spawn(config, FakeBehavior::default());
+    let mut conn = connection(&mut conns).await;
+    conn.accept().await;
+    conn.send(assign(
+        "t-partitioned",
+        2,
+        &[("CLOUDAI_FAKE_RUN_MS", "60000")],
+    ))
+    .await;
+    assert!(matches!(conn.event().await.event, Some(Event::Started(_))));
+    // The master becomes unreachable: the stream ends and new streams are refused.
+    drop(conn);
+    drop(conns);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while worker.executor.live_containers() > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "container still running long after the disconnect grace"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!worker.is_finished(), "the worker itself keeps trying");
+    worker.shutdown().await.unwrap();
+}

@@ -15,6 +15,7 @@ use backoff::ExponentialBackoffBuilder;
 use cloudai_queue::Resources;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 
 use crate::attempt::AttemptOptions;
 use crate::capacity::{self, GpuInfo};
@@ -127,6 +128,8 @@ pub async fn run(
         .with_max_elapsed_time(None)
         .build();
     tokio::pin!(shutdown);
+    // When the master was last reachable (or when we started trying).
+    let mut connected_at = Instant::now();
 
     let outcome = loop {
         let mut registered = false;
@@ -136,6 +139,12 @@ pub async fn run(
         };
         if registered {
             backoff.reset();
+            connected_at = Instant::now();
+        }
+        if let Some(grace) = worker.config.disconnect_grace {
+            if connected_at.elapsed() >= grace {
+                stop_unreported(&worker, "master unreachable past the disconnect grace");
+            }
         }
         let err = match ended {
             Ok(()) => WorkerError::Connection("master closed the stream".into()),
@@ -163,6 +172,17 @@ pub async fn run(
     outcome
 }
 
+/// Stops every running attempt without reporting it: the master no longer counts on them.
+fn stop_unreported(worker: &Worker, why: &str) {
+    for (key, running) in worker.lock().running.iter_mut() {
+        if running.report {
+            tracing::warn!(task_id = %key.0, token = key.1, reason = why, "stopping attempt");
+        }
+        running.report = false;
+        running.stopper.stop();
+    }
+}
+
 /// Stops every attempt without reporting it and waits (bounded) for their containers to
 /// be removed, discarding their remaining events.
 async fn stop_all(
@@ -170,10 +190,7 @@ async fn stop_all(
     outbox_rx: &mut mpsc::Receiver<Outbound>,
     attempts: &mut JoinSet<()>,
 ) {
-    for running in worker.lock().running.values_mut() {
-        running.report = false;
-        running.stopper.stop();
-    }
+    stop_unreported(worker, "worker shutting down");
     let drain = async {
         loop {
             tokio::select! {
