@@ -93,7 +93,12 @@ pub struct Proc {
 impl Proc {
     /// Starts `cloudai args...` with piped stdio.
     pub fn spawn(name: &str, args: &[&str], envs: &[(&str, &str)]) -> Proc {
-        let mut cmd = Command::new(BIN);
+        Self::spawn_program(name, BIN, args, envs)
+    }
+
+    /// Starts `program args...` with piped stdio.
+    pub fn spawn_program(name: &str, program: &str, args: &[&str], envs: &[(&str, &str)]) -> Proc {
+        let mut cmd = Command::new(program);
         cmd.args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -125,6 +130,13 @@ impl Proc {
     /// Everything it printed on stderr so far.
     pub fn stderr(&self) -> String {
         self.stderr.lock().unwrap().clone()
+    }
+
+    /// Writes raw bytes to its stdin (keystrokes, for a pseudo-terminal).
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        let stdin = self.stdin.as_mut().expect("stdin still open");
+        stdin.write_all(bytes).expect("write to stdin");
+        stdin.flush().unwrap();
     }
 
     /// Writes a line to its stdin.
