@@ -92,7 +92,8 @@ pub async fn wait_for(c: &Client, id: &str) -> CliResult<TaskView> {
         let line = status_line(&t);
         if line != last {
             pb.set_message(line.clone());
-            if !tty {
+            // Without a terminal, each change is a line; the end gets its own summary.
+            if !tty && !t.status.is_terminal() {
                 eprintln!("{line}");
             }
             last = line;
