@@ -11,6 +11,7 @@
 //! - [`logs`]: waking `StreamLogs` followers; batching worker log events.
 //! - [`worker_service`], [`client_service`], [`agent_service`]: the gRPC services.
 //! - [`wire`]: master-only conversions to and from `cloudai.v1` messages.
+//! - [`auth`]: tokens and their keyed hashes, roles and permissions, the auth mode.
 //! - [`error`]: [`MasterError`] and the one mapping of queue errors to gRPC statuses.
 
 #![warn(missing_docs)]
@@ -18,6 +19,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod agent_service;
+pub mod auth;
 pub mod client_service;
 pub mod cluster;
 pub mod config;

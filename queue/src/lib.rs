@@ -5,6 +5,7 @@
 //! - [`retry`]: what a task does when an attempt ends (retry with backoff, or finish).
 //! - [`validate`]: checks of specs, image references, worker ids.
 //! - [`store`]: the [`QueueStore`] trait every backend implements.
+//! - [`users`]: API users, their roles, and the rules for names and token hashes.
 //! - [`sqlite`]: the embedded backend (default), a SQLite file in WAL mode.
 //! - [`mongo`]: the production backend on MongoDB.
 //! - [`open`]: choosing and opening a backend from a store URI.
@@ -22,9 +23,11 @@ pub mod retry;
 pub mod sqlite;
 pub mod state;
 pub mod store;
+pub mod users;
 pub mod validate;
 
 pub use error::{QueueError, Result};
 pub use model::*;
 pub use open::{open_store, parse_store_uri, StoreLocation, DEFAULT_STORE_URI};
 pub use store::{QueueStore, StoreOptions};
+pub use users::{Role, UserRecord};
