@@ -275,6 +275,16 @@ impl Cluster {
         }
     }
 
+    /// Any message on stream `conn_id` proves the worker alive (health changes only with
+    /// heartbeats).
+    pub fn touch(&mut self, worker_id: &str, conn_id: u64, now: Instant) {
+        if let Some(w) = self.workers.get_mut(worker_id) {
+            if w.conn.as_ref().is_some_and(|c| c.id == conn_id) {
+                w.last_seen = now;
+            }
+        }
+    }
+
     /// Records a heartbeat on stream `conn_id`. Returns true when the worker was not
     /// healthy before (it is now: the dispatcher may have new room).
     pub fn heartbeat(

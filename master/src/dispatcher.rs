@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use cloudai_queue::{Task, TaskStatus};
+use futures::StreamExt;
 
 use crate::cluster::{Confirmed, Outbound};
 use crate::placement::{self, Reject, TaskAsk};
@@ -16,6 +17,8 @@ use crate::shared::Shared;
 
 /// Most queued tasks read per pass step.
 pub const BATCH: usize = 1024;
+/// Assignments of one pass in flight at once.
+pub const ASSIGN_CONCURRENCY: usize = 64;
 
 /// Placement's view of a task.
 pub fn ask(task: &Task) -> TaskAsk<'_> {
@@ -71,12 +74,14 @@ pub async fn pass(shared: &Shared) -> usize {
         }
         let asks: Vec<TaskAsk<'_>> = tasks.iter().map(ask).collect();
         let plan = placement::plan(shared.config.placement, &mut slots, &asks);
-        let mut assigned = 0;
-        for (t, w) in plan {
-            if assign(shared, &tasks[t], &slots[w].id).await.is_ok() {
-                assigned += 1;
-            }
-        }
+        // Reservations are taken under the lock inside `assign`, so assigning many at
+        // once is safe; concurrent store writes share the store's group commits.
+        let assigned = futures::stream::iter(plan)
+            .map(|(t, w)| assign(shared, &tasks[t], &slots[w].id))
+            .buffer_unordered(ASSIGN_CONCURRENCY)
+            .filter(|r| futures::future::ready(r.is_ok()))
+            .count()
+            .await;
         total += assigned;
         if assigned == 0 || tasks.len() < BATCH {
             return total;

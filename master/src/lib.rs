@@ -9,7 +9,8 @@
 //! - [`dispatcher`]: the event-driven loop that assigns queued tasks to workers.
 //! - [`shared`]: state shared by services and loops, and the finish/lose/release rules.
 //! - [`logs`]: waking `StreamLogs` followers; batching worker log events.
-//! - [`worker_service`], [`client_service`], [`agent_service`]: the gRPC services.
+//! - [`worker_service`], [`client_service`], [`agent_service`]: the gRPC services;
+//!   [`events`] applies what workers report.
 //! - [`wire`]: master-only conversions to and from `cloudai.v1` messages.
 //! - [`auth`]: tokens and their keyed hashes, roles and permissions, the auth mode.
 //! - [`error`]: [`MasterError`] and the one mapping of queue errors to gRPC statuses.
@@ -25,6 +26,7 @@ pub mod cluster;
 pub mod config;
 pub mod dispatcher;
 pub mod error;
+pub mod events;
 pub mod logs;
 pub mod placement;
 pub mod registry;
