@@ -5,9 +5,16 @@
 use std::time::Duration;
 
 /// A value that does not parse. The message names the value and the accepted syntax.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnitError(pub String);
+
+impl std::fmt::Display for UnitError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UnitError {}
 
 /// Parses a memory size: a number with an optional unit. `K`, `M`, `G`, `T` (and `KiB`,
 /// `MiB`, ... or `Ki`, `Mi`, ...) are powers of 1024, as Docker reads them; `KB`, `MB`,

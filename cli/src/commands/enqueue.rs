@@ -85,6 +85,7 @@ pub async fn wait_for(c: &Client, id: &str) -> CliResult<TaskView> {
             .unwrap_or_else(|_| ProgressStyle::default_spinner()),
     );
     pb.enable_steady_tick(Duration::from_millis(100));
+    pb.set_message("submitted");
     let mut last = String::new();
     loop {
         // Until it runs: status on the spinner line.
