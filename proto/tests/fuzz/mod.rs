@@ -1,0 +1,4 @@
+//! Strategies and seeds of the `fuzz_convert` test.
+
+pub mod seeds;
+pub mod strategies;
