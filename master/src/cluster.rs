@@ -214,6 +214,11 @@ impl Cluster {
         let Some(w) = self.workers.get_mut(worker_id) else {
             return;
         };
+        // Stored as dead but still holding attempts (the master stopped between the two
+        // writes): let the health rules declare it dead again so the attempts are lost.
+        if w.record.health == WorkerHealth::Dead {
+            w.record.health = WorkerHealth::Suspect;
+        }
         w.reserved = w.reserved.saturating_add(&req);
         w.tasks.insert(task);
         self.reservations.insert(

@@ -276,3 +276,20 @@ fn release_worker_frees_everything_confirmed() {
     assert_eq!(c.worker("w").unwrap().reserved, Resources::default());
     assert!(c.release_worker("w").is_empty());
 }
+
+#[test]
+fn a_worker_stored_dead_with_live_attempts_is_declared_dead_again() {
+    let t0 = Instant::now();
+    let mut c = Cluster::new();
+    let mut rec = record("w", 1000);
+    rec.health = WorkerHealth::Dead;
+    c.restore_worker(rec, t0, t0);
+    let t = TaskId::new();
+    c.restore_reservation(t, "w", cpu(1).request, 5);
+    let ch = c.tick(t0 + HB * 3, HB, 3);
+    assert_eq!(ch.len(), 1);
+    assert_eq!(
+        (ch[0].health, ch[0].lost.clone()),
+        (WorkerHealth::Dead, vec![(t, 5)])
+    );
+}

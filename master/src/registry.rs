@@ -12,7 +12,7 @@ use cloudai_queue::{
 };
 use tokio::time::Instant;
 
-use crate::cluster::Outbound;
+use crate::cluster::{Cluster, Outbound};
 use crate::shared::Shared;
 
 /// Rebuilds workers and reservations from the store. Workers get the reconnect window
@@ -148,22 +148,24 @@ pub async fn reconcile(
     revoke
 }
 
-/// After a (re)registration: attempts the master holds on this worker but the worker did
-/// not report are lost, unless their `Finished` arrives within one heartbeat interval
-/// (a worker re-sends unacknowledged results right after registering).
-pub fn expire_unreported(shared: Arc<Shared>, worker_id: String, reported: Vec<(TaskId, u64)>) {
-    let reported: HashSet<(TaskId, u64)> = reported.into_iter().collect();
-    let missing: Vec<(TaskId, u64)> = {
-        let c = shared.cluster();
-        let Some(w) = c.worker(&worker_id) else {
-            return;
-        };
-        w.tasks
-            .iter()
-            .filter_map(|t| Some((*t, c.reservation(t)?.token?)))
-            .filter(|a| !reported.contains(a))
-            .collect()
+/// Attempts the master holds on a worker that the worker did not report. Call it under
+/// the same lock as `Cluster::connect`, before the dispatcher can assign anything new.
+pub fn unreported(c: &Cluster, worker_id: &str, reported: &[(TaskId, u64)]) -> Vec<(TaskId, u64)> {
+    let reported: HashSet<(TaskId, u64)> = reported.iter().copied().collect();
+    let Some(w) = c.worker(worker_id) else {
+        return Vec::new();
     };
+    w.tasks
+        .iter()
+        .filter_map(|t| Some((*t, c.reservation(t)?.token?)))
+        .filter(|a| !reported.contains(a))
+        .collect()
+}
+
+/// After a (re)registration: the `missing` attempts (see [`unreported`]) are lost unless
+/// their `Finished` arrives within one heartbeat interval (a worker re-sends
+/// unacknowledged results right after registering).
+pub fn expire_unreported(shared: Arc<Shared>, worker_id: String, missing: Vec<(TaskId, u64)>) {
     if missing.is_empty() {
         return;
     }
@@ -214,5 +216,39 @@ pub fn send_revoke(shared: &Shared, worker_id: &str, attempts: Vec<(TaskId, u64)
             attempts,
             reason: reason.to_string(),
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::Conn;
+    use crate::placement::TaskAsk;
+
+    #[test]
+    fn unreported_lists_confirmed_attempts_the_worker_did_not_mention() {
+        let now = Instant::now();
+        let mut c = Cluster::new();
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        c.connect(placeholder("w"), String::new(), Conn { id: 1, tx }, now)
+            .unwrap();
+        let ask = TaskAsk {
+            request: Resources::default(),
+            pinned: None,
+        };
+        let (kept, missing, pending) = (TaskId::new(), TaskId::new(), TaskId::new());
+        for t in [kept, missing, pending] {
+            c.try_reserve(t, "w", &ask).unwrap();
+        }
+        c.confirm(kept, 1);
+        c.confirm(missing, 2);
+        assert_eq!(unreported(&c, "w", &[(kept, 1)]), vec![(missing, 2)]);
+        // A report with another token does not cover the attempt.
+        let mut got = unreported(&c, "w", &[(kept, 9)]);
+        got.sort();
+        let mut want = vec![(kept, 1), (missing, 2)];
+        want.sort();
+        assert_eq!(got, want);
+        assert!(unreported(&c, "nobody", &[]).is_empty());
     }
 }

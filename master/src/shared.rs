@@ -107,7 +107,9 @@ impl Shared {
         }) = res
         {
             if outcome.exit_code.is_some() || outcome.status == TaskStatus::Succeeded {
-                self.store.mark_running(id, token, Utc::now()).await?;
+                if let Err(e) = self.store.mark_running(id, token, Utc::now()).await {
+                    tracing::warn!(task_id = %id, error = %e, "could not mark running before the result");
+                }
                 res = self
                     .store
                     .finish_attempt(id, token, outcome, Utc::now())

@@ -69,13 +69,14 @@ impl pb::worker_service_server::WorkerService for WorkerSvc {
             heartbeat_interval: shared.config.heartbeat_interval,
         });
         let conn_id = conn.id;
-        let stored = {
+        let (stored, missing) = {
             let mut c = shared.cluster();
             c.connect(record, version, conn, tokio::time::Instant::now())
                 .map_err(|_| {
                     Status::already_exists(format!("worker {worker_id} is already connected"))
                 })?;
-            c.worker(&worker_id).map(|w| w.record.clone())
+            let missing = registry::unreported(&c, &worker_id, &running);
+            (c.worker(&worker_id).map(|w| w.record.clone()), missing)
         };
         if let Some(rec) = stored {
             if let Err(e) = shared.store.upsert_worker(&rec).await {
@@ -93,7 +94,7 @@ impl pb::worker_service_server::WorkerService for WorkerSvc {
             "attempt is no longer this worker's",
         );
         registry::resend_cancels(shared, &worker_id);
-        registry::expire_unreported(shared.clone(), worker_id.clone(), running);
+        registry::expire_unreported(shared.clone(), worker_id.clone(), missing);
         shared.wake_dispatcher();
 
         tokio::spawn(read_loop(shared.clone(), worker_id, conn_id, inbound));
