@@ -17,6 +17,7 @@ use crate::model::{
     Attempt, AttemptOutcome, ClaimRequest, Enqueued, LogChunk, NewLogChunk, NewTask, QueueStats,
     Task, TaskId, TaskQuery, WorkerHealth, WorkerRecord,
 };
+use crate::users::UserRecord;
 
 /// Default cap on log bytes kept per task (10 MiB); older output is dropped first.
 pub const DEFAULT_MAX_LOG_BYTES_PER_TASK: u64 = 10 * 1024 * 1024;
@@ -127,6 +128,35 @@ pub trait QueueStore: Send + Sync + 'static {
 
     /// Every known worker, by id.
     async fn list_workers(&self) -> Result<Vec<WorkerRecord>>;
+
+    // Users and the join token (auth). Only keyed hashes of tokens are ever stored.
+
+    /// Adds a user. `Invalid` when the name is malformed or taken, or the token hash is
+    /// already another user's.
+    async fn add_user(&self, user: &UserRecord) -> Result<()>;
+
+    /// One user by name, `None` when unknown.
+    async fn get_user(&self, name: &str) -> Result<Option<UserRecord>>;
+
+    /// The user whose token hash is `token_hash`, `None` when no user has it.
+    async fn user_by_token_hash(&self, token_hash: &str) -> Result<Option<UserRecord>>;
+
+    /// Every user, by name.
+    async fn list_users(&self) -> Result<Vec<UserRecord>>;
+
+    /// Removes a user; false when there was none.
+    async fn remove_user(&self, name: &str) -> Result<bool>;
+
+    /// Replaces a user's token hash (token rotation); false when the user is unknown.
+    async fn set_user_token_hash(&self, name: &str, token_hash: &str) -> Result<bool>;
+
+    /// The hash of the worker join token, `None` until one is set.
+    async fn join_token_hash(&self) -> Result<Option<String>>;
+
+    /// Stores `token_hash` as the join token's hash. With `only_if_absent`, an existing
+    /// hash is kept (several masters starting at once create one token, not several).
+    /// True when this call wrote it.
+    async fn set_join_token_hash(&self, token_hash: &str, only_if_absent: bool) -> Result<bool>;
 }
 
 /// Attempts still holding resources (assigned or running), used to rebuild reservations.

@@ -1,6 +1,7 @@
 //! The conformance suite every [`QueueStore`] backend runs: the same cases, asserting
 //! the trait's contract (ordering, fencing, transitions, idempotency, concurrency,
-//! durability, bounded logs). A backend is done when the suite passes against it.
+//! durability, bounded logs, users and the join token). A backend is done when the suite
+//! passes against it.
 //!
 //! A backend's test file implements [`Harness`] and calls [`conformance_suite!`]
 //! (see `tests/sqlite_conformance.rs`); the macro generates one test per case.
@@ -10,6 +11,7 @@ mod basics;
 mod dispatch;
 mod durability;
 mod lifecycle;
+mod users;
 
 use std::sync::Arc;
 
@@ -22,6 +24,7 @@ pub use basics::*;
 pub use dispatch::*;
 pub use durability::*;
 pub use lifecycle::*;
+pub use users::*;
 
 /// Opens the backend under test. One harness is one empty store: every `open` of the
 /// same harness sees the same data, and two harnesses never share data.
@@ -68,6 +71,9 @@ macro_rules! conformance_suite {
             stats_counts_oldest_and_recent,
             worker_registry,
             list_filters_and_pages,
+            users_add_find_rotate_remove,
+            join_token_set_once_then_rotate,
+            join_token_concurrent_creation_has_one_winner,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {

@@ -33,6 +33,8 @@ pub const ATTEMPTS_BY_TASK: &str = "task_attempts";
 pub const ATTEMPTS_BY_WORKER: &str = "worker_attempts";
 /// A task's log in order (`LOGS`): `{task_id, seq}`, unique.
 pub const LOGS_BY_TASK: &str = "task_seq";
+/// Users by the keyed hash of their API token (`USERS`): `{token_hash}`, unique.
+pub const USERS_BY_TOKEN: &str = "token_hash";
 
 fn index(keys: Document, name: &str) -> IndexModel {
     IndexModel::builder()
@@ -91,6 +93,10 @@ pub fn all() -> Vec<(&'static str, Vec<IndexModel>)> {
         (
             names::LOGS,
             vec![unique(doc! { "task_id": 1, "seq": 1 }, LOGS_BY_TASK, None)],
+        ),
+        (
+            names::USERS,
+            vec![unique(doc! { "token_hash": 1 }, USERS_BY_TOKEN, None)],
         ),
     ]
 }

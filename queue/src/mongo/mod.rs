@@ -8,6 +8,7 @@
 //! - `transitions`: claim, assign and every status change (conditional on status and token).
 //! - `logs`: bounded, chunked task output.
 //! - `registry`: worker records and queue statistics.
+//! - `users`: API users and the join token hash (auth).
 
 pub(crate) mod doc;
 pub(crate) mod exec;
@@ -16,6 +17,7 @@ mod logs;
 mod registry;
 mod tasks;
 mod transitions;
+mod users;
 
 use async_trait::async_trait;
 use bson::Document;
@@ -29,6 +31,7 @@ use crate::model::{
     TaskId, TaskQuery, WorkerHealth, WorkerRecord,
 };
 use crate::store::{QueueStore, StoreOptions};
+use crate::users::UserRecord;
 
 /// Database used when the URI names none.
 pub const DEFAULT_DATABASE: &str = "cloudai";
@@ -43,8 +46,10 @@ pub mod names {
     pub const ASSIGNMENTS: &str = "ASSIGNMENTS";
     /// One document per finished task.
     pub const RESULTS: &str = "RESULTS";
-    /// Reserved for the auth work; this backend writes nothing there.
+    /// One document per API user: role and the keyed hash of its token.
     pub const USERS: &str = "USERS";
+    /// Cluster-wide settings, e.g. the worker join token's hash.
+    pub const SETTINGS: &str = "SETTINGS";
     /// Chunks of task output.
     pub const LOGS: &str = "LOGS";
 }
@@ -58,6 +63,8 @@ pub struct MongoStore {
     assignments: Collection<Document>,
     results: Collection<Document>,
     logs: Collection<Document>,
+    users: Collection<Document>,
+    settings: Collection<Document>,
     opts: StoreOptions,
 }
 
@@ -92,6 +99,8 @@ impl MongoStore {
             assignments: db.collection(names::ASSIGNMENTS),
             results: db.collection(names::RESULTS),
             logs: db.collection(names::LOGS),
+            users: db.collection(names::USERS),
+            settings: db.collection(names::SETTINGS),
             client,
             db,
             opts,
@@ -199,5 +208,37 @@ impl QueueStore for MongoStore {
 
     async fn list_workers(&self) -> Result<Vec<WorkerRecord>> {
         self.all_workers().await
+    }
+
+    async fn add_user(&self, user: &UserRecord) -> Result<()> {
+        self.insert_user(user).await
+    }
+
+    async fn get_user(&self, name: &str) -> Result<Option<UserRecord>> {
+        self.user_named(name).await
+    }
+
+    async fn user_by_token_hash(&self, token_hash: &str) -> Result<Option<UserRecord>> {
+        self.user_with_hash(token_hash).await
+    }
+
+    async fn list_users(&self) -> Result<Vec<UserRecord>> {
+        self.all_users().await
+    }
+
+    async fn remove_user(&self, name: &str) -> Result<bool> {
+        self.delete_user(name).await
+    }
+
+    async fn set_user_token_hash(&self, name: &str, token_hash: &str) -> Result<bool> {
+        self.replace_user_hash(name, token_hash).await
+    }
+
+    async fn join_token_hash(&self) -> Result<Option<String>> {
+        self.stored_join_hash().await
+    }
+
+    async fn set_join_token_hash(&self, token_hash: &str, only_if_absent: bool) -> Result<bool> {
+        self.store_join_hash(token_hash, only_if_absent).await
     }
 }

@@ -7,6 +7,7 @@
 //! - [`schema`]: tables, indexes, connection settings, row encoding.
 //! - [`lifecycle`]: the pure task changes (assign, run, finish, cancel) behind each call.
 //! - [`ops`], [`queries`], [`logs`]: the SQL of writes, reads, and bounded task output.
+//! - [`users`]: API users and the join token hash (auth).
 //!
 //! No call blocks the async runtime: writes wait on a channel, reads on `spawn_blocking`.
 
@@ -16,6 +17,7 @@ mod ops;
 mod queries;
 mod readers;
 mod schema;
+mod users;
 mod writer;
 
 use std::path::Path;
@@ -30,6 +32,7 @@ use crate::model::{
     TaskId, TaskQuery, WorkerHealth, WorkerRecord,
 };
 use crate::store::{QueueStore, StoreOptions};
+use crate::users::UserRecord;
 
 pub use logs::dropped_marker;
 
@@ -187,5 +190,49 @@ impl QueueStore for SqliteStore {
 
     async fn list_workers(&self) -> Result<Vec<WorkerRecord>> {
         self.readers.run(queries::list_workers).await
+    }
+
+    async fn add_user(&self, user: &UserRecord) -> Result<()> {
+        let user = user.clone();
+        self.writer.run(move |c| users::add(c, &user)).await
+    }
+
+    async fn get_user(&self, name: &str) -> Result<Option<UserRecord>> {
+        let name = name.to_string();
+        self.readers.run(move |c| users::get(c, &name)).await
+    }
+
+    async fn user_by_token_hash(&self, token_hash: &str) -> Result<Option<UserRecord>> {
+        let hash = token_hash.to_string();
+        self.readers
+            .run(move |c| users::by_token_hash(c, &hash))
+            .await
+    }
+
+    async fn list_users(&self) -> Result<Vec<UserRecord>> {
+        self.readers.run(users::list).await
+    }
+
+    async fn remove_user(&self, name: &str) -> Result<bool> {
+        let name = name.to_string();
+        self.writer.run(move |c| users::remove(c, &name)).await
+    }
+
+    async fn set_user_token_hash(&self, name: &str, token_hash: &str) -> Result<bool> {
+        let (name, hash) = (name.to_string(), token_hash.to_string());
+        self.writer
+            .run(move |c| users::set_token_hash(c, &name, &hash))
+            .await
+    }
+
+    async fn join_token_hash(&self) -> Result<Option<String>> {
+        self.readers.run(users::join_token_hash).await
+    }
+
+    async fn set_join_token_hash(&self, token_hash: &str, only_if_absent: bool) -> Result<bool> {
+        let hash = token_hash.to_string();
+        self.writer
+            .run(move |c| users::set_join_token_hash(c, &hash, only_if_absent))
+            .await
     }
 }

@@ -65,6 +65,18 @@ CREATE TABLE IF NOT EXISTS workers (
     id   TEXT PRIMARY KEY,
     body TEXT NOT NULL
 );
+
+-- API users (auth): only a keyed hash of each token is stored
+CREATE TABLE IF NOT EXISTS users (
+    name       TEXT PRIMARY KEY,
+    token_hash TEXT NOT NULL UNIQUE,
+    body       TEXT NOT NULL
+);
+-- cluster-wide settings, e.g. the worker join token's hash
+CREATE TABLE IF NOT EXISTS settings (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 ";
 
 impl From<rusqlite::Error> for QueueError {

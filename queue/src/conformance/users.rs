@@ -1,0 +1,166 @@
+//! Cases about API users and the worker join token (auth): unique names and token hashes,
+//! lookups by hash, rotation, removal, the set-once join token, durability.
+
+use super::{now, passed, Harness};
+use crate::error::QueueError;
+use crate::store::StoreOptions;
+use crate::users::{Role, UserRecord};
+
+fn user(name: &str, role: Role, hash: &str) -> UserRecord {
+    UserRecord {
+        name: name.into(),
+        role,
+        token_hash: format!("hmac-sha256:{hash}"),
+        created_at: now(),
+    }
+}
+
+/// Users round-trip, are found by name and by token hash, and keep names and hashes
+/// unique; rotation replaces the hash; removal forgets the user; a reopened store sees
+/// all of it.
+pub async fn users_add_find_rotate_remove(h: &dyn Harness) {
+    let store = h.open(StoreOptions::default()).await;
+    assert!(store.list_users().await.unwrap().is_empty());
+    assert_eq!(store.get_user("alice").await.unwrap(), None);
+
+    let bob = user("bob", Role::Viewer, "bbbbbbbbbbbbbbbb");
+    let alice = user("alice", Role::Submitter, "aaaaaaaaaaaaaaaa");
+    store.add_user(&bob).await.unwrap();
+    store.add_user(&alice).await.unwrap();
+    assert_eq!(store.get_user("alice").await.unwrap(), Some(alice.clone()));
+    assert_eq!(
+        store
+            .user_by_token_hash(&bob.token_hash)
+            .await
+            .unwrap()
+            .map(|u| u.name),
+        Some("bob".into())
+    );
+    assert_eq!(
+        store
+            .user_by_token_hash("hmac-sha256:nobody-has-this")
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store.list_users().await.unwrap(),
+        vec![alice.clone(), bob.clone()],
+        "users are listed by name"
+    );
+
+    let same_name = user("alice", Role::Admin, "cccccccccccccccc");
+    assert!(matches!(
+        store.add_user(&same_name).await,
+        Err(QueueError::Invalid { .. })
+    ));
+    let same_hash = user("carol", Role::Admin, "aaaaaaaaaaaaaaaa");
+    assert!(matches!(
+        store.add_user(&same_hash).await,
+        Err(QueueError::Invalid { .. })
+    ));
+    let bad_name = user("no spaces", Role::Admin, "dddddddddddddddd");
+    assert!(matches!(
+        store.add_user(&bad_name).await,
+        Err(QueueError::Invalid { .. })
+    ));
+    assert_eq!(
+        store.list_users().await.unwrap().len(),
+        2,
+        "failed adds change nothing"
+    );
+    assert_eq!(store.get_user("alice").await.unwrap(), Some(alice.clone()));
+
+    let rotated = "hmac-sha256:eeeeeeeeeeeeeeee";
+    assert!(store.set_user_token_hash("alice", rotated).await.unwrap());
+    assert_eq!(
+        store.user_by_token_hash(&alice.token_hash).await.unwrap(),
+        None
+    );
+    let found = store.user_by_token_hash(rotated).await.unwrap().unwrap();
+    assert_eq!(
+        (found.name.as_str(), found.role),
+        ("alice", Role::Submitter)
+    );
+    assert!(!store.set_user_token_hash("nobody", rotated).await.unwrap());
+    assert!(matches!(
+        store.set_user_token_hash("bob", rotated).await,
+        Err(QueueError::Invalid { .. })
+    ));
+
+    assert!(store.remove_user("bob").await.unwrap());
+    assert!(!store.remove_user("bob").await.unwrap());
+    assert_eq!(
+        store.user_by_token_hash(&bob.token_hash).await.unwrap(),
+        None
+    );
+    drop(store);
+
+    let store = h.open(StoreOptions::default()).await;
+    let users = store.list_users().await.unwrap();
+    assert_eq!(users.len(), 1);
+    assert_eq!(users[0].name, "alice");
+    assert_eq!(users[0].token_hash, rotated);
+    passed(store.as_ref(), "users_add_find_rotate_remove");
+}
+
+/// The join token hash is absent at first, set once by `only_if_absent` (a second such
+/// call keeps the first), replaced by rotation, and durable.
+pub async fn join_token_set_once_then_rotate(h: &dyn Harness) {
+    let store = h.open(StoreOptions::default()).await;
+    assert_eq!(store.join_token_hash().await.unwrap(), None);
+    let first = "hmac-sha256:1111111111111111";
+    let second = "hmac-sha256:2222222222222222";
+    assert!(store.set_join_token_hash(first, true).await.unwrap());
+    assert!(!store.set_join_token_hash(second, true).await.unwrap());
+    assert_eq!(
+        store.join_token_hash().await.unwrap().as_deref(),
+        Some(first)
+    );
+    assert!(store.set_join_token_hash(second, false).await.unwrap());
+    assert_eq!(
+        store.join_token_hash().await.unwrap().as_deref(),
+        Some(second)
+    );
+    assert!(matches!(
+        store.set_join_token_hash("", false).await,
+        Err(QueueError::Invalid { .. })
+    ));
+    drop(store);
+    let store = h.open(StoreOptions::default()).await;
+    assert_eq!(
+        store.join_token_hash().await.unwrap().as_deref(),
+        Some(second)
+    );
+    passed(store.as_ref(), "join_token_set_once_then_rotate");
+}
+
+/// Many masters starting at once: exactly one `only_if_absent` write wins, and the stored
+/// hash is the winner's.
+pub async fn join_token_concurrent_creation_has_one_winner(h: &dyn Harness) {
+    let store = h.open(StoreOptions::default()).await;
+    let tries = (0..8).map(|i| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let hash = format!("hmac-sha256:{i:016}");
+            let won = store.set_join_token_hash(&hash, true).await.unwrap();
+            (won, hash)
+        })
+    });
+    let results = futures::future::join_all(tries).await;
+    let winners: Vec<String> = results
+        .into_iter()
+        .map(|r| r.unwrap())
+        .filter(|(won, _)| *won)
+        .map(|(_, h)| h)
+        .collect();
+    assert_eq!(winners.len(), 1, "one creator wins: {winners:?}");
+    assert_eq!(
+        store.join_token_hash().await.unwrap(),
+        Some(winners[0].clone())
+    );
+    passed(
+        store.as_ref(),
+        "join_token_concurrent_creation_has_one_winner",
+    );
+}

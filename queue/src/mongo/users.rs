@@ -1,0 +1,162 @@
+//! API users (`USERS`, one document per user, `_id` = name, unique `token_hash`) and the
+//! join token hash (`SETTINGS`, `_id: "join_token"`). Only keyed hashes are stored.
+
+use bson::{doc, Document};
+use futures::TryStreamExt;
+use mongodb::options::ReplaceOptions;
+
+use super::doc::{bdate, Fields};
+use super::exec::{is_duplicate_key, retry};
+use super::MongoStore;
+use crate::error::{QueueError, Result};
+use crate::users::{validate_token_hash, validate_user_name, Role, UserRecord};
+
+/// `_id` of the join token's document in `SETTINGS`.
+const JOIN_TOKEN_ID: &str = "join_token";
+
+fn user_doc(u: &UserRecord) -> Document {
+    doc! {
+        "_id": &u.name,
+        "role": u.role.as_str(),
+        "token_hash": &u.token_hash,
+        "created_at": bdate(u.created_at),
+    }
+}
+
+fn user_of(d: &Document) -> Result<UserRecord> {
+    let f = Fields(d);
+    Ok(UserRecord {
+        name: f.str("_id")?,
+        role: f.str("role")?.parse::<Role>()?,
+        token_hash: f.str("token_hash")?,
+        created_at: f.date("created_at")?,
+    })
+}
+
+impl MongoStore {
+    pub(super) async fn insert_user(&self, u: &UserRecord) -> Result<()> {
+        validate_user_name(&u.name)?;
+        validate_token_hash(&u.token_hash)?;
+        let d = user_doc(u);
+        retry("add user", || async {
+            match self.users.insert_one(d.clone()).await {
+                Ok(_) => Ok(()),
+                Err(e) if is_duplicate_key(&e) => {
+                    // A retried insert that had landed is ours; anything else is taken.
+                    match self.users.find_one(doc! { "_id": &u.name }).await? {
+                        Some(existing) if existing == d => Ok(()),
+                        Some(_) => Err(QueueError::invalid(
+                            "user name",
+                            format!("user {:?} already exists", u.name),
+                        )
+                        .into()),
+                        None => Err(QueueError::invalid(
+                            "token hash",
+                            "already used by another user",
+                        )
+                        .into()),
+                    }
+                }
+                Err(e) => Err(e.into()),
+            }
+        })
+        .await
+    }
+
+    async fn find_user(&self, filter: Document) -> Result<Option<UserRecord>> {
+        let d = retry("get user", || async {
+            Ok(self.users.find_one(filter.clone()).await?)
+        })
+        .await?;
+        d.as_ref().map(user_of).transpose()
+    }
+
+    pub(super) async fn user_named(&self, name: &str) -> Result<Option<UserRecord>> {
+        self.find_user(doc! { "_id": name }).await
+    }
+
+    pub(super) async fn user_with_hash(&self, hash: &str) -> Result<Option<UserRecord>> {
+        self.find_user(doc! { "token_hash": hash }).await
+    }
+
+    pub(super) async fn all_users(&self) -> Result<Vec<UserRecord>> {
+        let docs: Vec<Document> = retry("list users", || async {
+            let c = self.users.find(doc! {}).sort(doc! { "_id": 1 }).await?;
+            Ok(c.try_collect().await?)
+        })
+        .await?;
+        docs.iter().map(user_of).collect()
+    }
+
+    pub(super) async fn delete_user(&self, name: &str) -> Result<bool> {
+        let n = retry("remove user", || async {
+            Ok(self
+                .users
+                .delete_one(doc! { "_id": name })
+                .await?
+                .deleted_count)
+        })
+        .await?;
+        Ok(n > 0)
+    }
+
+    pub(super) async fn replace_user_hash(&self, name: &str, hash: &str) -> Result<bool> {
+        validate_token_hash(hash)?;
+        retry("rotate user token", || async {
+            match self
+                .users
+                .update_one(
+                    doc! { "_id": name },
+                    doc! { "$set": { "token_hash": hash } },
+                )
+                .await
+            {
+                Ok(r) => Ok(r.matched_count > 0),
+                Err(e) if is_duplicate_key(&e) => {
+                    Err(QueueError::invalid("token hash", "already used by another user").into())
+                }
+                Err(e) => Err(e.into()),
+            }
+        })
+        .await
+    }
+
+    pub(super) async fn stored_join_hash(&self) -> Result<Option<String>> {
+        let d = retry("get join token", || async {
+            Ok(self
+                .settings
+                .find_one(doc! { "_id": JOIN_TOKEN_ID })
+                .await?)
+        })
+        .await?;
+        d.as_ref().map(|d| Fields(d).str("value")).transpose()
+    }
+
+    pub(super) async fn store_join_hash(&self, hash: &str, only_if_absent: bool) -> Result<bool> {
+        validate_token_hash(hash)?;
+        let d = doc! { "_id": JOIN_TOKEN_ID, "value": hash };
+        retry("set join token", || async {
+            if only_if_absent {
+                match self.settings.insert_one(d.clone()).await {
+                    Ok(_) => Ok(true),
+                    // Already set: by another master, or by a retried insert of ours.
+                    Err(e) if is_duplicate_key(&e) => {
+                        let current = self
+                            .settings
+                            .find_one(doc! { "_id": JOIN_TOKEN_ID })
+                            .await?;
+                        Ok(current.as_ref() == Some(&d))
+                    }
+                    Err(e) => Err(e.into()),
+                }
+            } else {
+                self.settings
+                    .replace_one(doc! { "_id": JOIN_TOKEN_ID }, d.clone())
+                    .with_options(ReplaceOptions::builder().upsert(true).build())
+                    .await?;
+                Ok(true)
+            }
+        })
+        .await
+    }
+}
