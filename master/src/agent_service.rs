@@ -80,7 +80,7 @@ impl pb::agent_service_server::AgentService for AgentSvc {
             .into_iter()
             .map(|t| pb::QueuedTask {
                 task_id: t.id.to_string(),
-                request: Some(t.spec.resources.into()),
+                request: Some(t.spec.reservation().into()),
                 priority: t.spec.priority,
                 pinned_worker: t.spec.pinned_worker,
                 image: t.spec.image,

@@ -23,7 +23,7 @@ pub const ASSIGN_CONCURRENCY: usize = 64;
 /// Placement's view of a task.
 pub fn ask(task: &Task) -> TaskAsk<'_> {
     TaskAsk {
-        request: task.spec.resources,
+        request: task.spec.reservation(),
         pinned: task.spec.pinned_worker.as_deref(),
     }
 }

@@ -51,7 +51,7 @@ pub async fn recover(shared: &Shared) -> Result<(), QueueError> {
             if known.insert(a.worker_id.clone()) {
                 c.restore_worker(placeholder(&a.worker_id), now, window_end);
             }
-            c.restore_reservation(task.id, &a.worker_id, task.spec.resources, a.token);
+            c.restore_reservation(task.id, &a.worker_id, task.spec.reservation(), a.token);
             live += 1;
         }
     }
@@ -132,7 +132,7 @@ pub async fn reconcile(
             Ok(task) if owns(&task, worker_id, token) => {
                 let mut c = shared.cluster();
                 if c.reservation(&id).is_none() {
-                    c.restore_reservation(id, worker_id, task.spec.resources, token);
+                    c.restore_reservation(id, worker_id, task.spec.reservation(), token);
                 }
                 drop(c);
                 if task.cancel_requested {

@@ -67,7 +67,8 @@ async fn agent_reads_state_and_each_assignment_is_validated() {
     let queued: Vec<_> = state.queued.iter().map(|q| q.task_id.clone()).collect();
     assert_eq!(queued, [too_big.clone(), pinned.clone()], "dispatch order");
     assert_eq!(state.queued[1].pinned_worker.as_deref(), Some("small"));
-    assert_eq!(state.queued[0].request, Some(res(8000, 0)));
+    // Memory left at zero is reserved at the 64 MiB minimum.
+    assert_eq!(state.queued[0].request, Some(res(8000, 64)));
 
     // A task that fits "big" once we make one: enqueue it pinned to "big" with an
     // agent-friendly request; the dispatcher places it at once, so instead use the

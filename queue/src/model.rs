@@ -92,6 +92,12 @@ pub const DEFAULT_MAX_ATTEMPTS: u32 = 1;
 /// Default extra attempts when the worker is lost: a lost worker is not the task's fault.
 pub const DEFAULT_MAX_LOST_RETRIES: u32 = 3;
 
+/// CPU reserved for a task that requests none, so that unsized tasks cannot pile up
+/// without bound on one worker: a tenth of a core.
+pub const MIN_RESERVED_CPU_MILLIS: u64 = 100;
+/// Memory reserved for a task that requests none: 64 MiB.
+pub const MIN_RESERVED_MEMORY_BYTES: u64 = 64 << 20;
+
 /// What to run and under which constraints. Immutable once enqueued.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskSpec {
@@ -136,6 +142,22 @@ impl TaskSpec {
             labels: BTreeMap::new(),
             idempotency_key: None,
         }
+    }
+}
+
+impl TaskSpec {
+    /// What placement reserves on a worker: the request, with CPU and memory that were
+    /// left at zero raised to [`MIN_RESERVED_CPU_MILLIS`] and [`MIN_RESERVED_MEMORY_BYTES`].
+    /// Container limits still follow the request alone (zero means no limit).
+    pub fn reservation(&self) -> Resources {
+        let mut r = self.resources;
+        if r.cpu_millis == 0 {
+            r.cpu_millis = MIN_RESERVED_CPU_MILLIS;
+        }
+        if r.memory_bytes == 0 {
+            r.memory_bytes = MIN_RESERVED_MEMORY_BYTES;
+        }
+        r
     }
 }
 
@@ -482,4 +504,26 @@ pub struct WorkerRecord {
     pub registered_at: DateTime<Utc>,
     /// Last heartbeat or registration.
     pub last_heartbeat: DateTime<Utc>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reservation_raises_unsized_cpu_and_memory_only() {
+        let mut s = TaskSpec::new("busybox");
+        let r = s.reservation();
+        assert_eq!(r.cpu_millis, MIN_RESERVED_CPU_MILLIS);
+        assert_eq!(r.memory_bytes, MIN_RESERVED_MEMORY_BYTES);
+        assert_eq!((r.gpus, r.disk_bytes), (0, 0));
+        s.resources.cpu_millis = 2500;
+        s.resources.memory_bytes = 1;
+        s.resources.gpus = 1;
+        assert_eq!(
+            s.reservation(),
+            s.resources,
+            "explicit requests are kept as given"
+        );
+    }
 }
