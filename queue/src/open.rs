@@ -23,7 +23,7 @@ pub enum StoreLocation {
 /// `sqlite:///abs/path.db` absolute.
 pub fn parse_store_uri(uri: &str) -> Result<StoreLocation> {
     let err = |reason: &str| QueueError::InvalidStoreUri {
-        uri: uri.to_string(),
+        uri: redact_store_uri(uri),
         reason: reason.to_string(),
     };
     if let Some(path) = uri.strip_prefix("sqlite://") {
@@ -37,6 +37,28 @@ pub fn parse_store_uri(uri: &str) -> Result<StoreLocation> {
         Err(err(
             "expected sqlite://PATH, sqlite:///ABSOLUTE/PATH, mongodb://HOST[:PORT]/DB or mongodb+srv://…",
         ))
+    }
+}
+
+/// The URI with any password replaced by `***`, for logs and error messages.
+pub fn redact_store_uri(uri: &str) -> String {
+    let Some(scheme_end) = uri.find("://").map(|i| i + 3) else {
+        return uri.to_string();
+    };
+    let rest = &uri[scheme_end..];
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => {
+            let userinfo = &rest[..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            let masked = if userinfo.contains(':') {
+                format!("{user}:***")
+            } else {
+                user.to_string()
+            };
+            format!("{}{masked}{}", &uri[..scheme_end], &rest[at..])
+        }
+        None => uri.to_string(),
     }
 }
 
@@ -70,6 +92,20 @@ mod tests {
             parse_store_uri("mongodb://h:27017/x").unwrap(),
             StoreLocation::Mongo("mongodb://h:27017/x".into())
         );
+    }
+
+    #[test]
+    fn redacts_passwords_only() {
+        assert_eq!(
+            redact_store_uri("mongodb://app:s3cret@db1:27017,db2/cloudai?replicaSet=rs0"),
+            "mongodb://app:***@db1:27017,db2/cloudai?replicaSet=rs0"
+        );
+        assert_eq!(
+            redact_store_uri("mongodb://db1:27017/cloudai"),
+            "mongodb://db1:27017/cloudai"
+        );
+        assert_eq!(redact_store_uri("sqlite://a@b.db"), "sqlite://a@b.db");
+        assert!(!format!("{}", parse_store_uri("postgres://u:pw@h/x").unwrap_err()).contains("pw"));
     }
 
     #[test]

@@ -53,7 +53,11 @@ pub async fn run(a: MasterArgs) -> CliResult<i32> {
     let local = listener
         .local_addr()
         .map_err(|e| CliError::new(Kind::Other, format!("listener address: {e}")))?;
-    tracing::info!(listen = %local, store = %a.config.store, "master listening");
+    tracing::info!(
+        listen = %local,
+        store = %cloudai_queue::redact_store_uri(&a.config.store),
+        "master listening"
+    );
 
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let shutdown = async move {
