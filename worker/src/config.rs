@@ -55,6 +55,10 @@ pub struct WorkerConfig {
     #[arg(long, env = "CLOUDAI_JOIN_TOKEN", hide_env_values = true)]
     pub join_token: Option<String>,
 
+    /// What this worker's containers may do (safe defaults; flags loosen them per worker).
+    #[command(flatten)]
+    pub container: crate::executor::ContainerPolicy,
+
     /// Exact capacity to report instead of measuring the host (tests and simulations).
     #[arg(skip)]
     pub capacity_override: Option<Resources>,
@@ -73,6 +77,7 @@ impl WorkerConfig {
             stop_grace: DEFAULT_STOP_GRACE,
             disconnect_grace: None,
             join_token: None,
+            container: crate::executor::ContainerPolicy::default(),
             capacity_override: None,
         }
     }

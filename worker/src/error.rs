@@ -28,6 +28,10 @@ pub enum ExecError {
     /// The handle refers to nothing this executor knows.
     #[error("unknown container {0}")]
     UnknownContainer(String),
+    /// The worker's container policy forbids the task (e.g. its image is not on the
+    /// allow-list); permanent for this worker.
+    #[error("rejected by this worker's container policy: {0}")]
+    Forbidden(String),
 }
 
 impl ExecError {

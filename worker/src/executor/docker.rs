@@ -26,6 +26,7 @@ use cloudai_queue::{LogStream, TaskSpec};
 use futures::{stream, StreamExt};
 use tokio::time::Instant;
 
+use super::policy::ContainerPolicy;
 use super::{
     labels, split_chunks, Executor, Handle, OutputChunk, OutputStream, ProgressSink, StartRequest,
     MAX_CHUNK_BYTES,
@@ -41,6 +42,8 @@ pub struct DockerExecutor {
     docker: Docker,
     /// Output streams attached at start and not yet handed out by `logs`.
     attached: Arc<Mutex<HashMap<String, OutputStream>>>,
+    /// What containers may do here (safe defaults unless the operator loosened them).
+    policy: Arc<ContainerPolicy>,
 }
 
 impl fmt::Debug for DockerExecutor {
@@ -61,7 +64,19 @@ impl DockerExecutor {
         Ok(DockerExecutor {
             docker,
             attached: Arc::default(),
+            policy: Arc::default(),
         })
+    }
+
+    /// The same executor with `policy` instead of the safe defaults.
+    pub fn with_policy(mut self, policy: ContainerPolicy) -> Self {
+        self.policy = Arc::new(policy);
+        self
+    }
+
+    /// The container policy in force.
+    pub fn policy(&self) -> &ContainerPolicy {
+        &self.policy
     }
 
     fn attached(&self) -> std::sync::MutexGuard<'_, HashMap<String, OutputStream>> {
@@ -127,7 +142,10 @@ impl DockerExecutor {
             name: req.container_name(),
             platform: None,
         });
-        let config = container_config(req);
+        let mut config = container_config(req);
+        if let Some(hc) = config.host_config.as_mut() {
+            self.policy.apply(hc);
+        }
         match self
             .docker
             .create_container(options.clone(), config.clone())
@@ -151,6 +169,7 @@ impl DockerExecutor {
 #[async_trait]
 impl Executor for DockerExecutor {
     async fn prepare(&self, spec: &TaskSpec, progress: &ProgressSink) -> Result<(), ExecError> {
+        self.policy.check(spec).map_err(ExecError::Forbidden)?;
         if self.image_present(&spec.image).await? {
             return Ok(());
         }
@@ -189,6 +208,7 @@ impl Executor for DockerExecutor {
     }
 
     async fn start(&self, req: &StartRequest) -> Result<Handle, ExecError> {
+        self.policy.check(&req.spec).map_err(ExecError::Forbidden)?;
         let id = self
             .create(req)
             .await

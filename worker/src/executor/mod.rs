@@ -18,9 +18,11 @@ use crate::error::ExecError;
 
 pub mod docker;
 pub mod fake;
+pub mod policy;
 
 pub use docker::DockerExecutor;
 pub use fake::{FakeBehavior, FakeExecutor};
+pub use policy::ContainerPolicy;
 
 /// Largest log chunk an executor yields (and the protocol allows): 64 KiB.
 pub const MAX_CHUNK_BYTES: usize = 64 * 1024;
