@@ -3,6 +3,7 @@
 //! - [`model`]: tasks, specs, attempts, log chunks, worker records (plain data).
 //! - [`state`]: the one table of legal status transitions.
 //! - [`retry`]: what a task does when an attempt ends (retry with backoff, or finish).
+//! - `lifecycle`: the task changes behind each store call, pure, shared by the backends.
 //! - [`validate`]: checks of specs, image references, worker ids.
 //! - [`store`]: the [`QueueStore`] trait every backend implements.
 //! - [`users`]: API users, their roles, and the rules for names and token hashes.
@@ -16,6 +17,7 @@
 
 pub mod conformance;
 pub mod error;
+mod lifecycle;
 pub mod model;
 pub mod mongo;
 pub mod open;

@@ -19,28 +19,14 @@ use crate::model::{
 use crate::validate::validate_spec;
 
 /// A fresh queued task for `new`, with times at the millisecond precision BSON keeps.
-fn fresh(new: NewTask) -> Result<Task> {
+fn fresh(mut new: NewTask) -> Result<Task> {
     validate_spec(&new.spec)?;
-    let mut spec = new.spec;
     // BSON keeps milliseconds; round now so the stored spec equals the returned one.
-    spec.timeout = spec
+    new.spec.timeout = new
+        .spec
         .timeout
         .map(|t| Duration::from_millis((t.as_millis() as u64).max(1)));
-    let now = ms(Utc::now());
-    Ok(Task {
-        id: TaskId::new(),
-        spec,
-        status: TaskStatus::Queued,
-        created_at: now,
-        updated_at: now,
-        not_before: now,
-        finished_at: None,
-        attempts: Vec::new(),
-        cancel_requested: false,
-        exit_code: None,
-        error: None,
-        submitted_by: new.submitted_by,
-    })
+    Ok(crate::lifecycle::new_task(new, ms(Utc::now())))
 }
 
 /// The answer for a key that `existing` already holds: that task, or a conflict.

@@ -17,8 +17,8 @@ use super::doc::{assignment_doc, attempt_doc, bdate, i64_of, ms, task_doc, task_
 use super::exec::{in_txn, Fail};
 use super::MongoStore;
 use crate::error::{QueueError, Result};
+use crate::lifecycle;
 use crate::model::{Attempt, AttemptOutcome, ClaimRequest, Task, TaskId, TaskStatus};
-use crate::retry::{disposition, Disposition};
 use crate::state;
 use crate::validate::validate_worker_id;
 
@@ -252,13 +252,8 @@ impl MongoStore {
         token: u64,
         now: DateTime<Utc>,
     ) -> Result<Task> {
-        self.modify("mark running", id, Some(token), now, &|t, now| {
-            state::check(t.id, t.status, TaskStatus::Running)?;
-            t.status = TaskStatus::Running;
-            if let Some(a) = t.attempts.last_mut() {
-                a.started_at = Some(now);
-            }
-            Ok(())
+        self.modify("mark running", id, Some(token), now, &move |t, now| {
+            lifecycle::mark_running(t, token, now)
         })
         .await
     }
@@ -271,56 +266,17 @@ impl MongoStore {
         now: DateTime<Utc>,
     ) -> Result<Task> {
         self.modify("finish attempt", id, Some(token), now, &move |t, now| {
-            if !outcome.status.is_terminal() {
-                return Err(QueueError::invalid(
-                    "outcome",
-                    format!(
-                        "{} is not how an attempt ends (succeeded, failed, cancelled, timed_out, lost)",
-                        outcome.status
-                    ),
-                ));
-            }
-            state::check(t.id, t.status, outcome.status)?;
-            let next = disposition(t, &outcome, now);
-            if let Some(a) = t.attempts.last_mut() {
-                a.finished_at = Some(now);
-                a.outcome = Some(outcome.status);
-                a.exit_code = outcome.exit_code;
-                a.error = outcome.error.clone();
-            }
-            if outcome.exit_code.is_some() {
-                t.exit_code = outcome.exit_code;
-            }
-            if outcome.error.is_some() {
-                t.error = outcome.error.clone();
-            }
-            match next {
-                Disposition::Retry { not_before } => {
-                    t.status = TaskStatus::Queued;
-                    t.not_before = ms(not_before);
-                }
-                Disposition::Final(status) => {
-                    t.status = status;
-                    t.finished_at = Some(now);
-                }
-            }
+            lifecycle::finish(t, token, outcome.clone(), now)?;
+            // BSON keeps milliseconds; round so the returned task equals a later read.
+            t.not_before = ms(t.not_before);
             Ok(())
         })
         .await
     }
 
     pub(super) async fn cancel(&self, id: TaskId, now: DateTime<Utc>) -> Result<Task> {
-        self.modify("request cancel", id, None, now, &|t, now| {
-            if t.status.is_active() {
-                t.cancel_requested = true;
-                return Ok(());
-            }
-            state::check(t.id, t.status, TaskStatus::Cancelled)?;
-            t.status = TaskStatus::Cancelled;
-            t.finished_at = Some(now);
-            Ok(())
-        })
-        .await
+        self.modify("request cancel", id, None, now, &lifecycle::request_cancel)
+            .await
     }
 }
 

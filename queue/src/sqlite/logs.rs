@@ -5,9 +5,9 @@
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::lifecycle::check_token;
 use super::schema::{backend_error, from_ts, int, load_task, task_exists, ts};
 use crate::error::{QueueError, Result};
+use crate::lifecycle::check_token;
 use crate::model::{LogChunk, LogStream, NewLogChunk, TaskId};
 
 /// The text of the seq-0 marker chunk that stands in for `dropped_bytes` of older output.

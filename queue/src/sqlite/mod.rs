@@ -11,7 +11,6 @@
 //!
 //! No call blocks the async runtime: writes wait on a channel, reads on `spawn_blocking`.
 
-mod lifecycle;
 mod logs;
 mod ops;
 mod queries;

@@ -4,9 +4,9 @@
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::lifecycle;
 use super::schema::{decode_task, encode, insert_task, int, load_task, ts, update_task};
 use crate::error::{QueueError, Result};
+use crate::lifecycle;
 use crate::model::{
     AttemptOutcome, ClaimRequest, Enqueued, NewTask, Task, TaskId, WorkerHealth, WorkerRecord,
 };

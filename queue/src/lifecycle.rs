@@ -1,6 +1,8 @@
 //! The task changes behind each store call, as pure functions over a loaded [`Task`].
-//! The store loads the row, applies one of these inside its write transaction, and
-//! writes the row back only when it returns `Ok`, so a rejected call changes nothing.
+//! Every backend loads the task, applies one of these inside its own atomic write
+//! (a SQLite transaction, a MongoDB transaction with a conditional update), and writes
+//! it back only when it returns `Ok`, so a rejected call changes nothing and both
+//! backends share one implementation of the lifecycle.
 
 use chrono::{DateTime, Utc};
 
