@@ -4,11 +4,21 @@
 //! - [`roles`]: the permission matrix (viewer / submitter / admin) and each RPC's action.
 //! - [`mode`]: loopback detection and the start-up decision between local-dev mode
 //!   (no auth), required auth, and `--insecure`.
+//! - [`config`]: the master's auth and TLS flags.
+//! - [`certs`]: a CA and master/worker certificates for `cloudai certs init`.
+//! - [`guard`]: the per-call checks and the tower layer that runs them.
+//! - [`setup`]: security at start-up (mode, secret, join token, TLS) and operator actions.
 
+pub mod certs;
+pub mod config;
+pub mod guard;
 pub mod mode;
 pub mod roles;
+pub mod setup;
 pub mod token;
 
+pub use config::SecurityConfig;
+pub use guard::{check_cancel, Auth, AuthLayer, JoinCheck, Principal};
 pub use mode::{decide, is_loopback, AuthDecision, AuthFlags, AuthMode, Severity};
 pub use roles::{allowed, cancel_action, rpc_rule, Action, RpcRule};
 pub use token::{new_api_token, new_join_token, ServerSecret, DEFAULT_SECRET_FILE};

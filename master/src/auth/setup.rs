@@ -1,0 +1,230 @@
+//! Putting security in place when a master starts, and the operator actions behind
+//! `cloudai token rotate` and `cloudai users add`.
+//!
+//! At start: the auth mode is decided from the address actually bound (and said in the
+//! log); when auth is required, the server secret is loaded (or created) and the worker
+//! join token is created on the first such start, stored hashed and shown once; the TLS
+//! settings are read from the PEM files.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::Utc;
+use cloudai_queue::{QueueError, QueueStore, Role, UserRecord};
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+
+use super::config::SecurityConfig;
+use super::guard::Auth;
+use super::mode::{decide, AuthDecision, AuthFlags, Severity};
+use super::token::{new_api_token, new_join_token, SecretError, ServerSecret};
+
+/// Why security could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// The flags contradict each other.
+    #[error("{0}")]
+    Flags(String),
+    /// The server secret file.
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    /// Reading or writing users or the join token.
+    #[error("store: {0}")]
+    Store(#[from] QueueError),
+    /// A TLS file could not be read.
+    #[error("tls file {path}: {source}")]
+    TlsFile {
+        /// The file.
+        path: PathBuf,
+        /// What failed.
+        source: std::io::Error,
+    },
+}
+
+/// What [`prepare`] decided for this run.
+pub struct Prepared {
+    /// The per-call checks.
+    pub auth: Arc<Auth>,
+    /// TLS settings for the listener, when `--tls-cert` is given.
+    pub tls: Option<ServerTlsConfig>,
+    /// The auth mode and the notice that was logged.
+    pub decision: AuthDecision,
+}
+
+/// Sets up auth and TLS for a master bound to `local`.
+pub async fn prepare(
+    cfg: &SecurityConfig,
+    local: SocketAddr,
+    store: Arc<dyn QueueStore>,
+) -> Result<Prepared, SetupError> {
+    let decision = decide(
+        local,
+        AuthFlags {
+            insecure: cfg.insecure,
+            require_auth: cfg.require_auth,
+        },
+    )
+    .map_err(SetupError::Flags)?;
+    match decision.severity {
+        Severity::Info => tracing::info!(mode = ?decision.mode, "{}", decision.notice),
+        Severity::Warning => tracing::warn!(mode = ?decision.mode, "{}", decision.notice),
+    }
+    let mtls = cfg.client_ca.is_some();
+    let auth = if decision.mode.enforced() {
+        let (secret, created) = ServerSecret::load_or_create(&cfg.secret_file)?;
+        if created {
+            tracing::info!(path = %cfg.secret_file.display(), "server secret created");
+        }
+        ensure_join_token(store.as_ref(), &secret).await?;
+        let shell = cfg.shell_token.as_ref().map(|t| t.0.as_str());
+        Auth::enforced(secret, store, mtls, shell)
+    } else {
+        Auth::open(decision.mode, store, mtls)
+    };
+    let tls = match (&cfg.tls_cert, &cfg.tls_key) {
+        (Some(cert), Some(key)) => {
+            let identity = Identity::from_pem(read(cert)?, read(key)?);
+            let mut tls = ServerTlsConfig::new().identity(identity);
+            if let Some(ca) = &cfg.client_ca {
+                tls = tls
+                    .client_ca_root(Certificate::from_pem(read(ca)?))
+                    .client_auth_optional(true);
+            }
+            tracing::info!(cert = %cert.display(), mtls_for_workers = mtls, "tls on");
+            Some(tls)
+        }
+        _ => None,
+    };
+    Ok(Prepared {
+        auth: Arc::new(auth),
+        tls,
+        decision,
+    })
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, SetupError> {
+    std::fs::read(path).map_err(|source| SetupError::TlsFile {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Creates the join token when the store has none, and shows it once in the log.
+/// Returns the new token, or `None` when one existed already.
+pub async fn ensure_join_token(
+    store: &dyn QueueStore,
+    secret: &ServerSecret,
+) -> Result<Option<String>, SetupError> {
+    if store.join_token_hash().await?.is_some() {
+        return Ok(None);
+    }
+    let token = new_join_token();
+    if !store
+        .set_join_token_hash(&secret.hash(&token), true)
+        .await?
+    {
+        return Ok(None); // another master created one first
+    }
+    tracing::warn!(
+        join_token = %token,
+        "worker join token created; it is shown only this once: start workers with \
+         --join-token or CLOUDAI_JOIN_TOKEN (rotate with `cloudai token rotate`)"
+    );
+    Ok(Some(token))
+}
+
+/// Replaces the join token; returns the new one (the caller shows it once). Workers
+/// already connected stay connected; new registrations need the new token.
+pub async fn rotate_join_token(
+    store: &dyn QueueStore,
+    secret: &ServerSecret,
+) -> Result<String, SetupError> {
+    let token = new_join_token();
+    store
+        .set_join_token_hash(&secret.hash(&token), false)
+        .await?;
+    Ok(token)
+}
+
+/// Adds a user with a new API token; returns the token (the caller shows it once).
+pub async fn add_user(
+    store: &dyn QueueStore,
+    secret: &ServerSecret,
+    name: &str,
+    role: Role,
+) -> Result<String, SetupError> {
+    let token = new_api_token();
+    store
+        .add_user(&UserRecord {
+            name: name.to_string(),
+            role,
+            token_hash: secret.hash(&token),
+            created_at: Utc::now(),
+        })
+        .await?;
+    Ok(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::mode::AuthMode;
+    use cloudai_queue::sqlite::SqliteStore;
+    use cloudai_queue::StoreOptions;
+
+    #[tokio::test]
+    async fn modes_join_token_and_users() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn QueueStore> = Arc::new(
+            SqliteStore::open(&dir.path().join("q.db"), StoreOptions::default())
+                .await
+                .unwrap(),
+        );
+        let cfg = SecurityConfig {
+            secret_file: dir.path().join("s"),
+            ..SecurityConfig::default()
+        };
+        let dev = prepare(&cfg, "127.0.0.1:1".parse().unwrap(), store.clone())
+            .await
+            .unwrap();
+        assert_eq!(dev.decision.mode, AuthMode::LocalDev);
+        assert!(dev.tls.is_none());
+        assert!(!cfg.secret_file.exists(), "local-dev mode sets nothing up");
+        assert_eq!(store.join_token_hash().await.unwrap(), None);
+
+        let prod = prepare(&cfg, "0.0.0.0:1".parse().unwrap(), store.clone())
+            .await
+            .unwrap();
+        assert_eq!(prod.decision.mode, AuthMode::Required);
+        let (secret, _) = ServerSecret::load_or_create(&cfg.secret_file).unwrap();
+        let hash = store.join_token_hash().await.unwrap().expect("join token");
+        assert!(hash.starts_with("hmac-sha256:"));
+        assert_eq!(
+            ensure_join_token(store.as_ref(), &secret).await.unwrap(),
+            None
+        );
+
+        let rotated = rotate_join_token(store.as_ref(), &secret).await.unwrap();
+        prod.auth.verify_join_token(&rotated).await.unwrap();
+
+        let token = add_user(store.as_ref(), &secret, "ann", Role::Admin)
+            .await
+            .unwrap();
+        let u = store.get_user("ann").await.unwrap().unwrap();
+        assert_ne!(u.token_hash, token);
+        assert!(secret.verify(&token, &u.token_hash));
+        assert!(add_user(store.as_ref(), &secret, "ann", Role::Viewer)
+            .await
+            .is_err());
+
+        let bad_tls = SecurityConfig {
+            tls_cert: Some(dir.path().join("missing.pem")),
+            tls_key: Some(dir.path().join("missing.key")),
+            ..cfg.clone()
+        };
+        assert!(matches!(
+            prepare(&bad_tls, "127.0.0.1:1".parse().unwrap(), store).await,
+            Err(SetupError::TlsFile { .. })
+        ));
+    }
+}
