@@ -1,0 +1,126 @@
+//! Workload 1, drain: preload N no-op tasks into a fresh store, start a master on it,
+//! connect the fake fleet, and time from the first container start until the master
+//! reports N tasks succeeded (polled over gRPC `QueueStats`).
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use cloudai_proto::pb;
+use cloudai_queue::{NewTask, StoreOptions};
+use tonic::transport::Channel;
+
+use crate::master::{MasterOpts, MasterProc};
+use crate::workers::{noop_spec, FakeFleet};
+
+/// Tasks per `enqueue_batch` when preloading.
+const PRELOAD_CHUNK: usize = 5000;
+/// How often the harness asks the master how many tasks succeeded. Each ask counts the
+/// whole table in the master, so the drain asks only once every task has started.
+const POLL: Duration = Duration::from_millis(50);
+/// How often the drain asks once every task has started (the last results are close).
+const TAIL_POLL: Duration = Duration::from_millis(5);
+
+/// How to run one drain.
+#[derive(Clone, Debug)]
+pub struct DrainOpts {
+    /// Store URI of a fresh, empty store.
+    pub store: String,
+    /// Tasks to drain.
+    pub n: usize,
+    /// Simulated workers.
+    pub workers: usize,
+    /// Slots per worker (tasks running at once on one worker); 0 = unlimited.
+    pub slots: u64,
+}
+
+/// Enqueues `n` no-op tasks straight into the store at `uri` (not timed).
+pub async fn preload(uri: &str, n: usize, slotted: bool) -> Result<()> {
+    let store = cloudai_queue::open_store(uri, StoreOptions::default())
+        .await
+        .with_context(|| format!("cannot open store {uri}"))?;
+    let mut left = n;
+    while left > 0 {
+        let k = left.min(PRELOAD_CHUNK);
+        let batch: Vec<NewTask> = (0..k).map(|_| noop_spec(slotted).into()).collect();
+        store.enqueue_batch(batch).await?;
+        left -= k;
+    }
+    Ok(())
+}
+
+/// Tasks in `status`, from the master's `QueueStats`.
+pub async fn count(
+    client: &mut pb::client_service_client::ClientServiceClient<Channel>,
+    status: pb::TaskStatus,
+) -> Result<u64> {
+    let stats = client
+        .queue_stats(pb::QueueStatsRequest {})
+        .await?
+        .into_inner();
+    Ok(stats
+        .counts
+        .iter()
+        .filter(|c| c.status == status as i32)
+        .map(|c| c.count)
+        .sum())
+}
+
+/// Polls until `want` tasks succeeded; returns when the poll saw it.
+pub async fn wait_succeeded(
+    client: &mut pb::client_service_client::ClientServiceClient<Channel>,
+    want: u64,
+    timeout: Duration,
+) -> Result<Instant> {
+    wait_succeeded_every(client, want, timeout, POLL).await
+}
+
+/// [`wait_succeeded`], asking every `poll`.
+pub async fn wait_succeeded_every(
+    client: &mut pb::client_service_client::ClientServiceClient<Channel>,
+    want: u64,
+    timeout: Duration,
+    poll: Duration,
+) -> Result<Instant> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let done = count(client, pb::TaskStatus::Succeeded).await?;
+        if done >= want {
+            return Ok(Instant::now());
+        }
+        if Instant::now() > deadline {
+            bail!("only {done} of {want} tasks succeeded within {timeout:?}");
+        }
+        tokio::time::sleep(poll).await;
+    }
+}
+
+/// One drain; returns tasks per second.
+pub async fn run_once(opts: &DrainOpts) -> Result<f64> {
+    preload(&opts.store, opts.n, opts.slots > 0).await?;
+    let master = MasterProc::start(&MasterOpts {
+        store: opts.store.clone(),
+        heartbeat: Duration::from_secs(5),
+    })?;
+    let mut client = master.client().await?;
+    let fleet = FakeFleet::start(&master.url(), opts.workers, opts.slots, false);
+    let timeout = Duration::from_secs(60).max(Duration::from_millis(opts.n as u64 * 5));
+    let deadline = Instant::now() + timeout;
+    while fleet.probe.started() < opts.n as u64 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let left = deadline.saturating_duration_since(Instant::now());
+    let waited = wait_succeeded_every(&mut client, opts.n as u64, left, TAIL_POLL).await;
+    let first = fleet.probe.first_start();
+    let cpu = master.cpu_seconds().unwrap_or(0.0);
+    fleet.stop().await;
+    drop(master);
+    let end = waited?;
+    let first = first.context("no task started")?;
+    let secs = end.duration_since(first).as_secs_f64();
+    eprintln!(
+        "bench: drain of {} took {secs:.2} s; master process CPU {cpu:.2} s ({:.1} µs/task)",
+        opts.n,
+        cpu * 1e6 / opts.n as f64
+    );
+    Ok(opts.n as f64 / secs.max(1e-9))
+}

@@ -1,0 +1,162 @@
+//! The master under test runs in its own process (so its RSS and CPU are its own): this
+//! binary re-executes itself with the hidden `serve-master` subcommand, which calls
+//! [`cloudai_master::serve`] on a loopback listener and prints the address it bound.
+//! The child exits when its stdin closes, so a crashed harness leaves no master behind.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use cloudai_master::MasterConfig;
+use cloudai_proto::pb;
+use tonic::transport::{Channel, Endpoint};
+
+/// How the child master is configured.
+#[derive(Clone, Debug)]
+pub struct MasterOpts {
+    /// Store URI (`sqlite:///abs/path.db` or `mongodb://…`).
+    pub store: String,
+    /// Heartbeat interval the master tells workers.
+    pub heartbeat: Duration,
+}
+
+/// A running master process; killed when dropped.
+pub struct MasterProc {
+    /// Where it serves.
+    pub addr: SocketAddr,
+    child: Child,
+    _stdin: ChildStdin,
+}
+
+impl MasterProc {
+    /// Starts a master on `opts` and waits until it listens.
+    pub fn start(opts: &MasterOpts) -> Result<MasterProc> {
+        let exe = std::env::current_exe().context("cannot find the bench binary")?;
+        let mut child = Command::new(exe)
+            .arg("serve-master")
+            .arg("--store")
+            .arg(&opts.store)
+            .arg("--heartbeat-ms")
+            .arg(opts.heartbeat.as_millis().to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("cannot start the master process")?;
+        let stdin = child.stdin.take().context("no stdin")?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .context("master did not report its address")?;
+        let Some(addr) = line.trim().strip_prefix("LISTENING ") else {
+            let _ = child.kill();
+            bail!("master did not start: {line:?}");
+        };
+        Ok(MasterProc {
+            addr: addr.parse().context("bad master address")?,
+            child,
+            _stdin: stdin,
+        })
+    }
+
+    /// `http://ADDR`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The master's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// A fresh HTTP/2 connection to the master.
+    pub async fn channel(&self) -> Result<Channel> {
+        Ok(Endpoint::from_shared(self.url())?
+            .tcp_nodelay(true)
+            .connect()
+            .await?)
+    }
+
+    /// A client on a fresh connection.
+    pub async fn client(&self) -> Result<pb::client_service_client::ClientServiceClient<Channel>> {
+        Ok(pb::client_service_client::ClientServiceClient::new(
+            self.channel().await?,
+        ))
+    }
+
+    /// Resident and peak resident memory of the master process, in bytes.
+    pub fn memory(&self) -> Result<(u64, u64)> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
+        Ok((
+            proc_kib(&status, "VmRSS:").unwrap_or(0) * 1024,
+            proc_kib(&status, "VmHWM:").unwrap_or(0) * 1024,
+        ))
+    }
+
+    /// CPU time (user + system) the master has used so far, in seconds.
+    pub fn cpu_seconds(&self) -> Result<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))?;
+        // Fields after the command name (which may hold spaces) start at ") ".
+        let rest = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or("");
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+            + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+        Ok(ticks / 100.0)
+    }
+}
+
+impl Drop for MasterProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A `/proc/PID/status` field in KiB.
+pub fn proc_kib(status: &str, key: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// The hidden `serve-master` subcommand: serves until stdin closes.
+pub fn serve_child(store: &str, heartbeat_ms: u64) -> Result<()> {
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        let store = cloudai_queue::open_store(store, Default::default()).await?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        println!("LISTENING {}", listener.local_addr()?);
+        let config = MasterConfig {
+            heartbeat_interval: Duration::from_millis(heartbeat_ms),
+            reconnect_window: Duration::from_millis(500),
+            ..MasterConfig::default()
+        };
+        let stdin_closed = async {
+            let _ = tokio::task::spawn_blocking(|| {
+                let mut sink = String::new();
+                while std::io::stdin().read_line(&mut sink).unwrap_or(0) > 0 {}
+            })
+            .await;
+        };
+        cloudai_master::serve(listener, stdin_closed, store, config).await?;
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_proc_status_fields() {
+        let s = "Name:\tx\nVmHWM:\t  2048 kB\nVmRSS:\t  1024 kB\n";
+        assert_eq!(proc_kib(s, "VmRSS:"), Some(1024));
+        assert_eq!(proc_kib(s, "VmHWM:"), Some(2048));
+        assert_eq!(proc_kib(s, "VmSwap:"), None);
+    }
+}

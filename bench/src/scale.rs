@@ -1,0 +1,126 @@
+//! Workload 5, scale: many raw simulated workers (see [`crate::sim`]) on one master with a
+//! deep queue. Measures the master's memory and its dispatch rate (acknowledged results
+//! per second over a window of `window` tasks, taken once every worker is registered),
+//! so rates at different queue depths and heartbeat loads can be compared.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use cloudai_proto::pb;
+
+use crate::drain::preload;
+use crate::master::{MasterOpts, MasterProc};
+use crate::sim::SimFleet;
+
+/// How to run one scale measurement.
+#[derive(Clone, Debug)]
+pub struct ScaleOpts {
+    /// Store URI of a fresh store.
+    pub store: String,
+    /// Tasks queued before the master starts.
+    pub queued: usize,
+    /// Simulated workers.
+    pub workers: usize,
+    /// HTTP/2 connections they share.
+    pub connections: usize,
+    /// Heartbeat interval (told by the master, followed by the simulated workers).
+    pub heartbeat: Duration,
+    /// Tasks in the measured window.
+    pub window: usize,
+}
+
+/// What one scale run saw.
+#[derive(Clone, Debug, Default)]
+pub struct ScaleResult {
+    /// Seconds to preload the queue (not part of any figure).
+    pub preload_secs: f64,
+    /// Acknowledged results per second over the window.
+    pub rate: f64,
+    /// Queue depth when the window began.
+    pub depth_at_start: u64,
+    /// Master RSS at the end of the window, bytes.
+    pub rss: u64,
+    /// Master peak RSS, bytes.
+    pub peak_rss: u64,
+    /// Heartbeats sent per second during the window.
+    pub heartbeats_per_sec: f64,
+    /// Workers the master did not list as healthy after the window.
+    pub unhealthy: usize,
+    /// Seconds until every worker was registered.
+    pub register_secs: f64,
+}
+
+/// One run.
+pub async fn run_once(opts: &ScaleOpts) -> Result<ScaleResult> {
+    let t = Instant::now();
+    preload(&opts.store, opts.queued, false).await?;
+    let preload_secs = t.elapsed().as_secs_f64();
+    let master = MasterProc::start(&MasterOpts {
+        store: opts.store.clone(),
+        heartbeat: opts.heartbeat,
+    })?;
+    let mut client = master.client().await?;
+    let t = Instant::now();
+    let fleet = SimFleet::start(
+        &master.url(),
+        opts.workers,
+        opts.connections,
+        opts.heartbeat,
+    )
+    .await?;
+    let c = fleet.counters.clone();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while c.registered.load(Ordering::Relaxed) < opts.workers as u64 {
+        if Instant::now() > deadline {
+            bail!(
+                "only {} of {} simulated workers registered",
+                c.registered.load(Ordering::Relaxed),
+                opts.workers
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let register_secs = t.elapsed().as_secs_f64();
+    let a0 = c.acked.load(Ordering::Relaxed);
+    let depth_at_start = (opts.queued as u64).saturating_sub(a0);
+    if depth_at_start < opts.window as u64 {
+        bail!(
+            "only {depth_at_start} tasks left when the window began (window {})",
+            opts.window
+        );
+    }
+    let h0 = c.heartbeats.load(Ordering::Relaxed);
+    let t0 = Instant::now();
+    let deadline = t0 + Duration::from_secs(300);
+    while c.acked.load(Ordering::Relaxed) < a0 + opts.window as u64 {
+        if Instant::now() > deadline {
+            bail!("the scale window did not complete within 300 s");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let hb = c.heartbeats.load(Ordering::Relaxed) - h0;
+    let (rss, peak_rss) = master.memory()?;
+    let workers = client
+        .list_workers(pb::ListWorkersRequest {})
+        .await?
+        .into_inner()
+        .workers;
+    let unhealthy = workers
+        .iter()
+        .filter(|w| w.health != pb::WorkerHealth::Healthy as i32)
+        .count();
+    fleet.stop().await;
+    drop(master);
+    Ok(ScaleResult {
+        preload_secs,
+        rate: opts.window as f64 / secs.max(1e-9),
+        depth_at_start,
+        rss,
+        peak_rss,
+        heartbeats_per_sec: hb as f64 / secs.max(1e-9),
+        unhealthy,
+        register_secs,
+    })
+}

@@ -1,0 +1,371 @@
+//! Runs each workload for its repetitions, beside its peer, and turns the measurements
+//! into table [`Row`]s. Every repetition gets a fresh store file, removed afterwards.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+
+use crate::celery::{self, CeleryOpts};
+use crate::config::Config;
+use crate::report::{Row, Target};
+use crate::stats::{percentile, Summary};
+use crate::{container, drain, enqueue, latency, scale};
+
+/// Progress on stderr (the table goes to stdout).
+macro_rules! say {
+    ($($t:tt)*) => { eprintln!("bench: {}", format!($($t)*)) };
+}
+
+/// A fresh SQLite store URI under the work dir; the files are removed by [`cleanup`].
+fn sqlite(dir: &Path, name: &str, rep: usize) -> (String, PathBuf) {
+    let path = dir.join(format!("{name}-{rep}.db"));
+    cleanup(&path);
+    (format!("sqlite://{}", path.display()), path)
+}
+
+fn cleanup(db: &Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = db.as_os_str().to_owned();
+        p.push(suffix);
+        let _ = std::fs::remove_file(PathBuf::from(p));
+    }
+}
+
+fn summary(v: &[f64]) -> Summary {
+    Summary::of(v).unwrap_or(Summary {
+        median: f64::NAN,
+        min: f64::NAN,
+        max: f64::NAN,
+        n: 0,
+    })
+}
+
+fn celery_opts(cfg: &Config) -> Option<CeleryOpts> {
+    Some(CeleryOpts {
+        python: cfg.celery_python.clone()?,
+        redis: cfg.redis_url.clone()?,
+        script: cfg
+            .celery_script
+            .clone()
+            .unwrap_or_else(celery::default_script),
+    })
+}
+
+/// Workload 1: drain on SQLite (beside Celery) and on the Mongo wire server.
+pub async fn drain(cfg: &Config) -> Result<Vec<Row>> {
+    let concurrency = cfg.drain_workers * cfg.drain_slots as usize;
+    let mut ours = Vec::new();
+    for rep in 0..cfg.reps {
+        let (uri, path) = sqlite(&cfg.workdir, "drain", rep);
+        let r = drain::run_once(&drain::DrainOpts {
+            store: uri,
+            n: cfg.drain_n,
+            workers: cfg.drain_workers,
+            slots: cfg.drain_slots,
+        })
+        .await;
+        cleanup(&path);
+        let r = r?;
+        say!("drain sqlite rep {rep}: {r:.0} tasks/s");
+        ours.push(r);
+    }
+    let mut peer = Vec::new();
+    if let Some(c) = celery_opts(cfg) {
+        for rep in 0..cfg.reps {
+            let r = celery::drain(&c, cfg.drain_n, concurrency)?;
+            say!("drain celery rep {rep}: {r:.0} tasks/s");
+            peer.push(r);
+        }
+    }
+    let setup = format!(
+        "N = {}, {} fake workers × {} slots = {} tasks at once; Celery: prefork, -c {}, Redis broker without persistence",
+        cfg.drain_n, cfg.drain_workers, cfg.drain_slots, concurrency, concurrency
+    );
+    let mut rows = vec![
+        Row {
+            figure: "1. drain, SQLite store (tasks/s)".into(),
+            cloudai: summary(&ours),
+            peer: None,
+            target: Target::AtLeast(20_000.0),
+            note: setup.clone(),
+        },
+        Row {
+            figure: "1. drain vs Celery+Redis (tasks/s)".into(),
+            cloudai: summary(&ours),
+            peer: (!peer.is_empty()).then(|| summary(&peer)),
+            target: Target::RatioAtLeast(10.0),
+            note: if peer.is_empty() {
+                "peer not run (no --celery-python/--redis-url)".into()
+            } else {
+                String::new()
+            },
+        },
+    ];
+    if let Some(mongo) = &cfg.mongo_uri {
+        let mut m = Vec::new();
+        for rep in 0..cfg.reps.min(2) {
+            let uri = mongo_db(
+                mongo,
+                &format!("cloudai_bench_{}_{rep}", std::process::id()),
+            );
+            let r = drain::run_once(&drain::DrainOpts {
+                store: uri,
+                n: cfg.mongo_n,
+                workers: cfg.drain_workers,
+                slots: cfg.drain_slots,
+            })
+            .await?;
+            say!("drain mongo rep {rep}: {r:.1} tasks/s");
+            m.push(r);
+        }
+        rows.push(Row {
+            figure: "1. drain, Mongo store on SecantusDB (tasks/s)".into(),
+            cloudai: summary(&m),
+            peer: None,
+            target: Target::None,
+            note: format!(
+                "N = {}; against the SecantusDB test wire server (Python, ~25 claims/s): a correctness-grade figure, no yardstick of MongoDB",
+                cfg.mongo_n
+            ),
+        });
+    }
+    Ok(rows)
+}
+
+/// `mongodb://h:p/…?opts` with the database replaced by `db`.
+pub fn mongo_db(uri: &str, db: &str) -> String {
+    let (base, query) = match uri.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (uri, None),
+    };
+    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let host_end = base[scheme_end..]
+        .find('/')
+        .map(|i| scheme_end + i)
+        .unwrap_or(base.len());
+    let mut out = format!("{}/{db}", &base[..host_end]);
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
+}
+
+/// Workload 2: unary and batched enqueue.
+pub async fn enqueue(cfg: &Config) -> Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    for (name, n, batch, in_flight, target) in [
+        ("unary", cfg.enqueue_n, 1, 256, 10_000.0),
+        ("batched ×1000", cfg.enqueue_n * 4, 1000, 4, 50_000.0),
+    ] {
+        let mut v = Vec::new();
+        for rep in 0..cfg.reps {
+            let (uri, path) = sqlite(&cfg.workdir, "enqueue", rep);
+            let r = enqueue::run_once(&enqueue::EnqueueOpts {
+                store: uri,
+                n,
+                batch,
+                in_flight,
+                connections: 4,
+            })
+            .await;
+            cleanup(&path);
+            let r = r?;
+            say!("enqueue {name} rep {rep}: {r:.0} tasks/s");
+            v.push(r);
+        }
+        rows.push(Row {
+            figure: format!("2. enqueue {name} over gRPC (tasks/s)"),
+            cloudai: summary(&v),
+            peer: None,
+            target: Target::AtLeast(target),
+            note: format!("N = {n}, {in_flight} calls in flight over 4 connections, each acknowledged once durable (SQLite, synchronous=FULL)"),
+        });
+    }
+    Ok(rows)
+}
+
+/// Workload 3: enqueue → start latency at each offered rate, beside Celery.
+pub async fn latency(cfg: &Config) -> Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    for &rate in &cfg.latency_rates {
+        let n = ((rate * cfg.latency_secs) as usize).max(50);
+        let (mut p50, mut p99) = (Vec::new(), Vec::new());
+        for rep in 0..cfg.reps {
+            let (uri, path) = sqlite(&cfg.workdir, "latency", rep);
+            let lat = latency::run_once(&latency::LatencyOpts {
+                store: uri,
+                rate,
+                n,
+            })
+            .await;
+            cleanup(&path);
+            let lat = lat?;
+            let (a, b) = (percentile(&lat, 50.0), percentile(&lat, 99.0));
+            say!("latency cloudai {rate}/s rep {rep}: p50 {a:?} ms, p99 {b:?} ms");
+            p50.extend(a);
+            p99.extend(b);
+        }
+        let (mut c50, mut c99) = (Vec::new(), Vec::new());
+        if let Some(c) = celery_opts(cfg) {
+            for rep in 0..cfg.reps {
+                let lat = celery::latency(&c, n, rate, cfg.latency_celery_concurrency)?;
+                let (a, b) = (percentile(&lat, 50.0), percentile(&lat, 99.0));
+                say!("latency celery {rate}/s rep {rep}: p50 {a:?} ms, p99 {b:?} ms");
+                c50.extend(a);
+                c99.extend(b);
+            }
+        }
+        for (pct, ours, peer, target) in [("p50", &p50, &c50, 2.0), ("p99", &p99, &c99, 5.0)] {
+            rows.push(Row {
+                figure: format!("3. latency {pct} at {rate}/s, enqueue → start (ms)"),
+                cloudai: summary(ours),
+                peer: (!peer.is_empty()).then(|| summary(peer)),
+                target: Target::AtMostAndBelowPeer(target),
+                note: if pct == "p50" {
+                    format!("{n} tasks per repetition after a 20-task warm-up; cloudai: durable unary Enqueue to the fake executor's start; Celery: apply_async to the task body's first line, -c {}", cfg.latency_celery_concurrency)
+                } else {
+                    String::new()
+                },
+            });
+        }
+    }
+    Ok(rows)
+}
+
+/// Workload 4: the container path, sequential and parallel, beside `docker run --rm`.
+pub async fn container(cfg: &Config) -> Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    for parallel in [1, cfg.container_parallel] {
+        let (mut ours, mut cli) = (Vec::new(), Vec::new());
+        for rep in 0..cfg.reps {
+            let (uri, path) = sqlite(&cfg.workdir, "container", rep);
+            let opts = container::ContainerOpts {
+                store: uri,
+                image: cfg.container_image.clone(),
+                n: cfg.container_n,
+                parallel,
+            };
+            let r = container::cloudai_once(&opts).await;
+            cleanup(&path);
+            let r = r?;
+            let c = tokio::task::spawn_blocking(move || container::cli_once(&opts)).await??;
+            say!("container ×{parallel} rep {rep}: cloudai {r:.2} s, docker run {c:.2} s");
+            ours.push(r);
+            cli.push(c);
+        }
+        rows.push(Row {
+            figure: format!(
+                "4. container path, {} × `sh -c :`, {parallel} at once (s)",
+                cfg.container_n
+            ),
+            cloudai: summary(&ours),
+            peer: Some(summary(&cli)),
+            target: Target::RatioAtMost(1.0),
+            note: if parallel == 1 {
+                format!("peer: `docker run --rm {} sh -c :` in a loop ({} loops for the parallel row); cloudai: one worker with the Docker executor, enqueue to all succeeded", cfg.container_image, cfg.container_parallel)
+            } else {
+                String::new()
+            },
+        });
+    }
+    Ok(rows)
+}
+
+/// Workload 5: scale. Three runs per repetition: deep queue with fast heartbeats, shallow
+/// queue with fast heartbeats, shallow queue with slow heartbeats.
+pub async fn scale(cfg: &Config) -> Result<Vec<Row>> {
+    let fast = std::time::Duration::from_secs(1);
+    let slow = std::time::Duration::from_secs(60);
+    let shallow = cfg.scale_window * 2;
+    let (mut rss, mut deep_rate, mut shallow_rate, mut quiet_rate) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut notes = Vec::new();
+    for rep in 0..cfg.scale_reps {
+        for (kind, queued, hb) in [
+            ("deep", cfg.scale_queued, fast),
+            ("shallow", shallow, fast),
+            ("quiet", shallow, slow),
+        ] {
+            let (uri, path) = sqlite(&cfg.workdir, &format!("scale-{kind}"), rep);
+            let r = scale::run_once(&scale::ScaleOpts {
+                store: uri,
+                queued,
+                workers: cfg.scale_workers,
+                connections: cfg.scale_connections,
+                heartbeat: hb,
+                window: cfg.scale_window,
+            })
+            .await;
+            cleanup(&path);
+            let r = r?;
+            say!(
+                "scale {kind} rep {rep}: {:.0} tasks/s at depth {}, rss {} MiB (peak {} MiB), {:.0} heartbeats/s, {} unhealthy, registered in {:.1} s, preload {:.1} s",
+                r.rate, r.depth_at_start, r.rss >> 20, r.peak_rss >> 20, r.heartbeats_per_sec, r.unhealthy, r.register_secs, r.preload_secs
+            );
+            match kind {
+                "deep" => {
+                    rss.push((r.peak_rss >> 20) as f64);
+                    deep_rate.push(r.rate);
+                }
+                "shallow" => shallow_rate.push(r.rate),
+                _ => quiet_rate.push(r.rate),
+            }
+            if r.unhealthy > 0 {
+                notes.push(format!(
+                    "{kind} rep {rep}: {} workers not healthy",
+                    r.unhealthy
+                ));
+            }
+        }
+    }
+    let unhealthy = if notes.is_empty() {
+        "every worker stayed healthy".to_string()
+    } else {
+        notes.join("; ")
+    };
+    Ok(vec![
+        Row {
+            figure: format!("5. scale: master peak RSS, {} workers, {} queued (MiB)", cfg.scale_workers, cfg.scale_queued),
+            cloudai: summary(&rss),
+            peer: None,
+            target: Target::AtMost(300.0),
+            note: format!("{} raw simulated worker streams in one process over {} connections; VmHWM of the master process", cfg.scale_workers, cfg.scale_connections),
+        },
+        Row {
+            figure: format!("5. scale: dispatch rate, {} queued vs {} queued (tasks/s)", cfg.scale_queued, shallow),
+            cloudai: summary(&deep_rate),
+            peer: Some(summary(&shallow_rate)),
+            target: Target::RatioAtLeast(0.8),
+            note: format!("peer column = the same master with a {shallow}-task queue; rate = acknowledged results/s over {} tasks once every worker is registered; heartbeats every 1 s", cfg.scale_window),
+        },
+        Row {
+            figure: "5. scale: dispatch rate, heartbeats 1000/s vs ~17/s (tasks/s)".into(),
+            cloudai: summary(&shallow_rate),
+            peer: Some(summary(&quiet_rate)),
+            target: Target::RatioAtLeast(0.8),
+            note: format!("peer column = heartbeats every 60 s instead of 1 s; {unhealthy}"),
+        },
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mongo_uri_gets_a_fresh_database() {
+        assert_eq!(
+            mongo_db("mongodb://127.0.0.1:27017/", "x"),
+            "mongodb://127.0.0.1:27017/x"
+        );
+        assert_eq!(
+            mongo_db("mongodb://127.0.0.1:27017", "x"),
+            "mongodb://127.0.0.1:27017/x"
+        );
+        assert_eq!(
+            mongo_db("mongodb://u:p@h:1/old?replicaSet=rs", "x"),
+            "mongodb://u:p@h:1/x?replicaSet=rs"
+        );
+    }
+}
