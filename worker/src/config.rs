@@ -52,8 +52,26 @@ pub struct WorkerConfig {
     pub disconnect_grace: Option<Duration>,
 
     /// Join token sent with the registration, when the master requires one.
-    #[arg(long, env = "CLOUDAI_JOIN_TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        visible_alias = "token",
+        env = "CLOUDAI_JOIN_TOKEN",
+        hide_env_values = true
+    )]
     pub join_token: Option<String>,
+
+    /// PEM CA that signed the master's certificate; needs an `https://` master URL.
+    /// Default: none (plain `http://`).
+    #[arg(long, env = "CLOUDAI_CA")]
+    pub ca: Option<std::path::PathBuf>,
+
+    /// PEM client certificate of this worker, for a master with `--client-ca` (mTLS).
+    #[arg(long, env = "CLOUDAI_WORKER_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "CLOUDAI_WORKER_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
 
     /// What this worker's containers may do (safe defaults; flags loosen them per worker).
     #[command(flatten)]
@@ -77,6 +95,9 @@ impl WorkerConfig {
             stop_grace: DEFAULT_STOP_GRACE,
             disconnect_grace: None,
             join_token: None,
+            ca: None,
+            tls_cert: None,
+            tls_key: None,
             container: crate::executor::ContainerPolicy::default(),
             capacity_override: None,
         }

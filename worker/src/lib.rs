@@ -8,6 +8,7 @@
 //! - [`executor`]: the [`Executor`] trait, [`DockerExecutor`] (bollard) and
 //!   [`FakeExecutor`] (timers, for tests and benchmarks).
 //! - [`capacity`]: what the host offers (capped by flags), GPUs, heartbeat telemetry.
+//! - [`tls`]: TLS to the master (`--ca`, and a client certificate for mTLS).
 //! - [`testing`]: an in-process worker on a fake executor, for other crates' tests.
 //! - [`error`]: [`ExecError`], [`WorkerError`] and the [`Result`] alias.
 
@@ -20,6 +21,7 @@ pub mod error;
 pub mod executor;
 pub mod runtime;
 pub mod testing;
+pub mod tls;
 
 pub use config::WorkerConfig;
 pub use error::{ExecError, Result, WorkerError};

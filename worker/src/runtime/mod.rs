@@ -84,6 +84,7 @@ pub async fn run(
         .map_err(|e| WorkerError::config("id", e.to_string()))?;
     tonic::transport::Endpoint::from_shared(config.master.clone())
         .map_err(|e| WorkerError::config("master", e.to_string()))?;
+    crate::tls::client_tls(&config)?;
     let (capacity, gpu) = capacity::capacity(&config).await;
     tracing::info!(
         worker_id = %id,

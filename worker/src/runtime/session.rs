@@ -49,7 +49,8 @@ pub(crate) async fn serve(
     registered: &mut bool,
 ) -> Result<()> {
     let endpoint = tonic::transport::Endpoint::from_shared(worker.config.master.clone())
-        .map_err(|e| WorkerError::config("master", e.to_string()))?
+        .map_err(|e| WorkerError::config("master", e.to_string()))?;
+    let endpoint = crate::tls::apply(endpoint, &worker.config)?
         .connect_timeout(CONNECT_TIMEOUT)
         .http2_keep_alive_interval(KEEPALIVE)
         .keep_alive_timeout(KEEPALIVE)

@@ -1,0 +1,104 @@
+//! TLS to the master: the worker verifies the master's certificate against `--ca`, and
+//! presents its own client certificate (`--tls-cert`/`--tls-key`) when the master asks
+//! for one (mTLS with `--client-ca` on the master).
+
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+
+use crate::config::WorkerConfig;
+use crate::error::{Result, WorkerError};
+
+/// The TLS settings `config` asks for: `None` for a plain `http://` master. An
+/// `https://` master needs `--ca`; a client certificate needs both its files.
+pub fn client_tls(config: &WorkerConfig) -> Result<Option<ClientTlsConfig>> {
+    let https = config.master.starts_with("https://");
+    let Some(ca) = &config.ca else {
+        if https {
+            return Err(WorkerError::config(
+                "ca",
+                "an https:// master needs --ca (the CA that signed the master's certificate)",
+            ));
+        }
+        if config.tls_cert.is_some() {
+            return Err(WorkerError::config(
+                "tls-cert",
+                "a client certificate needs --ca",
+            ));
+        }
+        return Ok(None);
+    };
+    if !https {
+        return Err(WorkerError::config(
+            "master",
+            format!(
+                "--ca is set, so the master URL must be https:// (got {})",
+                config.master
+            ),
+        ));
+    }
+    let read = |field: &'static str, path: &std::path::Path| {
+        std::fs::read(path)
+            .map_err(|e| WorkerError::config(field, format!("{}: {e}", path.display())))
+    };
+    let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read("ca", ca)?));
+    match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => {
+            tls = tls.identity(Identity::from_pem(
+                read("tls-cert", cert)?,
+                read("tls-key", key)?,
+            ));
+        }
+        (None, None) => {}
+        _ => {
+            return Err(WorkerError::config(
+                "tls-cert",
+                "--tls-cert and --tls-key go together",
+            ))
+        }
+    }
+    Ok(Some(tls))
+}
+
+/// `endpoint` with the TLS settings of `config` applied.
+pub fn apply(endpoint: Endpoint, config: &WorkerConfig) -> Result<Endpoint> {
+    match client_tls(config)? {
+        Some(tls) => endpoint
+            .tls_config(tls)
+            .map_err(|e| WorkerError::config("ca", e.to_string())),
+        None => Ok(endpoint),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_flags_must_fit_the_url() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, "-----BEGIN CERTIFICATE-----\n").unwrap();
+
+        let plain = WorkerConfig::new("http://m:1");
+        assert!(client_tls(&plain).unwrap().is_none());
+
+        let https_no_ca = WorkerConfig::new("https://m:1");
+        assert!(client_tls(&https_no_ca).is_err());
+
+        let mut http_with_ca = WorkerConfig::new("http://m:1");
+        http_with_ca.ca = Some(ca.clone());
+        assert!(client_tls(&http_with_ca).is_err());
+
+        let mut ok = WorkerConfig::new("https://m:1");
+        ok.ca = Some(ca.clone());
+        assert!(client_tls(&ok).unwrap().is_some());
+
+        let mut half = ok.clone();
+        half.tls_cert = Some(ca.clone());
+        assert!(client_tls(&half).is_err());
+
+        let mut missing = ok.clone();
+        missing.ca = Some(dir.path().join("nope.pem"));
+        let e = client_tls(&missing).unwrap_err().to_string();
+        assert!(e.contains("nope.pem"), "{e}");
+    }
+}
