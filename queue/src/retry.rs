@@ -27,8 +27,13 @@ pub enum Disposition {
 /// Decides the task's next status when its current attempt ends with `outcome`.
 ///
 /// Failed and timed-out attempts count against `max_attempts`; lost attempts count
-/// against `max_lost_retries` separately. A task whose cancel was requested never retries.
+/// against `max_lost_retries` separately. A task whose cancel was requested never retries,
+/// and when its attempt is lost (the worker died before it could report the cancel) the
+/// task ends `cancelled`, as its user asked; the attempt keeps `lost` and its cause.
 pub fn disposition(task: &Task, outcome: &AttemptOutcome, now: DateTime<Utc>) -> Disposition {
+    if task.cancel_requested && outcome.status == TaskStatus::Lost {
+        return Disposition::Final(TaskStatus::Cancelled);
+    }
     let ended = |pred: fn(TaskStatus) -> bool| {
         task.attempts
             .iter()
@@ -186,8 +191,19 @@ mod tests {
         let mut t = task(5, 5, &[]);
         t.cancel_requested = true;
         assert_eq!(
+            disposition(&t, &outcome(TaskStatus::Failed), Utc::now()),
+            Disposition::Final(TaskStatus::Failed)
+        );
+    }
+
+    #[test]
+    fn a_lost_attempt_of_a_cancelled_task_ends_it_cancelled() {
+        // Found by the chaos test: the worker died between the cancel and its report.
+        let mut t = task(5, 5, &[]);
+        t.cancel_requested = true;
+        assert_eq!(
             disposition(&t, &outcome(TaskStatus::Lost), Utc::now()),
-            Disposition::Final(TaskStatus::Lost)
+            Disposition::Final(TaskStatus::Cancelled)
         );
     }
 

@@ -1,0 +1,221 @@
+//! The chaos test's cluster: a master and workers as real `cloudai` processes on loopback,
+//! each with its log in a temp dir, killed with SIGKILL and restarted on demand, and
+//! stopped gracefully (SIGTERM) at the end or on drop.
+
+use std::fs::OpenOptions;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// The binary under test.
+const BIN: &str = env!("CARGO_BIN_EXE_cloudai");
+
+/// Heartbeat interval of the chaos master (short, so deaths are noticed quickly).
+pub const HEARTBEAT: &str = "200ms";
+/// Reconnect window after a master restart.
+pub const RECONNECT_WINDOW: &str = "2s";
+
+/// Time a process gets to start (and install its signal handlers) before a SIGTERM.
+const STARTUP: Duration = Duration::from_secs(2);
+
+/// One `cloudai` process and how to start it again.
+pub struct Proc {
+    pub name: String,
+    args: Vec<String>,
+    log: PathBuf,
+    child: Option<Child>,
+    started_at: Instant,
+    /// How many times it was killed with SIGKILL.
+    pub kills: u32,
+}
+
+impl Proc {
+    fn new(name: &str, args: Vec<String>, dir: &Path) -> Proc {
+        let mut p = Proc {
+            name: name.to_string(),
+            args,
+            log: dir.join(format!("{name}.log")),
+            child: None,
+            started_at: Instant::now(),
+            kills: 0,
+        };
+        p.start();
+        p
+    }
+
+    /// Starts the process (appending to its log).
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "{} is already running", self.name);
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = Command::new(BIN)
+            .args(&self.args)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.name));
+        self.child = Some(child);
+        self.started_at = Instant::now();
+    }
+
+    /// SIGKILL: no cleanup, no goodbye, exactly like a crashed host.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+            self.kills += 1;
+        }
+    }
+
+    /// SIGTERM, then SIGKILL if it has not exited within `grace`. Returns its exit status
+    /// code (None when it had to be killed or died by a signal).
+    pub fn stop(&mut self, grace: Duration) -> Option<i32> {
+        let mut c = self.child.take()?;
+        // A SIGTERM before the process installed its handler would kill it outright; a
+        // graceful stop is only meaningful once it is up.
+        let up = self.started_at.elapsed();
+        if up < STARTUP {
+            thread::sleep(STARTUP - up);
+        }
+        let _ = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status();
+        let deadline = Instant::now() + grace;
+        loop {
+            if let Ok(Some(status)) = c.try_wait() {
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                let _ = c.wait();
+                return None;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The last `n` lines of its log.
+    pub fn tail(&self, n: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        // Graceful, so a Docker worker removes its containers.
+        self.stop(Duration::from_secs(20));
+    }
+}
+
+/// A master and its workers.
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    pub master: Proc,
+    pub workers: Vec<Proc>,
+}
+
+impl Cluster {
+    /// Starts a master on a free loopback port with a SQLite store in a temp dir.
+    pub fn start_master() -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let args = [
+            "master",
+            "--no-shell",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--store",
+            &format!("sqlite://{}", dir.path().join("cloudai.db").display()),
+            "--heartbeat-interval",
+            HEARTBEAT,
+            "--dead-after",
+            "3",
+            "--reconnect-window",
+            RECONNECT_WINDOW,
+        ]
+        .map(String::from)
+        .to_vec();
+        let master = Proc::new("master", args, dir.path());
+        Cluster {
+            dir,
+            port,
+            master,
+            workers: Vec::new(),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn store_uri(&self) -> String {
+        format!("sqlite://{}", self.dir.path().join("cloudai.db").display())
+    }
+
+    /// Starts a worker; `fake` chooses the fake executor over Docker.
+    pub fn add_worker(&mut self, id: &str, fake: bool, cpu: &str) {
+        let mut args = [
+            "worker",
+            "--master",
+            &self.url(),
+            "--id",
+            id,
+            "--cpu",
+            cpu,
+            "--memory",
+            "2G",
+            "--stop-grace",
+            "1s",
+            "--disconnect-grace",
+            "10s",
+        ]
+        .map(String::from)
+        .to_vec();
+        if fake {
+            args.push("--fake-executor".into());
+        }
+        let w = Proc::new(id, args, self.dir.path());
+        self.workers.push(w);
+    }
+
+    /// Logs of every process, last lines, for a failure message.
+    pub fn diagnostics(&self) -> String {
+        let mut out = format!("--- master ---\n{}\n", self.master.tail(60));
+        for w in &self.workers {
+            out += &format!("--- {} ---\n{}\n", w.name, w.tail(20));
+        }
+        out
+    }
+}
+
+/// SplitMix64: a tiny seeded generator, so a failing run can be replayed with its seed.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `lo..hi`.
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next() % (hi - lo).max(1)
+    }
+}
