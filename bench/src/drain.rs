@@ -102,6 +102,7 @@ pub async fn run_once(opts: &DrainOpts) -> Result<f64> {
         heartbeat: Duration::from_secs(5),
     })?;
     let mut client = master.client().await?;
+    let own_cpu = crate::master::cpu_seconds_of("self").unwrap_or(0.0);
     let fleet = FakeFleet::start(&master.url(), opts.workers, opts.slots, false);
     let timeout = Duration::from_secs(60).max(Duration::from_millis(opts.n as u64 * 5));
     let deadline = Instant::now() + timeout;
@@ -112,15 +113,17 @@ pub async fn run_once(opts: &DrainOpts) -> Result<f64> {
     let waited = wait_succeeded_every(&mut client, opts.n as u64, left, TAIL_POLL).await;
     let first = fleet.probe.first_start();
     let cpu = master.cpu_seconds().unwrap_or(0.0);
+    let own_cpu = crate::master::cpu_seconds_of("self").unwrap_or(0.0) - own_cpu;
     fleet.stop().await;
     drop(master);
     let end = waited?;
     let first = first.context("no task started")?;
     let secs = end.duration_since(first).as_secs_f64();
     eprintln!(
-        "bench: drain of {} took {secs:.2} s; master process CPU {cpu:.2} s ({:.1} µs/task)",
+        "bench: drain of {} took {secs:.2} s; CPU: master {cpu:.2} s ({:.1} µs/task), fake workers and harness {own_cpu:.2} s ({:.1} µs/task)",
         opts.n,
-        cpu * 1e6 / opts.n as f64
+        cpu * 1e6 / opts.n as f64,
+        own_cpu * 1e6 / opts.n as f64
     );
     Ok(opts.n as f64 / secs.max(1e-9))
 }

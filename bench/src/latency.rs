@@ -28,8 +28,17 @@ pub struct LatencyOpts {
     pub n: usize,
 }
 
-/// One run; returns each measured task's latency in milliseconds.
-pub async fn run_once(opts: &LatencyOpts) -> Result<Vec<f64>> {
+/// What one run measured, per task, in milliseconds.
+#[derive(Clone, Debug, Default)]
+pub struct Latencies {
+    /// Enqueue sent → attempt started.
+    pub start: Vec<f64>,
+    /// Enqueue sent → enqueue acknowledged (durable), the first part of `start`.
+    pub ack: Vec<f64>,
+}
+
+/// One run.
+pub async fn run_once(opts: &LatencyOpts) -> Result<Latencies> {
     let master = MasterProc::start(&MasterOpts {
         store: opts.store.clone(),
         heartbeat: Duration::from_secs(5),
@@ -53,7 +62,8 @@ pub async fn run_once(opts: &LatencyOpts) -> Result<Vec<f64>> {
     }
 
     let total = WARMUP + opts.n;
-    let sent: Arc<Mutex<HashMap<usize, (String, Instant)>>> = Arc::default();
+    type Sent = HashMap<usize, (String, Instant, Instant)>;
+    let sent: Arc<Mutex<Sent>> = Arc::default();
     let period = Duration::from_secs_f64(1.0 / opts.rate);
     let start = tokio::time::Instant::now();
     let mut calls = Vec::with_capacity(total);
@@ -68,7 +78,7 @@ pub async fn run_once(opts: &LatencyOpts) -> Result<Vec<f64>> {
             if let Ok(r) = r {
                 sent.lock()
                     .expect("sent lock")
-                    .insert(i, (r.into_inner().task_id, at));
+                    .insert(i, (r.into_inner().task_id, at, Instant::now()));
             }
         }));
     }
@@ -83,15 +93,18 @@ pub async fn run_once(opts: &LatencyOpts) -> Result<Vec<f64>> {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let sent = sent.lock().expect("sent lock").clone();
-    let mut out = Vec::with_capacity(opts.n);
+    let mut out = Latencies::default();
     for i in WARMUP..total {
-        let Some((id, at)) = sent.get(&i) else {
+        let Some((id, at, acked)) = sent.get(&i) else {
             bail!("enqueue {i} failed");
         };
         let Some(started) = fleet.probe.start_of(id) else {
             bail!("task {id} never started");
         };
-        out.push(started.saturating_duration_since(*at).as_secs_f64() * 1000.0);
+        out.start
+            .push(started.saturating_duration_since(*at).as_secs_f64() * 1000.0);
+        out.ack
+            .push(acked.saturating_duration_since(*at).as_secs_f64() * 1000.0);
     }
     fleet.stop().await;
     drop(master);

@@ -98,14 +98,23 @@ impl MasterProc {
 
     /// CPU time (user + system) the master has used so far, in seconds.
     pub fn cpu_seconds(&self) -> Result<f64> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))?;
-        // Fields after the command name (which may hold spaces) start at ") ".
-        let rest = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or("");
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
-            + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-        Ok(ticks / 100.0)
+        cpu_seconds_of(&self.pid().to_string())
     }
+}
+
+/// CPU time (user + system) of process `pid` ("self" for this one), in seconds.
+pub fn cpu_seconds_of(pid: &str) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    Ok(stat_cpu_ticks(&stat) / 100.0)
+}
+
+/// utime + stime (clock ticks) from a `/proc/PID/stat` line.
+pub fn stat_cpu_ticks(stat: &str) -> f64 {
+    // Fields after the command name (which may hold spaces) start at ") ".
+    let rest = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
 }
 
 impl Drop for MasterProc {
@@ -158,5 +167,11 @@ mod tests {
         assert_eq!(proc_kib(s, "VmRSS:"), Some(1024));
         assert_eq!(proc_kib(s, "VmHWM:"), Some(2048));
         assert_eq!(proc_kib(s, "VmSwap:"), None);
+    }
+
+    #[test]
+    fn reads_cpu_ticks_past_a_command_with_spaces() {
+        let stat = "42 (a b) S 1 42 42 0 -1 4194304 100 0 0 0 250 50 0 0 20 0 1 0";
+        assert_eq!(stat_cpu_ticks(stat), 300.0);
     }
 }

@@ -200,9 +200,11 @@ pub async fn latency(cfg: &Config) -> Result<Vec<Row>> {
             })
             .await;
             cleanup(&path);
-            let lat = lat?;
+            let all = lat?;
+            let lat = all.start;
             let (a, b) = (percentile(&lat, 50.0), percentile(&lat, 99.0));
-            say!("latency cloudai {rate}/s rep {rep}: p50 {a:?} ms, p99 {b:?} ms");
+            let (ack50, ack99) = (percentile(&all.ack, 50.0), percentile(&all.ack, 99.0));
+            say!("latency cloudai {rate}/s rep {rep}: p50 {a:?} ms, p99 {b:?} ms (of which durable enqueue ack: p50 {ack50:?} ms, p99 {ack99:?} ms)");
             p50.extend(a);
             p99.extend(b);
         }
