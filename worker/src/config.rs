@@ -2,6 +2,7 @@
 //! `cloudai worker` command line (each flag has a `CLOUDAI_*` environment variable).
 
 use std::collections::BTreeMap;
+use std::num::NonZeroU32;
 use std::time::Duration;
 
 use cloudai_queue::Resources;
@@ -77,6 +78,12 @@ pub struct WorkerConfig {
     #[command(flatten)]
     pub container: crate::executor::ContainerPolicy,
 
+    /// Image pulls this worker starts per minute (also the burst after a quiet minute);
+    /// more wait their turn. Default: 10.
+    #[arg(long, env = "CLOUDAI_WORKER_PULLS_PER_MINUTE",
+          default_value_t = NonZeroU32::new(crate::executor::pull_limit::DEFAULT_PULLS_PER_MINUTE).expect("non-zero"))]
+    pub pulls_per_minute: NonZeroU32,
+
     /// Exact capacity to report instead of measuring the host (tests and simulations).
     #[arg(skip)]
     pub capacity_override: Option<Resources>,
@@ -99,6 +106,10 @@ impl WorkerConfig {
             tls_cert: None,
             tls_key: None,
             container: crate::executor::ContainerPolicy::default(),
+            pulls_per_minute: NonZeroU32::new(
+                crate::executor::pull_limit::DEFAULT_PULLS_PER_MINUTE,
+            )
+            .expect("non-zero"),
             capacity_override: None,
         }
     }

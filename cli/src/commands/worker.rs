@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use cloudai_worker::executor::PullLimiter;
 use cloudai_worker::{DockerExecutor, Executor, FakeExecutor};
 
 use crate::args::WorkerArgs;
@@ -14,12 +15,13 @@ pub async fn run(a: WorkerArgs) -> CliResult<i32> {
     let executor: Arc<dyn Executor> = if a.fake_executor {
         Arc::new(FakeExecutor::default())
     } else {
-        Arc::new(DockerExecutor::connect().await.map_err(|e| {
+        let docker = DockerExecutor::connect().await.map_err(|e| {
             CliError::new(
                 Kind::Other,
                 format!("cannot use docker: {e}; is the docker daemon running?"),
             )
-        })?)
+        })?;
+        Arc::new(docker.with_pull_limit(PullLimiter::per_minute(a.config.pulls_per_minute)))
     };
     let shutdown = async {
         tokio::select! {

@@ -27,6 +27,7 @@ use futures::{stream, StreamExt};
 use tokio::time::Instant;
 
 use super::policy::ContainerPolicy;
+use super::pull_limit::PullLimiter;
 use super::{
     labels, split_chunks, Executor, Handle, OutputChunk, OutputStream, ProgressSink, StartRequest,
     MAX_CHUNK_BYTES,
@@ -44,6 +45,8 @@ pub struct DockerExecutor {
     attached: Arc<Mutex<HashMap<String, OutputStream>>>,
     /// What containers may do here (safe defaults unless the operator loosened them).
     policy: Arc<ContainerPolicy>,
+    /// How many image pulls may start per minute.
+    pulls: Arc<PullLimiter>,
 }
 
 impl fmt::Debug for DockerExecutor {
@@ -65,7 +68,15 @@ impl DockerExecutor {
             docker,
             attached: Arc::default(),
             policy: Arc::default(),
+            pulls: Arc::default(),
         })
+    }
+
+    /// The same executor with `limit` on image pulls instead of the default
+    /// ([`super::pull_limit::DEFAULT_PULLS_PER_MINUTE`]).
+    pub fn with_pull_limit(mut self, limit: PullLimiter) -> Self {
+        self.pulls = Arc::new(limit);
+        self
     }
 
     /// The same executor with `policy` instead of the safe defaults.
@@ -177,6 +188,14 @@ impl Executor for DockerExecutor {
             image: spec.image.clone(),
             message,
         };
+        self.pulls
+            .acquire(|wait| {
+                let _ = progress.try_send(format!(
+                    "waiting {} ms for the pull rate limit",
+                    wait.as_millis()
+                ));
+            })
+            .await;
         let (from_image, tag) = split_image_ref(&spec.image);
         let _ = progress.try_send(format!("pulling {}", spec.image));
         let mut pull = self.docker.create_image(

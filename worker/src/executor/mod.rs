@@ -19,10 +19,12 @@ use crate::error::ExecError;
 pub mod docker;
 pub mod fake;
 pub mod policy;
+pub mod pull_limit;
 
 pub use docker::DockerExecutor;
 pub use fake::{FakeBehavior, FakeExecutor};
 pub use policy::ContainerPolicy;
+pub use pull_limit::PullLimiter;
 
 /// Largest log chunk an executor yields (and the protocol allows): 64 KiB.
 pub const MAX_CHUNK_BYTES: usize = 64 * 1024;

@@ -29,6 +29,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const KEEPALIVE: Duration = Duration::from_secs(10);
 /// Messages queued for the gRPC stream of one session.
 const STREAM_CAPACITY: usize = 64;
+/// Largest gRPC message sent to or accepted from the master: 16 MiB, the master's default
+/// limit (log chunks are at most 64 KiB, so only a broken peer comes near it).
+const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 /// Events queued per attempt before its log reader waits.
 const ATTEMPT_EVENTS: usize = 16;
 
@@ -56,7 +59,9 @@ pub(crate) async fn serve(
         .keep_alive_timeout(KEEPALIVE)
         .keep_alive_while_idle(true);
     let channel = endpoint.connect().await?;
-    let mut client = WorkerServiceClient::new(channel);
+    let mut client = WorkerServiceClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
 
     let (tx, rx) = mpsc::channel(STREAM_CAPACITY);
     let running = worker.lock().reported_running();
