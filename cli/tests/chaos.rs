@@ -362,9 +362,25 @@ fn chaos_kills_lose_nothing_and_complete_nothing_twice() {
             last_master_kill = Instant::now();
         } else {
             let w = rng.range(0, cl.workers.len() as u64) as usize;
-            cl.workers[w].kill();
-            thread::sleep(down);
-            cl.workers[w].start();
+            match rng.range(0, 20) {
+                // Frozen past the dead timeout, then thawed: it still runs its attempts.
+                0..=4 => cl.workers[w].pause(Duration::from_millis(rng.range(800, 2500))),
+                // The master and a worker die together.
+                5..=7 => {
+                    cl.master.kill();
+                    cl.workers[w].kill();
+                    thread::sleep(down);
+                    cl.master.start();
+                    thread::sleep(Duration::from_millis(rng.range(0, 500)));
+                    cl.workers[w].start();
+                    last_master_kill = Instant::now();
+                }
+                _ => {
+                    cl.workers[w].kill();
+                    thread::sleep(down);
+                    cl.workers[w].start();
+                }
+            }
         }
     }
     rt.block_on(enqueuer).expect("every task was acknowledged");
@@ -451,9 +467,12 @@ fn chaos_kills_lose_nothing_and_complete_nothing_twice() {
 
     let attempts: usize = tasks.iter().map(|t| t.attempts.len()).sum();
     let kills = cl.master.kills + cl.workers.iter().map(|w| w.kills).sum::<u32>();
+    let pauses: u32 = cl.workers.iter().map(|w| w.pauses).sum();
+    let revokes = cl.master.count_in_log("revoking attempts");
+    let stale = cl.master.count_in_log("stale");
     println!(
         "chaos: tasks={} kills={kills} retries={} lost={lost} duplicates={duplicates} \
-         (master kills={}, docker attempts={on_docker}, seed={seed}, {:.0?})",
+         (master kills={}, pauses={pauses}, revokes={revokes}, stale reports rejected={stale}, docker attempts={on_docker}, seed={seed}, {:.0?})",
         tasks.len(),
         attempts - tasks.len(),
         cl.master.kills,

@@ -28,6 +28,8 @@ pub struct Proc {
     started_at: Instant,
     /// How many times it was killed with SIGKILL.
     pub kills: u32,
+    /// How many times it was frozen with SIGSTOP.
+    pub pauses: u32,
 }
 
 impl Proc {
@@ -39,6 +41,7 @@ impl Proc {
             child: None,
             started_at: Instant::now(),
             kills: 0,
+            pauses: 0,
         };
         p.start();
         p
@@ -74,6 +77,17 @@ impl Proc {
         }
     }
 
+    /// SIGSTOP for `d`, then SIGCONT: a hung host or a long pause. Long enough and the
+    /// master declares it dead while it still runs its attempts.
+    pub fn pause(&mut self, d: Duration) {
+        let Some(c) = &self.child else { return };
+        let pid = c.id().to_string();
+        let _ = Command::new("kill").args(["-STOP", &pid]).status();
+        thread::sleep(d);
+        let _ = Command::new("kill").args(["-CONT", &pid]).status();
+        self.pauses += 1;
+    }
+
     /// SIGTERM, then SIGKILL if it has not exited within `grace`. Returns its exit status
     /// code (None when it had to be killed or died by a signal).
     pub fn stop(&mut self, grace: Duration) -> Option<i32> {
@@ -106,6 +120,17 @@ impl Proc {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+}
+
+impl Proc {
+    /// Lines of its log (every run of it) containing `needle`.
+    pub fn count_in_log(&self, needle: &str) -> usize {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(needle))
+            .count()
     }
 }
 
