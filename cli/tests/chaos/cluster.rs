@@ -153,11 +153,7 @@ impl Cluster {
     /// Starts a master on a free loopback port with a SQLite store in a temp dir.
     pub fn start_master() -> Cluster {
         let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = master_port();
         let args = [
             "master",
             "--no-shell",
@@ -225,6 +221,23 @@ impl Cluster {
         }
         out
     }
+}
+
+/// A free port below Linux's ephemeral range (32768 and up), so that while the master is
+/// dead no outgoing connection or `bind(0)` elsewhere can take its port before it restarts.
+fn master_port() -> u16 {
+    let mut rng = Rng(u64::from(std::process::id()) << 32
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos() as u64);
+    for _ in 0..1000 {
+        let port = rng.range(20_000, 32_000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port between 20000 and 32000");
 }
 
 /// SplitMix64: a tiny seeded generator, so a failing run can be replayed with its seed.
