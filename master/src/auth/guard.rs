@@ -202,6 +202,21 @@ impl JoinCheck {
     }
 }
 
+/// Who submits the tasks of `request`: the authenticated user, `None` when auth is off.
+pub fn submitter<T>(request: &tonic::Request<T>) -> Option<String> {
+    principal(request).map(|p| p.name)
+}
+
+/// The authenticated caller of `request`, `None` when auth is off.
+pub fn principal<T>(request: &tonic::Request<T>) -> Option<Principal> {
+    request.extensions().get::<Principal>().cloned()
+}
+
+/// The join-token check of a worker stream (`None` when the auth layer is not in front).
+pub fn join_check<T>(request: &tonic::Request<T>) -> Option<JoinCheck> {
+    request.extensions().get::<JoinCheck>().cloned()
+}
+
 /// `Ok` when the caller may cancel a task submitted by `submitted_by`: always when auth is
 /// off (`principal` is `None`), its own task for a submitter, any task for an admin.
 pub fn check_cancel(

@@ -18,7 +18,9 @@ pub mod setup;
 pub mod token;
 
 pub use config::SecurityConfig;
-pub use guard::{check_cancel, Auth, AuthLayer, JoinCheck, Principal};
+pub use guard::{
+    check_cancel, join_check, principal, submitter, Auth, AuthLayer, JoinCheck, Principal,
+};
 pub use mode::{decide, is_loopback, AuthDecision, AuthFlags, AuthMode, Severity};
 pub use roles::{allowed, cancel_action, rpc_rule, Action, RpcRule};
 pub use token::{new_api_token, new_join_token, ServerSecret, DEFAULT_SECRET_FILE};
