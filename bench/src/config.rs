@@ -31,7 +31,7 @@ pub struct Config {
     /// MongoDB URI for the Mongo drain (a fresh database per repetition); unset: skipped.
     #[arg(long, env = "CLOUDAI_TEST_MONGODB_URI", hide_env_values = true)]
     pub mongo_uri: Option<String>,
-    /// Tasks drained through the Mongo store. Default 300 (100 quick).
+    /// Tasks drained through the Mongo store. Default 1000 (200 quick).
     #[arg(long = "mongo-n", env = "CLOUDAI_BENCH_MONGO_N")]
     pub mongo_n_flag: Option<usize>,
     /// Python of a venv with `celery[redis]`; unset: Celery figures are skipped.
@@ -40,6 +40,10 @@ pub struct Config {
     /// The Celery peer script (default: bench/peers/celery_peer.py).
     #[arg(long, env = "CLOUDAI_BENCH_CELERY_SCRIPT")]
     pub celery_script: Option<PathBuf>,
+    /// Repetitions of the Celery drain (it takes minutes at 100,000). Default: 2, at most
+    /// `--reps`.
+    #[arg(long = "celery-drain-reps", env = "CLOUDAI_BENCH_CELERY_DRAIN_REPS")]
+    pub celery_drain_reps_flag: Option<usize>,
     /// `redis://HOST:PORT` of a Redis the Celery peer may flush.
     #[arg(long, env = "CLOUDAI_BENCH_REDIS_URL")]
     pub redis_url: Option<String>,
@@ -82,11 +86,12 @@ pub struct Config {
     #[arg(long = "scale-queued", env = "CLOUDAI_BENCH_SCALE_QUEUED")]
     pub scale_queued_flag: Option<usize>,
     /// Tasks in the measured scale window (the shallow queue holds twice this).
-    #[arg(long, env = "CLOUDAI_BENCH_SCALE_WINDOW", default_value_t = 10_000)]
+    #[arg(long, env = "CLOUDAI_BENCH_SCALE_WINDOW", default_value_t = 30_000)]
     pub scale_window: usize,
-    /// Repetitions of the scale workload (its deep queue is slow to preload). Default 1.
-    #[arg(long, env = "CLOUDAI_BENCH_SCALE_REPS", default_value_t = 1)]
-    pub scale_reps: usize,
+    /// Repetitions of the scale workload (each preloads the deep queue again, ~20 s for
+    /// 1,000,000). Default: `--reps`.
+    #[arg(long = "scale-reps", env = "CLOUDAI_BENCH_SCALE_REPS")]
+    pub scale_reps_flag: Option<usize>,
 
     /// Resolved by [`Config::resolve`].
     #[arg(skip)]
@@ -96,7 +101,13 @@ pub struct Config {
     pub drain_n: usize,
     /// Resolved by [`Config::resolve`].
     #[arg(skip)]
+    pub celery_drain_reps: usize,
+    /// Resolved by [`Config::resolve`].
+    #[arg(skip)]
     pub mongo_n: usize,
+    /// Resolved by [`Config::resolve`].
+    #[arg(skip)]
+    pub scale_reps: usize,
     /// Resolved by [`Config::resolve`].
     #[arg(skip)]
     pub enqueue_n: usize,
@@ -116,8 +127,13 @@ impl Config {
             flag.unwrap_or(if q { quick } else { full })
         };
         self.reps = pick(self.reps_flag, 3, 1).max(1);
+        self.celery_drain_reps = self
+            .celery_drain_reps_flag
+            .unwrap_or(self.reps.min(2))
+            .max(1);
+        self.scale_reps = self.scale_reps_flag.unwrap_or(self.reps).max(1);
         self.drain_n = pick(self.drain_n_flag, 100_000, 10_000);
-        self.mongo_n = pick(self.mongo_n_flag, 300, 100);
+        self.mongo_n = pick(self.mongo_n_flag, 1000, 200);
         self.enqueue_n = pick(self.enqueue_n_flag, 50_000, 10_000);
         self.latency_secs = self.latency_secs_flag.unwrap_or(if q { 3.0 } else { 10.0 });
         self.scale_queued = pick(self.scale_queued_flag, 1_000_000, 100_000);

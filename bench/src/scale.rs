@@ -49,6 +49,8 @@ pub struct ScaleResult {
     pub unhealthy: usize,
     /// Seconds until every worker was registered.
     pub register_secs: f64,
+    /// Master CPU time over the window, seconds per second (1.0 = one core busy).
+    pub master_cpu: f64,
 }
 
 /// One run.
@@ -91,6 +93,7 @@ pub async fn run_once(opts: &ScaleOpts) -> Result<ScaleResult> {
         );
     }
     let h0 = c.heartbeats.load(Ordering::Relaxed);
+    let cpu0 = master.cpu_seconds()?;
     let t0 = Instant::now();
     let deadline = t0 + Duration::from_secs(300);
     while c.acked.load(Ordering::Relaxed) < a0 + opts.window as u64 {
@@ -100,6 +103,7 @@ pub async fn run_once(opts: &ScaleOpts) -> Result<ScaleResult> {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let secs = t0.elapsed().as_secs_f64();
+    let master_cpu = (master.cpu_seconds()? - cpu0) / secs.max(1e-9);
     let hb = c.heartbeats.load(Ordering::Relaxed) - h0;
     let (rss, peak_rss) = master.memory()?;
     let workers = client
@@ -122,5 +126,6 @@ pub async fn run_once(opts: &ScaleOpts) -> Result<ScaleResult> {
         heartbeats_per_sec: hb as f64 / secs.max(1e-9),
         unhealthy,
         register_secs,
+        master_cpu,
     })
 }

@@ -71,7 +71,7 @@ pub async fn drain(cfg: &Config) -> Result<Vec<Row>> {
     }
     let mut peer = Vec::new();
     if let Some(c) = celery_opts(cfg) {
-        for rep in 0..cfg.reps {
+        for rep in 0..cfg.celery_drain_reps {
             let r = celery::drain(&c, cfg.drain_n, concurrency)?;
             say!("drain celery rep {rep}: {r:.0} tasks/s");
             peer.push(r);
@@ -302,8 +302,8 @@ pub async fn scale(cfg: &Config) -> Result<Vec<Row>> {
             cleanup(&path);
             let r = r?;
             say!(
-                "scale {kind} rep {rep}: {:.0} tasks/s at depth {}, rss {} MiB (peak {} MiB), {:.0} heartbeats/s, {} unhealthy, registered in {:.1} s, preload {:.1} s",
-                r.rate, r.depth_at_start, r.rss >> 20, r.peak_rss >> 20, r.heartbeats_per_sec, r.unhealthy, r.register_secs, r.preload_secs
+                "scale {kind} rep {rep}: {:.0} tasks/s at depth {}, master CPU {:.2} cores ({:.1} µs/task), rss {} MiB (peak {} MiB), {:.0} heartbeats/s, {} unhealthy, registered in {:.1} s, preload {:.1} s",
+                r.rate, r.depth_at_start, r.master_cpu, r.master_cpu * 1e6 / r.rate.max(1e-9), r.rss >> 20, r.peak_rss >> 20, r.heartbeats_per_sec, r.unhealthy, r.register_secs, r.preload_secs
             );
             match kind {
                 "deep" => {
