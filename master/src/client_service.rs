@@ -67,11 +67,12 @@ impl pb::client_service_server::ClientService for ClientSvc {
         &self,
         request: Request<pb::EnqueueRequest>,
     ) -> Result<Response<pb::EnqueueResponse>, Status> {
+        let submitted_by = crate::auth::submitter(&request);
         let spec = self.spec(request.into_inner().spec)?;
         let e = self
             .shared
             .store
-            .enqueue(NewTask::from(spec))
+            .enqueue(NewTask { spec, submitted_by })
             .await
             .map_err(status)?;
         if e.created {
@@ -87,11 +88,17 @@ impl pb::client_service_server::ClientService for ClientSvc {
         &self,
         request: Request<pb::EnqueueBatchRequest>,
     ) -> Result<Response<pb::EnqueueBatchResponse>, Status> {
+        let submitted_by = crate::auth::submitter(&request);
         let tasks = request
             .into_inner()
             .specs
             .into_iter()
-            .map(|s| self.spec(Some(s)).map(NewTask::from))
+            .map(|s| {
+                self.spec(Some(s)).map(|spec| NewTask {
+                    spec,
+                    submitted_by: submitted_by.clone(),
+                })
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let done = self
             .shared
@@ -165,7 +172,12 @@ impl pb::client_service_server::ClientService for ClientSvc {
         &self,
         request: Request<pb::CancelTaskRequest>,
     ) -> Result<Response<pb::CancelTaskResponse>, Status> {
+        let principal = crate::auth::principal(&request);
         let id = self.resolve(&request.into_inner().id).await?;
+        if let Some(p) = &principal {
+            let t = self.shared.store.get(id).await.map_err(status)?;
+            crate::auth::check_cancel(Some(p), &id.to_string(), t.submitted_by.as_deref())?;
+        }
         let task = self
             .shared
             .store

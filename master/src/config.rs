@@ -4,8 +4,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-/// Default listen address: every interface, the conventional gRPC port.
-pub const DEFAULT_LISTEN: &str = "0.0.0.0:50051";
+/// Default listen address: loopback, the conventional gRPC port. Loopback is local-dev
+/// mode (no auth); listening on another address requires tokens (see `auth`).
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
 /// Default heartbeat interval told to workers: 5 s.
 pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
 /// Default number of missed heartbeat intervals before a worker is declared dead.
@@ -64,6 +65,10 @@ pub struct MasterConfig {
     /// Largest gRPC message accepted or sent, in bytes.
     #[arg(long, env = "CLOUDAI_MAX_MESSAGE_BYTES", default_value_t = DEFAULT_MAX_MESSAGE_BYTES)]
     pub max_message_bytes: usize,
+
+    /// Authentication and TLS (see `auth`).
+    #[command(flatten)]
+    pub security: crate::auth::SecurityConfig,
 }
 
 impl Default for MasterConfig {
@@ -79,6 +84,7 @@ impl Default for MasterConfig {
             reconnect_window: DEFAULT_RECONNECT_WINDOW,
             agent_only: false,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            security: crate::auth::SecurityConfig::default(),
         }
     }
 }

@@ -33,6 +33,12 @@ pub async fn serve(
     let max_msg = config.max_message_bytes;
     let shared = Arc::new(Shared::new(store, config, stop_rx.clone()));
     registry::recover(&shared).await?;
+    let security = crate::auth::setup::prepare(
+        &shared.config.security,
+        listener.local_addr()?,
+        shared.store.clone(),
+    )
+    .await?;
 
     let (mut health, health_svc) = tonic_health::server::health_reporter();
     health
@@ -78,7 +84,12 @@ pub async fn serve(
     tracing::info!(addr = %local, store = shared.store.backend_name(), "master serving");
 
     let mut stop = stop_rx.clone();
-    let served = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = security.tls {
+        builder = builder.tls_config(tls)?;
+    }
+    let served = builder
+        .layer(crate::auth::AuthLayer::new(security.auth))
         .http2_keepalive_interval(Some(Duration::from_secs(20)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
         .add_service(health_svc)

@@ -41,6 +41,7 @@ impl pb::worker_service_server::WorkerService for WorkerSvc {
         request: Request<Streaming<pb::WorkerMessage>>,
     ) -> Result<Response<MasterStream>, Status> {
         let shared = &self.shared;
+        let join = crate::auth::join_check(&request);
         let mut inbound = request.into_inner();
         let first = inbound
             .message()
@@ -51,6 +52,9 @@ impl pb::worker_service_server::WorkerService for WorkerSvc {
                 "the first message must be Register",
             ));
         };
+        if let Some(check) = &join {
+            check.verify(&reg.worker_id, &reg.token).await?;
+        }
         let wire::Registration {
             record,
             version,
