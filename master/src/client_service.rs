@@ -12,6 +12,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::error::{convert_status, missing, status};
+use crate::limits::{client_key, EnqueueLimits};
 use crate::shared::Shared;
 use crate::wire;
 
@@ -25,12 +26,14 @@ const FOLLOW_BACKSTOP: std::time::Duration = std::time::Duration::from_secs(5);
 /// The client-facing service.
 pub struct ClientSvc {
     shared: Arc<Shared>,
+    limits: EnqueueLimits,
 }
 
 impl ClientSvc {
     /// A service over the master's shared state.
     pub fn new(shared: Arc<Shared>) -> Self {
-        ClientSvc { shared }
+        let limits = EnqueueLimits::new(&shared.config);
+        ClientSvc { shared, limits }
     }
 
     /// Wire spec → domain spec, with the pinned worker checked against the registry.
@@ -67,6 +70,10 @@ impl pb::client_service_server::ClientService for ClientSvc {
         &self,
         request: Request<pb::EnqueueRequest>,
     ) -> Result<Response<pb::EnqueueResponse>, Status> {
+        self.limits.check_rate(&client_key(&request), 1)?;
+        self.limits
+            .check_queue(self.shared.store.as_ref(), 1)
+            .await?;
         let submitted_by = crate::auth::submitter(&request);
         let spec = self.spec(request.into_inner().spec)?;
         let e = self
@@ -88,6 +95,11 @@ impl pb::client_service_server::ClientService for ClientSvc {
         &self,
         request: Request<pb::EnqueueBatchRequest>,
     ) -> Result<Response<pb::EnqueueBatchResponse>, Status> {
+        let n = request.get_ref().specs.len();
+        self.limits.check_rate(&client_key(&request), n)?;
+        self.limits
+            .check_queue(self.shared.store.as_ref(), n)
+            .await?;
         let submitted_by = crate::auth::submitter(&request);
         let tasks = request
             .into_inner()

@@ -16,6 +16,11 @@ pub const DEFAULT_DEAD_AFTER: u32 = 3;
 pub const DEFAULT_RECONNECT_WINDOW: Duration = Duration::from_secs(30);
 /// Default gRPC message size limit, both directions: 16 MiB.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+/// Default enqueue rate per client: 1000 tasks/s, generous for people and scripts, a
+/// ceiling for a runaway loop.
+pub const DEFAULT_ENQUEUE_RATE: u32 = 1000;
+/// Default enqueue burst per client: 10 000 tasks (also the largest batch accepted).
+pub const DEFAULT_ENQUEUE_BURST: u32 = 10_000;
 
 /// How the dispatcher chooses among workers that fit a task (see `PLACEMENT.md`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -66,6 +71,26 @@ pub struct MasterConfig {
     #[arg(long, env = "CLOUDAI_MAX_MESSAGE_BYTES", default_value_t = DEFAULT_MAX_MESSAGE_BYTES)]
     pub max_message_bytes: usize,
 
+    /// Tasks per second one client (its user, or else its IP address) may enqueue; over it,
+    /// `RESOURCE_EXHAUSTED` says when to retry. 0 turns the limit off.
+    #[arg(long, env = "CLOUDAI_ENQUEUE_RATE", default_value_t = DEFAULT_ENQUEUE_RATE)]
+    pub enqueue_rate: u32,
+
+    /// Tasks one client may enqueue at once above its rate (the largest batch accepted).
+    #[arg(long, env = "CLOUDAI_ENQUEUE_BURST", default_value_t = DEFAULT_ENQUEUE_BURST)]
+    pub enqueue_burst: u32,
+
+    /// Most tasks queued at once, all clients together; over it, enqueue is refused with
+    /// `RESOURCE_EXHAUSTED`. Default: no cap.
+    #[arg(long, env = "CLOUDAI_MAX_QUEUED")]
+    pub max_queued: Option<u64>,
+
+    /// Log bytes kept per task; beyond it the oldest output is dropped and a marker says
+    /// how much. Default: 10 MiB.
+    #[arg(long, env = "CLOUDAI_MAX_LOG_BYTES_PER_TASK",
+          default_value_t = cloudai_queue::store::DEFAULT_MAX_LOG_BYTES_PER_TASK)]
+    pub max_log_bytes_per_task: u64,
+
     /// Authentication and TLS (see `auth`).
     #[command(flatten)]
     pub security: crate::auth::SecurityConfig,
@@ -84,6 +109,10 @@ impl Default for MasterConfig {
             reconnect_window: DEFAULT_RECONNECT_WINDOW,
             agent_only: false,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            enqueue_rate: DEFAULT_ENQUEUE_RATE,
+            enqueue_burst: DEFAULT_ENQUEUE_BURST,
+            max_queued: None,
+            max_log_bytes_per_task: cloudai_queue::store::DEFAULT_MAX_LOG_BYTES_PER_TASK,
             security: crate::auth::SecurityConfig::default(),
         }
     }
@@ -93,6 +122,13 @@ impl MasterConfig {
     /// Time without a heartbeat after which a worker is dead.
     pub fn dead_timeout(&self) -> Duration {
         self.heartbeat_interval.saturating_mul(self.dead_after)
+    }
+
+    /// What the store must honour for this master (the log cap).
+    pub fn store_options(&self) -> cloudai_queue::StoreOptions {
+        cloudai_queue::StoreOptions {
+            max_log_bytes_per_task: self.max_log_bytes_per_task,
+        }
     }
 }
 
@@ -161,6 +197,31 @@ mod tests {
         assert_eq!(cli.master.placement, PlacementPolicy::Spread);
         assert_eq!(cli.master.reconnect_window, Duration::from_secs(60));
         assert!(Cli::try_parse_from(["x", "--dead-after", "0"]).is_err());
+    }
+
+    #[test]
+    fn limit_flags_fill_the_config_and_the_store_options() {
+        let cli = Cli::try_parse_from([
+            "x",
+            "--enqueue-rate",
+            "5",
+            "--enqueue-burst",
+            "7",
+            "--max-queued",
+            "100",
+            "--max-log-bytes-per-task",
+            "1024",
+        ])
+        .unwrap();
+        let c = cli.master;
+        assert_eq!(
+            (c.enqueue_rate, c.enqueue_burst, c.max_queued),
+            (5, 7, Some(100))
+        );
+        assert_eq!(c.store_options().max_log_bytes_per_task, 1024);
+        let d = MasterConfig::default();
+        assert_eq!(d.max_queued, None);
+        assert_eq!(d.store_options(), cloudai_queue::StoreOptions::default());
     }
 
     #[test]

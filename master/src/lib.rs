@@ -13,6 +13,7 @@
 //!   [`events`] applies what workers report.
 //! - [`wire`]: master-only conversions to and from `cloudai.v1` messages.
 //! - [`auth`]: tokens and their keyed hashes, roles and permissions, the auth mode.
+//! - [`limits`]: backpressure on enqueue (per-client rate limit, cap on queued tasks).
 //! - [`error`]: [`MasterError`] and the one mapping of queue errors to gRPC statuses.
 
 #![warn(missing_docs)]
@@ -27,6 +28,7 @@ pub mod config;
 pub mod dispatcher;
 pub mod error;
 pub mod events;
+pub mod limits;
 pub mod logs;
 pub mod placement;
 pub mod registry;
