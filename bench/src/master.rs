@@ -143,6 +143,8 @@ pub fn serve_child(store: &str, heartbeat_ms: u64) -> Result<()> {
         let config = MasterConfig {
             heartbeat_interval: Duration::from_millis(heartbeat_ms),
             reconnect_window: Duration::from_millis(500),
+            // A benchmark measures raw capacity: no per-client enqueue rate limit.
+            enqueue_rate: 0,
             ..MasterConfig::default()
         };
         let stdin_closed = async {
