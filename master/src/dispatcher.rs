@@ -12,11 +12,14 @@ use cloudai_queue::{Task, TaskStatus};
 use futures::StreamExt;
 
 use crate::cluster::{Confirmed, Outbound};
-use crate::placement::{self, Reject, TaskAsk};
+use crate::placement::{self, Reject, TaskAsk, WorkerSlot};
 use crate::shared::Shared;
 
-/// Most queued tasks read per pass step.
+/// Most queued tasks read per pass step: how deep a pass looks past tasks that do not
+/// fit (backfill).
 pub const BATCH: usize = 1024;
+/// Fewest queued tasks read per pass step (see [`pass`] for how the read size adapts).
+pub const MIN_READ: usize = 32;
 /// Assignments of one pass in flight at once.
 pub const ASSIGN_CONCURRENCY: usize = 64;
 
@@ -52,10 +55,21 @@ pub async fn run(shared: Arc<Shared>) {
 }
 
 /// Dispatches until nothing more can be placed. Returns how many tasks were assigned.
+///
+/// Each step reads only as many queued tasks as are likely to be placed: it starts at
+/// [`MIN_READ`], doubles while everything read was placed, and looks deeper (up to
+/// [`BATCH`], the backfill depth) only when nothing read fitted. A pass reads nothing
+/// while no schedulable worker has room at all (every task reserves some CPU and memory),
+/// so a wake-up by an enqueue or a heartbeat on a full cluster costs no store read.
 pub async fn pass(shared: &Shared) -> usize {
     let mut total = 0;
+    let mut limit = MIN_READ;
+    let mut room = has_room(&shared.cluster().slots());
     loop {
-        let tasks = match shared.store.queued(Utc::now(), BATCH).await {
+        if !room {
+            return total;
+        }
+        let tasks = match shared.store.queued(Utc::now(), limit).await {
             Ok(t) => t,
             Err(e) => {
                 tracing::warn!(error = %e, "dispatcher could not read the queue");
@@ -69,11 +83,10 @@ pub async fn pass(shared: &Shared) -> usize {
             return total;
         }
         let mut slots = shared.cluster().slots();
-        if !slots.iter().any(|s| s.schedulable) {
-            return total;
-        }
         let asks: Vec<TaskAsk<'_>> = tasks.iter().map(ask).collect();
         let plan = placement::plan(shared.config.placement, &mut slots, &asks);
+        // `slots` now holds what is free once this plan's reservations are taken.
+        room = has_room(&slots);
         // Reservations are taken under the lock inside `assign`, so assigning many at
         // once is safe; concurrent store writes share the store's group commits.
         let assigned = futures::stream::iter(plan)
@@ -83,9 +96,37 @@ pub async fn pass(shared: &Shared) -> usize {
             .count()
             .await;
         total += assigned;
-        if assigned == 0 || tasks.len() < BATCH {
-            return total;
+        match next_read(limit, tasks.len(), assigned) {
+            Some(next) => limit = next,
+            None => return total,
         }
+    }
+}
+
+/// True when some schedulable worker has any CPU and memory free. Every task reserves
+/// at least one millicore and one byte (see `TaskSpec::reservation`), so without such a
+/// worker nothing can be placed and the queue need not be read.
+pub fn has_room(slots: &[WorkerSlot]) -> bool {
+    slots
+        .iter()
+        .any(|s| s.schedulable && s.free.cpu_millis > 0 && s.free.memory_bytes > 0)
+}
+
+/// After a step that asked for `limit` queued tasks, got `read` and assigned `assigned`:
+/// the next step's read size, or `None` when the pass is done.
+pub fn next_read(limit: usize, read: usize, assigned: usize) -> Option<usize> {
+    if read < limit {
+        // The step saw every eligible queued task.
+        None
+    } else if assigned == 0 {
+        // Nothing read fitted: look deeper for a task that does (backfill), up to BATCH.
+        (limit < BATCH).then(|| (limit * 4).min(BATCH))
+    } else if assigned == read {
+        // Everything fitted: there may be room for more than we read.
+        Some((limit * 2).min(BATCH))
+    } else {
+        // Some fitted: read again; the unplaced head comes back with newer tasks.
+        Some(limit)
     }
 }
 
@@ -161,4 +202,67 @@ pub async fn assign(shared: &Shared, task: &Task, worker_id: &str) -> Result<(),
     }
     debug_assert_eq!(assigned.status, TaskStatus::Assigned);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cloudai_queue::Resources;
+
+    fn slot(schedulable: bool, cpu: u64, mem: u64) -> WorkerSlot {
+        WorkerSlot {
+            id: "w".into(),
+            capacity: Resources {
+                cpu_millis: 4000,
+                memory_bytes: 8 << 30,
+                gpus: 0,
+                disk_bytes: 0,
+            },
+            free: Resources {
+                cpu_millis: cpu,
+                memory_bytes: mem,
+                gpus: 0,
+                disk_bytes: 0,
+            },
+            schedulable,
+        }
+    }
+
+    #[test]
+    fn room_needs_a_schedulable_worker_with_cpu_and_memory_free() {
+        assert!(!has_room(&[]));
+        assert!(!has_room(&[slot(false, 4000, 1 << 30)]));
+        assert!(!has_room(&[slot(true, 0, 1 << 30), slot(true, 4000, 0)]));
+        assert!(has_room(&[slot(true, 0, 1 << 30), slot(true, 1, 1)]));
+    }
+
+    #[test]
+    fn a_step_that_saw_the_whole_queue_ends_the_pass() {
+        assert_eq!(next_read(MIN_READ, MIN_READ - 1, 0), None);
+        assert_eq!(next_read(MIN_READ, 3, 3), None);
+        assert_eq!(next_read(BATCH, BATCH - 1, 10), None);
+    }
+
+    #[test]
+    fn nothing_placed_looks_deeper_up_to_the_backfill_depth() {
+        let mut limit = MIN_READ;
+        let mut steps = 0;
+        while let Some(next) = next_read(limit, limit, 0) {
+            assert!(next > limit && next <= BATCH);
+            limit = next;
+            steps += 1;
+        }
+        assert_eq!(
+            limit, BATCH,
+            "a pass that places nothing still looks BATCH deep"
+        );
+        assert!(steps <= 4);
+    }
+
+    #[test]
+    fn reads_grow_while_everything_fits_and_hold_when_some_do() {
+        assert_eq!(next_read(MIN_READ, MIN_READ, MIN_READ), Some(2 * MIN_READ));
+        assert_eq!(next_read(BATCH, BATCH, BATCH), Some(BATCH));
+        assert_eq!(next_read(64, 64, 10), Some(64));
+    }
 }

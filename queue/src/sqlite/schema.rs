@@ -16,6 +16,9 @@ pub(crate) const BACKEND: &str = "sqlite";
 
 /// How long a connection waits for another process's lock before `SQLITE_BUSY`.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Prepared statements each connection keeps: more than the distinct statements the
+/// store uses, so none is evicted and parsed again (rusqlite's default is 16).
+const STATEMENT_CACHE: usize = 128;
 
 /// Bumped when the layout changes; stored in `PRAGMA user_version`.
 const SCHEMA_VERSION: i64 = 1;
@@ -111,6 +114,7 @@ pub(crate) fn open_writer(path: &Path) -> Result<Connection> {
     }
     let conn = Connection::open(path)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(backend_error(format!(
@@ -137,6 +141,7 @@ pub(crate) fn open_writer(path: &Path) -> Result<Connection> {
 pub(crate) fn open_reader(path: &Path) -> Result<Connection> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     conn.pragma_update(None, "query_only", "ON")?;
     Ok(conn)
 }
