@@ -147,7 +147,56 @@ async fn oversized_messages_are_refused_and_the_master_carries_on() {
         Err(e) => assert_ne!(e.code(), Code::Ok, "{e:?}"),
     }
     assert_responsive(&m).await;
+
+    // Mid-stream: an oversized event ends that worker's stream; it reconnects and works.
+    let mut c = m.client().await;
+    let mut w = RawWorker::connect(&m, "w1", res(1000, 1024)).await;
+    let first_hb = w.keep_alive();
+    let id = enqueue(&mut c, spec("cloudai/busybox:test")).await;
+    let a = w.next_assign().await;
+    w.event(&id, a.token, log(&"y".repeat(200 * 1024))).await;
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match w.rx.message().await {
+                Ok(Some(_)) => continue,
+                _ => return,
+            }
+        }
+    })
+    .await;
+    assert!(
+        ended.is_ok(),
+        "the master ends a stream that sent an oversized message"
+    );
+    first_hb.abort();
+    let mut w = eventually("w1 to reconnect", 5, || async {
+        RawWorker::open(
+            &m,
+            register("w1", res(1000, 1024), vec![aref(&id, a.token)]),
+        )
+        .await
+        .ok()
+    })
+    .await;
+    assert!(matches!(w.next().await, Msg::Registered(_)));
+    let _hb = w.keep_alive();
+    w.event(&id, a.token, exited(0)).await;
+    assert!(matches!(w.next().await, Msg::Ack(_)));
+    let t = wait_status(&mut c, &id, pb::TaskStatus::Succeeded, 5).await;
+    assert_eq!(
+        logs(&mut c, &id, false).await,
+        "",
+        "the oversized chunk was not kept"
+    );
+    assert_eq!(t.attempts.len(), 1);
     m.stop().await.unwrap();
+}
+
+fn aref(task_id: &str, token: u64) -> pb::AttemptRef {
+    pb::AttemptRef {
+        task_id: task_id.into(),
+        token,
+    }
 }
 
 #[tokio::test]
