@@ -37,6 +37,9 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     }
 }
 
+/// Largest gRPC message sent or accepted: the master's default limit (16 MiB).
+const MAX_MESSAGE_BYTES: usize = cloudai_master::config::DEFAULT_MAX_MESSAGE_BYTES;
+
 impl Client {
     /// Connects to the master at `url` (`http://HOST:PORT`; a bare `HOST:PORT` gets
     /// `http://`). Fails with [`Kind::Unreachable`] when nothing answers.
@@ -56,7 +59,9 @@ impl Client {
             .map_err(|e| CliError::unreachable(&url, root_cause(&e)))?;
         Ok(Client {
             url,
-            inner: ClientServiceClient::new(channel),
+            inner: ClientServiceClient::new(channel)
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
         })
     }
 

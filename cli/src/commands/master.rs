@@ -4,7 +4,7 @@
 use std::io::IsTerminal;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use cloudai_queue::{open_store, StoreOptions};
+use cloudai_queue::open_store;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
@@ -41,7 +41,7 @@ pub async fn run(a: MasterArgs) -> CliResult<i32> {
     crate::init_tracing("info", printer.clone());
     let use_shell = !a.no_shell && (a.shell || std::io::stdin().is_terminal());
 
-    let store = open_store(&a.config.store, StoreOptions::default())
+    let store = open_store(&a.config.store, a.config.store_options())
         .await
         .map_err(|e| CliError::new(Kind::InvalidArgument, format!("cannot open the store: {e}")))?;
     let listener = TcpListener::bind(a.config.listen).await.map_err(|e| {
