@@ -29,8 +29,10 @@ def start_worker(args, env):
 
 
 def stop_worker(proc):
+    # Warm shutdown through the main process (it stops its pool children); the whole
+    # process group is killed only if that does not finish in time.
     try:
-        os.killpg(proc.pid, signal.SIGTERM)
+        proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=20)
     except Exception:
         try:

@@ -134,7 +134,7 @@ pub fn render(rows: &[Row]) -> String {
         ));
     }
     for (i, n) in notes.iter().enumerate() {
-        out.push_str(&format!("\n[{}] {}", i + 1, n));
+        out.push_str(&format!("\n- [{}] {}", i + 1, n));
     }
     if !notes.is_empty() {
         out.push('\n');
@@ -188,7 +188,7 @@ mod tests {
         r.note = "a note".into();
         let t = render(&[r]);
         assert!(t.contains("| f [1] | 25000 (n=1) | 2500 (n=1) | 10.00× | ratio ≥ 10.00 | met |"));
-        assert!(t.ends_with("[1] a note\n"));
+        assert!(t.ends_with("\n- [1] a note\n"));
     }
 
     #[test]
