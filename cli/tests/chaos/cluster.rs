@@ -143,10 +143,12 @@ impl Drop for Proc {
 
 /// A master and its workers.
 pub struct Cluster {
-    pub dir: tempfile::TempDir,
-    pub port: u16,
-    pub master: Proc,
+    // Dropped in this order: workers stop first (a Docker worker removes its containers),
+    // then the master, then the directory with the store and the logs.
     pub workers: Vec<Proc>,
+    pub master: Proc,
+    pub port: u16,
+    pub dir: tempfile::TempDir,
 }
 
 impl Cluster {
@@ -172,10 +174,10 @@ impl Cluster {
         .to_vec();
         let master = Proc::new("master", args, dir.path());
         Cluster {
-            dir,
-            port,
-            master,
             workers: Vec::new(),
+            master,
+            port,
+            dir,
         }
     }
 
