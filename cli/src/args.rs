@@ -88,6 +88,15 @@ pub enum Command {
     /// Inspect the queue
     #[command(subcommand, after_help = "Example:\n  cloudai queue stats")]
     Queue(QueueCmd),
+    /// Manage API users (writes the store directly; run where the master's store is)
+    #[command(subcommand)]
+    Users(crate::commands::security::UsersCmd),
+    /// Manage the worker join token
+    #[command(subcommand)]
+    Token(crate::commands::security::TokenCmd),
+    /// Create TLS certificates (a CA, the master's and the workers')
+    #[command(subcommand)]
+    Certs(crate::commands::security::CertsCmd),
 }
 
 /// How to reach the master.
@@ -96,6 +105,27 @@ pub struct ConnectArgs {
     /// The master's URL.
     #[arg(long, env = "CLOUDAI_MASTER", default_value = DEFAULT_MASTER_URL, value_name = "URL")]
     pub master: String,
+    /// API token (from `cloudai users add`); needed when the master requires auth.
+    #[arg(
+        long,
+        env = "CLOUDAI_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub token: Option<String>,
+    /// CA that signed the master's certificate, for an https:// master.
+    #[arg(long, env = "CLOUDAI_CA", value_name = "FILE")]
+    pub ca: Option<std::path::PathBuf>,
+}
+
+impl ConnectArgs {
+    /// The credentials these flags give.
+    pub fn credentials(&self) -> crate::credentials::Credentials {
+        crate::credentials::Credentials {
+            token: self.token.clone(),
+            ca: self.ca.clone(),
+        }
+    }
 }
 
 /// `--output table|json`.

@@ -8,7 +8,10 @@ use cloudai_proto::pb;
 use cloudai_proto::pb::client_service_client::ClientServiceClient;
 use cloudai_queue as q;
 use futures::{Stream, StreamExt};
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
+
+use crate::credentials::{Bearer, Credentials};
 
 use crate::exit::{CliError, CliResult, Kind};
 use crate::view::{StatsView, TaskView, WorkerView};
@@ -20,7 +23,7 @@ pub const DEFAULT_MASTER_URL: &str = "http://127.0.0.1:50051";
 #[derive(Clone)]
 pub struct Client {
     url: String,
-    inner: ClientServiceClient<Channel>,
+    inner: ClientServiceClient<InterceptedService<Channel, Bearer>>,
 }
 
 /// The innermost cause of an error, which names the real problem ("Connection refused").
@@ -44,22 +47,24 @@ impl Client {
     /// Connects to the master at `url` (`http://HOST:PORT`; a bare `HOST:PORT` gets
     /// `http://`). Fails with [`Kind::Unreachable`] when nothing answers.
     pub async fn connect(url: &str) -> CliResult<Client> {
-        let url = if url.contains("://") {
-            url.to_string()
-        } else {
-            format!("http://{url}")
-        };
+        Self::connect_with(url, &crate::credentials::process_default()).await
+    }
+
+    /// Like [`Client::connect`], presenting `creds` (API token, CA of the master).
+    pub async fn connect_with(url: &str, creds: &Credentials) -> CliResult<Client> {
+        let url = creds.url(url);
         let endpoint = Endpoint::from_shared(url.clone())
             .map_err(|e| CliError::invalid(format!("invalid master url {url:?}: {e}")))?
             .connect_timeout(Duration::from_secs(5))
             .tcp_nodelay(true);
+        let endpoint = creds.tls(endpoint, &url)?;
         let channel = endpoint
             .connect()
             .await
             .map_err(|e| CliError::unreachable(&url, root_cause(&e)))?;
         Ok(Client {
             url,
-            inner: ClientServiceClient::new(channel)
+            inner: ClientServiceClient::with_interceptor(channel, creds.bearer()?)
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
         })

@@ -4,6 +4,7 @@
 //! - [`args`]: the command line grammar (clap).
 //! - [`commands`]: one module per subcommand.
 //! - [`client`]: the gRPC client of the master, shared with the shell.
+//! - [`credentials`]: the API token and the CA the client presents and checks.
 //! - [`shell`]: the interactive `master>` shell.
 //! - [`view`], [`output`]: what is shown, as tables or JSON.
 //! - [`units`]: human units (256M, 30s, 0.5 cpu).
@@ -12,6 +13,7 @@
 mod args;
 mod client;
 mod commands;
+mod credentials;
 mod exit;
 mod output;
 mod shell;

@@ -36,10 +36,35 @@ pub async fn sigterm() {
 }
 
 /// Runs the master; returns its exit code.
-pub async fn run(a: MasterArgs) -> CliResult<i32> {
+pub async fn run(mut a: MasterArgs) -> CliResult<i32> {
     let printer = SharedPrinter::default();
     crate::init_tracing("info", printer.clone());
-    let use_shell = !a.no_shell && (a.shell || std::io::stdin().is_terminal());
+    let mut use_shell = !a.no_shell && (a.shell || std::io::stdin().is_terminal());
+    // With TLS the shell checks its own master against --client-ca or CLOUDAI_CA.
+    let tls = a.config.security.tls_cert.is_some();
+    let shell_ca = a
+        .config
+        .security
+        .client_ca
+        .clone()
+        .or_else(|| std::env::var_os("CLOUDAI_CA").map(Into::into))
+        .filter(|_| tls);
+    if use_shell && tls && shell_ca.is_none() {
+        tracing::warn!(
+            "no shell: with --tls-cert it needs CLOUDAI_CA or --client-ca to verify the master"
+        );
+        use_shell = false;
+    }
+    if use_shell {
+        // The shell talks to its own master; when auth is required it uses an admin
+        // token that exists only in this process.
+        let token = cloudai_master::auth::new_api_token();
+        crate::credentials::set_process_default(crate::credentials::Credentials {
+            token: Some(token.clone()),
+            ca: shell_ca,
+        });
+        a.config.security.shell_token = Some(cloudai_master::auth::config::ShellToken(token));
+    }
 
     let store = open_store(&a.config.store, a.config.store_options())
         .await
@@ -72,7 +97,11 @@ pub async fn run(a: MasterArgs) -> CliResult<i32> {
 
     let shell_done = if use_shell {
         let opts = ShellOptions {
-            url: loopback_url(local),
+            url: if tls {
+                loopback_url(local).replacen("http://", "https://", 1)
+            } else {
+                loopback_url(local)
+            },
             history: a.history_file.clone().or_else(shell::default_history),
             printer,
         };

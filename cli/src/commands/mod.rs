@@ -6,11 +6,13 @@
 //! - [`inspect`]: `tasks`, `task`, `workers`, `queue stats`, `cancel`.
 //! - [`logs`]: `logs [-f]`.
 //! - [`master`], [`worker`]: the long-running processes.
+//! - [`security`]: `users`, `token` and `certs`, the operator commands of a secure cluster.
 
 pub mod enqueue;
 pub mod inspect;
 pub mod logs;
 pub mod master;
+pub mod security;
 pub mod spec;
 pub mod worker;
 
@@ -34,39 +36,42 @@ pub async fn run(command: Command) -> CliResult<i32> {
         Command::Worker(a) => worker::run(a).await,
         Command::Enqueue(a) => {
             let spec = spec::build(&a.enqueue)?;
-            let client = Client::connect(&a.connect.master).await?;
+            let client = Client::connect_with(&a.connect.master, &a.connect.credentials()).await?;
             enqueue::run(&client, spec, a.enqueue.spec.wait).await
         }
         Command::Tasks(a) => {
             inspect::parse_statuses(&a.filter.status)?;
-            let client = Client::connect(&a.connect.master).await?;
+            let client = Client::connect_with(&a.connect.master, &a.connect.credentials()).await?;
             print(&inspect::tasks(&client, &a.filter, a.output.output).await?);
             Ok(0)
         }
         Command::Task(a) => {
-            let client = Client::connect(&a.connect.master).await?;
+            let client = Client::connect_with(&a.connect.master, &a.connect.credentials()).await?;
             print(&inspect::task(&client, &a.id, a.output.output).await?);
             Ok(0)
         }
         Command::Logs(a) => {
-            let client = Client::connect(&a.connect.master).await?;
+            let client = Client::connect_with(&a.connect.master, &a.connect.credentials()).await?;
             logs::run(&client, &a.logs, a.output.output).await?;
             Ok(0)
         }
         Command::Cancel(a) => {
-            let client = Client::connect(&a.connect.master).await?;
+            let client = Client::connect_with(&a.connect.master, &a.connect.credentials()).await?;
             print(&inspect::cancel(&client, &a.id, a.output.output).await?);
             Ok(0)
         }
         Command::Workers(a) => {
-            let client = Client::connect(&a.connect.master).await?;
+            let client = Client::connect_with(&a.connect.master, &a.connect.credentials()).await?;
             print(&inspect::workers(&client, a.output.output).await?);
             Ok(0)
         }
         Command::Queue(QueueCmd::Stats(a)) => {
-            let client = Client::connect(&a.connect.master).await?;
+            let client = Client::connect_with(&a.connect.master, &a.connect.credentials()).await?;
             print(&inspect::stats(&client, a.output.output).await?);
             Ok(0)
         }
+        Command::Users(c) => security::users(c).await,
+        Command::Token(c) => security::token(c).await,
+        Command::Certs(c) => security::certs(c).await,
     }
 }

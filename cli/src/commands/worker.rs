@@ -21,6 +21,11 @@ pub async fn run(a: WorkerArgs) -> CliResult<i32> {
                 format!("cannot use docker: {e}; is the docker daemon running?"),
             )
         })?;
+        let loosened = a.config.container.loosened();
+        if !loosened.is_empty() {
+            tracing::warn!(loosened = ?loosened, "container restrictions loosened on this worker");
+        }
+        let docker = docker.with_policy(a.config.container.clone());
         Arc::new(docker.with_pull_limit(PullLimiter::per_minute(a.config.pulls_per_minute)))
     };
     let shutdown = async {
