@@ -470,7 +470,9 @@ fn chaos_kills_lose_nothing_and_complete_nothing_twice() {
     let pauses: u32 = cl.workers.iter().map(|w| w.pauses).sum();
     let revokes = cl.master.count_in_log("revoking attempts");
     let stale = cl.master.count_in_log("stale");
-    println!(
+    // Written to the process's stderr directly, past libtest's capture, so that CI's log
+    // shows the summary of every run, not only of failing ones.
+    let summary = format!(
         "chaos: tasks={} kills={kills} retries={} lost={lost} duplicates={duplicates} \
          (master kills={}, pauses={pauses}, revokes={revokes}, stale reports rejected={stale}, docker attempts={on_docker}, seed={seed}, {:.0?})",
         tasks.len(),
@@ -478,6 +480,7 @@ fn chaos_kills_lose_nothing_and_complete_nothing_twice() {
         cl.master.kills,
         started.elapsed()
     );
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), format!("{summary}\n").as_bytes());
     if !problems.is_empty() || lost != 0 || duplicates != 0 {
         problems.truncate(40);
         panic!(
