@@ -52,20 +52,8 @@ pub async fn cloudai_once(opts: &ContainerOpts) -> Result<f64> {
     let worker = tokio::spawn(cloudai_worker::run(config, Arc::new(exec), async move {
         let _ = stopped.await;
     }));
+    master.wait_for_a_worker("the docker worker").await?;
     let mut client = master.client().await?;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while client
-        .list_workers(pb::ListWorkersRequest {})
-        .await?
-        .into_inner()
-        .workers
-        .is_empty()
-    {
-        if Instant::now() > deadline {
-            bail!("the docker worker did not register");
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
     let mut spec = TaskSpec::new(opts.image.clone());
     spec.command = vec!["sh".into(), "-c".into(), ":".into()];
     spec.resources.cpu_millis = SLOT_CPU_MILLIS;

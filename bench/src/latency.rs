@@ -45,21 +45,7 @@ pub async fn run_once(opts: &LatencyOpts) -> Result<Latencies> {
     })?;
     let fleet = FakeFleet::start(&master.url(), 1, 0, true);
     let client = master.client().await?;
-    // Wait until the worker is registered, so the first tasks do not wait for it.
-    let mut c = client.clone();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while c
-        .list_workers(pb::ListWorkersRequest {})
-        .await?
-        .into_inner()
-        .workers
-        .is_empty()
-    {
-        if Instant::now() > deadline {
-            bail!("the fake worker did not register");
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    master.wait_for_a_worker("the fake worker").await?;
 
     let total = WARMUP + opts.n;
     type Sent = HashMap<usize, (String, Instant, Instant)>;

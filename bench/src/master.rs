@@ -87,6 +87,26 @@ impl MasterProc {
         ))
     }
 
+    /// Waits (up to 10 s) until at least one worker is registered, so the first tasks of a
+    /// workload do not also measure a worker's start-up; `what` names it in the error.
+    pub async fn wait_for_a_worker(&self, what: &str) -> Result<()> {
+        let mut client = self.client().await?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while client
+            .list_workers(pb::ListWorkersRequest {})
+            .await?
+            .into_inner()
+            .workers
+            .is_empty()
+        {
+            if std::time::Instant::now() > deadline {
+                bail!("{what} did not register");
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Ok(())
+    }
+
     /// Resident and peak resident memory of the master process, in bytes.
     pub fn memory(&self) -> Result<(u64, u64)> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
