@@ -2,49 +2,16 @@
 //! locally built `cloudai/busybox:test` image (see `sample_task/build.sh`). Every test
 //! checks that no container it labelled is left behind.
 
-use std::process::Command;
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cloudai_queue::{LogStream, Resources, TaskSpec};
-use cloudai_worker::attempt::{
-    run_attempt, stop_signal, AttemptEvent, AttemptOptions, Finish, StopSignal,
-};
+use cloudai_worker::attempt::{run_attempt, stop_signal, AttemptEvent, Finish, StopSignal};
 use cloudai_worker::executor::{labels, DockerExecutor, StartRequest};
+use common::*;
 use tokio::sync::mpsc;
-
-const IMAGE: &str = "cloudai/busybox:test";
-
-fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{prefix}-{}-{nanos}", std::process::id())
-}
-
-fn sh(script: &str) -> TaskSpec {
-    let mut spec = TaskSpec::new(IMAGE);
-    spec.command = vec!["sh".into(), "-c".into(), script.into()];
-    spec
-}
-
-fn request(spec: TaskSpec) -> StartRequest {
-    StartRequest {
-        task_id: unique("task"),
-        attempt: 1,
-        token: 1,
-        worker_id: unique("docker-test-worker"),
-        spec,
-    }
-}
-
-fn options() -> AttemptOptions {
-    AttemptOptions {
-        stop_grace: Duration::from_secs(1),
-        ..AttemptOptions::default()
-    }
-}
 
 async fn executor() -> Arc<DockerExecutor> {
     Arc::new(
@@ -52,29 +19,6 @@ async fn executor() -> Arc<DockerExecutor> {
             .await
             .expect("a running Docker daemon"),
     )
-}
-
-/// Containers carrying `label=value`, as `docker ps -a` lists them.
-fn containers_labelled(label: &str, value: &str) -> Vec<String> {
-    let out = Command::new("docker")
-        .args(["ps", "-a", "-q", "--filter"])
-        .arg(format!("label={label}={value}"))
-        .output()
-        .expect("docker cli");
-    assert!(out.status.success(), "docker ps failed");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect()
-}
-
-fn assert_gone(req: &StartRequest) {
-    assert_eq!(
-        containers_labelled(labels::TASK_ID, &req.task_id),
-        Vec::<String>::new(),
-        "container of task {} left behind",
-        req.task_id
-    );
 }
 
 /// Runs one attempt, collecting its events; `stop` may fire mid-run.

@@ -3,48 +3,16 @@
 //! the PID limit while the executor stays usable, and an image off the allow-list is
 //! rejected with its reason before any container exists. No container is left behind.
 
-use std::process::Command;
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use cloudai_queue::TaskSpec;
-use cloudai_worker::attempt::{run_attempt, AttemptEvent, AttemptOptions, Finish, StopSignal};
-use cloudai_worker::executor::{labels, ContainerPolicy, DockerExecutor, Executor, StartRequest};
+use cloudai_worker::attempt::{run_attempt, AttemptEvent, Finish, StopSignal};
+use cloudai_worker::executor::{ContainerPolicy, DockerExecutor, Executor, StartRequest};
+use common::*;
 use futures::StreamExt;
 use tokio::sync::mpsc;
-
-const IMAGE: &str = "cloudai/busybox:test";
-
-fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{prefix}-{}-{nanos}", std::process::id())
-}
-
-fn sh(script: &str) -> TaskSpec {
-    let mut spec = TaskSpec::new(IMAGE);
-    spec.command = vec!["sh".into(), "-c".into(), script.into()];
-    spec
-}
-
-fn request(spec: TaskSpec) -> StartRequest {
-    StartRequest {
-        task_id: unique("sec-task"),
-        attempt: 1,
-        token: 1,
-        worker_id: unique("docker-security-worker"),
-        spec,
-    }
-}
-
-fn options() -> AttemptOptions {
-    AttemptOptions {
-        stop_grace: Duration::from_secs(1),
-        ..AttemptOptions::default()
-    }
-}
 
 async fn executor(policy: ContainerPolicy) -> Arc<DockerExecutor> {
     Arc::new(
@@ -53,20 +21,6 @@ async fn executor(policy: ContainerPolicy) -> Arc<DockerExecutor> {
             .expect("a running Docker daemon")
             .with_policy(policy),
     )
-}
-
-fn assert_gone(req: &StartRequest) {
-    let out = Command::new("docker")
-        .args(["ps", "-a", "-q", "--filter"])
-        .arg(format!("label={}={}", labels::TASK_ID, req.task_id))
-        .output()
-        .expect("docker cli");
-    assert!(out.status.success(), "docker ps failed");
-    assert!(
-        out.stdout.is_empty(),
-        "container of task {} left behind",
-        req.task_id
-    );
 }
 
 /// Runs one attempt to its end; returns how it finished and its stdout.
