@@ -37,7 +37,10 @@ fn shell_on_a_terminal() {
     let mut args = master_args(port, dir.path());
     args.push("--history-file".into());
     args.push(dir.path().join("history").display().to_string());
-    let cmd = std::iter::once(BIN.to_string())
+    // `exec`: `script` runs the command through $SHELL, and a shell that stays as the
+    // parent (dash does) takes the Ctrl-C meant for `logs -f` and exits 130 itself.
+    let cmd = std::iter::once("exec".to_string())
+        .chain(std::iter::once(BIN.to_string()))
         .chain(args)
         .map(|a| shell_quote(&a))
         .collect::<Vec<_>>()
