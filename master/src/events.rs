@@ -89,7 +89,21 @@ pub async fn apply_group(
     let chains = order.into_iter().map(|task| {
         let list = ops.remove(&task).unwrap_or_default();
         async move {
-            for op in list {
+            let mut ops = list.into_iter().peekable();
+            while let Some(op) = ops.next() {
+                // A start and the end of the same attempt together (a short task): one
+                // store write instead of two.
+                if let Op::Started { token, time, .. } = &op {
+                    if let Some(Op::Finished { token: t, .. }) = ops.peek() {
+                        if t == token {
+                            let (token, time) = (*token, *time);
+                            if let Some(Op::Finished { finished, .. }) = ops.next() {
+                                finish(shared, worker_id, task, token, Some(time), finished).await;
+                            }
+                            continue;
+                        }
+                    }
+                }
                 apply(shared, worker_id, task, op).await;
             }
         }
@@ -156,36 +170,48 @@ async fn apply(shared: &Shared, worker_id: &str, task: TaskId, op: Op) {
             shared.logs.notify(task);
         }
         Op::Finished { token, finished } => {
-            let ack = if current(shared, worker_id, task, token) {
-                match shared.finish(task, token, wire::outcome(&finished)).await {
-                    Ok(t) => {
-                        tracing::info!(task_id = %task, token, status = %t.status, "attempt finished");
-                        true
-                    }
-                    Err(
-                        e @ (QueueError::StaleToken { .. } | QueueError::IllegalTransition { .. }),
-                    ) => {
-                        tracing::warn!(task_id = %task, token, error = %e, "rejected a stale result");
-                        true
-                    }
-                    Err(e) => {
-                        // Not acked: the worker re-sends it after a reconnect.
-                        tracing::error!(task_id = %task, token, error = %e, "could not store a result");
-                        false
-                    }
-                }
-            } else {
-                tracing::warn!(worker_id, task_id = %task, token, "rejected a result with a stale token");
+            finish(shared, worker_id, task, token, None, finished).await
+        }
+    }
+}
+
+/// A result (with its attempt's start time when the start came in the same group):
+/// stored, then acknowledged unless storing failed for a reason a re-send may cure.
+async fn finish(
+    shared: &Shared,
+    worker_id: &str,
+    task: TaskId,
+    token: u64,
+    started: Option<DateTime<Utc>>,
+    finished: pb::Finished,
+) {
+    let ack = if current(shared, worker_id, task, token) {
+        let outcome = wire::outcome(&finished);
+        match shared.finish_started(task, token, started, outcome).await {
+            Ok(t) => {
+                tracing::info!(task_id = %task, token, status = %t.status, "attempt finished");
                 true
-            };
-            if ack {
-                if let Some(conn) = shared.cluster().conn(worker_id) {
-                    let _ = conn.tx.send(Outbound::Ack {
-                        task_id: task,
-                        token,
-                    });
-                }
             }
+            Err(e @ (QueueError::StaleToken { .. } | QueueError::IllegalTransition { .. })) => {
+                tracing::warn!(task_id = %task, token, error = %e, "rejected a stale result");
+                true
+            }
+            Err(e) => {
+                // Not acked: the worker re-sends it after a reconnect.
+                tracing::error!(task_id = %task, token, error = %e, "could not store a result");
+                false
+            }
+        }
+    } else {
+        tracing::warn!(worker_id, task_id = %task, token, "rejected a result with a stale token");
+        true
+    };
+    if ack {
+        if let Some(conn) = shared.cluster().conn(worker_id) {
+            let _ = conn.tx.send(Outbound::Ack {
+                task_id: task,
+                token,
+            });
         }
     }
 }

@@ -97,22 +97,40 @@ impl Shared {
         token: u64,
         outcome: AttemptOutcome,
     ) -> Result<Task, QueueError> {
-        let mut res = self
-            .store
-            .finish_attempt(id, token, outcome.clone(), Utc::now())
-            .await;
+        self.finish_started(id, token, None, outcome).await
+    }
+
+    /// [`Shared::finish`] with the attempt's start reported in the same group of
+    /// messages: the start (at `started`) and the end are stored in one write.
+    pub async fn finish_started(
+        &self,
+        id: TaskId,
+        token: u64,
+        started: Option<DateTime<Utc>>,
+        outcome: AttemptOutcome,
+    ) -> Result<Task, QueueError> {
+        let now = Utc::now();
+        let mut res = match started {
+            Some(at) => {
+                self.store
+                    .start_and_finish(id, token, at, outcome.clone(), now)
+                    .await
+            }
+            None => {
+                self.store
+                    .finish_attempt(id, token, outcome.clone(), now)
+                    .await
+            }
+        };
         if let Err(QueueError::IllegalTransition {
             from: TaskStatus::Assigned,
             ..
         }) = res
         {
             if outcome.exit_code.is_some() || outcome.status == TaskStatus::Succeeded {
-                if let Err(e) = self.store.mark_running(id, token, Utc::now()).await {
-                    tracing::warn!(task_id = %id, error = %e, "could not mark running before the result");
-                }
                 res = self
                     .store
-                    .finish_attempt(id, token, outcome, Utc::now())
+                    .start_and_finish(id, token, now, outcome, now)
                     .await;
             }
         }

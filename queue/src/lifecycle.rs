@@ -76,6 +76,22 @@ pub(crate) fn mark_running(task: &mut Task, token: u64, now: DateTime<Utc>) -> R
     Ok(())
 }
 
+/// A start and an end reported together: an `assigned` attempt is marked running at
+/// `started` first (one already running keeps its start), then ended as [`finish`] does.
+pub(crate) fn start_and_finish(
+    task: &mut Task,
+    token: u64,
+    started: DateTime<Utc>,
+    outcome: AttemptOutcome,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    check_token(task, token)?;
+    if task.status == TaskStatus::Assigned {
+        mark_running(task, token, started)?;
+    }
+    finish(task, token, outcome, now)
+}
+
 /// Ends the attempt holding `token`; the task retries or ends as `retry` decides.
 pub(crate) fn finish(
     task: &mut Task,

@@ -90,6 +90,18 @@ pub trait QueueStore: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> Result<Task>;
 
+    /// `mark_running` (at `started`, skipped when the attempt is running already) and then
+    /// `finish_attempt`, as ONE durable write: what a worker reports for a short task whose
+    /// start and end arrive together. Fails, changing nothing, where either would.
+    async fn start_and_finish(
+        &self,
+        id: TaskId,
+        token: u64,
+        started: DateTime<Utc>,
+        outcome: AttemptOutcome,
+        now: DateTime<Utc>,
+    ) -> Result<Task>;
+
     /// A user's cancel: a queued task becomes `cancelled` at once; an assigned or running one
     /// gets `cancel_requested = true` (its worker stops it and reports `cancelled`).
     /// A terminal task is an `IllegalTransition` to `cancelled`.

@@ -11,6 +11,7 @@ mod basics;
 mod dispatch;
 mod durability;
 mod lifecycle;
+mod reports;
 mod users;
 
 use std::sync::Arc;
@@ -24,6 +25,7 @@ pub use basics::*;
 pub use dispatch::*;
 pub use durability::*;
 pub use lifecycle::*;
+pub use reports::*;
 pub use users::*;
 
 /// Opens the backend under test. One harness is one empty store: every `open` of the
@@ -58,6 +60,7 @@ macro_rules! conformance_suite {
             lifecycle_assign_running_succeeded,
             illegal_transitions_change_nothing,
             stale_token_is_rejected,
+            start_and_finish_in_one_write,
             failed_attempts_retry_then_fail,
             lost_attempts_use_their_own_budget,
             cancel_queued_ends_at_once,

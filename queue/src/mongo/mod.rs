@@ -168,6 +168,18 @@ impl QueueStore for MongoStore {
         self.end_attempt(id, token, outcome, now).await
     }
 
+    async fn start_and_finish(
+        &self,
+        id: TaskId,
+        token: u64,
+        started: DateTime<Utc>,
+        outcome: AttemptOutcome,
+        now: DateTime<Utc>,
+    ) -> Result<Task> {
+        self.start_and_end_attempt(id, token, started, outcome, now)
+            .await
+    }
+
     async fn request_cancel(&self, id: TaskId, now: DateTime<Utc>) -> Result<Task> {
         self.cancel(id, now).await
     }

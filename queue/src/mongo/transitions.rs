@@ -179,6 +179,20 @@ impl MongoStore {
         now: DateTime<Utc>,
         change: &Change,
     ) -> Result<Task> {
+        self.modify_via(op, id, token, now, None, change).await
+    }
+
+    /// [`Self::modify`] for a change that may pass through `via` on its way (two moves
+    /// in one write): each step is checked against the state table.
+    async fn modify_via(
+        &self,
+        op: &'static str,
+        id: TaskId,
+        token: Option<u64>,
+        now: DateTime<Utc>,
+        via: Option<TaskStatus>,
+        change: &Change,
+    ) -> Result<Task> {
         let now = ms(now);
         in_txn(&self.client, op, (self, change), |s, (store, change)| {
             async move {
@@ -196,8 +210,15 @@ impl MongoStore {
                 }
                 let mut after = before.clone();
                 change(&mut after, now)?;
-                if after.status != before.status {
-                    state::check(id, before.status, after.status)?;
+                match via {
+                    Some(v) if before.status != v && after.status != before.status => {
+                        state::check(id, before.status, v)?;
+                        state::check(id, v, after.status)?;
+                    }
+                    _ if after.status != before.status => {
+                        state::check(id, before.status, after.status)?;
+                    }
+                    _ => {}
                 }
                 after.updated_at = now;
                 let mut set = task_doc(&after);
@@ -271,6 +292,29 @@ impl MongoStore {
             t.not_before = ms(t.not_before);
             Ok(())
         })
+        .await
+    }
+
+    pub(super) async fn start_and_end_attempt(
+        &self,
+        id: TaskId,
+        token: u64,
+        started: DateTime<Utc>,
+        outcome: AttemptOutcome,
+        now: DateTime<Utc>,
+    ) -> Result<Task> {
+        self.modify_via(
+            "start and finish attempt",
+            id,
+            Some(token),
+            now,
+            Some(TaskStatus::Running),
+            &move |t, now| {
+                lifecycle::start_and_finish(t, token, started, outcome.clone(), now)?;
+                t.not_before = ms(t.not_before);
+                Ok(())
+            },
+        )
         .await
     }
 

@@ -135,6 +135,19 @@ impl QueueStore for SqliteStore {
             .await
     }
 
+    async fn start_and_finish(
+        &self,
+        id: TaskId,
+        token: u64,
+        started: DateTime<Utc>,
+        outcome: AttemptOutcome,
+        now: DateTime<Utc>,
+    ) -> Result<Task> {
+        self.writer
+            .run(move |c| ops::start_and_finish(c, id, token, started, outcome, now))
+            .await
+    }
+
     async fn request_cancel(&self, id: TaskId, now: DateTime<Utc>) -> Result<Task> {
         self.writer
             .run(move |c| ops::request_cancel(c, id, now))

@@ -129,6 +129,20 @@ pub(crate) fn finish_attempt(
     modify(conn, id, |t| lifecycle::finish(t, token, outcome, now))
 }
 
+/// Marks running (when still assigned) and ends the attempt, in one write.
+pub(crate) fn start_and_finish(
+    conn: &Connection,
+    id: TaskId,
+    token: u64,
+    started: DateTime<Utc>,
+    outcome: AttemptOutcome,
+    now: DateTime<Utc>,
+) -> Result<Task> {
+    modify(conn, id, |t| {
+        lifecycle::start_and_finish(t, token, started, outcome, now)
+    })
+}
+
 /// A user's cancel.
 pub(crate) fn request_cancel(conn: &Connection, id: TaskId, now: DateTime<Utc>) -> Result<Task> {
     modify(conn, id, |t| lifecycle::request_cancel(t, now))
