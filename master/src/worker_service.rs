@@ -12,7 +12,7 @@ use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::cluster::{Conn, Outbound};
-use crate::events;
+use crate::events::{self, HeldStarts};
 use crate::logs::LogBatch;
 use crate::registry;
 use crate::shared::Shared;
@@ -124,10 +124,16 @@ async fn read_loop(
     mut inbound: Streaming<pb::WorkerMessage>,
 ) {
     let mut batch = LogBatch::default();
+    let mut held = HeldStarts::default();
     let mut open = true;
     while open {
         let first = tokio::select! {
             m = inbound.next() => m,
+            _ = tokio::time::sleep(events::HOLD_START), if !held.is_empty() => {
+                // No end came soon after these starts: store them now.
+                events::apply_group(&shared, &worker_id, conn_id, &mut batch, Vec::new(), &mut held, false).await;
+                continue;
+            }
             _ = shared.until_shutdown() => break,
         };
         let mut group = match first {
@@ -151,8 +157,22 @@ async fn read_loop(
         shared
             .cluster()
             .touch(&worker_id, conn_id, tokio::time::Instant::now());
-        events::apply_group(&shared, &worker_id, conn_id, &mut batch, group).await;
+        let hold = open;
+        events::apply_group(
+            &shared, &worker_id, conn_id, &mut batch, group, &mut held, hold,
+        )
+        .await;
     }
+    events::apply_group(
+        &shared,
+        &worker_id,
+        conn_id,
+        &mut batch,
+        Vec::new(),
+        &mut held,
+        false,
+    )
+    .await;
     batch.flush(shared.store.as_ref(), &shared.logs).await;
     shared.cluster().disconnect(&worker_id, conn_id);
     tracing::info!(worker_id = %worker_id, "worker stream closed");
