@@ -4,12 +4,16 @@
 //! [`placement::plan`] over a snapshot of the cluster, and assigns each placed task:
 //! reserve in memory (re-checked under the lock) → `store.assign` (conditional) →
 //! `Assign` on the worker's stream. The agent service uses [`assign`] the same way.
+//!
+//! Assignments are pipelined: a pass takes its reservations at once and leaves the store
+//! writes and sends to their own tasks, so the next pass need not wait for a commit. A
+//! task with a reservation is skipped by later passes until its assignment is settled;
+//! one that fails releases its reservation and wakes the dispatcher.
 
 use std::sync::Arc;
 
 use chrono::Utc;
 use cloudai_queue::{Task, TaskStatus};
-use futures::StreamExt;
 
 use crate::cluster::{Confirmed, Outbound};
 use crate::placement::{self, Reject, TaskAsk, WorkerSlot};
@@ -20,8 +24,6 @@ use crate::shared::Shared;
 pub const BATCH: usize = 1024;
 /// Fewest queued tasks read per pass step (see [`pass`] for how the read size adapts).
 pub const MIN_READ: usize = 32;
-/// Assignments of one pass in flight at once.
-pub const ASSIGN_CONCURRENCY: usize = 64;
 
 /// Placement's view of a task.
 pub fn ask(task: &Task) -> TaskAsk<'_> {
@@ -61,7 +63,7 @@ pub async fn run(shared: Arc<Shared>) {
 /// [`BATCH`], the backfill depth) only when nothing read fitted. A pass reads nothing
 /// while no schedulable worker has room at all (every task reserves some CPU and memory),
 /// so a wake-up by an enqueue or a heartbeat on a full cluster costs no store read.
-pub async fn pass(shared: &Shared) -> usize {
+pub async fn pass(shared: &Arc<Shared>) -> usize {
     let mut total = 0;
     let mut limit = MIN_READ;
     let mut room = has_room(&shared.cluster().slots());
@@ -82,21 +84,36 @@ pub async fn pass(shared: &Shared) -> usize {
         if tasks.is_empty() {
             return total;
         }
+        let read = tasks.len();
+        // Tasks still settling an earlier pass's assignment are not placed again.
+        let (pending, tasks): (Vec<Task>, Vec<Task>) = {
+            let c = shared.cluster();
+            tasks
+                .into_iter()
+                .partition(|t| c.reservation(&t.id).is_some())
+        };
         let mut slots = shared.cluster().slots();
         let asks: Vec<TaskAsk<'_>> = tasks.iter().map(ask).collect();
         let plan = placement::plan(shared.config.placement, &mut slots, &asks);
         // `slots` now holds what is free once this plan's reservations are taken.
         room = has_room(&slots);
-        // Reservations are taken under the lock inside `assign`, so assigning many at
-        // once is safe; concurrent store writes share the store's group commits.
-        let assigned = futures::stream::iter(plan)
-            .map(|(t, w)| assign(shared, &tasks[t], &slots[w].id))
-            .buffer_unordered(ASSIGN_CONCURRENCY)
-            .filter(|r| futures::future::ready(r.is_ok()))
-            .count()
-            .await;
+        let mut assigned = 0;
+        for (t, w) in plan {
+            let task = &tasks[t];
+            if reserve(shared, task, &slots[w].id).is_err() {
+                continue;
+            }
+            assigned += 1;
+            let (shared, task, worker) = (shared.clone(), task.clone(), slots[w].id.clone());
+            tokio::spawn(async move {
+                if settle(&shared, &task, &worker).await.is_err() {
+                    // Its reservation is free again: place something there.
+                    shared.wake_dispatcher();
+                }
+            });
+        }
         total += assigned;
-        match next_read(limit, tasks.len(), assigned) {
+        match next_read(limit, read, assigned + pending.len()) {
             Some(next) => limit = next,
             None => return total,
         }
@@ -152,10 +169,20 @@ impl std::fmt::Display for AssignError {
 /// and free capacity under the lock), records the attempt in the store, then sends
 /// `Assign`. On any failure the reservation is released and nothing is sent.
 pub async fn assign(shared: &Shared, task: &Task, worker_id: &str) -> Result<(), AssignError> {
+    reserve(shared, task, worker_id)?;
+    settle(shared, task, worker_id).await
+}
+
+/// The first step of [`assign`]: the reservation, taken under the cluster lock.
+fn reserve(shared: &Shared, task: &Task, worker_id: &str) -> Result<(), AssignError> {
     shared
         .cluster()
         .try_reserve(task.id, worker_id, &ask(task))
-        .map_err(AssignError::Rejected)?;
+        .map_err(AssignError::Rejected)
+}
+
+/// The rest of [`assign`] once reserved: the store, then the worker's stream.
+async fn settle(shared: &Shared, task: &Task, worker_id: &str) -> Result<(), AssignError> {
     let assigned = match shared.store.assign(task.id, worker_id, Utc::now()).await {
         Ok(t) => t,
         Err(e) => {
