@@ -13,7 +13,7 @@
 use std::sync::Arc;
 
 use chrono::Utc;
-use cloudai_queue::{Task, TaskStatus};
+use cloudai_queue::{QueuedTask, Task, TaskId, TaskStatus};
 
 use crate::cluster::{Confirmed, Outbound};
 use crate::placement::{self, Reject, TaskAsk, WorkerSlot};
@@ -26,10 +26,10 @@ pub const BATCH: usize = 1024;
 pub const MIN_READ: usize = 32;
 
 /// Placement's view of a task.
-pub fn ask(task: &Task) -> TaskAsk<'_> {
+pub fn ask(task: &QueuedTask) -> TaskAsk<'_> {
     TaskAsk {
-        request: task.spec.reservation(),
-        pinned: task.spec.pinned_worker.as_deref(),
+        request: task.reservation(),
+        pinned: task.pinned_worker.as_deref(),
     }
 }
 
@@ -71,7 +71,7 @@ pub async fn pass(shared: &Arc<Shared>) -> usize {
         if !room {
             return total;
         }
-        let tasks = match shared.store.queued(Utc::now(), limit).await {
+        let tasks = match shared.store.queued_asks(Utc::now(), limit).await {
             Ok(t) => t,
             Err(e) => {
                 tracing::warn!(error = %e, "dispatcher could not read the queue");
@@ -86,7 +86,7 @@ pub async fn pass(shared: &Arc<Shared>) -> usize {
         }
         let read = tasks.len();
         // Tasks still settling an earlier pass's assignment are not placed again.
-        let (pending, tasks): (Vec<Task>, Vec<Task>) = {
+        let (pending, tasks): (Vec<QueuedTask>, Vec<QueuedTask>) = {
             let c = shared.cluster();
             tasks
                 .into_iter()
@@ -104,9 +104,9 @@ pub async fn pass(shared: &Arc<Shared>) -> usize {
                 continue;
             }
             assigned += 1;
-            let (shared, task, worker) = (shared.clone(), task.clone(), slots[w].id.clone());
+            let (shared, id, worker) = (shared.clone(), task.id, slots[w].id.clone());
             tokio::spawn(async move {
-                if settle(&shared, &task, &worker).await.is_err() {
+                if settle(&shared, id, &worker).await.is_err() {
                     // Its reservation is free again: place something there.
                     shared.wake_dispatcher();
                 }
@@ -169,12 +169,12 @@ impl std::fmt::Display for AssignError {
 /// and free capacity under the lock), records the attempt in the store, then sends
 /// `Assign`. On any failure the reservation is released and nothing is sent.
 pub async fn assign(shared: &Shared, task: &Task, worker_id: &str) -> Result<(), AssignError> {
-    reserve(shared, task, worker_id)?;
-    settle(shared, task, worker_id).await
+    reserve(shared, &QueuedTask::of(task), worker_id)?;
+    settle(shared, task.id, worker_id).await
 }
 
 /// The first step of [`assign`]: the reservation, taken under the cluster lock.
-fn reserve(shared: &Shared, task: &Task, worker_id: &str) -> Result<(), AssignError> {
+fn reserve(shared: &Shared, task: &QueuedTask, worker_id: &str) -> Result<(), AssignError> {
     shared
         .cluster()
         .try_reserve(task.id, worker_id, &ask(task))
@@ -182,50 +182,47 @@ fn reserve(shared: &Shared, task: &Task, worker_id: &str) -> Result<(), AssignEr
 }
 
 /// The rest of [`assign`] once reserved: the store, then the worker's stream.
-async fn settle(shared: &Shared, task: &Task, worker_id: &str) -> Result<(), AssignError> {
-    let assigned = match shared.store.assign(task.id, worker_id, Utc::now()).await {
+async fn settle(shared: &Shared, id: TaskId, worker_id: &str) -> Result<(), AssignError> {
+    let assigned = match shared.store.assign(id, worker_id, Utc::now()).await {
         Ok(t) => t,
         Err(e) => {
-            shared.cluster().release(task.id, None);
-            tracing::debug!(task_id = %task.id, worker_id, error = %e, "assign lost a race");
+            shared.cluster().release(id, None);
+            tracing::debug!(task_id = %id, worker_id, error = %e, "assign lost a race");
             return Err(AssignError::Store(e));
         }
     };
     let token = assigned.token();
     let attempt = assigned.attempts.len() as u32;
-    let confirmed = shared.cluster().confirm(task.id, token);
+    let confirmed = shared.cluster().confirm(id, token);
     let sent = match confirmed {
         Confirmed::Send { conn, cancel } => {
             let ok = conn
                 .tx
                 .send(Outbound::Assign {
-                    task_id: task.id,
+                    task_id: id,
                     token,
                     attempt,
                     spec: Box::new(assigned.spec.clone()),
                 })
                 .is_ok();
             if ok && (cancel || assigned.cancel_requested) {
-                let _ = conn.tx.send(Outbound::Cancel {
-                    task_id: task.id,
-                    token,
-                });
+                let _ = conn.tx.send(Outbound::Cancel { task_id: id, token });
             }
             ok
         }
         Confirmed::WorkerGone => false,
     };
-    shared.logs.notify(task.id);
+    shared.logs.notify(id);
     if !sent {
         shared
             .lose(
-                task.id,
+                id,
                 token,
                 &format!("worker {worker_id} went away before the assignment reached it"),
             )
             .await;
     } else {
-        tracing::debug!(task_id = %task.id, worker_id, token, "assigned");
+        tracing::debug!(task_id = %id, worker_id, token, "assigned");
     }
     debug_assert_eq!(assigned.status, TaskStatus::Assigned);
     Ok(())

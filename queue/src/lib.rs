@@ -31,5 +31,5 @@ pub mod validate;
 pub use error::{QueueError, Result};
 pub use model::*;
 pub use open::{open_store, parse_store_uri, redact_store_uri, StoreLocation, DEFAULT_STORE_URI};
-pub use store::{QueueStore, StoreOptions};
+pub use store::{QueueStore, QueuedTask, StoreOptions};
 pub use users::{Role, UserRecord};

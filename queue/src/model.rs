@@ -150,15 +150,19 @@ impl TaskSpec {
     /// left at zero raised to [`MIN_RESERVED_CPU_MILLIS`] and [`MIN_RESERVED_MEMORY_BYTES`].
     /// Container limits still follow the request alone (zero means no limit).
     pub fn reservation(&self) -> Resources {
-        let mut r = self.resources;
-        if r.cpu_millis == 0 {
-            r.cpu_millis = MIN_RESERVED_CPU_MILLIS;
-        }
-        if r.memory_bytes == 0 {
-            r.memory_bytes = MIN_RESERVED_MEMORY_BYTES;
-        }
-        r
+        reserved(self.resources)
     }
+}
+
+/// `request` with CPU and memory left at zero raised to the minimum reservation.
+pub(crate) fn reserved(mut request: Resources) -> Resources {
+    if request.cpu_millis == 0 {
+        request.cpu_millis = MIN_RESERVED_CPU_MILLIS;
+    }
+    if request.memory_bytes == 0 {
+        request.memory_bytes = MIN_RESERVED_MEMORY_BYTES;
+    }
+    request
 }
 
 mod opt_duration_ms {

@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use crate::error::Result;
 use crate::model::{
     Attempt, AttemptOutcome, ClaimRequest, Enqueued, LogChunk, NewLogChunk, NewTask, QueueStats,
-    Task, TaskId, TaskQuery, WorkerHealth, WorkerRecord,
+    Resources, Task, TaskId, TaskQuery, WorkerHealth, WorkerRecord,
 };
 use crate::users::UserRecord;
 
@@ -35,6 +35,33 @@ impl Default for StoreOptions {
         StoreOptions {
             max_log_bytes_per_task: DEFAULT_MAX_LOG_BYTES_PER_TASK,
         }
+    }
+}
+
+/// A queued task as placement sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueuedTask {
+    /// The task.
+    pub id: TaskId,
+    /// Its resource request, as given (see [`QueuedTask::reservation`]).
+    pub resources: Resources,
+    /// The only worker that may run it.
+    pub pinned_worker: Option<String>,
+}
+
+impl QueuedTask {
+    /// The parts of `task` placement needs.
+    pub fn of(task: &Task) -> QueuedTask {
+        QueuedTask {
+            id: task.id,
+            resources: task.spec.resources,
+            pinned_worker: task.spec.pinned_worker.clone(),
+        }
+    }
+
+    /// What it reserves on a worker, as [`crate::TaskSpec::reservation`] says.
+    pub fn reservation(&self) -> Resources {
+        crate::model::reserved(self.resources)
     }
 }
 
@@ -65,6 +92,17 @@ pub trait QueueStore: Send + Sync + 'static {
     /// Queued tasks eligible at `now` (`not_before <= now`), in dispatch order: priority
     /// high to low, then oldest first. At most `limit`.
     async fn queued(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Task>>;
+
+    /// What `queued` returns, reduced to what placement needs (id, resources, pin):
+    /// the dispatcher's read, which need not load whole tasks. Same order and filter.
+    async fn queued_asks(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<QueuedTask>> {
+        Ok(self
+            .queued(now, limit)
+            .await?
+            .iter()
+            .map(QueuedTask::of)
+            .collect())
+    }
 
     /// Assigns this queued task to `worker_id`: a new attempt with the next fencing token,
     /// status `assigned`. Fails with `IllegalTransition` when it is not queued (for example

@@ -61,6 +61,7 @@ macro_rules! conformance_suite {
             illegal_transitions_change_nothing,
             stale_token_is_rejected,
             start_and_finish_in_one_write,
+            queued_asks_match_queued,
             failed_attempts_retry_then_fail,
             lost_attempts_use_their_own_budget,
             cancel_queued_ends_at_once,

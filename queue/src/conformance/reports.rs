@@ -1,12 +1,13 @@
-//! Cases about a worker's start and end of an attempt stored as one write
-//! ([`QueueStore::start_and_finish`]).
+//! Cases about the dispatcher's light reads and writes: a worker's start and end of an
+//! attempt stored as one write ([`QueueStore::start_and_finish`]), and the queue read
+//! reduced to what placement needs ([`QueueStore::queued_asks`]).
 
 use chrono::Duration;
 
 use super::{add, now, passed, spec, Harness};
 use crate::error::QueueError;
-use crate::model::{AttemptOutcome, TaskSpec, TaskStatus};
-use crate::store::StoreOptions;
+use crate::model::{AttemptOutcome, Resources, TaskSpec, TaskStatus};
+use crate::store::{QueuedTask, StoreOptions};
 
 fn exited(code: i32) -> AttemptOutcome {
     AttemptOutcome {
@@ -95,4 +96,61 @@ pub async fn start_and_finish_in_one_write(h: &dyn Harness) {
     assert!(matches!(r, Err(QueueError::StaleToken { .. })), "{r:?}");
     assert_eq!(store.get(f.id).await.unwrap(), fb);
     passed(&*store, "start_and_finish_in_one_write");
+}
+
+/// `queued_asks` is `queued` reduced to id, request and pin: same order, same filter
+/// (not the assigned, not those waiting for a retry), same limit.
+pub async fn queued_asks_match_queued(h: &dyn Harness) {
+    let store = h.open(StoreOptions::default()).await;
+    let sized = Resources {
+        cpu_millis: 1500,
+        memory_bytes: 3 << 30,
+        gpus: 2,
+        disk_bytes: 7 << 20,
+    };
+    for (priority, resources, pin) in [
+        (0, Resources::default(), None),
+        (5, sized, Some("w9")),
+        (0, sized, None),
+        (9, Resources::default(), Some("w1")),
+    ] {
+        add(
+            &*store,
+            TaskSpec {
+                priority,
+                resources,
+                pinned_worker: pin.map(str::to_string),
+                ..spec()
+            },
+        )
+        .await;
+    }
+    let at = now() + Duration::milliseconds(10);
+    // One assigned, one waiting for its retry: neither is in either read.
+    let gone = add(&*store, spec()).await;
+    store.assign(gone.id, "w1", at).await.unwrap();
+    let retry = add(
+        &*store,
+        TaskSpec {
+            max_attempts: 2,
+            ..spec()
+        },
+    )
+    .await;
+    let r = store.assign(retry.id, "w1", at).await.unwrap();
+    store
+        .finish_attempt(retry.id, r.token(), exited(1), at)
+        .await
+        .unwrap();
+
+    let full = store.queued(at, 100).await.unwrap();
+    assert_eq!(full.len(), 4, "{full:?}");
+    let want: Vec<QueuedTask> = full.iter().map(QueuedTask::of).collect();
+    assert_eq!(store.queued_asks(at, 100).await.unwrap(), want);
+    assert_eq!(store.queued_asks(at, 2).await.unwrap(), want[..2]);
+    assert_eq!(want[0].pinned_worker.as_deref(), Some("w1"));
+    assert_eq!(want[1].resources, sized);
+    // The minimum reservation applies to an unsized request.
+    assert!(want[0].reservation().cpu_millis > 0 && want[0].reservation().memory_bytes > 0);
+    passed(&*store, "queued_asks_match_queued");
 }

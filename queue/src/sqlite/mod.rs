@@ -30,7 +30,7 @@ use crate::model::{
     AttemptOutcome, ClaimRequest, Enqueued, LogChunk, NewLogChunk, NewTask, QueueStats, Task,
     TaskId, TaskQuery, WorkerHealth, WorkerRecord,
 };
-use crate::store::{QueueStore, StoreOptions};
+use crate::store::{QueueStore, QueuedTask, StoreOptions};
 use crate::users::UserRecord;
 
 pub use logs::dropped_marker;
@@ -102,6 +102,12 @@ impl QueueStore for SqliteStore {
     async fn queued(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Task>> {
         self.readers
             .run(move |c| queries::queued(c, now, limit))
+            .await
+    }
+
+    async fn queued_asks(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<QueuedTask>> {
+        self.readers
+            .run(move |c| queries::queued_asks(c, now, limit))
             .await
     }
 

@@ -10,7 +10,10 @@ use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 
 use super::schema::{backend_error, decode_status, decode_task, from_ts, int, ts};
 use crate::error::{QueueError, Result};
-use crate::model::{QueueStats, Task, TaskId, TaskQuery, WorkerRecord, DEFAULT_LIST_LIMIT};
+use crate::model::{
+    QueueStats, Resources, Task, TaskId, TaskQuery, WorkerRecord, DEFAULT_LIST_LIMIT,
+};
+use crate::store::QueuedTask;
 
 /// Decodes every `body` column a statement returns.
 fn bodies(stmt: &mut rusqlite::Statement<'_>, params: impl rusqlite::Params) -> Result<Vec<Task>> {
@@ -91,6 +94,46 @@ pub(crate) fn queued(conn: &Connection, now: DateTime<Utc>, limit: usize) -> Res
          ORDER BY priority DESC, id LIMIT ?2",
     )?;
     bodies(&mut stmt, params![ts(now), int(limit as u64)])
+}
+
+/// `queued` from the indexed columns alone: no task body is read or decoded.
+pub(crate) fn queued_asks(
+    conn: &Connection,
+    now: DateTime<Utc>,
+    limit: usize,
+) -> Result<Vec<QueuedTask>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, cpu_millis, memory_bytes, gpus, disk_bytes, pinned_worker FROM tasks
+         WHERE status = 'queued' AND not_before <= ?1
+         ORDER BY priority DESC, id LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![ts(now), int(limit as u64)], |r| {
+        let id: String = r.get(0)?;
+        let n = |i: usize| r.get::<_, i64>(i).map(|v| u64::try_from(v).unwrap_or(0));
+        Ok((
+            id,
+            Resources {
+                cpu_millis: n(1)?,
+                memory_bytes: n(2)?,
+                gpus: u32::try_from(n(3)?).unwrap_or(u32::MAX),
+                disk_bytes: n(4)?,
+            },
+            r.get::<_, Option<String>>(5)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, resources, pinned_worker) = row?;
+        let id = id
+            .parse()
+            .map_err(|_| backend_error(format!("corrupt task id column {id:?}")))?;
+        out.push(QueuedTask {
+            id,
+            resources,
+            pinned_worker,
+        });
+    }
+    Ok(out)
 }
 
 /// Counts per status, oldest queued, finished in the minute before `now`.
