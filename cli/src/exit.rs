@@ -49,6 +49,12 @@ pub enum Kind {
     UnknownWorker,
     /// The task's state does not allow it.
     Conflict,
+    /// No API token, or one the master does not know.
+    Unauthenticated,
+    /// The token's role may not do this.
+    PermissionDenied,
+    /// Over the enqueue rate limit, or the queue is full: try again later.
+    Busy,
 }
 
 impl Kind {
@@ -64,6 +70,9 @@ impl Kind {
             Kind::InvalidUnit => 14,
             Kind::UnknownWorker => 15,
             Kind::Conflict => 16,
+            Kind::Unauthenticated => 17,
+            Kind::PermissionDenied => 18,
+            Kind::Busy => 19,
         }
     }
 }
@@ -115,6 +124,9 @@ impl CliError {
             Code::InvalidArgument if lower.contains("image") => Kind::InvalidImage,
             Code::InvalidArgument => Kind::InvalidArgument,
             Code::FailedPrecondition | Code::AlreadyExists => Kind::Conflict,
+            Code::Unauthenticated => Kind::Unauthenticated,
+            Code::PermissionDenied => Kind::PermissionDenied,
+            Code::ResourceExhausted => Kind::Busy,
             Code::Unavailable | Code::DeadlineExceeded => {
                 return Self::unreachable(url, if msg.is_empty() { "unavailable" } else { &msg });
             }
@@ -181,6 +193,9 @@ mod tests {
             Kind::InvalidUnit,
             Kind::UnknownWorker,
             Kind::Conflict,
+            Kind::Unauthenticated,
+            Kind::PermissionDenied,
+            Kind::Busy,
         ];
         let mut codes: Vec<i32> = kinds.iter().map(|k| k.exit_code()).collect();
         codes.push(EXIT_TASK_TIMED_OUT);
@@ -218,6 +233,9 @@ mod tests {
         );
         assert_eq!(k(Code::FailedPrecondition, "illegal"), Kind::Conflict);
         assert_eq!(k(Code::Unavailable, "down"), Kind::Unreachable);
+        assert_eq!(k(Code::Unauthenticated, "missing"), Kind::Unauthenticated);
+        assert_eq!(k(Code::PermissionDenied, "viewer"), Kind::PermissionDenied);
+        assert_eq!(k(Code::ResourceExhausted, "rate"), Kind::Busy);
         assert_eq!(k(Code::Internal, "boom"), Kind::Other);
         let e = CliError::from_status(url, &tonic::Status::unavailable("x"));
         assert!(e.message.contains(url) && e.message.contains("cloudai master"));

@@ -82,6 +82,17 @@ fn client(url: &str, token: Option<&str>, args: &[&str]) -> Out {
 
 fn failed_with(out: &Out, needle: &str) {
     assert_ne!(out.code, 0, "expected a refusal: {out:#?}");
+    // Auth refusals have exit codes of their own: 17 unauthenticated, 18 not allowed.
+    let want = if needle.contains("token") {
+        Some(17)
+    } else if needle.contains("may not") || needle.contains("submitted by") {
+        Some(18)
+    } else {
+        None
+    };
+    if let Some(code) = want {
+        assert_eq!(out.code, code, "exit code for {needle:?}: {out:#?}");
+    }
     assert!(
         out.stderr.contains(needle),
         "stderr should say {needle:?}: {out:#?}"
