@@ -6,7 +6,8 @@
 //! `Assign` on the worker's stream. The agent service uses [`assign`] the same way.
 //!
 //! Assignments are pipelined: a pass takes its reservations at once and leaves the store
-//! writes and sends to their own tasks, so the next pass need not wait for a commit. A
+//! writes and sends to their own tasks, so the next pass need not wait for a commit
+//! (steps within one pass still do, so a pass never re-reads its own pending tasks). A
 //! task with a reservation is skipped by later passes until its assignment is settled;
 //! one that fails releases its reservation and wakes the dispatcher.
 
@@ -67,7 +68,13 @@ pub async fn pass(shared: &Arc<Shared>) -> usize {
     let mut total = 0;
     let mut limit = MIN_READ;
     let mut room = has_room(&shared.cluster().slots());
+    let mut settling = Vec::new();
     loop {
+        // A step reads after the previous step's assignments settled, so it does not
+        // read them again; the last step's settle after the pass has returned.
+        for s in settling.drain(..) {
+            let _ = s.await;
+        }
         if !room {
             return total;
         }
@@ -105,12 +112,12 @@ pub async fn pass(shared: &Arc<Shared>) -> usize {
             }
             assigned += 1;
             let (shared, id, worker) = (shared.clone(), task.id, slots[w].id.clone());
-            tokio::spawn(async move {
+            settling.push(tokio::spawn(async move {
                 if settle(&shared, id, &worker).await.is_err() {
                     // Its reservation is free again: place something there.
                     shared.wake_dispatcher();
                 }
-            });
+            }));
         }
         total += assigned;
         match next_read(limit, read, assigned + pending.len()) {
