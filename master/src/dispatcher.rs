@@ -78,7 +78,7 @@ pub async fn pass(shared: &Arc<Shared>) -> usize {
         if !room {
             return total;
         }
-        let tasks = match shared.store.queued_asks(Utc::now(), limit).await {
+        let mut tasks = match shared.store.queued_asks(Utc::now(), limit).await {
             Ok(t) => t,
             Err(e) => {
                 tracing::warn!(error = %e, "dispatcher could not read the queue");
@@ -93,12 +93,11 @@ pub async fn pass(shared: &Arc<Shared>) -> usize {
         }
         let read = tasks.len();
         // Tasks still settling an earlier pass's assignment are not placed again.
-        let (pending, tasks): (Vec<QueuedTask>, Vec<QueuedTask>) = {
+        {
             let c = shared.cluster();
-            tasks
-                .into_iter()
-                .partition(|t| c.reservation(&t.id).is_some())
-        };
+            tasks.retain(|t| c.reservation(&t.id).is_none());
+        }
+        let pending = read - tasks.len();
         let mut slots = shared.cluster().slots();
         let asks: Vec<TaskAsk<'_>> = tasks.iter().map(ask).collect();
         let plan = placement::plan(shared.config.placement, &mut slots, &asks);
@@ -120,7 +119,7 @@ pub async fn pass(shared: &Arc<Shared>) -> usize {
             }));
         }
         total += assigned;
-        match next_read(limit, read, assigned + pending.len()) {
+        match next_read(limit, read, assigned + pending) {
             Some(next) => limit = next,
             None => return total,
         }

@@ -68,11 +68,7 @@ pub async fn apply_group(
     let mut carried: HashSet<TaskId> = HashSet::new();
     for (task, op) in held.0.drain(..) {
         carried.insert(task);
-        ops.entry(task).or_insert_with(|| {
-            order.push(task);
-            Vec::new()
-        });
-        ops.get_mut(&task).expect("inserted above").push(op);
+        push_op(&mut order, &mut ops, task, op);
     }
     for msg in group {
         match msg.msg {
@@ -109,11 +105,7 @@ pub async fn apply_group(
                     }
                 };
                 carried.remove(&task);
-                ops.entry(task).or_insert_with(|| {
-                    order.push(task);
-                    Vec::new()
-                });
-                ops.get_mut(&task).expect("inserted above").push(op);
+                push_op(&mut order, &mut ops, task, op);
             }
             Some(Msg::Register(_)) | None => {
                 tracing::warn!(worker_id, "ignored an unexpected worker message")
@@ -152,6 +144,16 @@ pub async fn apply_group(
         }
     });
     futures::future::join_all(chains).await;
+}
+
+/// Appends `op` to its task's chain, noting the task's first appearance in `order`.
+fn push_op(order: &mut Vec<TaskId>, ops: &mut HashMap<TaskId, Vec<Op>>, task: TaskId, op: Op) {
+    ops.entry(task)
+        .or_insert_with(|| {
+            order.push(task);
+            Vec::new()
+        })
+        .push(op);
 }
 
 /// True when `token` is the live attempt of `task` on this worker (the fencing check,
