@@ -89,11 +89,12 @@ fn msg(m: Out) -> pb::WorkerMessage {
     pb::WorkerMessage { msg: Some(m) }
 }
 
-fn event(task_id: String, token: u64, e: pb::task_event::Event) -> pb::WorkerMessage {
+fn event(task_id: String, token: u64, seq: u64, e: pb::task_event::Event) -> pb::WorkerMessage {
     msg(Out::Event(pb::TaskEvent {
         task_id,
         token,
         time: Some(cloudai_proto::convert::timestamp(chrono::Utc::now())),
+        seq,
         event: Some(e),
     }))
 }
@@ -131,15 +132,18 @@ async fn sim_worker(
         }
     };
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + stagger, heartbeat);
+    let mut beat = 0;
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = stop.changed() => return,
             _ = ticker.tick() => {
+                beat += 1;
                 let hb = pb::Heartbeat {
                     usage: Some(pb::Usage::default()),
                     running: Vec::new(),
                     sent_at: Some(cloudai_proto::convert::timestamp(chrono::Utc::now())),
+                    seq: beat,
                 };
                 if tx.send(msg(Out::Heartbeat(hb))).await.is_err() { return; }
                 counters.heartbeats.fetch_add(1, Ordering::Relaxed);
@@ -153,13 +157,14 @@ async fn sim_worker(
                         exit_code: Some(0),
                         error: String::new(),
                     });
-                    if tx.send(event(a.task_id.clone(), a.token, started)).await.is_err()
-                        || tx.send(event(a.task_id, a.token, finished)).await.is_err()
+                    if tx.send(event(a.task_id.clone(), a.token, 1, started)).await.is_err()
+                        || tx.send(event(a.task_id, a.token, 2, finished)).await.is_err()
                     {
                         return;
                     }
                 }
-                Ok(Some(pb::MasterMessage { msg: Some(In::Ack(_)) })) => {
+                // The ack that covers the end (seq 2): the result is durable.
+                Ok(Some(pb::MasterMessage { msg: Some(In::Ack(a)) })) if a.seq >= 2 => {
                     counters.acked.fetch_add(1, Ordering::Relaxed);
                 }
                 Ok(Some(pb::MasterMessage { msg: Some(In::Registered(_)) })) => {

@@ -76,7 +76,7 @@ pub enum Command {
     Task(TaskCmd),
     /// Print a task's logs; -f follows until it ends
     #[command(
-        after_help = "Examples:\n  cloudai logs 0192f3c4-6d1e\n  cloudai logs -f --stderr-only 0192f3c4-6d1e"
+        after_help = "Examples:\n  cloudai logs 0192f3c4-6d1e\n  cloudai logs -f --stderr-only 0192f3c4-6d1e\n  cloudai logs --attempt 1 0192f3c4-6d1e      # the first try of a retried task\n  cloudai logs --all-attempts 0192f3c4-6d1e"
     )]
     Logs(LogsCmd),
     /// Cancel a task
@@ -282,6 +282,15 @@ pub struct LogsArgs {
     /// Only the container's stderr.
     #[arg(long)]
     pub stderr_only: bool,
+    /// Only the output of attempt N (1 is the first; `cloudai task ID` lists them).
+    /// Default: the deciding attempt (the last one); with -f, the current one and any
+    /// retry after it.
+    #[arg(long, value_name = "N", conflicts_with = "all_attempts",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub attempt: Option<u32>,
+    /// Every attempt's output, each after a `--- attempt N ... ---` line.
+    #[arg(long)]
+    pub all_attempts: bool,
 }
 
 /// `cloudai logs`.

@@ -187,13 +187,15 @@ impl Client {
     }
 
     /// A task's log chunks: stored ones, then (with `follow`) live ones until the task
-    /// ends. `stdout`/`stderr` choose the streams (system chunks always come).
+    /// ends. `stdout`/`stderr` choose the streams (system chunks always come), `attempt`
+    /// one attempt's output (every attempt's when `None`).
     pub async fn logs(
         &self,
         id: &str,
         follow: bool,
         stdout: bool,
         stderr: bool,
+        attempt: Option<u32>,
     ) -> CliResult<impl Stream<Item = CliResult<q::LogChunk>> + Send + 'static> {
         let url = self.url.clone();
         let stream = self
@@ -205,6 +207,7 @@ impl Client {
                 after_seq: None,
                 stdout,
                 stderr,
+                attempt,
             })
             .await
             .map_err(|s| self.status(s))?

@@ -327,6 +327,8 @@ pub(crate) mod tests_support {
                 outcome: Some(q::TaskStatus::Succeeded),
                 exit_code: Some(0),
                 error: None,
+                reported_seq: 0,
+                lost_to_silence: false,
             }],
             cancel_requested: false,
             exit_code: Some(0),

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use crate::error::{convert_status, missing, status};
+use crate::error::{convert_status, missing, status, within};
 use crate::limits::{client_key, EnqueueLimits};
 use crate::shared::Shared;
 use crate::wire;
@@ -54,11 +54,21 @@ impl ClientSvc {
         if id.is_empty() {
             return Err(Status::invalid_argument("missing task id"));
         }
-        self.shared
-            .store
-            .resolve_prefix(&id.to_ascii_lowercase())
+        let prefix = id.to_ascii_lowercase();
+        self.store_call(self.shared.store.resolve_prefix(&prefix))
             .await
-            .map_err(status)
+    }
+
+    /// A store call on behalf of a client: bounded by `--store-timeout`, its error mapped
+    /// to the client's status.
+    async fn store_call<T>(
+        &self,
+        fut: impl std::future::Future<Output = Result<T, QueueError>>,
+    ) -> Result<T, Status> {
+        within(self.shared.config.store_timeout, async {
+            fut.await.map_err(status)
+        })
+        .await
     }
 }
 
@@ -71,17 +81,11 @@ impl pb::client_service_server::ClientService for ClientSvc {
         request: Request<pb::EnqueueRequest>,
     ) -> Result<Response<pb::EnqueueResponse>, Status> {
         self.limits.check_rate(&client_key(&request), 1)?;
-        self.limits
-            .check_queue(self.shared.store.as_ref(), 1)
-            .await?;
         let submitted_by = crate::auth::submitter(&request);
         let spec = self.spec(request.into_inner().spec)?;
         let e = self
-            .shared
-            .store
-            .enqueue(NewTask { spec, submitted_by })
-            .await
-            .map_err(status)?;
+            .store_call(self.shared.store.enqueue(NewTask { spec, submitted_by }))
+            .await?;
         if e.created {
             self.shared.wake_dispatcher();
         }
@@ -97,9 +101,6 @@ impl pb::client_service_server::ClientService for ClientSvc {
     ) -> Result<Response<pb::EnqueueBatchResponse>, Status> {
         let n = request.get_ref().specs.len();
         self.limits.check_rate(&client_key(&request), n)?;
-        self.limits
-            .check_queue(self.shared.store.as_ref(), n)
-            .await?;
         let submitted_by = crate::auth::submitter(&request);
         let tasks = request
             .into_inner()
@@ -113,11 +114,8 @@ impl pb::client_service_server::ClientService for ClientSvc {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let done = self
-            .shared
-            .store
-            .enqueue_batch(tasks)
-            .await
-            .map_err(status)?;
+            .store_call(self.shared.store.enqueue_batch(tasks))
+            .await?;
         self.shared.wake_dispatcher();
         Ok(Response::new(pb::EnqueueBatchResponse {
             results: done
@@ -135,7 +133,7 @@ impl pb::client_service_server::ClientService for ClientSvc {
         request: Request<pb::GetTaskRequest>,
     ) -> Result<Response<pb::Task>, Status> {
         let id = self.resolve(&request.into_inner().id).await?;
-        let task = self.shared.store.get(id).await.map_err(status)?;
+        let task = self.store_call(self.shared.store.get(id)).await?;
         Ok(Response::new(task.into()))
     }
 
@@ -169,7 +167,7 @@ impl pb::client_service_server::ClientService for ClientSvc {
             limit,
             before,
         };
-        let tasks = self.shared.store.list(&query).await.map_err(status)?;
+        let tasks = self.store_call(self.shared.store.list(&query)).await?;
         let next_page_token = match tasks.last() {
             Some(t) if tasks.len() == limit => t.id.to_string(),
             _ => String::new(),
@@ -187,15 +185,12 @@ impl pb::client_service_server::ClientService for ClientSvc {
         let principal = crate::auth::principal(&request);
         let id = self.resolve(&request.into_inner().id).await?;
         if let Some(p) = &principal {
-            let t = self.shared.store.get(id).await.map_err(status)?;
+            let t = self.store_call(self.shared.store.get(id)).await?;
             crate::auth::check_cancel(Some(p), &id.to_string(), t.submitted_by.as_deref())?;
         }
         let task = self
-            .shared
-            .store
-            .request_cancel(id, Utc::now())
-            .await
-            .map_err(status)?;
+            .store_call(self.shared.store.request_cancel(id, Utc::now()))
+            .await?;
         if task.status.is_active() {
             self.shared.send_cancel(id);
         }
@@ -215,10 +210,11 @@ impl pb::client_service_server::ClientService for ClientSvc {
         let r = request.into_inner();
         let id = self.resolve(&r.id).await?;
         // Fail fast on an unknown task rather than inside the stream.
-        self.shared.store.get(id).await.map_err(status)?;
+        self.store_call(self.shared.store.get(id)).await?;
         let filter = StreamFilter {
             stdout: r.stdout || !r.stderr,
             stderr: r.stderr || !r.stdout,
+            attempt: r.attempt,
         };
         let (tx, rx) = mpsc::channel(16);
         let shared = self.shared.clone();
@@ -247,7 +243,7 @@ impl pb::client_service_server::ClientService for ClientSvc {
         &self,
         _request: Request<pb::QueueStatsRequest>,
     ) -> Result<Response<pb::QueueStatsResponse>, Status> {
-        let stats = self.shared.store.stats(Utc::now()).await.map_err(status)?;
+        let stats = self.store_call(self.shared.store.stats(Utc::now())).await?;
         Ok(Response::new(stats.into()))
     }
 }
@@ -256,15 +252,18 @@ impl pb::client_service_server::ClientService for ClientSvc {
 struct StreamFilter {
     stdout: bool,
     stderr: bool,
+    /// Only this attempt's output (the seq-0 marker of dropped output always goes).
+    attempt: Option<u32>,
 }
 
 impl StreamFilter {
-    fn wants(&self, s: LogStream) -> bool {
-        match s {
+    fn wants(&self, c: &cloudai_queue::LogChunk) -> bool {
+        let stream = match c.stream {
             LogStream::Stdout => self.stdout,
             LogStream::Stderr => self.stderr,
             LogStream::System => true,
-        }
+        };
+        stream && (c.seq == 0 || self.attempt.is_none_or(|a| a == c.attempt))
     }
 }
 
@@ -282,15 +281,19 @@ async fn follow(
     let mut terminal = false;
     loop {
         sub.rx.borrow_and_update();
-        let chunks = shared
-            .store
-            .read_logs(id, after, LOG_PAGE)
-            .await
-            .map_err(status)?;
+        let limit = shared.config.store_timeout;
+        let chunks = within(limit, async {
+            shared
+                .store
+                .read_logs(id, after, LOG_PAGE)
+                .await
+                .map_err(status)
+        })
+        .await?;
         let full = chunks.len() == LOG_PAGE;
         for c in chunks {
             after = Some(c.seq);
-            if filter.wants(c.stream) && tx.send(Ok(c.into())).await.is_err() {
+            if filter.wants(&c) && tx.send(Ok(c.into())).await.is_err() {
                 return Ok(()); // the client went away
             }
         }
@@ -300,15 +303,10 @@ async fn follow(
         if !follow || terminal {
             return Ok(());
         }
-        // Logs are stored before a result, so once terminal one more read drains them.
-        if shared
-            .store
-            .get(id)
-            .await
-            .map_err(status)?
-            .status
-            .is_terminal()
-        {
+        // Output is stored with (or before) the result, so once terminal one more read
+        // drains it.
+        let task = within(limit, async { shared.store.get(id).await.map_err(status) }).await?;
+        if task.status.is_terminal() {
             terminal = true;
             continue;
         }

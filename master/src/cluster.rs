@@ -3,71 +3,22 @@
 //! caller holds it under a mutex, does store calls outside the lock, and passes the clock
 //! in, so every rule here is unit-tested.
 //!
-//! Reservation lifecycle, each step exactly once:
+//! Reservations are taken and released here only, each step exactly once:
 //! `try_reserve` (pending, before `store.assign`) → `confirm` (token known, `Assign` sent)
-//! → `release` (attempt finished, lost, revoked; or the assign failed).
+//! → released by [`Cluster::settle`] once a store write returns the task with that
+//! attempt over (finished, lost), or by `release` when the assign itself failed. Memory
+//! never runs ahead of the store: a dead worker's attempts keep their reservations until
+//! their `lost` is stored.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
-use cloudai_queue::{Resources, TaskId, TaskSpec, WorkerHealth, WorkerRecord};
-use tokio::sync::mpsc::UnboundedSender;
+use cloudai_queue::store::live_attempt;
+use cloudai_queue::{Resources, Task, TaskId, WorkerHealth, WorkerRecord};
 use tokio::time::{Duration, Instant};
 
+pub use crate::conn::Conn;
 use crate::placement::{self, Reject, TaskAsk, WorkerSlot};
-
-/// A message for a worker's stream, in domain terms; converted to the wire when sent.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Outbound {
-    /// Answer to Register.
-    Registered {
-        /// The worker's id.
-        worker_id: String,
-        /// Interval the worker must heartbeat at.
-        heartbeat_interval: Duration,
-    },
-    /// Run this attempt.
-    Assign {
-        /// The task.
-        task_id: TaskId,
-        /// The attempt's fencing token.
-        token: u64,
-        /// 1-based attempt number.
-        attempt: u32,
-        /// What to run.
-        spec: Box<TaskSpec>,
-    },
-    /// Stop this attempt and report it cancelled.
-    Cancel {
-        /// The task.
-        task_id: TaskId,
-        /// The attempt's token.
-        token: u64,
-    },
-    /// Your `Finished` is durable.
-    Ack {
-        /// The task.
-        task_id: TaskId,
-        /// The attempt's token.
-        token: u64,
-    },
-    /// Stop these attempts: they are no longer yours.
-    Revoke {
-        /// `(task, token)` pairs.
-        attempts: Vec<(TaskId, u64)>,
-        /// Why.
-        reason: String,
-    },
-}
-
-/// The sending half of a worker's live stream.
-#[derive(Clone, Debug)]
-pub struct Conn {
-    /// Distinguishes successive streams of one worker.
-    pub id: u64,
-    /// Messages to the worker.
-    pub tx: UnboundedSender<Outbound>,
-}
 
 /// Host usage a worker reported in its last heartbeat.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -99,18 +50,48 @@ pub struct WorkerEntry {
     pub not_dead_before: Instant,
     /// Tasks holding a reservation on it.
     pub tasks: BTreeSet<TaskId>,
+    /// It reported attempts this view lacks, still being checked against the store: no
+    /// new work until then, so they cannot be over-committed.
+    pub reconciling: bool,
 }
 
 impl WorkerEntry {
+    fn new(record: WorkerRecord, version: String, conn: Option<Conn>, now: Instant) -> Self {
+        WorkerEntry {
+            record,
+            version,
+            usage: Usage::default(),
+            reserved: Resources::default(),
+            conn,
+            last_seen: now,
+            not_dead_before: now,
+            tasks: BTreeSet::new(),
+            reconciling: false,
+        }
+    }
+
     /// Capacity minus reservations.
     pub fn free(&self) -> Resources {
         self.record.capacity.saturating_sub(&self.reserved)
     }
 
-    /// Healthy with a live stream: may get new work.
+    /// Healthy with a live stream and nothing left to check: may get new work.
     pub fn schedulable(&self) -> bool {
-        self.record.health == WorkerHealth::Healthy && self.conn.is_some()
+        self.record.health == WorkerHealth::Healthy && self.conn.is_some() && !self.reconciling
     }
+}
+
+/// What a heartbeat did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Beat {
+    /// On the worker's live stream: acknowledge it (this renews the worker's lease).
+    /// `revived` when the worker was not healthy before.
+    Accepted {
+        /// The worker is healthy again.
+        revived: bool,
+    },
+    /// Not the live stream of a known worker (a replaced stream, a dead worker): no ack.
+    Ignored,
 }
 
 /// Resources held on a worker by one live attempt.
@@ -147,8 +128,8 @@ pub struct HealthChange {
     pub worker_id: String,
     /// Its new health.
     pub health: WorkerHealth,
-    /// For `Dead`: the confirmed attempts whose reservations were just released; the
-    /// caller finishes each as lost.
+    /// For `Dead`: its confirmed attempts; the caller records each as lost, and their
+    /// reservations are released once that is stored.
     pub lost: Vec<(TaskId, u64)>,
 }
 
@@ -187,19 +168,9 @@ impl Cluster {
     /// Adds a worker known from the store at master start: disconnected, and not declared
     /// dead before `not_dead_before`.
     pub fn restore_worker(&mut self, record: WorkerRecord, now: Instant, not_dead_before: Instant) {
-        self.workers.insert(
-            record.id.clone(),
-            WorkerEntry {
-                record,
-                version: String::new(),
-                usage: Usage::default(),
-                reserved: Resources::default(),
-                conn: None,
-                last_seen: now,
-                not_dead_before,
-                tasks: BTreeSet::new(),
-            },
-        );
+        let mut w = WorkerEntry::new(record, String::new(), None, now);
+        w.not_dead_before = not_dead_before;
+        self.workers.insert(w.record.id.clone(), w);
     }
 
     /// Restores a confirmed reservation found in the store at master start. The caller
@@ -255,20 +226,17 @@ impl Cluster {
             return Ok(w.conn.replace(conn));
         }
         record.health = WorkerHealth::Healthy;
-        self.workers.insert(
-            record.id.clone(),
-            WorkerEntry {
-                record,
-                version,
-                usage: Usage::default(),
-                reserved: Resources::default(),
-                conn: Some(conn),
-                last_seen: now,
-                not_dead_before: now,
-                tasks: BTreeSet::new(),
-            },
-        );
+        let w = WorkerEntry::new(record, version, Some(conn), now);
+        self.workers.insert(w.record.id.clone(), w);
         Ok(None)
+    }
+
+    /// Marks whether a worker's reported attempts are still being checked (see
+    /// [`WorkerEntry::reconciling`]).
+    pub fn set_reconciling(&mut self, worker_id: &str, on: bool) {
+        if let Some(w) = self.workers.get_mut(worker_id) {
+            w.reconciling = on;
+        }
     }
 
     /// Forgets stream `conn_id` of a worker (a newer stream is left alone).
@@ -290,8 +258,7 @@ impl Cluster {
         }
     }
 
-    /// Records a heartbeat on stream `conn_id`. Returns true when the worker was not
-    /// healthy before (it is now: the dispatcher may have new room).
+    /// Records a heartbeat on stream `conn_id` (see [`Beat`]).
     pub fn heartbeat(
         &mut self,
         worker_id: &str,
@@ -299,24 +266,25 @@ impl Cluster {
         usage: Usage,
         now: Instant,
         wall: DateTime<Utc>,
-    ) -> bool {
+    ) -> Beat {
         let Some(w) = self.workers.get_mut(worker_id) else {
-            return false;
+            return Beat::Ignored;
         };
         if w.conn.as_ref().is_none_or(|c| c.id != conn_id) {
-            return false;
+            return Beat::Ignored;
         }
         w.last_seen = now;
         w.usage = usage;
         w.record.last_heartbeat = wall;
         let revived = w.record.health != WorkerHealth::Healthy;
         w.record.health = WorkerHealth::Healthy;
-        revived
+        Beat::Accepted { revived }
     }
 
     /// Applies the health rules at `now`: `suspect` after one missed interval, `dead`
     /// after `dead_after` (and not before the worker's reconnect window ends). A worker
-    /// that turns dead loses its stream and its confirmed reservations.
+    /// that turns dead loses its stream; its confirmed attempts are listed for the caller
+    /// to record as lost (their reservations stay until that is stored).
     pub fn tick(&mut self, now: Instant, interval: Duration, dead_after: u32) -> Vec<HealthChange> {
         let mut changes = Vec::new();
         for w in self.workers.values_mut() {
@@ -346,27 +314,51 @@ impl Cluster {
                 if let Some(w) = self.workers.get_mut(&c.worker_id) {
                     w.conn = None;
                 }
-                c.lost = self.release_worker(&c.worker_id);
+                c.lost = self.attempts_on(&c.worker_id);
             }
         }
         changes
     }
 
-    /// Releases every confirmed reservation on a worker; returns the attempts.
-    pub fn release_worker(&mut self, worker_id: &str) -> Vec<(TaskId, u64)> {
-        let tasks: Vec<TaskId> = match self.workers.get(worker_id) {
-            Some(w) => w.tasks.iter().copied().collect(),
-            None => return Vec::new(),
+    /// The confirmed attempts holding reservations on a worker.
+    pub fn attempts_on(&self, worker_id: &str) -> Vec<(TaskId, u64)> {
+        let Some(w) = self.workers.get(worker_id) else {
+            return Vec::new();
         };
-        let mut out = Vec::new();
-        for t in tasks {
-            if let Some(token) = self.reservations.get(&t).and_then(|r| r.token) {
-                if self.release(t, Some(token)) {
-                    out.push((t, token));
-                }
-            }
+        w.tasks
+            .iter()
+            .filter_map(|t| Some((*t, self.reservations.get(t)?.token?)))
+            .collect()
+    }
+
+    /// True when `task` holds a confirmed reservation with `token` on `worker_id`.
+    pub fn holds(&self, task: TaskId, worker_id: &str, token: u64) -> bool {
+        self.reservations
+            .get(&task)
+            .is_some_and(|r| r.worker_id == worker_id && r.token == Some(token))
+    }
+
+    /// Makes `task`'s reservation agree with the task as a store write (or read) returned
+    /// it: a confirmed reservation whose attempt is over there (no live attempt, or a
+    /// newer one) is released. A reservation newer than the task read is left alone (the
+    /// read is older than what memory saw), and so is a pending one (its assign settles
+    /// it). Returns true when it released.
+    pub fn settle(&mut self, task: &Task) -> bool {
+        let Some(token) = self.reservations.get(&task.id).and_then(|r| r.token) else {
+            return false;
+        };
+        let live = live_attempt(task).map(|a| a.token);
+        if live != Some(token) && task.token() >= token {
+            self.release(task.id, Some(token))
+        } else {
+            false
         }
-        out
+    }
+
+    /// The store answered that attempt `token` of `task` is over (a stale token, an
+    /// ended attempt): releases its reservation if memory still holds it.
+    pub fn release_over(&mut self, task: TaskId, token: u64) -> bool {
+        self.release(task, Some(token))
     }
 
     /// Placement's view of the workers, by id.

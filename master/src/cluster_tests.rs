@@ -1,4 +1,6 @@
 use super::*;
+use crate::conn::Outbound;
+use cloudai_queue::{Attempt, TaskSpec, TaskStatus};
 use tokio::sync::mpsc;
 
 const HB: Duration = Duration::from_millis(100);
@@ -96,7 +98,10 @@ fn health_goes_suspect_then_dead_and_releases_attempts() {
 
     assert!(c.tick(t0 + HB / 2, HB, 3).is_empty());
     // "v" keeps heartbeating; "w" falls silent.
-    assert!(!c.heartbeat("v", 1, Usage::default(), t0 + HB, Utc::now()));
+    assert_eq!(
+        c.heartbeat("v", 1, Usage::default(), t0 + HB, Utc::now()),
+        Beat::Accepted { revived: false }
+    );
     let ch = c.tick(t0 + HB, HB, 3);
     assert_eq!(ch.len(), 1);
     assert_eq!(
@@ -121,7 +126,11 @@ fn health_goes_suspect_then_dead_and_releases_attempts() {
         "only the confirmed attempt is lost here"
     );
     assert!(c.worker("w").unwrap().conn.is_none());
-    assert!(c.reservation(&t).is_none());
+    assert!(
+        c.reservation(&t).is_some(),
+        "kept until the store has the attempt lost"
+    );
+    assert!(c.release_over(t, 3));
     // The pending one is the dispatcher's: confirm tells it the worker is gone.
     assert!(matches!(c.confirm(pending, 9), Confirmed::WorkerGone));
     assert!(c.release(pending, Some(9)));
@@ -139,10 +148,21 @@ fn a_heartbeat_revives_a_suspect_worker() {
     let mut c = connected(&[("w", 1000)], t0);
     c.tick(t0 + HB, HB, 3);
     assert_eq!(c.worker("w").unwrap().record.health, WorkerHealth::Suspect);
-    assert!(c.heartbeat("w", 0, Usage::default(), t0 + HB, Utc::now()));
+    assert_eq!(
+        c.heartbeat("w", 0, Usage::default(), t0 + HB, Utc::now()),
+        Beat::Accepted { revived: true }
+    );
     assert!(c.worker("w").unwrap().schedulable());
-    // A heartbeat on an old stream id counts for nothing.
-    assert!(!c.heartbeat("w", 42, Usage::default(), t0 + HB, Utc::now()));
+    // A heartbeat on an old stream id counts for nothing and is not acknowledged.
+    assert_eq!(
+        c.heartbeat("w", 42, Usage::default(), t0 + HB, Utc::now()),
+        Beat::Ignored
+    );
+    c.set_reconciling("w", true);
+    assert!(
+        !c.worker("w").unwrap().schedulable(),
+        "no work while reconciling"
+    );
 }
 
 #[test]
@@ -260,21 +280,70 @@ fn slots_show_free_and_schedulable() {
 }
 
 #[test]
-fn release_worker_frees_everything_confirmed() {
+fn attempts_on_lists_the_confirmed_ones() {
     let t0 = Instant::now();
     let mut c = connected(&[("w", 1000)], t0);
-    let (a, b) = (TaskId::new(), TaskId::new());
-    c.try_reserve(a, "w", &cpu(100)).unwrap();
-    c.try_reserve(b, "w", &cpu(100)).unwrap();
+    let (a, b, p) = (TaskId::new(), TaskId::new(), TaskId::new());
+    for t in [a, b, p] {
+        c.try_reserve(t, "w", &cpu(100)).unwrap();
+    }
     c.confirm(a, 1);
     c.confirm(b, 4);
-    let mut lost = c.release_worker("w");
-    lost.sort();
+    let mut got = c.attempts_on("w");
+    got.sort();
     let mut want = vec![(a, 1), (b, 4)];
     want.sort();
-    assert_eq!(lost, want);
-    assert_eq!(c.worker("w").unwrap().reserved, Resources::default());
-    assert!(c.release_worker("w").is_empty());
+    assert_eq!(got, want);
+    assert!(c.holds(a, "w", 1) && !c.holds(a, "w", 2) && !c.holds(p, "w", 0));
+    assert!(c.attempts_on("nobody").is_empty());
+}
+
+fn task_with(id: TaskId, status: TaskStatus, tokens: &[u64]) -> Task {
+    let mut t = Task {
+        id,
+        spec: TaskSpec::new("busybox"),
+        status,
+        created_at: Utc::now(),
+        updated_at: Utc::now(),
+        not_before: Utc::now(),
+        finished_at: None,
+        attempts: Vec::new(),
+        cancel_requested: false,
+        exit_code: None,
+        error: None,
+        submitted_by: None,
+    };
+    for (i, tok) in tokens.iter().enumerate() {
+        let mut a = Attempt::new(i as u32 + 1, *tok, "w", Utc::now());
+        if i + 1 < tokens.len() || !status.is_active() {
+            a.outcome = Some(TaskStatus::Failed);
+        }
+        t.attempts.push(a);
+    }
+    t
+}
+
+#[test]
+fn settle_releases_only_what_the_store_says_is_over() {
+    let t0 = Instant::now();
+    let mut c = connected(&[("w", 1000)], t0);
+    let t = TaskId::new();
+    c.try_reserve(t, "w", &cpu(300)).unwrap();
+    // Pending: the store's answer to the assign decides, not a settle.
+    assert!(!c.settle(&task_with(t, TaskStatus::Queued, &[])));
+    c.confirm(t, 2);
+    // Still live in the store: kept.
+    assert!(!c.settle(&task_with(t, TaskStatus::Running, &[1, 2])));
+    // A read older than the reservation (token 1 only): kept.
+    assert!(!c.settle(&task_with(t, TaskStatus::Queued, &[1])));
+    // The attempt ended: released, once.
+    assert!(c.settle(&task_with(t, TaskStatus::Queued, &[1, 2])));
+    assert!(!c.settle(&task_with(t, TaskStatus::Queued, &[1, 2])));
+    assert_eq!(c.worker("w").unwrap().free().cpu_millis, 1000);
+    // A newer attempt elsewhere also ends this one.
+    c.try_reserve(t, "w", &cpu(300)).unwrap();
+    c.confirm(t, 3);
+    assert!(c.settle(&task_with(t, TaskStatus::Assigned, &[1, 2, 3, 4])));
 }
 
 #[test]

@@ -21,6 +21,8 @@ pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 pub const DEFAULT_ENQUEUE_RATE: u32 = 1000;
 /// Default enqueue burst per client: 10 000 tasks (also the largest batch accepted).
 pub const DEFAULT_ENQUEUE_BURST: u32 = 10_000;
+/// Default longest wait of a client call for the store: 5 s.
+pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How the dispatcher chooses among workers that fit a task (see `PLACEMENT.md`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -85,6 +87,13 @@ pub struct MasterConfig {
     #[arg(long, env = "CLOUDAI_MAX_QUEUED")]
     pub max_queued: Option<u64>,
 
+    /// Longest a client call (enqueue, get, list, cancel, logs, stats) waits for the store;
+    /// past it the call fails with UNAVAILABLE and says so, instead of hanging while the
+    /// store is down. Writes about attempts are not bound by it: they are retried until
+    /// stored.
+    #[arg(long, env = "CLOUDAI_STORE_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub store_timeout: Duration,
+
     /// Log bytes kept per task; beyond it the oldest output is dropped and a marker says
     /// how much. Default: 10 MiB.
     #[arg(long, env = "CLOUDAI_MAX_LOG_BYTES_PER_TASK",
@@ -112,6 +121,7 @@ impl Default for MasterConfig {
             enqueue_rate: DEFAULT_ENQUEUE_RATE,
             enqueue_burst: DEFAULT_ENQUEUE_BURST,
             max_queued: None,
+            store_timeout: DEFAULT_STORE_TIMEOUT,
             max_log_bytes_per_task: cloudai_queue::store::DEFAULT_MAX_LOG_BYTES_PER_TASK,
             security: crate::auth::SecurityConfig::default(),
         }
@@ -124,10 +134,26 @@ impl MasterConfig {
         self.heartbeat_interval.saturating_mul(self.dead_after)
     }
 
-    /// What the store must honour for this master (the log cap).
+    /// The lease granted to workers: they may run attempts while their last acknowledged
+    /// heartbeat was sent less than this long ago. Two thirds of the dead timeout (10 s by
+    /// default), so that a cut-off worker has stopped its containers, within
+    /// [`MasterConfig::worker_stop_within`], before the master may declare it dead and run
+    /// them elsewhere (PROTOCOL.md, "The lease").
+    pub fn worker_lease(&self) -> Duration {
+        self.dead_timeout() * 2 / 3
+    }
+
+    /// What is left of the dead timeout after the lease: the time a worker has to stop its
+    /// containers (5 s by default).
+    pub fn worker_stop_within(&self) -> Duration {
+        self.dead_timeout().saturating_sub(self.worker_lease())
+    }
+
+    /// What the store must honour for this master (the log cap, the queue cap).
     pub fn store_options(&self) -> cloudai_queue::StoreOptions {
         cloudai_queue::StoreOptions {
             max_log_bytes_per_task: self.max_log_bytes_per_task,
+            max_queued: self.max_queued,
         }
     }
 }
@@ -173,6 +199,8 @@ mod tests {
         let cli = Cli::try_parse_from(["x"]).unwrap();
         assert_eq!(cli.master, MasterConfig::default());
         assert_eq!(cli.master.dead_timeout(), Duration::from_secs(15));
+        assert_eq!(cli.master.worker_lease(), Duration::from_secs(10));
+        assert_eq!(cli.master.worker_stop_within(), Duration::from_secs(5));
     }
 
     #[test]
@@ -219,6 +247,7 @@ mod tests {
             (5, 7, Some(100))
         );
         assert_eq!(c.store_options().max_log_bytes_per_task, 1024);
+        assert_eq!(c.store_options().max_queued, Some(100));
         let d = MasterConfig::default();
         assert_eq!(d.max_queued, None);
         assert_eq!(d.store_options(), cloudai_queue::StoreOptions::default());

@@ -14,9 +14,11 @@
 use std::sync::Arc;
 
 use chrono::Utc;
-use cloudai_queue::{QueuedTask, Task, TaskId, TaskStatus};
+use cloudai_queue::{LostCause, QueueError, QueuedTask, Task, TaskId, TaskStatus};
 
-use crate::cluster::{Confirmed, Outbound};
+use crate::cluster::Confirmed;
+use crate::conn::Outbound;
+use crate::ledger;
 use crate::placement::{self, Reject, TaskAsk, WorkerSlot};
 use crate::shared::Shared;
 
@@ -159,7 +161,7 @@ pub enum AssignError {
     /// Placement rules refuse it.
     Rejected(Reject),
     /// The store refused it (for example the task is no longer queued).
-    Store(cloudai_queue::QueueError),
+    Store(QueueError),
 }
 
 impl std::fmt::Display for AssignError {
@@ -187,15 +189,31 @@ fn reserve(shared: &Shared, task: &QueuedTask, worker_id: &str) -> Result<(), As
         .map_err(AssignError::Rejected)
 }
 
-/// The rest of [`assign`] once reserved: the store, then the worker's stream.
+/// The rest of [`assign`] once reserved: the store (retried while it fails), then the
+/// worker's stream. A retried write that reports the task already assigned to this worker
+/// is this write's own earlier try that landed; anything else releases the reservation.
 async fn settle(shared: &Shared, id: TaskId, worker_id: &str) -> Result<(), AssignError> {
-    let assigned = match shared.store.assign(id, worker_id, Utc::now()).await {
+    let (result, retried) = ledger::persist(shared, "assign", Some(id), || {
+        shared.store.assign(id, worker_id, Utc::now())
+    })
+    .await;
+    let assigned = match result {
         Ok(t) => t,
-        Err(e) => {
-            shared.cluster().release(id, None);
-            tracing::debug!(task_id = %id, worker_id, error = %e, "assign lost a race");
-            return Err(AssignError::Store(e));
+        Err(
+            e @ QueueError::IllegalTransition {
+                from: TaskStatus::Assigned,
+                ..
+            },
+        ) if retried => {
+            match ledger::persist(shared, "read", Some(id), || shared.store.get(id))
+                .await
+                .0
+            {
+                Ok(t) if t.status == TaskStatus::Assigned && t.worker_id() == Some(worker_id) => t,
+                _ => return Err(failed(shared, id, worker_id, e)),
+            }
         }
+        Err(e) => return Err(failed(shared, id, worker_id, e)),
     };
     let token = assigned.token();
     let attempt = assigned.attempts.len() as u32;
@@ -220,18 +238,19 @@ async fn settle(shared: &Shared, id: TaskId, worker_id: &str) -> Result<(), Assi
     };
     shared.logs.notify(id);
     if !sent {
-        shared
-            .lose(
-                id,
-                token,
-                &format!("worker {worker_id} went away before the assignment reached it"),
-            )
-            .await;
+        let why = format!("worker {worker_id} went away before the assignment reached it");
+        ledger::lose(shared, id, token, LostCause::Gone(why)).await;
     } else {
         tracing::debug!(task_id = %id, worker_id, token, "assigned");
     }
-    debug_assert_eq!(assigned.status, TaskStatus::Assigned);
     Ok(())
+}
+
+/// An assign the store refused: its reservation is released.
+fn failed(shared: &Shared, id: TaskId, worker_id: &str, e: QueueError) -> AssignError {
+    shared.cluster().release(id, None);
+    tracing::debug!(task_id = %id, worker_id, error = %e, "assign lost a race");
+    AssignError::Store(e)
 }
 
 #[cfg(test)]

@@ -45,15 +45,35 @@ pub fn status(e: QueueError) -> Status {
         | QueueError::AmbiguousPrefix { .. }
         | QueueError::InvalidStoreUri { .. } => Code::InvalidArgument,
         QueueError::IdempotencyConflict { .. } => Code::AlreadyExists,
-        QueueError::IllegalTransition { .. } | QueueError::StaleToken { .. } => {
-            Code::FailedPrecondition
-        }
+        QueueError::IllegalTransition { .. }
+        | QueueError::StaleToken { .. }
+        | QueueError::AttemptOver { .. }
+        | QueueError::ReportGap { .. } => Code::FailedPrecondition,
+        QueueError::QueueFull { .. } => Code::ResourceExhausted,
         QueueError::Backend {
             retryable: true, ..
-        } => Code::Unavailable,
+        } => return Status::unavailable(format!("the store is unavailable, retry shortly: {e}")),
         QueueError::Backend { .. } => Code::Internal,
     };
     Status::new(code, e.to_string())
+}
+
+/// Runs a client call's store work within `limit` (`--store-timeout`): past it the call
+/// is `UNAVAILABLE` and says that the store did not answer, never a hang. A write that
+/// timed out may still land; the message says to retry with an idempotency key.
+pub async fn within<T>(
+    limit: std::time::Duration,
+    fut: impl std::future::Future<Output = Result<T, Status>>,
+) -> Result<T, Status> {
+    match tokio::time::timeout(limit, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(Status::unavailable(format!(
+            "the store did not answer within {} ms (--store-timeout); it may be down or \
+             failing over. Retry shortly (an enqueue retried with the same idempotency key \
+             never makes a second task)",
+            limit.as_millis()
+        ))),
+    }
 }
 
 /// A wire message that does not convert to a domain value is the caller's mistake.
@@ -117,6 +137,27 @@ mod tests {
                 Code::FailedPrecondition,
             ),
             (
+                QueueError::AttemptOver {
+                    task: id,
+                    token: 1,
+                    outcome: TaskStatus::Lost,
+                },
+                Code::FailedPrecondition,
+            ),
+            (
+                QueueError::ReportGap {
+                    task: id,
+                    token: 1,
+                    stored: 2,
+                    got: 4,
+                },
+                Code::FailedPrecondition,
+            ),
+            (
+                QueueError::QueueFull { queued: 9, max: 9 },
+                Code::ResourceExhausted,
+            ),
+            (
                 QueueError::Backend {
                     backend: "sqlite",
                     message: "busy".into(),
@@ -137,8 +178,18 @@ mod tests {
             let msg = err.to_string();
             let s = status(err);
             assert_eq!(s.code(), code, "{msg}");
-            assert_eq!(s.message(), msg);
+            assert!(s.message().ends_with(&msg), "{}", s.message());
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_store_that_does_not_answer_is_unavailable_not_a_hang() {
+        let limit = std::time::Duration::from_secs(5);
+        let r: Result<(), Status> = within(limit, futures::future::pending()).await;
+        let s = r.unwrap_err();
+        assert_eq!(s.code(), Code::Unavailable);
+        assert!(s.message().contains("--store-timeout"), "{}", s.message());
+        assert_eq!(within(limit, async { Ok(7) }).await.unwrap(), 7);
     }
 
     #[test]

@@ -3,14 +3,17 @@
 //! - [`config`]: [`MasterConfig`], every flag with its `CLOUDAI_*` variable and default.
 //! - [`server`]: [`serve`], which runs a master on a caller-bound listener until shutdown.
 //! - [`placement`]: the pure placement policy (best fit or spread); see `PLACEMENT.md`.
-//! - [`cluster`]: the in-memory view of workers, health and reservations (IO-free).
+//! - [`cluster`]: the in-memory view of workers, health and reservations (IO-free);
+//!   [`conn`]: a worker's stream and the messages the master sends on it.
 //! - [`registry`]: rebuilding that view from the store at start, the health monitor,
 //!   reconciling what a reconnecting worker runs.
 //! - [`dispatcher`]: the event-driven loop that assigns queued tasks to workers.
-//! - [`shared`]: state shared by services and loops, and the finish/lose/release rules.
-//! - [`logs`]: waking `StreamLogs` followers; batching worker log events.
+//! - [`ledger`]: every change to an attempt as one conditional store write, retried
+//!   until stored, and memory updated only from what it returned.
+//! - [`shared`]: state shared by services and loops.
+//! - [`logs`]: waking `StreamLogs` followers.
 //! - [`worker_service`], [`client_service`], [`agent_service`]: the gRPC services;
-//!   [`events`] applies what workers report.
+//!   [`reports`] applies what workers report, in order, off the stream's reader.
 //! - [`wire`]: master-only conversions to and from `cloudai.v1` messages.
 //! - [`auth`]: tokens and their keyed hashes, roles and permissions, the auth mode.
 //! - [`limits`]: backpressure on enqueue (per-client rate limit, cap on queued tasks).
@@ -25,13 +28,15 @@ pub mod auth;
 pub mod client_service;
 pub mod cluster;
 pub mod config;
+pub mod conn;
 pub mod dispatcher;
 pub mod error;
-pub mod events;
+pub mod ledger;
 pub mod limits;
 pub mod logs;
 pub mod placement;
 pub mod registry;
+pub mod reports;
 pub mod server;
 pub mod shared;
 pub mod wire;

@@ -1,14 +1,13 @@
 //! Backpressure on enqueue: a per-client rate limit (`governor`, keyed by the
-//! authenticated user or else the peer's IP address) and an optional cap on queued tasks.
-//! Over either limit the caller gets `RESOURCE_EXHAUSTED` with a message that says which
-//! limit, its value and the flag that sets it, never a silent drop; the rate limit also
-//! sets `grpc-retry-pushback-ms` so well-behaved clients know when to come back.
+//! authenticated user or else the peer's IP address). Over it the caller gets
+//! `RESOURCE_EXHAUSTED` with a message that says which limit, its value and the flag that
+//! sets it, never a silent drop, and `grpc-retry-pushback-ms` so well-behaved clients know
+//! when to come back. The cap on queued tasks (`--max-queued`) is the store's, checked
+//! atomically with the insert (`StoreOptions::max_queued`).
 
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-use chrono::Utc;
-use cloudai_queue::{QueueStore, TaskStatus};
 use governor::clock::Clock;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use tonic::Status;
@@ -21,22 +20,18 @@ const MAX_TRACKED_CLIENTS: usize = 10_000;
 /// The enqueue limits of one master.
 pub struct EnqueueLimits {
     rate: Option<(DefaultKeyedRateLimiter<String>, u32, u32)>,
-    max_queued: Option<u64>,
 }
 
 impl EnqueueLimits {
     /// Limits from the config: `enqueue_rate` tasks/s per client with a burst of
-    /// `enqueue_burst` (a rate of 0 turns the limit off), and `max_queued`.
+    /// `enqueue_burst` (a rate of 0 turns the limit off).
     pub fn new(config: &MasterConfig) -> Self {
         let rate = NonZeroU32::new(config.enqueue_rate).map(|per_second| {
             let burst = NonZeroU32::new(config.enqueue_burst).unwrap_or(per_second);
             let quota = Quota::per_second(per_second).allow_burst(burst);
             (RateLimiter::keyed(quota), per_second.get(), burst.get())
         });
-        EnqueueLimits {
-            rate,
-            max_queued: config.max_queued,
-        }
+        EnqueueLimits { rate }
     }
 
     /// Takes `n` tasks from `client`'s budget, or says when to come back.
@@ -69,25 +64,6 @@ impl EnqueueLimits {
             }
             Err(_) => Err(too_big(n.get() as usize, *burst)),
         }
-    }
-
-    /// Refuses `n` more tasks when the queue would hold more than `max_queued`.
-    pub async fn check_queue(&self, store: &dyn QueueStore, n: usize) -> Result<(), Status> {
-        let Some(max) = self.max_queued else {
-            return Ok(());
-        };
-        let stats = store
-            .stats(Utc::now())
-            .await
-            .map_err(crate::error::status)?;
-        let queued = stats.counts.get(&TaskStatus::Queued).copied().unwrap_or(0);
-        if queued.saturating_add(n as u64) > max {
-            return Err(Status::resource_exhausted(format!(
-                "the queue is full: {queued} tasks are queued and the limit is {max} \
-                 (--max-queued); retry once some have started"
-            )));
-        }
-        Ok(())
     }
 }
 

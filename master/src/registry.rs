@@ -1,6 +1,6 @@
 //! The worker registry around [`crate::cluster`]: rebuilding the view from the store when
-//! the master starts, the health monitor, and reconciling what a (re)connecting worker
-//! says it runs with what the store says it owns.
+//! the master starts, the health monitor, writing worker records, and reconciling what a
+//! (re)connecting worker says it runs with what the store says it owns.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -8,11 +8,14 @@ use std::sync::Arc;
 use chrono::Utc;
 use cloudai_queue::store::live_attempt;
 use cloudai_queue::{
-    QueueError, Resources, Task, TaskId, TaskQuery, TaskStatus, WorkerHealth, WorkerRecord,
+    LostCause, QueueError, Resources, Task, TaskId, TaskQuery, TaskStatus, WorkerHealth,
+    WorkerRecord,
 };
 use tokio::time::Instant;
 
-use crate::cluster::{Cluster, Outbound};
+use crate::cluster::Cluster;
+use crate::conn::Outbound;
+use crate::ledger;
 use crate::shared::Shared;
 
 /// Rebuilds workers and reservations from the store. Workers get the reconnect window
@@ -86,7 +89,9 @@ fn placeholder(id: &str) -> WorkerRecord {
     }
 }
 
-/// Applies the health rules every quarter interval until shutdown.
+/// Applies the health rules every quarter interval until shutdown: health changes are
+/// written to the store (in the background), and a dead worker's attempts are recorded
+/// lost, each released once that is stored.
 pub async fn monitor(shared: Arc<Shared>) {
     let interval = shared.config.heartbeat_interval;
     let period = (interval / 4).max(std::time::Duration::from_millis(5));
@@ -100,8 +105,40 @@ pub async fn monitor(shared: Arc<Shared>) {
         let changes = shared
             .cluster()
             .tick(Instant::now(), interval, shared.config.dead_after);
-        if !changes.is_empty() {
-            shared.apply_health(changes).await;
+        for change in changes {
+            tracing::info!(worker_id = %change.worker_id, health = change.health.as_str(), "worker health changed");
+            shared.persist_worker(&change.worker_id);
+            for (task, token) in change.lost {
+                let shared = shared.clone();
+                let worker_id = change.worker_id.clone();
+                tokio::spawn(async move {
+                    ledger::lose(&shared, task, token, LostCause::Silence { worker_id }).await
+                });
+            }
+        }
+    }
+}
+
+/// Writes the records of workers marked with [`Shared::persist_worker`] (registration,
+/// health, last heartbeat), each as memory has it now, retrying until stored. The store's
+/// copy is what a restarted master starts from; nothing else waits for it.
+pub async fn persist_workers(shared: Arc<Shared>) {
+    loop {
+        tokio::select! {
+            _ = shared.workers_dirty.notified() => {}
+            _ = shared.until_shutdown() => return,
+        }
+        for id in shared.take_dirty_workers() {
+            let Some(record) = shared.cluster().worker(&id).map(|w| w.record.clone()) else {
+                continue;
+            };
+            let (r, _) = ledger::persist(&shared, "upsert worker", None, || {
+                shared.store.upsert_worker(&record)
+            })
+            .await;
+            if let Err(e) = r {
+                tracing::warn!(worker_id = %id, error = %e, "could not write the worker record");
+            }
         }
     }
 }
@@ -111,9 +148,11 @@ fn owns(task: &Task, worker_id: &str, token: u64) -> bool {
     live_attempt(task).is_some_and(|a| a.token == token && a.worker_id == worker_id)
 }
 
-/// Sorts the attempts a worker reports into those it still owns and those to revoke.
-/// Owned ones get their reservation back if memory lacks it; a cancel requested
-/// meanwhile is sent again.
+/// Sorts the attempts a worker reports running into those it still owns and those to
+/// revoke, by the store. Memory holds most of them already; for the others the store is
+/// read (retried), an owned one gets its reservation back, and the store is read once
+/// more after that, so a `lost` written in between cannot leave a phantom reservation.
+/// A cancel requested meanwhile is sent again.
 pub async fn reconcile(
     shared: &Shared,
     worker_id: &str,
@@ -121,22 +160,36 @@ pub async fn reconcile(
 ) -> Vec<(TaskId, u64)> {
     let mut revoke = Vec::new();
     for &(id, token) in reported {
-        let held = shared
-            .cluster()
-            .reservation(&id)
-            .is_some_and(|r| r.worker_id == worker_id && r.token == Some(token));
-        if held {
+        if shared.cluster().holds(id, worker_id, token) {
             continue;
         }
-        match shared.store.get(id).await {
+        let read = || async {
+            ledger::persist(shared, "read", Some(id), || shared.store.get(id))
+                .await
+                .0
+        };
+        match read().await {
             Ok(task) if owns(&task, worker_id, token) => {
-                let mut c = shared.cluster();
-                if c.reservation(&id).is_none() {
-                    c.restore_reservation(id, worker_id, task.spec.reservation(), token);
+                {
+                    let mut c = shared.cluster();
+                    if c.reservation(&id).is_none() {
+                        c.restore_reservation(id, worker_id, task.spec.reservation(), token);
+                    }
                 }
-                drop(c);
-                if task.cancel_requested {
-                    shared.send_cancel(id);
+                // Re-checked after the restore: memory follows the store either way.
+                match read().await {
+                    Ok(again) if owns(&again, worker_id, token) => {
+                        if again.cancel_requested {
+                            shared.send_cancel(id);
+                        }
+                    }
+                    Ok(again) => {
+                        ledger::sync(shared, &again);
+                        revoke.push((id, token));
+                    }
+                    Err(e) => {
+                        tracing::warn!(task_id = %id, error = %e, "could not check a reported attempt")
+                    }
                 }
             }
             Ok(_) | Err(QueueError::NotFound(_)) => revoke.push((id, token)),
@@ -148,45 +201,45 @@ pub async fn reconcile(
     revoke
 }
 
-/// Attempts the master holds on a worker that the worker did not report. Call it under
-/// the same lock as `Cluster::connect`, before the dispatcher can assign anything new.
-pub fn unreported(c: &Cluster, worker_id: &str, reported: &[(TaskId, u64)]) -> Vec<(TaskId, u64)> {
-    let reported: HashSet<(TaskId, u64)> = reported.iter().copied().collect();
-    let Some(w) = c.worker(worker_id) else {
-        return Vec::new();
-    };
-    w.tasks
-        .iter()
-        .filter_map(|t| Some((*t, c.reservation(t)?.token?)))
-        .filter(|a| !reported.contains(a))
+/// Attempts the master holds on a worker that the worker reported neither running nor
+/// finished (with a report on its way). Call it under the same lock as
+/// `Cluster::connect`, before the dispatcher can assign anything new.
+pub fn unreported(
+    c: &Cluster,
+    worker_id: &str,
+    running: &[(TaskId, u64)],
+    finished: &[(TaskId, u64)],
+) -> Vec<(TaskId, u64)> {
+    let known: HashSet<(TaskId, u64)> = running.iter().chain(finished).copied().collect();
+    c.attempts_on(worker_id)
+        .into_iter()
+        .filter(|a| !known.contains(a))
         .collect()
 }
 
-/// After a (re)registration: the `missing` attempts (see [`unreported`]) are lost unless
-/// their `Finished` arrives within one heartbeat interval (a worker re-sends
-/// unacknowledged results right after registering).
-pub fn expire_unreported(shared: Arc<Shared>, worker_id: String, missing: Vec<(TaskId, u64)>) {
-    if missing.is_empty() {
-        return;
+/// After a (re)registration: attempts the worker no longer has are lost at once, those it
+/// runs are reconciled with the store (and revoked when no longer its own), and cancels
+/// requested meanwhile are sent again. Then the worker may get new work.
+pub async fn after_register(
+    shared: Arc<Shared>,
+    worker_id: String,
+    running: Vec<(TaskId, u64)>,
+    missing: Vec<(TaskId, u64)>,
+) {
+    for (task, token) in missing {
+        let why = format!("worker {worker_id} came back without it");
+        ledger::lose(&shared, task, token, LostCause::Gone(why)).await;
     }
-    tokio::spawn(async move {
-        tokio::time::sleep(shared.config.heartbeat_interval).await;
-        for (task, token) in missing {
-            let still = shared
-                .cluster()
-                .reservation(&task)
-                .is_some_and(|r| r.token == Some(token) && r.worker_id == worker_id);
-            if still {
-                shared
-                    .lose(
-                        task,
-                        token,
-                        &format!("worker {worker_id} reconnected without it"),
-                    )
-                    .await;
-            }
-        }
-    });
+    let revoke = reconcile(&shared, &worker_id, &running).await;
+    send_revoke(
+        &shared,
+        &worker_id,
+        revoke,
+        "attempt is no longer this worker's",
+    );
+    resend_cancels(&shared, &worker_id);
+    shared.cluster().set_reconciling(&worker_id, false);
+    shared.wake_dispatcher();
 }
 
 /// Sends the cancels requested while a worker was away (after it reconnects).
@@ -222,7 +275,7 @@ pub fn send_revoke(shared: &Shared, worker_id: &str, attempts: Vec<(TaskId, u64)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::Conn;
+    use crate::conn::Conn;
     use crate::placement::TaskAsk;
 
     #[test]
@@ -242,13 +295,17 @@ mod tests {
         }
         c.confirm(kept, 1);
         c.confirm(missing, 2);
-        assert_eq!(unreported(&c, "w", &[(kept, 1)]), vec![(missing, 2)]);
+        assert_eq!(unreported(&c, "w", &[(kept, 1)], &[]), vec![(missing, 2)]);
+        assert!(
+            unreported(&c, "w", &[(kept, 1)], &[(missing, 2)]).is_empty(),
+            "a finished attempt whose report is on its way is not missing"
+        );
         // A report with another token does not cover the attempt.
-        let mut got = unreported(&c, "w", &[(kept, 9)]);
+        let mut got = unreported(&c, "w", &[(kept, 9)], &[]);
         got.sort();
         let mut want = vec![(kept, 1), (missing, 2)];
         want.sort();
         assert_eq!(got, want);
-        assert!(unreported(&c, "nobody", &[]).is_empty());
+        assert!(unreported(&c, "nobody", &[], &[]).is_empty());
     }
 }

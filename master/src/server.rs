@@ -69,6 +69,7 @@ pub async fn serve(
 
     let dispatcher = tokio::spawn(dispatcher::run(shared.clone()));
     let monitor = tokio::spawn(registry::monitor(shared.clone()));
+    let persist = tokio::spawn(registry::persist_workers(shared.clone()));
     tokio::spawn(async move {
         shutdown.await;
         let _ = stop_tx.send(true);
@@ -106,9 +107,11 @@ pub async fn serve(
     if !*stop.borrow_and_update() {
         dispatcher.abort();
         monitor.abort();
+        persist.abort();
     }
     let _ = dispatcher.await;
     let _ = monitor.await;
+    let _ = persist.await;
     tracing::info!("master stopped");
     served.map_err(MasterError::from)
 }

@@ -1,18 +1,18 @@
 //! [`Shared`]: what every service and background loop of one master holds: the store, the
-//! in-memory [`Cluster`], the dispatcher's wake-ups and the log hub. Operations that touch
-//! both the store and memory live here so each rule is written once (finish an attempt →
-//! release its reservation once → wake the dispatcher and followers).
+//! in-memory [`Cluster`], the dispatcher's wake-ups, the log hub, and the worker records
+//! waiting to be written. Changes to attempts go through [`crate::ledger`].
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, Utc};
-use cloudai_queue::{AttemptOutcome, QueueError, QueueStore, Task, TaskId, TaskStatus};
+use cloudai_queue::{QueueStore, TaskId};
 use tokio::sync::{watch, Notify};
 
-use crate::cluster::{Cluster, HealthChange, Outbound};
+use crate::cluster::Cluster;
 use crate::config::MasterConfig;
+use crate::conn::Outbound;
 use crate::logs::LogHub;
 
 /// State shared by one master's services and loops.
@@ -31,6 +31,12 @@ pub struct Shared {
     pub logs: LogHub,
     /// Ids for worker streams.
     next_conn: AtomicU64,
+    /// Workers whose record (health, heartbeat, registration) must be written.
+    dirty_workers: Mutex<BTreeSet<String>>,
+    /// Workers with a heartbeat reconcile in flight (one at a time each).
+    reconciling: Mutex<BTreeSet<String>>,
+    /// Wakes `registry::persist_workers`.
+    pub workers_dirty: Notify,
     /// Becomes true when the master shuts down.
     pub shutdown: watch::Receiver<bool>,
 }
@@ -50,6 +56,9 @@ impl Shared {
             retries: Mutex::new(BTreeSet::new()),
             logs: LogHub::default(),
             next_conn: AtomicU64::new(1),
+            dirty_workers: Mutex::new(BTreeSet::new()),
+            reconciling: Mutex::new(BTreeSet::new()),
+            workers_dirty: Notify::new(),
             shutdown,
         }
     }
@@ -83,117 +92,35 @@ impl Shared {
         r.first().copied()
     }
 
-    /// Ends the attempt `token` of `id` with `outcome`: store first, then the reservation
-    /// is released (exactly once, by token), followers and the dispatcher are woken, and a
-    /// retry is scheduled when the task went back to the queue.
-    ///
-    /// A stale token or a task already past this attempt still releases the reservation
-    /// held with that token; a backend failure or an illegal move of a live attempt keeps
-    /// it. An `assigned` attempt reported as exited is marked running first (a container
-    /// that exited before its start was reported still ran).
-    pub async fn finish(
-        &self,
-        id: TaskId,
-        token: u64,
-        outcome: AttemptOutcome,
-    ) -> Result<Task, QueueError> {
-        self.finish_started(id, token, None, outcome).await
+    /// Asks for the current record of `worker_id` to be written to the store (by
+    /// `registry::persist_workers`, which retries; the latest state wins).
+    pub fn persist_worker(&self, worker_id: &str) {
+        self.dirty_workers
+            .lock()
+            .expect("dirty workers lock")
+            .insert(worker_id.to_string());
+        self.workers_dirty.notify_one();
     }
 
-    /// [`Shared::finish`] with the attempt's start reported in the same group of
-    /// messages: the start (at `started`) and the end are stored in one write.
-    pub async fn finish_started(
-        &self,
-        id: TaskId,
-        token: u64,
-        started: Option<DateTime<Utc>>,
-        outcome: AttemptOutcome,
-    ) -> Result<Task, QueueError> {
-        let now = Utc::now();
-        let mut res = match started {
-            Some(at) => {
-                self.store
-                    .start_and_finish(id, token, at, outcome.clone(), now)
-                    .await
-            }
-            None => {
-                self.store
-                    .finish_attempt(id, token, outcome.clone(), now)
-                    .await
-            }
-        };
-        if let Err(QueueError::IllegalTransition {
-            from: TaskStatus::Assigned,
-            ..
-        }) = res
-        {
-            if outcome.exit_code.is_some() || outcome.status == TaskStatus::Succeeded {
-                res = self
-                    .store
-                    .start_and_finish(id, token, now, outcome, now)
-                    .await;
-            }
-        }
-        match &res {
-            Ok(task) => {
-                self.cluster().release(id, Some(token));
-                if task.status == TaskStatus::Queued {
-                    self.schedule_retry(task.not_before);
-                }
-                self.wake_dispatcher();
-            }
-            // The attempt is over already (another report or the master ended it).
-            Err(QueueError::StaleToken { .. }) => self.release_over(id, token),
-            Err(QueueError::IllegalTransition { from, .. }) if !from.is_active() => {
-                self.release_over(id, token)
-            }
-            // A live attempt that cannot move this way (assigned -> succeeded): the caller
-            // decides; the reservation stays.
-            Err(_) => {}
-        }
-        self.logs.notify(id);
-        res
+    /// The workers whose record must be written, taken.
+    pub fn take_dirty_workers(&self) -> BTreeSet<String> {
+        std::mem::take(&mut *self.dirty_workers.lock().expect("dirty workers lock"))
     }
 
-    fn release_over(&self, id: TaskId, token: u64) {
-        if self.cluster().release(id, Some(token)) {
-            self.wake_dispatcher();
-        }
+    /// Claims the heartbeat reconcile of `worker_id`; false when one is running already.
+    pub fn begin_reconcile(&self, worker_id: &str) -> bool {
+        self.reconciling
+            .lock()
+            .expect("reconciling lock")
+            .insert(worker_id.to_string())
     }
 
-    /// Finishes an attempt as `lost` because of its worker; logs the outcome.
-    pub async fn lose(&self, id: TaskId, token: u64, why: &str) {
-        let outcome = AttemptOutcome {
-            status: TaskStatus::Lost,
-            exit_code: None,
-            error: Some(why.to_string()),
-        };
-        match self.finish(id, token, outcome).await {
-            Ok(task) => {
-                tracing::info!(task_id = %id, token, status = %task.status, reason = why, "attempt lost")
-            }
-            Err(e) => {
-                tracing::debug!(task_id = %id, token, error = %e, "lost attempt was already over")
-            }
-        }
-    }
-
-    /// Persists health changes and finishes a dead worker's attempts as lost.
-    pub async fn apply_health(&self, changes: Vec<HealthChange>) {
-        for change in changes {
-            tracing::info!(worker_id = %change.worker_id, health = change.health.as_str(), "worker health changed");
-            if let Err(e) = self
-                .store
-                .set_worker_health(&change.worker_id, change.health, None)
-                .await
-            {
-                tracing::warn!(worker_id = %change.worker_id, error = %e, "could not persist worker health");
-            }
-            for (task, token) in change.lost {
-                self.lose(task, token, &format!("worker {} is dead", change.worker_id))
-                    .await;
-            }
-        }
+    /// Ends the claim of [`Shared::begin_reconcile`].
+    pub fn end_reconcile(&self, worker_id: &str) {
+        self.reconciling
+            .lock()
+            .expect("reconciling lock")
+            .remove(worker_id);
     }
 
     /// Sends a cancel for a task's live attempt, now or right after its `Assign`.

@@ -4,10 +4,16 @@
 use chrono::Utc;
 use cloudai_proto::convert::timestamp;
 use cloudai_proto::pb;
-use cloudai_queue::{validate, AttemptOutcome, TaskId, TaskStatus, WorkerHealth, WorkerRecord};
+use cloudai_queue::{validate, TaskId, WorkerHealth, WorkerRecord};
 use tonic::Status;
 
-use crate::cluster::{Outbound, Usage, WorkerEntry};
+use crate::cluster::{Usage, WorkerEntry};
+use crate::conn::Outbound;
+
+/// A duration in whole milliseconds for a `uint32` field (saturating).
+fn ms32(d: std::time::Duration) -> u32 {
+    d.as_millis().min(u32::MAX as u128) as u32
+}
 
 /// Domain message → wire message.
 pub fn outbound(m: Outbound) -> pb::MasterMessage {
@@ -16,10 +22,15 @@ pub fn outbound(m: Outbound) -> pb::MasterMessage {
         Outbound::Registered {
             worker_id,
             heartbeat_interval,
+            lease,
+            stop_within,
         } => Msg::Registered(pb::Registered {
             worker_id,
-            heartbeat_interval_ms: heartbeat_interval.as_millis().min(u32::MAX as u128) as u32,
+            heartbeat_interval_ms: ms32(heartbeat_interval),
+            lease_ms: ms32(lease),
+            stop_within_ms: ms32(stop_within),
         }),
+        Outbound::HeartbeatAck { seq } => Msg::HeartbeatAck(pb::HeartbeatAck { seq }),
         Outbound::Assign {
             task_id,
             token,
@@ -35,9 +46,14 @@ pub fn outbound(m: Outbound) -> pb::MasterMessage {
             task_id: task_id.to_string(),
             token,
         }),
-        Outbound::Ack { task_id, token } => Msg::Ack(pb::Ack {
+        Outbound::Ack {
+            task_id,
+            token,
+            seq,
+        } => Msg::Ack(pb::Ack {
             task_id: task_id.to_string(),
             token,
+            seq,
         }),
         Outbound::Revoke { attempts, reason } => Msg::Revoke(pb::Revoke {
             attempts: attempts
@@ -87,6 +103,8 @@ pub struct Registration {
     pub version: String,
     /// Attempts it still runs.
     pub running: Vec<(TaskId, u64)>,
+    /// Attempts that ended there whose report is on its way.
+    pub finished: Vec<(TaskId, u64)>,
 }
 
 /// Checks a worker's `Register`.
@@ -97,6 +115,7 @@ pub fn register(reg: pb::Register) -> Result<Registration, Status> {
         return Err(Status::invalid_argument("too many worker labels"));
     }
     let running = attempt_refs(&reg.running)?;
+    let finished = attempt_refs(&reg.finished)?;
     let now = Utc::now();
     let gpu = reg.gpu.unwrap_or_default();
     let mut capacity: cloudai_queue::Resources = reg.capacity.unwrap_or_default().into();
@@ -115,6 +134,7 @@ pub fn register(reg: pb::Register) -> Result<Registration, Status> {
         record,
         version: reg.version,
         running,
+        finished,
     })
 }
 
@@ -144,94 +164,9 @@ pub fn usage(u: Option<pb::Usage>) -> Usage {
     }
 }
 
-/// How an attempt ended, from the worker's `Finished` (see PROTOCOL.md §3).
-pub fn outcome(f: &pb::Finished) -> AttemptOutcome {
-    let error = Some(f.error.clone()).filter(|e| !e.is_empty());
-    let (status, exit_code, error) = match pb::FinishKind::try_from(f.kind) {
-        Ok(pb::FinishKind::Exited) => match f.exit_code {
-            Some(0) => (TaskStatus::Succeeded, Some(0), error),
-            Some(code) => (
-                TaskStatus::Failed,
-                Some(code),
-                error.or_else(|| Some(format!("exited with code {code}"))),
-            ),
-            None => (
-                TaskStatus::Failed,
-                None,
-                error.or_else(|| Some("exited without an exit code".into())),
-            ),
-        },
-        Ok(pb::FinishKind::TimedOut) => (
-            TaskStatus::TimedOut,
-            f.exit_code,
-            error.or_else(|| Some("ran past its timeout".into())),
-        ),
-        Ok(pb::FinishKind::Cancelled) => (TaskStatus::Cancelled, f.exit_code, error),
-        Ok(pb::FinishKind::Error) => (
-            TaskStatus::Failed,
-            None,
-            error.or_else(|| Some("the worker could not run the task".into())),
-        ),
-        _ => (
-            TaskStatus::Failed,
-            f.exit_code,
-            Some(format!("worker reported an unknown finish kind {}", f.kind)),
-        ),
-    };
-    AttemptOutcome {
-        status,
-        exit_code,
-        error,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn fin(kind: pb::FinishKind, code: Option<i32>, error: &str) -> pb::Finished {
-        pb::Finished {
-            kind: kind as i32,
-            exit_code: code,
-            error: error.into(),
-        }
-    }
-
-    #[test]
-    fn finished_maps_per_protocol() {
-        use pb::FinishKind as K;
-        let o = outcome(&fin(K::Exited, Some(0), ""));
-        assert_eq!(
-            (o.status, o.exit_code, o.error),
-            (TaskStatus::Succeeded, Some(0), None)
-        );
-        let o = outcome(&fin(K::Exited, Some(3), ""));
-        assert_eq!((o.status, o.exit_code), (TaskStatus::Failed, Some(3)));
-        assert_eq!(o.error.as_deref(), Some("exited with code 3"));
-        assert_eq!(
-            outcome(&fin(K::TimedOut, None, "")).status,
-            TaskStatus::TimedOut
-        );
-        assert_eq!(
-            outcome(&fin(K::Cancelled, None, "")).status,
-            TaskStatus::Cancelled
-        );
-        let o = outcome(&fin(K::Error, None, "pull access denied"));
-        assert_eq!(
-            (o.status, o.error.as_deref()),
-            (TaskStatus::Failed, Some("pull access denied"))
-        );
-        let o = outcome(&pb::Finished {
-            kind: 42,
-            exit_code: None,
-            error: String::new(),
-        });
-        assert_eq!(o.status, TaskStatus::Failed);
-        assert_eq!(
-            outcome(&fin(K::Exited, None, "")).status,
-            TaskStatus::Failed
-        );
-    }
 
     #[test]
     fn register_rejects_bad_ids_and_refs() {

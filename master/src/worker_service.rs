@@ -1,19 +1,21 @@
 //! `WorkerService.Connect`: one stream per worker (PROTOCOL.md, "WorkerService.Connect").
-//! Register → `Registered` (+ `Revoke` of attempts no longer the worker's); then the
-//! worker's messages are read in groups of whatever is ready and applied by
-//! [`crate::events`].
+//! Register → `Registered` with the lease (+ `Revoke` of attempts no longer the worker's);
+//! then the worker's messages are read in groups of whatever is ready: heartbeats answered
+//! here, reports applied by [`crate::reports`].
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use cloudai_proto::convert::report::WorkerEvent;
 use cloudai_proto::pb::{self, worker_message::Msg};
+use cloudai_queue::TaskId;
 use futures::{FutureExt, Stream, StreamExt};
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::cluster::{Conn, Outbound};
-use crate::events::{self, HeldStarts};
-use crate::logs::LogBatch;
+use crate::cluster::Beat;
+use crate::conn::{Conn, Outbound};
 use crate::registry;
 use crate::shared::Shared;
 use crate::wire;
@@ -59,6 +61,7 @@ impl pb::worker_service_server::WorkerService for WorkerSvc {
             record,
             version,
             running,
+            finished,
         } = wire::register(reg)?;
         let worker_id = record.id.clone();
 
@@ -71,34 +74,30 @@ impl pb::worker_service_server::WorkerService for WorkerSvc {
         let _ = conn.tx.send(Outbound::Registered {
             worker_id: worker_id.clone(),
             heartbeat_interval: shared.config.heartbeat_interval,
+            lease: shared.config.worker_lease(),
+            stop_within: shared.config.worker_stop_within(),
         });
         let conn_id = conn.id;
-        let (stored, missing) = {
+        let missing = {
             let mut c = shared.cluster();
             c.connect(record, version, conn, tokio::time::Instant::now())
                 .map_err(|_| {
                     Status::already_exists(format!("worker {worker_id} is already connected"))
                 })?;
-            let missing = registry::unreported(&c, &worker_id, &running);
-            (c.worker(&worker_id).map(|w| w.record.clone()), missing)
+            let unknown = running
+                .iter()
+                .any(|&(t, token)| !c.holds(t, &worker_id, token));
+            c.set_reconciling(&worker_id, unknown);
+            registry::unreported(&c, &worker_id, &running, &finished)
         };
-        if let Some(rec) = stored {
-            if let Err(e) = shared.store.upsert_worker(&rec).await {
-                shared.cluster().disconnect(&worker_id, conn_id);
-                return Err(crate::error::status(e));
-            }
-        }
-        tracing::info!(worker_id = %worker_id, running = running.len(), "worker connected");
-
-        let revoke = registry::reconcile(shared, &worker_id, &running).await;
-        registry::send_revoke(
-            shared,
-            &worker_id,
-            revoke,
-            "attempt is no longer this worker's",
-        );
-        registry::resend_cancels(shared, &worker_id);
-        registry::expire_unreported(shared.clone(), worker_id.clone(), missing);
+        shared.persist_worker(&worker_id);
+        tracing::info!(worker_id = %worker_id, running = running.len(), finished = finished.len(), "worker connected");
+        tokio::spawn(registry::after_register(
+            shared.clone(),
+            worker_id.clone(),
+            running,
+            missing,
+        ));
         shared.wake_dispatcher();
 
         tokio::spawn(read_loop(shared.clone(), worker_id, conn_id, inbound));
@@ -114,26 +113,28 @@ impl pb::worker_service_server::WorkerService for WorkerSvc {
 }
 
 /// Reads a worker's messages until its stream ends: each group is what is ready now (up
-/// to [`GROUP_MAX`]), so a busy worker's events are applied together (and share the
-/// store's group commits) while a quiet one's are applied one by one at once. Any message
-/// counts as a sign of life, so a long backlog never makes a worker look dead.
+/// to [`GROUP_MAX`]). Heartbeats are answered here at once, from memory; report events go
+/// to this stream's applier ([`crate::reports`]), so a slow or unavailable store never
+/// holds up a heartbeat. Any message counts as a sign of life.
 async fn read_loop(
     shared: Arc<Shared>,
     worker_id: String,
     conn_id: u64,
     mut inbound: Streaming<pb::WorkerMessage>,
 ) {
-    let mut batch = LogBatch::default();
-    let mut held = HeldStarts::default();
+    let (reports, rx) = tokio::sync::mpsc::unbounded_channel();
+    let pending = Arc::new(AtomicUsize::new(0));
+    tokio::spawn(crate::reports::apply(
+        shared.clone(),
+        worker_id.clone(),
+        conn_id,
+        rx,
+        pending.clone(),
+    ));
     let mut open = true;
     while open {
         let first = tokio::select! {
             m = inbound.next() => m,
-            _ = tokio::time::sleep(events::HOLD_START), if !held.is_empty() => {
-                // No end came soon after these starts: store them now.
-                events::apply_group(&shared, &worker_id, conn_id, &mut batch, Vec::new(), &mut held, false).await;
-                continue;
-            }
             _ = shared.until_shutdown() => break,
         };
         let mut group = match first {
@@ -157,26 +158,91 @@ async fn read_loop(
         shared
             .cluster()
             .touch(&worker_id, conn_id, tokio::time::Instant::now());
-        let hold = open;
-        events::apply_group(
-            &shared, &worker_id, conn_id, &mut batch, group, &mut held, hold,
-        )
-        .await;
+        let mut batch = Vec::new();
+        for msg in group {
+            match msg.msg {
+                Some(Msg::Heartbeat(hb)) => heartbeat(&shared, &worker_id, conn_id, hb),
+                Some(Msg::Event(ev)) => match WorkerEvent::try_from(ev) {
+                    Ok(WorkerEvent::Report { task, token, event }) => {
+                        pending.fetch_add(event.weight(), Ordering::Relaxed);
+                        batch.push((task, token, event));
+                    }
+                    Ok(WorkerEvent::Pulling { task, progress, .. }) => {
+                        tracing::debug!(task_id = %task, progress = %progress, "pulling image")
+                    }
+                    Err(e) => {
+                        tracing::warn!(worker_id = %worker_id, error = %e, "ignored a malformed event")
+                    }
+                },
+                Some(Msg::Register(_)) | None => {
+                    tracing::warn!(worker_id = %worker_id, "ignored an unexpected worker message")
+                }
+            }
+        }
+        if !batch.is_empty() && reports.send(batch).is_err() {
+            break;
+        }
+        if pending.load(Ordering::Relaxed) > crate::reports::MAX_PENDING_BYTES {
+            tracing::warn!(worker_id = %worker_id, "worker sent far past its report window; ending its stream");
+            break;
+        }
     }
-    events::apply_group(
-        &shared,
-        &worker_id,
-        conn_id,
-        &mut batch,
-        Vec::new(),
-        &mut held,
-        false,
-    )
-    .await;
-    batch.flush(shared.store.as_ref(), &shared.logs).await;
+    // The applier settles what it was given, then ends.
+    drop(reports);
     shared.cluster().disconnect(&worker_id, conn_id);
     tracing::info!(worker_id = %worker_id, "worker stream closed");
 }
 
 /// Most worker messages applied as one group.
 pub const GROUP_MAX: usize = 512;
+
+/// A heartbeat: liveness and usage from memory, acknowledged at once (which renews the
+/// worker's lease); a revived worker's record is written in the background, and attempts
+/// it reports that memory does not hold are checked against the store in the background.
+fn heartbeat(shared: &Arc<Shared>, worker_id: &str, conn_id: u64, hb: pb::Heartbeat) {
+    let beat = shared.cluster().heartbeat(
+        worker_id,
+        conn_id,
+        wire::usage(hb.usage),
+        tokio::time::Instant::now(),
+        chrono::Utc::now(),
+    );
+    let Beat::Accepted { revived } = beat else {
+        return;
+    };
+    if let Some(conn) = shared.cluster().conn(worker_id) {
+        let _ = conn.tx.send(Outbound::HeartbeatAck { seq: hb.seq });
+    }
+    if revived {
+        tracing::info!(worker_id, "worker healthy again");
+        shared.persist_worker(worker_id);
+        shared.wake_dispatcher();
+    }
+    let refs = match wire::attempt_refs(&hb.running) {
+        Ok(refs) => refs,
+        Err(e) => {
+            tracing::warn!(worker_id, error = %e, "bad attempt list in heartbeat");
+            return;
+        }
+    };
+    let unknown: Vec<(TaskId, u64)> = {
+        let c = shared.cluster();
+        refs.into_iter()
+            .filter(|&(t, token)| !c.holds(t, worker_id, token))
+            .collect()
+    };
+    if unknown.is_empty() || !shared.begin_reconcile(worker_id) {
+        return;
+    }
+    let (shared, worker_id) = (shared.clone(), worker_id.to_string());
+    tokio::spawn(async move {
+        let revoke = registry::reconcile(&shared, &worker_id, &unknown).await;
+        registry::send_revoke(
+            &shared,
+            &worker_id,
+            revoke,
+            "attempt is no longer this worker's",
+        );
+        shared.end_reconcile(&worker_id);
+    });
+}

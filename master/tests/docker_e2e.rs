@@ -121,6 +121,7 @@ async fn logs_of(
             after_seq: None,
             stdout,
             stderr,
+            attempt: None,
         })
         .await
         .unwrap()

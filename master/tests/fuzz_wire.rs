@@ -49,7 +49,7 @@ fn apply(m: pb::WorkerMessage) {
         }
         Some(Msg::Event(e)) => {
             if let Some(pb::task_event::Event::Finished(f)) = &e.event {
-                let o = wire::outcome(f);
+                let o = cloudai_proto::convert::report::attempt_end(f).outcome();
                 assert!(o.status.is_terminal() && o.status != TaskStatus::Lost);
                 let success = f.kind == pb::FinishKind::Exited as i32 && f.exit_code == Some(0);
                 assert_eq!(o.status == TaskStatus::Succeeded, success, "{f:?}");
@@ -57,6 +57,7 @@ fn apply(m: pb::WorkerMessage) {
                     assert!(o.error.is_some(), "a failure always says why: {f:?}");
                 }
             }
+            let _ = cloudai_proto::convert::report::WorkerEvent::try_from(e);
         }
         None => {}
     }

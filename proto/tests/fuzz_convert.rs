@@ -100,9 +100,10 @@ fn check_worker_message(m: pb::WorkerMessage) {
         Some(Msg::Event(e)) => {
             let _ = e.task_id.parse::<q::TaskId>();
             check_ts(&e.time);
-            if let Some(pb::task_event::Event::Log(l)) = e.event {
+            if let Some(pb::task_event::Event::Log(l)) = &e.event {
                 let _ = convert::log_stream(l.stream);
             }
+            let _ = convert::report::WorkerEvent::try_from(e);
         }
         None => {}
     }

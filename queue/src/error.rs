@@ -43,6 +43,41 @@ pub enum QueueError {
         /// The task's current token.
         current: u64,
     },
+    /// A worker's report skipped events: the store has its attempt up to `stored`, and the
+    /// report's first new event is `got` (not `stored + 1`). Nothing was applied; the
+    /// worker must send the missing events first.
+    #[error("report of task {task} attempt token {token} has a gap: events up to {stored} are stored, the report starts at {got}")]
+    ReportGap {
+        /// The task.
+        task: TaskId,
+        /// The attempt's token.
+        token: u64,
+        /// Last event seq stored.
+        stored: u64,
+        /// First seq of the report past it.
+        got: u64,
+    },
+    /// The attempt has ended (the master or an earlier report ended it), so new events
+    /// about it are not applied.
+    #[error(
+        "attempt with token {token} of task {task} is over ({outcome}): its report is not applied"
+    )]
+    AttemptOver {
+        /// The task.
+        task: TaskId,
+        /// The attempt's token.
+        token: u64,
+        /// How the attempt ended.
+        outcome: TaskStatus,
+    },
+    /// Enqueueing would take the queue past its cap (`--max-queued`).
+    #[error("the queue is full: {queued} tasks are queued and the limit is {max} (--max-queued); retry once some have started")]
+    QueueFull {
+        /// Tasks queued now.
+        queued: u64,
+        /// The cap.
+        max: u64,
+    },
     /// The idempotency key is already used by a task with a different spec.
     #[error("idempotency key {key:?} is already used by task {existing} with a different spec")]
     IdempotencyConflict {

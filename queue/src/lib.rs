@@ -2,25 +2,32 @@
 //!
 //! - [`model`]: tasks, specs, attempts, log chunks, worker records (plain data).
 //! - [`state`]: the one table of legal status transitions.
+//! - [`report`]: a worker's ordered report of an attempt, and the master's `lost` verdict.
 //! - [`retry`]: what a task does when an attempt ends (retry with backoff, or finish).
 //! - `lifecycle`: the task changes behind each store call, pure, shared by the backends.
+//! - `retention`: which output a task keeps under its cap, shared by the backends.
 //! - [`validate`]: checks of specs, image references, worker ids.
-//! - [`store`]: the [`QueueStore`] trait every backend implements.
+//! - [`store`]: the narrow traits every backend implements (tasks, the attempt ledger,
+//!   logs, workers, users) and [`QueueStore`], all of them together.
 //! - [`users`]: API users, their roles, and the rules for names and token hashes.
 //! - [`sqlite`]: the embedded backend (default), a SQLite file in WAL mode.
 //! - [`mongo`]: the production backend on MongoDB.
 //! - [`open`]: choosing and opening a backend from a store URI.
-//! - [`conformance`]: the test suite every backend must pass.
+//! - `conformance` (feature `testsuite`, and in this crate's tests): the suite every
+//!   backend must pass.
 //! - [`error`]: [`QueueError`] and the [`Result`] alias.
 
 #![warn(missing_docs)]
 
+#[cfg(any(test, feature = "testsuite"))]
 pub mod conformance;
 pub mod error;
 mod lifecycle;
 pub mod model;
 pub mod mongo;
 pub mod open;
+pub mod report;
+mod retention;
 pub mod retry;
 pub mod sqlite;
 pub mod state;
@@ -31,5 +38,10 @@ pub mod validate;
 pub use error::{QueueError, Result};
 pub use model::*;
 pub use open::{open_store, parse_store_uri, redact_store_uri, StoreLocation, DEFAULT_STORE_URI};
-pub use store::{QueueStore, QueuedTask, StoreOptions};
+pub use report::{Applied, AttemptEnd, LostCause, ReportBody, ReportEvent};
+pub use retention::dropped_marker;
+pub use store::{
+    AttemptLedger, LogStore, QueueStore, QueuedTask, StoreOptions, TaskStore, UserStore,
+    WorkerStore,
+};
 pub use users::{Role, UserRecord};

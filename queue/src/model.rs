@@ -292,6 +292,33 @@ pub struct Attempt {
     pub exit_code: Option<i32>,
     /// Why it failed, if it did.
     pub error: Option<String>,
+    /// The worker's report of this attempt is stored up to this event seq (0: nothing
+    /// yet); a report repeating stored events changes nothing.
+    #[serde(default)]
+    pub reported_seq: u64,
+    /// Ended `lost` because its worker went silent: the worker may still deliver its
+    /// result, which is accepted while the task has no newer attempt (PROTOCOL.md).
+    #[serde(default)]
+    pub lost_to_silence: bool,
+}
+
+impl Attempt {
+    /// A fresh, live attempt.
+    pub fn new(number: u32, token: u64, worker_id: &str, assigned_at: DateTime<Utc>) -> Self {
+        Attempt {
+            number,
+            token,
+            worker_id: worker_id.to_string(),
+            assigned_at,
+            started_at: None,
+            finished_at: None,
+            outcome: None,
+            exit_code: None,
+            error: None,
+            reported_seq: 0,
+            lost_to_silence: false,
+        }
+    }
 }
 
 /// A task as stored: its spec plus everything that happened to it.

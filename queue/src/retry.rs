@@ -92,29 +92,13 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(i, s)| Attempt {
-                number: i as u32 + 1,
-                token: i as u64 + 1,
-                worker_id: "w".into(),
-                assigned_at: now,
-                started_at: None,
                 finished_at: Some(now),
                 outcome: Some(*s),
-                exit_code: None,
-                error: None,
+                ..Attempt::new(i as u32 + 1, i as u64 + 1, "w", now)
             })
             .collect();
         let n = attempts.len();
-        attempts.push(Attempt {
-            number: n as u32 + 1,
-            token: n as u64 + 1,
-            worker_id: "w".into(),
-            assigned_at: now,
-            started_at: None,
-            finished_at: None,
-            outcome: None,
-            exit_code: None,
-            error: None,
-        });
+        attempts.push(Attempt::new(n as u32 + 1, n as u64 + 1, "w", now));
         Task {
             id: TaskId::new(),
             spec,

@@ -1,4 +1,5 @@
-//! The `QueueStore` trait: everything the master needs from durable storage.
+//! The store's traits, one per concern ([`TaskStore`], [`AttemptLedger`], [`LogStore`],
+//! [`WorkerStore`], [`UserStore`]), and [`QueueStore`], all of them together.
 //!
 //! Contract every backend keeps (the conformance suite checks each point):
 //! - A call that returns `Ok` is durable: a reopened store sees it.
@@ -14,9 +15,10 @@ use chrono::{DateTime, Utc};
 
 use crate::error::Result;
 use crate::model::{
-    Attempt, AttemptOutcome, ClaimRequest, Enqueued, LogChunk, NewLogChunk, NewTask, QueueStats,
-    Resources, Task, TaskId, TaskQuery, WorkerHealth, WorkerRecord,
+    Attempt, ClaimRequest, Enqueued, LogChunk, NewTask, QueueStats, Resources, Task, TaskId,
+    TaskQuery, WorkerHealth, WorkerRecord,
 };
+use crate::report::{Applied, LostCause, ReportEvent};
 use crate::users::UserRecord;
 
 /// Default cap on log bytes kept per task (10 MiB); older output is dropped first.
@@ -28,12 +30,15 @@ pub struct StoreOptions {
     /// Log bytes kept per task; when exceeded, the oldest chunks are dropped and the
     /// seq-0 system chunk says how many bytes were dropped in total.
     pub max_log_bytes_per_task: u64,
+    /// Most tasks in `queued` at once; an enqueue past it is `QueueFull`. `None`: no cap.
+    pub max_queued: Option<u64>,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
             max_log_bytes_per_task: DEFAULT_MAX_LOG_BYTES_PER_TASK,
+            max_queued: None,
         }
     }
 }
@@ -65,15 +70,23 @@ impl QueuedTask {
     }
 }
 
-/// Durable storage of tasks, attempts, logs and the worker registry.
-#[async_trait]
-pub trait QueueStore: Send + Sync + 'static {
+/// Every concern of durable storage together: what the master holds. A backend
+/// implements each narrow trait; this one only names the whole.
+pub trait QueueStore:
+    TaskStore + AttemptLedger + LogStore + WorkerStore + UserStore + Send + Sync + 'static
+{
     /// "sqlite" or "mongodb", for logs and test output.
     fn backend_name(&self) -> &'static str;
+}
 
+/// Tasks: enqueueing and reading them.
+#[async_trait]
+pub trait TaskStore: Send + Sync {
     /// Adds a task in `queued`. Validates the spec first. When the spec has an idempotency
     /// key already used by a task with an equal spec, returns that task with
-    /// `created = false`; with a different spec, `IdempotencyConflict`.
+    /// `created = false`; with a different spec, `IdempotencyConflict`. With
+    /// [`StoreOptions::max_queued`], a new task that would take the queue past the cap is
+    /// `QueueFull`, decided atomically with the insert.
     async fn enqueue(&self, task: NewTask) -> Result<Enqueued>;
 
     /// Like `enqueue` for many, atomically: either every task is stored or none is.
@@ -104,6 +117,15 @@ pub trait QueueStore: Send + Sync + 'static {
             .collect())
     }
 
+    /// Counts per status, oldest queued task, tasks finished in the minute before `now`.
+    async fn stats(&self, now: DateTime<Utc>) -> Result<QueueStats>;
+}
+
+/// The attempt ledger: every change to an attempt is ONE conditional write keyed by the
+/// task and the attempt's fencing token, and returns the task as written, so that the
+/// master's memory is only ever updated from what the store holds.
+#[async_trait]
+pub trait AttemptLedger: Send + Sync {
     /// Assigns this queued task to `worker_id`: a new attempt with the next fencing token,
     /// status `assigned`. Fails with `IllegalTransition` when it is not queued (for example
     /// another master took it first).
@@ -114,29 +136,29 @@ pub trait QueueStore: Send + Sync + 'static {
     /// `not_before <= req.now`, and assigns it as `assign` does. `None` when there is none.
     async fn claim(&self, req: &ClaimRequest) -> Result<Option<Task>>;
 
-    /// `assigned -> running` for the attempt holding `token`.
-    async fn mark_running(&self, id: TaskId, token: u64, now: DateTime<Utc>) -> Result<Task>;
-
-    /// Ends the attempt holding `token` with `outcome` and moves the task on as
-    /// [`crate::retry::disposition`] decides: back to `queued` with a backoff, or terminal.
-    /// The attempt keeps its outcome, exit code and error.
-    async fn finish_attempt(
+    /// Applies `worker_id`'s report of the attempt holding `token` (events in ascending seq;
+    /// the attempt must be that worker's, else `Invalid`):
+    /// start, output (kept as that attempt's, bounded per task) and end, in one write at
+    /// `now`, with the worker's times. Events already stored are skipped, so a repeat
+    /// changes nothing; a report that skips events is `ReportGap` and changes nothing.
+    /// `StaleToken` when a newer attempt exists, `AttemptOver` when the attempt ended,
+    /// except for the late result of an attempt lost to silence (see `lifecycle`).
+    async fn report(
         &self,
         id: TaskId,
         token: u64,
-        outcome: AttemptOutcome,
+        worker_id: &str,
+        events: Vec<ReportEvent>,
         now: DateTime<Utc>,
-    ) -> Result<Task>;
+    ) -> Result<Applied>;
 
-    /// `mark_running` (at `started`, skipped when the attempt is running already) and then
-    /// `finish_attempt`, as ONE durable write: what a worker reports for a short task whose
-    /// start and end arrive together. Fails, changing nothing, where either would.
-    async fn start_and_finish(
+    /// The master's verdict on the live attempt `token`: `lost`, for `cause`; the task
+    /// retries (by its lost budget) or ends as [`crate::retry::disposition`] decides.
+    async fn lose(
         &self,
         id: TaskId,
         token: u64,
-        started: DateTime<Utc>,
-        outcome: AttemptOutcome,
+        cause: LostCause,
         now: DateTime<Utc>,
     ) -> Result<Task>;
 
@@ -144,11 +166,11 @@ pub trait QueueStore: Send + Sync + 'static {
     /// gets `cancel_requested = true` (its worker stops it and reports `cancelled`).
     /// A terminal task is an `IllegalTransition` to `cancelled`.
     async fn request_cancel(&self, id: TaskId, now: DateTime<Utc>) -> Result<Task>;
+}
 
-    /// Appends output of the attempt holding `token`; returns the last seq written.
-    /// Keeps at most `max_log_bytes_per_task` bytes, dropping the oldest chunks.
-    async fn append_logs(&self, id: TaskId, token: u64, chunks: Vec<NewLogChunk>) -> Result<u64>;
-
+/// Task output (written by [`AttemptLedger::report`]).
+#[async_trait]
+pub trait LogStore: Send + Sync {
     /// Chunks with `seq > after` (all, including the seq-0 marker, when `after` is None),
     /// in seq order, at most `limit`. `NotFound` when the task does not exist.
     async fn read_logs(
@@ -157,10 +179,11 @@ pub trait QueueStore: Send + Sync + 'static {
         after: Option<u64>,
         limit: usize,
     ) -> Result<Vec<LogChunk>>;
+}
 
-    /// Counts per status, oldest queued task, tasks finished in the minute before `now`.
-    async fn stats(&self, now: DateTime<Utc>) -> Result<QueueStats>;
-
+/// The worker registry.
+#[async_trait]
+pub trait WorkerStore: Send + Sync {
     /// Inserts or replaces a worker record.
     async fn upsert_worker(&self, worker: &WorkerRecord) -> Result<()>;
 
@@ -178,9 +201,11 @@ pub trait QueueStore: Send + Sync + 'static {
 
     /// Every known worker, by id.
     async fn list_workers(&self) -> Result<Vec<WorkerRecord>>;
+}
 
-    // Users and the join token (auth). Only keyed hashes of tokens are ever stored.
-
+/// Users and the join token (auth). Only keyed hashes of tokens are ever stored.
+#[async_trait]
+pub trait UserStore: Send + Sync {
     /// Adds a user. `Invalid` when the name is malformed or taken, or the token hash is
     /// already another user's.
     async fn add_user(&self, user: &UserRecord) -> Result<()>;

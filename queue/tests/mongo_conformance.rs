@@ -12,8 +12,8 @@ use bson::{doc, Bson, Document};
 use cloudai_queue::conformance::Harness;
 use cloudai_queue::mongo::{names, MongoStore};
 use cloudai_queue::{
-    open_store, ClaimRequest, NewTask, QueueError, QueueStore, Resources, StoreOptions, TaskQuery,
-    TaskSpec, TaskStatus,
+    open_store, AttemptEnd, AttemptLedger, ClaimRequest, NewTask, QueueError, QueueStore,
+    ReportBody, ReportEvent, Resources, StoreOptions, TaskQuery, TaskSpec, TaskStatus, TaskStore,
 };
 
 const URI_VAR: &str = "CLOUDAI_TEST_MONGODB_URI";
@@ -250,24 +250,38 @@ async fn documents_have_the_documented_shape() {
     let t = store.enqueue(spec.into()).await.unwrap().task;
     let now = chrono::Utc::now();
     let a = store.assign(t.id, "w1", now).await.unwrap();
-    let failed = cloudai_queue::AttemptOutcome {
-        status: TaskStatus::Failed,
-        exit_code: Some(2),
-        error: None,
+    let end = |seq, e| ReportEvent {
+        seq,
+        time: now,
+        body: ReportBody::Finished(e),
     };
     let back = store
-        .finish_attempt(t.id, a.token(), failed, now)
+        .report(
+            t.id,
+            a.token(),
+            "w1",
+            vec![end(1, AttemptEnd::Exited(2))],
+            now,
+        )
         .await
-        .unwrap();
+        .unwrap()
+        .task;
     let b = store.assign(t.id, "w2", back.not_before).await.unwrap();
-    store.mark_running(t.id, b.token(), now).await.unwrap();
-    let ok = cloudai_queue::AttemptOutcome {
-        status: TaskStatus::Succeeded,
-        exit_code: Some(0),
-        error: None,
+    let start = ReportEvent {
+        seq: 1,
+        time: now,
+        body: ReportBody::Started {
+            container_id: "c".into(),
+        },
     };
     store
-        .finish_attempt(t.id, b.token(), ok, now)
+        .report(
+            t.id,
+            b.token(),
+            "w2",
+            vec![start, end(2, AttemptEnd::Exited(0))],
+            now,
+        )
         .await
         .unwrap();
 

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use cloudai_queue::TaskSpec;
 use futures::StreamExt;
 use tokio::sync::{mpsc, watch};
@@ -23,22 +24,25 @@ pub enum AttemptEvent {
     Started {
         /// Its id.
         container_id: String,
+        /// When it started.
+        at: DateTime<Utc>,
     },
     /// A chunk of its output.
     Output(OutputChunk),
 }
 
-/// How an attempt ended; maps one-to-one onto the protocol's `FinishKind`.
+/// How an attempt ended: the domain's [`cloudai_queue::AttemptEnd`], one-to-one with the
+/// protocol's `FinishKind`.
+pub use cloudai_queue::AttemptEnd as Finish;
+
+/// An attempt's end and when it happened (the container's exit, or the moment the worker
+/// gave up on it), as the worker measured it: the time the master stores.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Finish {
-    /// The container ran and exited with this code.
-    Exited(i32),
-    /// It ran past its timeout and was stopped.
-    TimedOut,
-    /// It was asked to stop (cancel) before it ended.
-    Cancelled,
-    /// It could not be run: pull, create or start failed. The text says why.
-    Error(String),
+pub struct Ended {
+    /// How it ended.
+    pub finish: Finish,
+    /// When.
+    pub at: DateTime<Utc>,
 }
 
 /// Tuning of the attempt policy.
@@ -61,72 +65,109 @@ impl Default for AttemptOptions {
     }
 }
 
-/// The sending half of a stop request (cancel, revoke, shutdown).
+/// How urgently an attempt must stop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stop {
+    /// Keep running.
+    Run,
+    /// Stop with the configured grace (cancel, revoke, shutdown).
+    Graceful,
+    /// Stop within this long (the lease ended: the grace is capped).
+    Within(Duration),
+}
+
+/// The sending half of a stop request (cancel, revoke, shutdown, lease end).
 #[derive(Debug)]
-pub struct Stopper(watch::Sender<bool>);
+pub struct Stopper(watch::Sender<Stop>);
 
 /// The receiving half: [`run_attempt`] watches it.
 #[derive(Clone, Debug)]
-pub struct StopSignal(watch::Receiver<bool>);
+pub struct StopSignal(watch::Receiver<Stop>);
 
 /// A connected pair of stop halves.
 pub fn stop_signal() -> (Stopper, StopSignal) {
-    let (tx, rx) = watch::channel(false);
+    let (tx, rx) = watch::channel(Stop::Run);
     (Stopper(tx), StopSignal(rx))
 }
 
 impl Stopper {
-    /// Asks the attempt to stop. Idempotent.
+    /// Asks the attempt to stop, with its configured grace. Idempotent.
     pub fn stop(&self) {
-        self.0.send_replace(true);
+        self.0.send_if_modified(|s| {
+            let was = *s;
+            if was == Stop::Run {
+                *s = Stop::Graceful;
+            }
+            was == Stop::Run
+        });
+    }
+
+    /// Asks the attempt to stop within `limit`: its grace is capped there and the kill
+    /// follows. Overrides a gentler stop that has not begun yet.
+    pub fn stop_within(&self, limit: Duration) {
+        self.0.send_replace(Stop::Within(limit));
     }
 }
 
 impl StopSignal {
     /// A signal that never fires, for callers with no cancel.
     pub fn never() -> Self {
-        // With the sender gone the value can never become true.
-        StopSignal(watch::channel(false).1)
+        // With the sender gone the value can never change.
+        StopSignal(watch::channel(Stop::Run).1)
     }
 
     /// True once a stop was asked for.
     pub fn is_stopped(&self) -> bool {
-        *self.0.borrow()
+        *self.0.borrow() != Stop::Run
+    }
+
+    /// The grace a stop asked for now gets: `configured`, or less when a limit was set.
+    pub fn grace(&self, configured: Duration) -> Duration {
+        match *self.0.borrow() {
+            Stop::Within(limit) => configured.min(limit),
+            _ => configured,
+        }
     }
 
     /// Resolves when a stop is asked for; never, if the stopper was dropped unused.
     pub async fn stopped(&mut self) {
-        if self.0.wait_for(|s| *s).await.is_err() {
+        if self.0.wait_for(|s| *s != Stop::Run).await.is_err() {
             futures::future::pending::<()>().await;
         }
     }
 }
 
-/// Runs one attempt to its end and returns how it ended. Events go to `events` in order;
-/// if the receiver is slow the container's output is read more slowly (bounded memory),
-/// and if it is gone events are dropped. The container is removed before this returns.
+/// Runs one attempt to its end and returns how and when it ended. Events go to `events`
+/// in order; if the receiver is slow the container's output is read more slowly (bounded
+/// memory), and if it is gone events are dropped. The container is removed before this
+/// returns; the end's time is the container's exit (or the stop), not the removal.
 pub async fn run_attempt(
     exec: &dyn Executor,
     req: StartRequest,
     opts: &AttemptOptions,
     mut stop: StopSignal,
     events: mpsc::Sender<AttemptEvent>,
-) -> Finish {
+) -> Ended {
+    let ended = |finish| Ended {
+        finish,
+        at: Utc::now(),
+    };
     let task_id = req.task_id.clone();
     if let Err(e) = prepare(exec, &req.spec, &mut stop, &events).await {
-        return e;
+        return ended(e);
     }
     if stop.is_stopped() {
-        return Finish::Cancelled;
+        return ended(Finish::Cancelled);
     }
     let handle = match exec.start(&req).await {
         Ok(h) => h,
-        Err(e) => return Finish::Error(e.to_string()),
+        Err(e) => return ended(Finish::Error(e.to_string())),
     };
     tracing::debug!(task_id = %task_id, container_id = %handle.id, "container started");
     let _ = events
         .send(AttemptEvent::Started {
             container_id: handle.id.clone(),
+            at: Utc::now(),
         })
         .await;
     let mut output = exec.logs(&handle);
@@ -156,28 +197,29 @@ pub async fn run_attempt(
     };
     let finish = tokio::select! {
         code = exec.wait(&handle) => match code {
-            Ok(code) => Finish::Exited(code.clamp(i32::MIN as i64, i32::MAX as i64) as i32),
+            Ok(code) => ended(Finish::Exited(code.clamp(i32::MIN as i64, i32::MAX as i64) as i32)),
             Err(e) => {
-                terminate(exec, &handle, opts.stop_grace).await;
-                Finish::Error(e.to_string())
+                let at = Utc::now();
+                terminate(exec, &handle, stop.grace(opts.stop_grace)).await;
+                Ended { finish: Finish::Error(e.to_string()), at }
             }
         },
         _ = timeout => {
             tracing::info!(task_id = %task_id, "attempt timed out, stopping");
-            terminate(exec, &handle, opts.stop_grace).await;
-            Finish::TimedOut
+            terminate(exec, &handle, stop.grace(opts.stop_grace)).await;
+            ended(Finish::TimedOut)
         }
         _ = stop.stopped() => {
             tracing::info!(task_id = %task_id, "attempt cancelled, stopping");
-            terminate(exec, &handle, opts.stop_grace).await;
-            Finish::Cancelled
+            terminate(exec, &handle, stop.grace(opts.stop_grace)).await;
+            ended(Finish::Cancelled)
         }
     };
 
     let drained = tokio::select! {
         r = tokio::time::timeout(opts.log_drain, &mut logs) => r.is_ok(),
         // A stop during the drain: the output is no longer wanted.
-        _ = stop.stopped(), if finish != Finish::Cancelled => false,
+        _ = stop.stopped(), if finish.finish != Finish::Cancelled => false,
     };
     if !drained {
         tracing::warn!(task_id = %task_id, "abandoning undelivered container output");
@@ -258,7 +300,9 @@ mod tests {
         stop: StopSignal,
     ) -> (Finish, Vec<AttemptEvent>) {
         let (tx, mut rx) = mpsc::channel(64);
-        let finish = run_attempt(exec, req(spec), &AttemptOptions::default(), stop, tx).await;
+        let finish = run_attempt(exec, req(spec), &AttemptOptions::default(), stop, tx)
+            .await
+            .finish;
         let mut events = Vec::new();
         while let Ok(e) = rx.try_recv() {
             events.push(e);

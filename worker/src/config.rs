@@ -13,6 +13,10 @@ pub const DEFAULT_MASTER: &str = "http://127.0.0.1:50051";
 pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
 /// Default time between the stop signal and the kill.
 pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
+/// Default memory for unacknowledged reports before they spill to disk: 64 MiB.
+pub const DEFAULT_MAX_REPORT_MEMORY: u64 = 64 << 20;
+/// Default disk for spilled reports: 1 GiB.
+pub const DEFAULT_MAX_REPORT_SPILL: u64 = 1 << 30;
 
 /// How a worker runs.
 #[derive(Clone, Debug, PartialEq, clap::Args)]
@@ -46,11 +50,21 @@ pub struct WorkerConfig {
     #[arg(long, env = "CLOUDAI_WORKER_STOP_GRACE", default_value = "10s", value_parser = parse_duration)]
     pub stop_grace: Duration,
 
-    /// Stop (and remove) running containers once the master has been unreachable this long,
-    /// so a partition never leaves a second copy of an attempt running after the master
-    /// has given it to another worker. Default: unset, containers keep running.
-    #[arg(long, env = "CLOUDAI_WORKER_DISCONNECT_GRACE", value_parser = parse_duration)]
-    pub disconnect_grace: Option<Duration>,
+    /// Directory for the worker's own files: reports spilled to disk while the master has
+    /// not acknowledged them. Default: `cloudai-worker-<id>` under the system's temporary
+    /// directory.
+    #[arg(long, env = "CLOUDAI_WORKER_DATA_DIR")]
+    pub data_dir: Option<std::path::PathBuf>,
+
+    /// Bytes of unacknowledged reports (output, starts, ends) kept in memory; past it they
+    /// spill to files under --data-dir, so a master or store outage loses nothing.
+    #[arg(long, env = "CLOUDAI_WORKER_MAX_REPORT_MEMORY", default_value = "64M", value_parser = parse_bytes)]
+    pub max_report_memory: u64,
+
+    /// Bytes of spilled reports kept on disk; past it, attempts wait (their output is read
+    /// more slowly) until the master acknowledges what it has.
+    #[arg(long, env = "CLOUDAI_WORKER_MAX_REPORT_SPILL", default_value = "1G", value_parser = parse_bytes)]
+    pub max_report_spill: u64,
 
     /// Join token sent with the registration, when the master requires one.
     #[arg(
@@ -100,7 +114,9 @@ impl WorkerConfig {
             memory: None,
             heartbeat_interval: None,
             stop_grace: DEFAULT_STOP_GRACE,
-            disconnect_grace: None,
+            data_dir: None,
+            max_report_memory: DEFAULT_MAX_REPORT_MEMORY,
+            max_report_spill: DEFAULT_MAX_REPORT_SPILL,
             join_token: None,
             ca: None,
             tls_cert: None,
@@ -255,6 +271,8 @@ mod tests {
         assert_eq!(c.memory, Some(512 << 20));
         assert_eq!(c.heartbeat_interval, Some(Duration::from_millis(200)));
         assert_eq!(c.stop_grace, DEFAULT_STOP_GRACE);
+        let defaults = Cli::try_parse_from(["w"]).unwrap().worker;
+        assert_eq!(defaults, WorkerConfig::new(DEFAULT_MASTER));
         assert!(Cli::try_parse_from(["w", "--labels", "bad"]).is_err());
     }
 }

@@ -35,7 +35,9 @@ async fn run(
         }
         events
     });
-    let finish = run_attempt(exec.as_ref(), req, &options(), stop, tx).await;
+    let finish = run_attempt(exec.as_ref(), req, &options(), stop, tx)
+        .await
+        .finish;
     (finish, collect.await.unwrap())
 }
 
@@ -58,7 +60,7 @@ async fn success_streams_exact_stdout_and_stderr() {
     let (finish, events) = run(&exec, req.clone(), StopSignal::never()).await;
     assert_eq!(finish, Finish::Exited(0));
     assert!(
-        matches!(&events[0], AttemptEvent::Started { container_id } if !container_id.is_empty()),
+        matches!(&events[0], AttemptEvent::Started { container_id, .. } if !container_id.is_empty()),
         "first event is started: {events:?}"
     );
     assert_eq!(output(&events, LogStream::Stdout), "out1\nout2\n");
@@ -140,7 +142,7 @@ async fn cancel_while_running_stops_and_removes_it() {
             stopper.stop();
         }
     }
-    assert_eq!(attempt.await.unwrap(), Finish::Cancelled);
+    assert_eq!(attempt.await.unwrap().finish, Finish::Cancelled);
     assert!(matches!(events[0], AttemptEvent::Started { .. }));
     assert_gone(&req);
 }
@@ -185,7 +187,7 @@ async fn limits_and_labels_are_applied() {
     let mut container = None;
     while let Some(e) = rx.recv().await {
         match e {
-            AttemptEvent::Started { container_id } => container = Some(container_id),
+            AttemptEvent::Started { container_id, .. } => container = Some(container_id),
             AttemptEvent::Output(_) => {
                 let id = container.clone().expect("started before output");
                 let info = exec
@@ -205,7 +207,7 @@ async fn limits_and_labels_are_applied() {
             AttemptEvent::Pulling(_) => {}
         }
     }
-    assert_eq!(attempt.await.unwrap(), Finish::Cancelled);
+    assert_eq!(attempt.await.unwrap().finish, Finish::Cancelled);
     assert_gone(&req);
 }
 

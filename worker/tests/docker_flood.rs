@@ -69,7 +69,7 @@ async fn flooding_container_completes_with_bounded_memory() {
     )
     .await;
     let (bytes, largest) = consumer.await.unwrap();
-    assert_eq!(finish, Finish::Exited(0));
+    assert_eq!(finish.finish, Finish::Exited(0));
     assert_eq!(bytes, FLOOD_BYTES, "every byte delivered");
     assert!(largest <= MAX_CHUNK_BYTES, "chunk of {largest} bytes");
     let grown = peak_rss().saturating_sub(before);

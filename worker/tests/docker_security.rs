@@ -35,7 +35,9 @@ async fn run(exec: &Arc<DockerExecutor>, req: StartRequest) -> (Finish, String) 
         }
         String::from_utf8_lossy(&out).into_owned()
     });
-    let finish = run_attempt(exec.as_ref(), req, &options(), StopSignal::never(), tx).await;
+    let finish = run_attempt(exec.as_ref(), req, &options(), StopSignal::never(), tx)
+        .await
+        .finish;
     (finish, collect.await.unwrap())
 }
 
@@ -99,12 +101,14 @@ async fn a_fork_bomb_is_held_by_the_pid_limit_and_the_executor_stays_healthy() {
         let exec = exec.clone();
         let req = req.clone();
         tokio::spawn(async move {
-            run_attempt(exec.as_ref(), req, &options(), StopSignal::never(), tx).await
+            run_attempt(exec.as_ref(), req, &options(), StopSignal::never(), tx)
+                .await
+                .finish
         })
     };
     let mut container = None;
     while let Some(e) = rx.recv().await {
-        if let AttemptEvent::Started { container_id } = e {
+        if let AttemptEvent::Started { container_id, .. } = e {
             container = Some(container_id);
             break;
         }

@@ -89,17 +89,34 @@ impl Conn {
             .expect("worker stream open");
     }
 
-    /// Reads the Register (which must come first) and answers Registered.
+    /// Reads the Register (which must come first) and answers Registered, without a
+    /// lease.
     async fn accept(&mut self) -> pb::Register {
+        self.accept_with(5000, 0).await
+    }
+
+    /// Reads the Register and answers Registered with this heartbeat interval and lease.
+    async fn accept_with(&mut self, heartbeat_ms: u32, lease_ms: u32) -> pb::Register {
         let W::Register(register) = self.next().await else {
             panic!("first message is not register");
         };
         self.send(M::Registered(pb::Registered {
             worker_id: register.worker_id.clone(),
-            heartbeat_interval_ms: 5000,
+            heartbeat_interval_ms: heartbeat_ms,
+            lease_ms,
+            stop_within_ms: lease_ms / 2,
         }))
         .await;
         register
+    }
+
+    async fn ack(&self, task_id: &str, token: u64, seq: u64) {
+        self.send(M::Ack(pb::Ack {
+            task_id: task_id.into(),
+            token,
+            seq,
+        }))
+        .await;
     }
 }
 
@@ -249,41 +266,132 @@ async fn cancel_stops_the_attempt_and_reports_cancelled() {
 }
 
 #[tokio::test]
-async fn unacked_finished_is_resent_after_reconnect_and_acked_is_not() {
+async fn unacked_events_are_resent_in_order_after_a_reconnect_and_acked_ones_are_not() {
     let (url, mut conns) = fake_master().await;
     let worker = TestWorker::start(&url, "w-resend");
     let mut conn = connection(&mut conns).await;
     conn.accept().await;
-    conn.send(assign("t-resend", 5, &[])).await;
-    assert!(matches!(conn.event().await.event, Some(Event::Started(_))));
-    let first = conn.event().await;
-    assert_eq!(finished(&first).kind, pb::FinishKind::Exited as i32);
-
-    // The master drops the stream before acking: the worker reconnects and re-sends.
+    conn.send(assign(
+        "t-resend",
+        5,
+        &[("CLOUDAI_FAKE_STDOUT", "one\ntwo")],
+    ))
+    .await;
+    let mut first = Vec::new();
+    loop {
+        let e = conn.event().await;
+        let end = matches!(e.event, Some(Event::Finished(_)));
+        first.push(e);
+        if end {
+            break;
+        }
+    }
+    let seqs: Vec<u64> = first.iter().map(|e| e.seq).collect();
+    assert_eq!(
+        seqs,
+        (1..=first.len() as u64).collect::<Vec<_>>(),
+        "numbered 1, 2, …"
+    );
+    assert!(matches!(first[0].event, Some(Event::Started(_))));
+    // Only the start is acknowledged before the master goes away.
+    conn.ack("t-resend", 5, 1).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
     drop(conn);
+
     let mut conn = connection(&mut conns).await;
     let register = conn.accept().await;
     assert!(
         register.running.is_empty(),
         "a finished attempt is not running"
     );
-    let again = conn.event().await;
-    assert_eq!((again.task_id.as_str(), again.token), ("t-resend", 5));
-    assert_eq!(finished(&again), finished(&first));
-    conn.send(M::Ack(pb::Ack {
-        task_id: "t-resend".into(),
-        token: 5,
-    }))
-    .await;
+    assert_eq!(
+        register.finished,
+        vec![pb::AttemptRef {
+            task_id: "t-resend".into(),
+            token: 5
+        }],
+        "its report is on its way"
+    );
+    let mut again = Vec::new();
+    while again.len() < first.len() - 1 {
+        again.push(conn.event().await);
+    }
+    assert_eq!(
+        again,
+        first[1..],
+        "everything after the ack, in order, unchanged"
+    );
+    conn.ack("t-resend", 5, first.len() as u64).await;
 
     // Once acked it is forgotten: the next session carries only heartbeats.
     tokio::time::sleep(Duration::from_millis(300)).await;
     drop(conn);
     let mut conn = connection(&mut conns).await;
-    conn.accept().await;
+    assert!(conn.accept().await.finished.is_empty());
     for _ in 0..3 {
         assert!(matches!(conn.next().await, W::Heartbeat(_)));
     }
+    worker.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn output_past_the_memory_limit_spills_to_disk_and_arrives_whole() {
+    let (url, mut conns) = fake_master().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(&url, "w-spill");
+    config.data_dir = Some(dir.path().to_path_buf());
+    config.max_report_memory = 4096;
+    let worker = TestWorker::spawn(config, FakeBehavior::default());
+    let mut conn = connection(&mut conns).await;
+    conn.accept().await;
+    let lines: Vec<String> = (0..400)
+        .map(|i| format!("line {i:04} {}", "x".repeat(40)))
+        .collect();
+    conn.send(assign(
+        "t-spill",
+        1,
+        &[("CLOUDAI_FAKE_STDOUT", &lines.join("\n"))],
+    ))
+    .await;
+    // Nothing is acknowledged until the attempt has ended: the worker must hold it all.
+    let spill_dir = dir.path().join("reports");
+    let spilled = tokio::time::timeout(WAIT, async {
+        loop {
+            let n = std::fs::read_dir(&spill_dir)
+                .map(|d| d.count())
+                .unwrap_or(0);
+            if n > 0 {
+                return n;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("a spill file appears");
+    assert_eq!(spilled, 1);
+    let mut out = Vec::new();
+    let mut last = 0;
+    loop {
+        let e = conn.event().await;
+        assert_eq!(e.seq, last + 1, "no gap, no repeat");
+        last = e.seq;
+        match &e.event {
+            Some(Event::Log(l)) => out.extend_from_slice(&l.data),
+            Some(Event::Finished(_)) => break,
+            _ => {}
+        }
+        // Acknowledge as a master would, which lets the rest through the window.
+        conn.ack("t-spill", 1, e.seq).await;
+    }
+    conn.ack("t-spill", 1, last).await;
+    assert_eq!(String::from_utf8(out).unwrap(), lines.join("\n") + "\n");
+    tokio::time::timeout(WAIT, async {
+        while std::fs::read_dir(&spill_dir).unwrap().count() > 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the spill file is removed once acknowledged");
     worker.shutdown().await.unwrap();
 }
 
@@ -311,6 +419,11 @@ async fn reconnect_reports_running_attempts_and_revoke_stops_them_silently() {
         worker.executor.live_containers(),
         1,
         "kept running meanwhile"
+    );
+    let resent = conn.event().await;
+    assert!(
+        matches!(resent.event, Some(Event::Started(_))) && resent.seq == 1,
+        "the unacknowledged start is sent again: {resent:?}"
     );
     conn.send(M::Revoke(pb::Revoke {
         attempts: register.running.clone(),
@@ -403,31 +516,67 @@ async fn worker_keeps_retrying_until_the_master_appears() {
 }
 
 #[tokio::test]
-async fn containers_stop_once_the_master_is_unreachable_past_the_grace() {
+async fn containers_stop_when_the_lease_ends_and_an_acked_heartbeat_renews_it() {
     let (url, mut conns) = fake_master().await;
-    let mut config = test_config(&url, "w-partition");
-    config.disconnect_grace = Some(Duration::from_millis(300));
-    let worker = TestWorker::spawn(config, FakeBehavior::default());
+    let worker = TestWorker::start(&url, "w-lease");
     let mut conn = connection(&mut conns).await;
-    conn.accept().await;
-    conn.send(assign(
-        "t-partitioned",
-        2,
-        &[("CLOUDAI_FAKE_RUN_MS", "60000")],
-    ))
-    .await;
+    conn.accept_with(100, 600).await;
+    conn.send(assign("t-leased", 2, &[("CLOUDAI_FAKE_RUN_MS", "60000")]))
+        .await;
     assert!(matches!(conn.event().await.event, Some(Event::Started(_))));
-    // The master becomes unreachable: the stream ends and new streams are refused.
-    drop(conn);
-    drop(conns);
-    let deadline = tokio::time::Instant::now() + WAIT;
+    // Acknowledge every heartbeat for two leases' time: the attempt keeps running.
+    let until = tokio::time::Instant::now() + Duration::from_millis(1500);
+    while tokio::time::Instant::now() < until {
+        match conn.next().await {
+            W::Heartbeat(hb) => {
+                conn.send(M::HeartbeatAck(pb::HeartbeatAck { seq: hb.seq }))
+                    .await
+            }
+            W::Event(_) => {}
+            W::Register(_) => panic!("unexpected register"),
+        }
+    }
+    assert_eq!(
+        worker.executor.live_containers(),
+        1,
+        "a renewed lease holds"
+    );
+    // Now the master stops acknowledging (a partition, a stuck master): the stream
+    // stays open, but within the lease the container is stopped.
+    let stopped_by = tokio::time::Instant::now() + Duration::from_millis(600 + 300 + 500);
     while worker.executor.live_containers() > 0 {
         assert!(
-            tokio::time::Instant::now() < deadline,
-            "container still running long after the disconnect grace"
+            tokio::time::Instant::now() < stopped_by,
+            "container still running long after the lease ended"
         );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        let _ = tokio::time::timeout(Duration::from_millis(20), conn.next()).await;
     }
-    assert!(!worker.is_finished(), "the worker itself keeps trying");
+    // It was stopped unreported: no end is sent for it.
+    let quiet = tokio::time::Instant::now() + Duration::from_millis(300);
+    while tokio::time::Instant::now() < quiet {
+        if let Ok(m) = tokio::time::timeout(Duration::from_millis(50), conn.next()).await {
+            assert!(
+                !matches!(&m, W::Event(e) if matches!(e.event, Some(Event::Finished(_)))),
+                "a stopped-unreported attempt sends no end: {m:?}"
+            );
+        }
+    }
+    assert!(!worker.is_finished(), "the worker itself keeps going");
+    worker.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn without_a_lease_containers_outlive_a_lost_master() {
+    let (url, mut conns) = fake_master().await;
+    let worker = TestWorker::start(&url, "w-nolease");
+    let mut conn = connection(&mut conns).await;
+    conn.accept().await;
+    conn.send(assign("t-kept", 2, &[("CLOUDAI_FAKE_RUN_MS", "60000")]))
+        .await;
+    assert!(matches!(conn.event().await.event, Some(Event::Started(_))));
+    drop(conn);
+    drop(conns);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(worker.executor.live_containers(), 1);
     worker.shutdown().await.unwrap();
 }

@@ -6,7 +6,6 @@ use std::io::IsTerminal;
 use std::time::Duration;
 
 use cloudai_queue::{TaskSpec, TaskStatus};
-use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::client::Client;
@@ -104,11 +103,9 @@ pub async fn wait_for(c: &Client, id: &str) -> CliResult<TaskView> {
             continue;
         }
         pb.finish_and_clear();
-        // Running or finished: its output, live until it ends.
-        let mut logs = Box::pin(c.logs(id, true, true, true).await?);
-        while let Some(chunk) = logs.next().await {
-            super::logs::write_chunk(&chunk?);
-        }
+        // Running or finished: its output, live until it ends (a retry's output after a
+        // separator line).
+        super::logs::follow(c, &t).await?;
         // The log stream ends with the task; a retry sends it back to the queue.
         let t = c.task(id).await?;
         if t.status.is_terminal() {

@@ -203,8 +203,6 @@ impl Cluster {
             "2G",
             "--stop-grace",
             "1s",
-            "--disconnect-grace",
-            "10s",
         ]
         .map(String::from)
         .to_vec();

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use cloudai_master::{MasterConfig, MasterError};
 use cloudai_proto::pb;
-use cloudai_queue::{QueueStore, StoreOptions};
+use cloudai_queue::QueueStore;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
@@ -55,7 +55,7 @@ impl Master {
     /// A master on the store file in `dir` (reopened: this is how a restart is tested).
     pub async fn start_in(dir: Arc<tempfile::TempDir>, config: MasterConfig) -> Master {
         let uri = format!("sqlite://{}", dir.path().join("cloudai.db").display());
-        let store = cloudai_queue::open_store(&uri, StoreOptions::default())
+        let store = cloudai_queue::open_store(&uri, config.store_options())
             .await
             .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -216,10 +216,12 @@ pub async fn logs(c: &mut ClientServiceClient<Channel>, id: &str, follow: bool) 
     String::from_utf8(out).unwrap()
 }
 
-/// A worker that speaks the raw protocol, driven by the test.
+/// A worker that speaks the raw protocol, driven by the test. It numbers each attempt's
+/// events itself (1, 2, 3, …) unless a test gives the seq, and skips heartbeat acks.
 pub struct RawWorker {
     pub tx: mpsc::Sender<pb::WorkerMessage>,
     pub rx: Streaming<pb::MasterMessage>,
+    seqs: std::sync::Mutex<std::collections::HashMap<(String, u64), u64>>,
 }
 
 pub fn register(
@@ -252,6 +254,7 @@ impl RawWorker {
         Ok(RawWorker {
             tx,
             rx: resp.into_inner(),
+            seqs: Default::default(),
         })
     }
 
@@ -267,8 +270,18 @@ impl RawWorker {
         w
     }
 
-    /// The next master message (fails the test after 10 s).
+    /// The next master message other than a heartbeat ack (fails the test after 10 s).
     pub async fn next(&mut self) -> pb::master_message::Msg {
+        loop {
+            match self.next_raw().await {
+                pb::master_message::Msg::HeartbeatAck(_) => continue,
+                m => return m,
+            }
+        }
+    }
+
+    /// The next master message, heartbeat acks included (fails the test after 10 s).
+    pub async fn next_raw(&mut self) -> pb::master_message::Msg {
         tokio::time::timeout(Duration::from_secs(10), self.rx.message())
             .await
             .expect("a master message within 10s")
@@ -278,12 +291,34 @@ impl RawWorker {
             .expect("message body")
     }
 
+    /// The next `Ack` for `task_id` that covers event `seq` (earlier acks of the task
+    /// and other messages are skipped).
+    pub async fn ack_through(&mut self, task_id: &str, seq: u64) -> pb::Ack {
+        loop {
+            if let pb::master_message::Msg::Ack(a) = self.next().await {
+                if a.task_id == task_id && a.seq >= seq {
+                    return a;
+                }
+            }
+        }
+    }
+
     pub async fn next_assign(&mut self) -> pb::Assign {
         loop {
-            match self.next().await {
+            match self.next_skipping_acks().await {
                 pb::master_message::Msg::Assign(a) => return a,
                 pb::master_message::Msg::Registered(_) => continue,
                 other => panic!("expected Assign, got {other:?}"),
+            }
+        }
+    }
+
+    /// The next master message other than an ack of this worker's reports.
+    pub async fn next_skipping_acks(&mut self) -> pb::master_message::Msg {
+        loop {
+            match self.next().await {
+                pb::master_message::Msg::Ack(_) => continue,
+                m => return m,
             }
         }
     }
@@ -316,13 +351,36 @@ impl RawWorker {
         })
     }
 
-    pub async fn event(&self, task_id: &str, token: u64, event: pb::task_event::Event) {
+    /// Sends the attempt's next event, numbered after the ones this worker sent, at now.
+    /// Returns its seq.
+    pub async fn event(&self, task_id: &str, token: u64, event: pb::task_event::Event) -> u64 {
+        let seq = {
+            let mut seqs = self.seqs.lock().unwrap();
+            let n = seqs.entry((task_id.to_string(), token)).or_insert(0);
+            *n += 1;
+            *n
+        };
+        self.event_at(task_id, token, seq, chrono::Utc::now(), event)
+            .await;
+        seq
+    }
+
+    /// Sends an event with the given seq and time, as a worker that re-sends would.
+    pub async fn event_at(
+        &self,
+        task_id: &str,
+        token: u64,
+        seq: u64,
+        time: chrono::DateTime<chrono::Utc>,
+        event: pb::task_event::Event,
+    ) {
         self.tx
             .send(pb::WorkerMessage {
                 msg: Some(pb::worker_message::Msg::Event(pb::TaskEvent {
                     task_id: task_id.into(),
                     token,
-                    time: None,
+                    time: Some(cloudai_proto::convert::timestamp(time)),
+                    seq,
                     event: Some(event),
                 })),
             })

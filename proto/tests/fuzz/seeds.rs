@@ -69,6 +69,8 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         outcome: pb::TaskStatus::Failed as i32,
         exit_code: Some(3),
         error: "exited with code 3".into(),
+        reported_seq: 4,
+        lost_to_silence: false,
     };
     let task = pb::Task {
         id: id.clone(),
@@ -105,6 +107,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
             task_id: id.clone(),
             token: 7,
             time: ts(1_700_000_000, 0),
+            seq: 1,
             event: Some(e),
         }))
     };
@@ -138,6 +141,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
                 version: "0.1.0".into(),
                 running: vec![aref.clone()],
                 token: String::new(),
+                finished: vec![],
             })),
         ),
         (
@@ -161,6 +165,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
                 }),
                 running: vec![aref.clone()],
                 sent_at: ts(i64::MIN, i32::MIN),
+                seq: u64::MAX,
             })),
         ),
         (

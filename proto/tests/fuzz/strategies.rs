@@ -124,11 +124,13 @@ pub fn wire_attempt() -> impl Strategy<Value = pb::Attempt> {
             prop::option::of(any::<i32>()),
             text(),
         ),
+        (any::<u64>(), any::<bool>()),
     )
         .prop_map(
             |(
                 (number, token, worker_id, assigned_at),
                 (started_at, finished_at, outcome, exit_code, error),
+                (reported_seq, lost_to_silence),
             )| pb::Attempt {
                 number,
                 token,
@@ -139,6 +141,8 @@ pub fn wire_attempt() -> impl Strategy<Value = pb::Attempt> {
                 outcome,
                 exit_code,
                 error,
+                reported_seq,
+                lost_to_silence,
             },
         )
 }
@@ -215,6 +219,7 @@ pub fn worker_message() -> impl Strategy<Value = pb::WorkerMessage> {
                 gpu: None,
                 hostname: "h".into(),
                 version: "v".into(),
+                finished: running.clone(),
                 running,
                 token,
             })
@@ -223,8 +228,9 @@ pub fn worker_message() -> impl Strategy<Value = pb::WorkerMessage> {
         any::<f64>(),
         prop::collection::vec(attempt_ref(), 0..4),
         prop::option::of(wire_ts()),
+        any::<u64>(),
     )
-        .prop_map(|(cpu_percent, running, sent_at)| {
+        .prop_map(|(cpu_percent, running, sent_at, seq)| {
             Msg::Heartbeat(pb::Heartbeat {
                 usage: Some(pb::Usage {
                     cpu_percent,
@@ -232,6 +238,7 @@ pub fn worker_message() -> impl Strategy<Value = pb::WorkerMessage> {
                 }),
                 running,
                 sent_at,
+                seq,
             })
         });
     let body = prop_oneof![
@@ -252,13 +259,15 @@ pub fn worker_message() -> impl Strategy<Value = pb::WorkerMessage> {
         any::<u64>(),
         prop::option::of(wire_ts()),
         prop::option::of(body),
+        0u64..4,
     )
-        .prop_map(|(task_id, token, time, event)| {
+        .prop_map(|(task_id, token, time, event, seq)| {
             Msg::Event(pb::TaskEvent {
                 task_id,
                 token,
                 time,
                 event,
+                seq,
             })
         });
     prop::option::of(prop_oneof![register, heartbeat, event])
@@ -334,11 +343,13 @@ pub fn domain_attempt() -> impl Strategy<Value = q::Attempt> {
             prop::option::of(any::<i32>()),
             prop::option::of(non_empty()),
         ),
+        (any::<u64>(), any::<bool>()),
     )
         .prop_map(
             |(
                 (number, token, worker_id, assigned_at),
                 (started_at, finished_at, outcome, exit_code, error),
+                (reported_seq, lost_to_silence),
             )| q::Attempt {
                 number,
                 token,
@@ -349,6 +360,8 @@ pub fn domain_attempt() -> impl Strategy<Value = q::Attempt> {
                 outcome,
                 exit_code,
                 error,
+                reported_seq,
+                lost_to_silence,
             },
         )
 }

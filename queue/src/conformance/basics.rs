@@ -67,7 +67,11 @@ pub async fn get_unknown_is_not_found(h: &dyn Harness) {
         Err(QueueError::NotFound(x)) if x == id
     ));
     assert!(matches!(
-        store.mark_running(id, 1, now).await,
+        super::started(&*store, id, 1, now).await,
+        Err(QueueError::NotFound(x)) if x == id
+    ));
+    assert!(matches!(
+        super::lost(&*store, id, 1, now).await,
         Err(QueueError::NotFound(x)) if x == id
     ));
     passed(&*store, "get_unknown_is_not_found");

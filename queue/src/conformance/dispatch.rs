@@ -4,11 +4,10 @@ use std::collections::HashMap;
 
 use chrono::Duration;
 
-use super::{add, all, claim_at, now, passed, prio, spec, Harness};
+use super::{add, all, claim_at, ended, now, passed, prio, spec, Harness};
 use crate::error::QueueError;
-use crate::model::{
-    AttemptOutcome, ClaimRequest, NewTask, Resources, Task, TaskQuery, TaskSpec, TaskStatus,
-};
+use crate::model::{ClaimRequest, NewTask, Resources, Task, TaskQuery, TaskSpec, TaskStatus};
+use crate::report::AttemptEnd;
 use crate::store::{QueueStore, StoreOptions};
 
 /// Enqueues tasks with priorities 0, 5, 0, 5, -1, 10 and returns them in the order
@@ -82,13 +81,7 @@ pub async fn not_before_is_respected(h: &dyn Harness) {
 
     let at = now();
     let a = store.claim(&claim_at("w1", at)).await.unwrap().unwrap();
-    let failed = AttemptOutcome {
-        status: TaskStatus::Failed,
-        exit_code: Some(1),
-        error: None,
-    };
-    let back = store
-        .finish_attempt(a.id, a.token(), failed, at)
+    let back = ended(&*store, a.id, a.token(), AttemptEnd::Exited(1), at)
         .await
         .unwrap();
     assert_eq!(back.status, TaskStatus::Queued);

@@ -5,12 +5,12 @@ use std::collections::BTreeMap;
 
 use chrono::Duration;
 
-use super::{add, claim_at, now, passed, spec, Harness};
+use super::{add, claim_at, ended, now, output, passed, spec, started, Harness};
 use crate::error::QueueError;
 use crate::model::{
-    AttemptOutcome, LogStream, NewLogChunk, Resources, TaskSpec, TaskStatus, WorkerHealth,
-    WorkerRecord,
+    LogStream, NewLogChunk, Resources, TaskSpec, TaskStatus, WorkerHealth, WorkerRecord,
 };
+use crate::report::AttemptEnd;
 use crate::store::StoreOptions;
 
 fn chunk(stream: LogStream, text: &str) -> NewLogChunk {
@@ -52,30 +52,30 @@ pub async fn persistence_across_reopen(h: &dyn Harness) {
     let b = add(&*store, spec()).await;
     let c = add(&*store, spec()).await;
     let b1 = store.assign(b.id, "w1", at).await.unwrap();
-    store.mark_running(b.id, b1.token(), at).await.unwrap();
-    let seq = store
-        .append_logs(
-            b.id,
-            b1.token(),
-            vec![
-                chunk(LogStream::Stdout, "one\n"),
-                chunk(LogStream::Stderr, "two\n"),
-                chunk(LogStream::Stdout, "three\n"),
-            ],
-        )
-        .await
-        .unwrap();
-    assert_eq!(seq, 3);
+    started(&*store, b.id, b1.token(), at).await.unwrap();
+    let applied = output(
+        &*store,
+        b.id,
+        b1.token(),
+        vec![
+            chunk(LogStream::Stdout, "one\n"),
+            chunk(LogStream::Stderr, "two\n"),
+            chunk(LogStream::Stdout, "three\n"),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(applied.through, 4, "the start, then three chunks");
     let c1 = store.assign(c.id, "w2", at).await.unwrap();
-    let failed = AttemptOutcome {
-        status: TaskStatus::Failed,
-        exit_code: None,
-        error: Some("image not found".into()),
-    };
-    store
-        .finish_attempt(c.id, c1.token(), failed, at)
-        .await
-        .unwrap();
+    ended(
+        &*store,
+        c.id,
+        c1.token(),
+        AttemptEnd::Error("image not found".into()),
+        at,
+    )
+    .await
+    .unwrap();
     store.upsert_worker(&worker("w1", "ml")).await.unwrap();
     store
         .set_worker_health("w1", WorkerHealth::Suspect, Some(at))
@@ -101,14 +101,24 @@ pub async fn persistence_across_reopen(h: &dyn Harness) {
     assert!(!again.created);
     assert_eq!(again.task.id, a.id);
     // Sequences and tokens continue where they were.
-    let next = store
-        .append_logs(b.id, b1.token(), vec![chunk(LogStream::Stdout, "four\n")])
-        .await
-        .unwrap();
-    assert_eq!(next, 4);
+    let next = output(
+        &*store,
+        b.id,
+        b1.token(),
+        vec![chunk(LogStream::Stdout, "four\n")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(next.through, 5);
+    let logs = store.read_logs(b.id, Some(3), 10).await.unwrap();
+    assert_eq!(logs.len(), 1);
+    assert_eq!(
+        (logs[0].seq, logs[0].data.as_slice()),
+        (4, b"four\n".as_slice())
+    );
     let a1 = store.claim(&claim_at("w3", now())).await.unwrap().unwrap();
     assert_eq!(a1.id, a.id);
-    let stale = store.mark_running(c.id, c1.token() + 1, at).await;
+    let stale = started(&*store, c.id, c1.token() + 1, at).await;
     assert!(
         matches!(stale, Err(QueueError::StaleToken { .. })),
         "{stale:?}"
@@ -123,6 +133,7 @@ pub async fn bounded_logs_keep_newest_with_marker(h: &dyn Harness) {
     let store = h
         .open(StoreOptions {
             max_log_bytes_per_task: CAP,
+            ..StoreOptions::default()
         })
         .await;
     let t = add(&*store, spec()).await;
@@ -145,7 +156,10 @@ pub async fn bounded_logs_keep_newest_with_marker(h: &dyn Harness) {
                 data: d.clone(),
             })
             .collect();
-        last = store.append_logs(t.id, a.token(), chunks).await.unwrap();
+        last = output(&*store, t.id, a.token(), chunks)
+            .await
+            .unwrap()
+            .through;
     }
     assert_eq!(last, 80);
     let total = (80 * CHUNK) as u64;
@@ -192,16 +206,14 @@ pub async fn read_logs_after_and_limit(h: &dyn Harness) {
         .enumerate()
         .map(|(i, s)| chunk(stream(i), s))
         .collect();
-    let first = store
-        .append_logs(t.id, a.token(), sent[..3].to_vec())
+    let first = output(&*store, t.id, a.token(), sent[..3].to_vec())
         .await
         .unwrap();
-    assert_eq!(first, 3);
-    let second = store
-        .append_logs(t.id, a.token(), sent[3..].to_vec())
+    assert_eq!(first.through, 3);
+    let second = output(&*store, t.id, a.token(), sent[3..].to_vec())
         .await
         .unwrap();
-    assert_eq!(second, 5);
+    assert_eq!(second.through, 5);
     let all = store.read_logs(t.id, None, 100).await.unwrap();
     assert_eq!(
         all.iter().map(|c| c.seq).collect::<Vec<_>>(),

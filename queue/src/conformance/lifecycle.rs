@@ -2,18 +2,11 @@
 
 use chrono::{DateTime, Duration, Utc};
 
-use super::{add, claim_at, now, passed, spec, Harness};
+use super::{add, claim_at, ended, lost, now, output, passed, spec, started, Harness};
 use crate::error::QueueError;
-use crate::model::{AttemptOutcome, LogStream, NewLogChunk, Task, TaskSpec, TaskStatus};
+use crate::model::{LogStream, NewLogChunk, Task, TaskSpec, TaskStatus};
+use crate::report::AttemptEnd;
 use crate::store::{QueueStore, StoreOptions};
-
-fn outcome(status: TaskStatus, exit_code: Option<i32>, error: Option<&str>) -> AttemptOutcome {
-    AttemptOutcome {
-        status,
-        exit_code,
-        error: error.map(str::to_string),
-    }
-}
 
 fn is_illegal(r: &crate::Result<Task>, from: TaskStatus, to: TaskStatus) -> bool {
     matches!(r, Err(QueueError::IllegalTransition { from: f, to: t, .. }) if (*f, *t) == (from, to))
@@ -22,7 +15,7 @@ fn is_illegal(r: &crate::Result<Task>, from: TaskStatus, to: TaskStatus) -> bool
 /// Claims the task (which must be next in line) at `at` and marks it running.
 async fn start(store: &dyn QueueStore, worker: &str, at: DateTime<Utc>) -> Task {
     let t = store.claim(&claim_at(worker, at)).await.unwrap().unwrap();
-    store.mark_running(t.id, t.token(), at).await.unwrap()
+    started(store, t.id, t.token(), at).await.unwrap()
 }
 
 /// `assign` of a task that is not queued is `IllegalTransition` and changes nothing.
@@ -68,18 +61,12 @@ pub async fn lifecycle_assign_running_succeeded(h: &dyn Harness) {
     );
     assert_eq!(store.get(t.id).await.unwrap(), a);
 
-    let r = store.mark_running(t.id, a.token(), t1).await.unwrap();
+    let r = started(&*store, t.id, a.token(), t1).await.unwrap();
     assert_eq!(r.status, TaskStatus::Running);
     assert_eq!(r.attempts[0].started_at, Some(t1));
     assert_eq!(store.get(t.id).await.unwrap(), r);
 
-    let done = store
-        .finish_attempt(
-            t.id,
-            a.token(),
-            outcome(TaskStatus::Succeeded, Some(0), None),
-            t2,
-        )
+    let done = ended(&*store, t.id, a.token(), AttemptEnd::Exited(0), t2)
         .await
         .unwrap();
     assert_eq!(done.status, TaskStatus::Succeeded);
@@ -94,22 +81,18 @@ pub async fn lifecycle_assign_running_succeeded(h: &dyn Harness) {
     passed(&*store, "lifecycle_assign_running_succeeded");
 }
 
-/// Moves the table forbids are `IllegalTransition` and leave the task as it was.
+/// Moves the table forbids are errors that leave the task as it was: a report about a
+/// task that has no attempt, about an attempt that is over, the verdict `lost` on an
+/// ended attempt.
 pub async fn illegal_transitions_change_nothing(h: &dyn Harness) {
     let store = h.open(StoreOptions::default()).await;
     let at = now();
     let fresh = add(&*store, spec()).await;
-    let r = store.mark_running(fresh.id, 0, at).await;
-    assert!(
-        matches!(
-            r,
-            Err(QueueError::IllegalTransition { .. } | QueueError::StaleToken { .. })
-        ),
-        "{r:?}"
-    );
+    let r = started(&*store, fresh.id, 0, at).await;
+    assert!(matches!(r, Err(QueueError::StaleToken { .. })), "{r:?}");
     assert_eq!(store.get(fresh.id).await.unwrap(), fresh);
 
-    // A retried task is queued again: its last token no longer starts anything.
+    // A retried task is queued again: its last attempt is over.
     let retried = add(
         &*store,
         TaskSpec {
@@ -119,78 +102,51 @@ pub async fn illegal_transitions_change_nothing(h: &dyn Harness) {
     )
     .await;
     let a = store.assign(retried.id, "w1", at).await.unwrap();
-    let a = store
-        .finish_attempt(
-            a.id,
-            a.token(),
-            outcome(TaskStatus::Failed, Some(1), None),
-            at,
-        )
+    let a = ended(&*store, a.id, a.token(), AttemptEnd::Exited(1), at)
         .await
         .unwrap();
     assert_eq!(a.status, TaskStatus::Queued);
-    let r = store.mark_running(a.id, a.token(), at).await;
+    let over = |r: &crate::Result<Task>| {
+        matches!(
+            r,
+            Err(QueueError::AttemptOver {
+                outcome: TaskStatus::Failed,
+                ..
+            })
+        )
+    };
+    let r = started(&*store, a.id, a.token(), at).await;
+    assert!(over(&r), "{r:?}");
+    let r = ended(&*store, a.id, a.token(), AttemptEnd::Exited(0), at).await;
+    assert!(over(&r), "{r:?}");
+    let r = lost(&*store, a.id, a.token(), at).await;
     assert!(
-        is_illegal(&r, TaskStatus::Queued, TaskStatus::Running),
-        "{r:?}"
-    );
-    let r = store
-        .finish_attempt(a.id, a.token(), outcome(TaskStatus::Failed, None, None), at)
-        .await;
-    assert!(
-        is_illegal(&r, TaskStatus::Queued, TaskStatus::Failed),
+        is_illegal(&r, TaskStatus::Queued, TaskStatus::Lost),
         "{r:?}"
     );
     assert_eq!(store.get(a.id).await.unwrap(), a);
 
-    // An attempt that never started cannot succeed.
+    // Anything after the end.
     let b = add(&*store, spec()).await;
     let b = store.assign(b.id, "w1", at).await.unwrap();
-    let r = store
-        .finish_attempt(
-            b.id,
-            b.token(),
-            outcome(TaskStatus::Succeeded, Some(0), None),
-            at,
-        )
-        .await;
-    assert!(
-        is_illegal(&r, TaskStatus::Assigned, TaskStatus::Succeeded),
-        "{r:?}"
-    );
-    assert_eq!(store.get(b.id).await.unwrap(), b);
-
-    // Running twice, and anything after the end.
-    let b = store.mark_running(b.id, b.token(), at).await.unwrap();
-    let r = store.mark_running(b.id, b.token(), at).await;
-    assert!(
-        is_illegal(&r, TaskStatus::Running, TaskStatus::Running),
-        "{r:?}"
-    );
-    let done = store
-        .finish_attempt(
-            b.id,
-            b.token(),
-            outcome(TaskStatus::Succeeded, Some(0), None),
-            at,
-        )
+    let b = started(&*store, b.id, b.token(), at).await.unwrap();
+    let done = ended(&*store, b.id, b.token(), AttemptEnd::Exited(0), at)
         .await
         .unwrap();
-    let r = store
-        .finish_attempt(
-            b.id,
-            b.token(),
-            outcome(TaskStatus::Failed, Some(1), None),
-            at,
-        )
-        .await;
+    let r = ended(&*store, b.id, b.token(), AttemptEnd::Exited(1), at).await;
     assert!(
-        is_illegal(&r, TaskStatus::Succeeded, TaskStatus::Failed),
+        matches!(
+            r,
+            Err(QueueError::AttemptOver {
+                outcome: TaskStatus::Succeeded,
+                ..
+            })
+        ),
         "{r:?}"
     );
-    let r = store.mark_running(b.id, b.token(), at).await;
+    let r = lost(&*store, b.id, b.token(), at).await;
     assert!(
-        is_illegal(&r, TaskStatus::Succeeded, TaskStatus::Running),
+        is_illegal(&r, TaskStatus::Succeeded, TaskStatus::Lost),
         "{r:?}"
     );
     assert_eq!(store.get(b.id).await.unwrap(), done);
@@ -211,15 +167,7 @@ pub async fn stale_token_is_rejected(h: &dyn Harness) {
     let at = now();
     let first = start(&*store, "w1", at).await;
     let old = first.token();
-    let back = store
-        .finish_attempt(
-            t.id,
-            old,
-            outcome(TaskStatus::Lost, None, Some("worker died")),
-            at,
-        )
-        .await
-        .unwrap();
+    let back = lost(&*store, t.id, old, at).await.unwrap();
     assert_eq!(back.status, TaskStatus::Queued);
     let second = store
         .claim(&claim_at("w2", back.not_before))
@@ -229,29 +177,31 @@ pub async fn stale_token_is_rejected(h: &dyn Harness) {
     let new = second.token();
     assert!(new > old, "tokens increase: {old} then {new}");
     let stale = |r: &crate::Result<Task>| matches!(r, Err(QueueError::StaleToken { got, current, .. }) if *got == old && *current == new);
-    let r = store.mark_running(t.id, old, at).await;
+    let r = started(&*store, t.id, old, at).await;
     assert!(stale(&r), "{r:?}");
-    let r = store
-        .finish_attempt(t.id, old, outcome(TaskStatus::Succeeded, Some(0), None), at)
-        .await;
+    let r = ended(&*store, t.id, old, AttemptEnd::Exited(0), at).await;
+    assert!(stale(&r), "{r:?}");
+    let r = lost(&*store, t.id, old, at).await;
     assert!(stale(&r), "{r:?}");
     let chunk = NewLogChunk {
         stream: LogStream::Stdout,
         time: at,
         data: b"late output\n".to_vec(),
     };
-    let r = store.append_logs(t.id, old, vec![chunk.clone()]).await;
+    let r = output(&*store, t.id, old, vec![chunk.clone()]).await;
     assert!(
         matches!(r, Err(QueueError::StaleToken { got, current, .. }) if got == old && current == new),
         "{r:?}"
     );
-    let r = store.mark_running(t.id, new + 100, at).await;
+    let r = started(&*store, t.id, new + 100, at).await;
     assert!(matches!(r, Err(QueueError::StaleToken { .. })), "{r:?}");
     assert_eq!(store.get(t.id).await.unwrap(), second);
     assert!(store.read_logs(t.id, None, 100).await.unwrap().is_empty());
     // The current token still works.
-    assert_eq!(store.append_logs(t.id, new, vec![chunk]).await.unwrap(), 1);
-    let running = store.mark_running(t.id, new, at).await.unwrap();
+    let applied = output(&*store, t.id, new, vec![chunk]).await.unwrap();
+    assert_eq!(applied.through, 1);
+    assert_eq!(store.read_logs(t.id, None, 100).await.unwrap().len(), 1);
+    let running = started(&*store, t.id, new, at).await.unwrap();
     assert_eq!(running.status, TaskStatus::Running);
     passed(&*store, "stale_token_is_rejected");
 }
@@ -273,16 +223,16 @@ pub async fn failed_attempts_retry_then_fail(h: &dyn Harness) {
         let r = start(&*store, "w1", clock).await;
         assert_eq!(r.attempts.len() as u32, n);
         tokens.push(r.token());
-        let err = format!("boom {n}");
-        let after = store
-            .finish_attempt(
-                t.id,
-                r.token(),
-                outcome(TaskStatus::Failed, Some(n as i32), Some(&err)),
-                clock,
-            )
-            .await
-            .unwrap();
+        let err = format!("exited with code {n}");
+        let after = ended(
+            &*store,
+            t.id,
+            r.token(),
+            AttemptEnd::Exited(n as i32),
+            clock,
+        )
+        .await
+        .unwrap();
         assert_eq!(after.attempts.len() as u32, n);
         let last = after.attempts.last().unwrap();
         assert_eq!(last.outcome, Some(TaskStatus::Failed));
@@ -297,7 +247,7 @@ pub async fn failed_attempts_retry_then_fail(h: &dyn Harness) {
             assert_eq!(after.status, TaskStatus::Failed);
             assert_eq!(after.finished_at, Some(clock));
             assert_eq!(after.exit_code, Some(3));
-            assert_eq!(after.error.as_deref(), Some("boom 3"));
+            assert_eq!(after.error.as_deref(), Some("exited with code 3"));
             assert_eq!(store.get(t.id).await.unwrap(), after);
         }
     }
@@ -322,15 +272,7 @@ pub async fn lost_attempts_use_their_own_budget(h: &dyn Harness) {
     let mut clock = now();
     for n in 1..=3 {
         let r = start(&*store, &format!("w{n}"), clock).await;
-        let after = store
-            .finish_attempt(
-                t.id,
-                r.token(),
-                outcome(TaskStatus::Lost, None, None),
-                clock,
-            )
-            .await
-            .unwrap();
+        let after = lost(&*store, t.id, r.token(), clock).await.unwrap();
         if n < 3 {
             assert_eq!(after.status, TaskStatus::Queued, "lost attempt {n} retries");
             clock = after.not_before;
@@ -352,26 +294,18 @@ pub async fn lost_attempts_use_their_own_budget(h: &dyn Harness) {
     let clock = now();
     let r = start(&*store, "w1", clock).await;
     assert_eq!(r.id, u.id);
-    let after = store
-        .finish_attempt(
-            u.id,
-            r.token(),
-            outcome(TaskStatus::Lost, None, None),
-            clock,
-        )
-        .await
-        .unwrap();
+    let after = lost(&*store, u.id, r.token(), clock).await.unwrap();
     assert_eq!(after.status, TaskStatus::Queued);
     let r = start(&*store, "w2", after.not_before).await;
-    let end = store
-        .finish_attempt(
-            u.id,
-            r.token(),
-            outcome(TaskStatus::Failed, Some(2), None),
-            after.not_before,
-        )
-        .await
-        .unwrap();
+    let end = ended(
+        &*store,
+        u.id,
+        r.token(),
+        AttemptEnd::Exited(2),
+        after.not_before,
+    )
+    .await
+    .unwrap();
     assert_eq!(end.status, TaskStatus::Failed);
     assert_eq!(end.attempts.len(), 2);
     passed(&*store, "lost_attempts_use_their_own_budget");
@@ -408,13 +342,7 @@ pub async fn cancel_running_is_requested_then_reported(h: &dyn Harness) {
     assert_eq!(c.finished_at, None);
     assert_eq!(store.get(t.id).await.unwrap(), c);
     let later = at + Duration::seconds(2);
-    let done = store
-        .finish_attempt(
-            t.id,
-            r.token(),
-            outcome(TaskStatus::Cancelled, Some(137), None),
-            later,
-        )
+    let done = ended(&*store, t.id, r.token(), AttemptEnd::Cancelled, later)
         .await
         .unwrap();
     assert_eq!(done.status, TaskStatus::Cancelled);
@@ -426,15 +354,15 @@ pub async fn cancel_running_is_requested_then_reported(h: &dyn Harness) {
     let a = store.assign(u.id, "w2", at).await.unwrap();
     let c = store.request_cancel(u.id, at).await.unwrap();
     assert_eq!((c.status, c.cancel_requested), (TaskStatus::Assigned, true));
-    let end = store
-        .finish_attempt(
-            u.id,
-            a.token(),
-            outcome(TaskStatus::Failed, None, Some("killed")),
-            at,
-        )
-        .await
-        .unwrap();
+    let end = ended(
+        &*store,
+        u.id,
+        a.token(),
+        AttemptEnd::Error("killed".into()),
+        at,
+    )
+    .await
+    .unwrap();
     assert_eq!(end.status, TaskStatus::Failed);
     assert!(store
         .claim(&claim_at("w1", at + Duration::hours(1)))
@@ -450,13 +378,7 @@ pub async fn cancel_terminal_is_illegal(h: &dyn Harness) {
     let t = add(&*store, spec()).await;
     let at = now();
     let r = start(&*store, "w1", at).await;
-    let done = store
-        .finish_attempt(
-            t.id,
-            r.token(),
-            outcome(TaskStatus::Succeeded, Some(0), None),
-            at,
-        )
+    let done = ended(&*store, t.id, r.token(), AttemptEnd::Exited(0), at)
         .await
         .unwrap();
     let later = at + Duration::seconds(1);

@@ -11,6 +11,7 @@ mod basics;
 mod dispatch;
 mod durability;
 mod lifecycle;
+mod limits;
 mod reports;
 mod users;
 
@@ -18,13 +19,16 @@ use std::sync::Arc;
 
 use chrono::{DateTime, TimeZone, Utc};
 
-use crate::model::{ClaimRequest, Resources, Task, TaskSpec};
+use crate::error::Result;
+use crate::model::{ClaimRequest, NewLogChunk, Resources, Task, TaskId, TaskSpec};
+use crate::report::{Applied, AttemptEnd, LostCause, ReportBody, ReportEvent};
 use crate::store::{QueueStore, StoreOptions};
 
 pub use basics::*;
 pub use dispatch::*;
 pub use durability::*;
 pub use lifecycle::*;
+pub use limits::*;
 pub use reports::*;
 pub use users::*;
 
@@ -61,6 +65,12 @@ macro_rules! conformance_suite {
             illegal_transitions_change_nothing,
             stale_token_is_rejected,
             start_and_finish_in_one_write,
+            reports_are_ordered_and_idempotent,
+            a_late_result_of_a_silent_attempt_is_accepted,
+            output_is_kept_per_attempt,
+            a_chunk_larger_than_the_cap_keeps_its_tail,
+            dispatch_order_is_priority_then_id,
+            queue_cap_is_atomic,
             queued_asks_match_queued,
             failed_attempts_retry_then_fail,
             lost_attempts_use_their_own_budget,
@@ -143,6 +153,94 @@ async fn add(store: &dyn QueueStore, spec: TaskSpec) -> Task {
     let e = store.enqueue(spec.into()).await.expect("enqueue");
     assert!(e.created, "a spec without a reused key creates a task");
     e.task
+}
+
+/// Reports `bodies` (each at its time) as the next events of the attempt holding `token`:
+/// numbered after what the store already has of that attempt, written at the last time.
+async fn report(
+    store: &dyn QueueStore,
+    id: TaskId,
+    token: u64,
+    bodies: Vec<(DateTime<Utc>, ReportBody)>,
+) -> Result<Applied> {
+    let (stored, worker) = match store.get(id).await {
+        Ok(t) => t
+            .attempts
+            .iter()
+            .find(|a| a.token == token)
+            .map_or((0, "w1".to_string()), |a| {
+                (a.reported_seq, a.worker_id.clone())
+            }),
+        Err(_) => (0, "w1".to_string()),
+    };
+    let at = bodies.last().map_or_else(Utc::now, |(t, _)| *t);
+    let events = bodies
+        .into_iter()
+        .enumerate()
+        .map(|(i, (time, body))| ReportEvent {
+            seq: stored + 1 + i as u64,
+            time,
+            body,
+        })
+        .collect();
+    store.report(id, token, &worker, events, at).await
+}
+
+/// The worker reports its container started at `at`.
+async fn started(
+    store: &dyn QueueStore,
+    id: TaskId,
+    token: u64,
+    at: DateTime<Utc>,
+) -> Result<Task> {
+    let body = ReportBody::Started {
+        container_id: "c1".into(),
+    };
+    Ok(report(store, id, token, vec![(at, body)]).await?.task)
+}
+
+/// The worker reports output chunks.
+async fn output(
+    store: &dyn QueueStore,
+    id: TaskId,
+    token: u64,
+    chunks: Vec<NewLogChunk>,
+) -> Result<Applied> {
+    let bodies = chunks
+        .into_iter()
+        .map(|c| {
+            (
+                c.time,
+                ReportBody::Output {
+                    stream: c.stream,
+                    data: c.data,
+                },
+            )
+        })
+        .collect();
+    report(store, id, token, bodies).await
+}
+
+/// The worker reports the attempt ended at `at`.
+async fn ended(
+    store: &dyn QueueStore,
+    id: TaskId,
+    token: u64,
+    end: AttemptEnd,
+    at: DateTime<Utc>,
+) -> Result<Task> {
+    Ok(
+        report(store, id, token, vec![(at, ReportBody::Finished(end))])
+            .await?
+            .task,
+    )
+}
+
+/// The master's `lost` verdict for the attempt holding `token`.
+async fn lost(store: &dyn QueueStore, id: TaskId, token: u64, at: DateTime<Utc>) -> Result<Task> {
+    store
+        .lose(id, token, LostCause::Gone("worker died".into()), at)
+        .await
 }
 
 /// Every task in the store, newest first.

@@ -225,6 +225,21 @@ pub(crate) fn attempt_doc(a: &Attempt) -> Document {
         "outcome": a.outcome.map(|s| Bson::String(s.as_str().into())).unwrap_or(Bson::Null),
         "exit_code": opt_i32(a.exit_code),
         "error": opt_str(&a.error),
+        "reported_seq": i64_of(a.reported_seq),
+        "lost_to_silence": a.lost_to_silence,
+    }
+}
+
+/// True when two versions of an attempt differ in more than how far its report is stored
+/// (the `ASSIGNMENTS` copy is rewritten only then).
+pub(crate) fn attempt_changed(before: Option<&Attempt>, after: &Attempt) -> bool {
+    match before {
+        None => true,
+        Some(b) => {
+            let mut b = b.clone();
+            b.reported_seq = after.reported_seq;
+            b != *after
+        }
     }
 }
 
@@ -243,7 +258,36 @@ fn attempt_of(d: &Document) -> Result<Attempt> {
         },
         exit_code: f.opt_int("exit_code")?.map(|v| v as i32),
         error: f.opt_str("error")?,
+        // Absent in documents written before reports were numbered.
+        reported_seq: f.opt_int("reported_seq")?.unwrap_or(0).max(0) as u64,
+        lost_to_silence: f.bool("lost_to_silence")?,
     })
+}
+
+/// A task's output counters, `TASKS.log`: last seq written, bytes kept, bytes dropped.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct LogCounters {
+    pub seq: u64,
+    pub bytes: u64,
+    pub dropped: u64,
+}
+
+impl LogCounters {
+    /// The counters of a `TASKS` document.
+    pub(crate) fn of(task: &Document) -> Result<LogCounters> {
+        let fields = Fields(task);
+        let log = Fields(fields.doc("log")?);
+        Ok(LogCounters {
+            seq: log.uint("seq")?,
+            bytes: log.uint("bytes")?,
+            dropped: log.uint("dropped")?,
+        })
+    }
+
+    /// As stored.
+    pub(crate) fn doc(&self) -> Document {
+        doc! { "seq": i64_of(self.seq), "bytes": i64_of(self.bytes), "dropped": i64_of(self.dropped) }
+    }
 }
 
 /// The `ASSIGNMENTS` document of one attempt: `_id` is `<task id>/<attempt number>`.
@@ -411,6 +455,8 @@ mod tests {
                 outcome: None,
                 exit_code: Some(-1),
                 error: Some("e".into()),
+                reported_seq: 3,
+                lost_to_silence: false,
             }],
             cancel_requested: true,
             exit_code: None,

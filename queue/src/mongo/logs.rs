@@ -1,153 +1,148 @@
-//! Task output in `LOGS`, one document per chunk, bounded per task.
+//! Task output in `LOGS`, one document per chunk, bounded per task by
+//! [`crate::retention`] (the rule the SQLite store applies too).
 //!
 //! The task document keeps the counters `log.seq` (last seq written), `log.bytes` (bytes of
-//! output currently kept) and `log.dropped` (bytes dropped so far). When an append takes
-//! `log.bytes` over `max_log_bytes_per_task`, the oldest chunks are deleted until it fits,
-//! and the seq-0 system chunk is rewritten to say how many bytes were dropped in total.
-//! The append, the deletions and the counters change in one transaction.
+//! output currently kept) and `log.dropped` (bytes dropped so far). Output is appended by
+//! a report, inside its transaction: the chunks, the deletions of the oldest and the
+//! counters change together with the task.
 
 use bson::{doc, Document};
-use chrono::Utc;
-use futures::{FutureExt, TryStreamExt};
+use futures::TryStreamExt;
 use mongodb::options::{Hint, ReplaceOptions};
+use mongodb::ClientSession;
 
-use super::doc::{i64_of, log_doc, log_of, ms, Fields};
-use super::exec::{in_txn, retry, Fail};
+use super::doc::{i64_of, log_doc, log_of, ms, Fields, LogCounters};
+use super::exec::{retry, Fail};
 use super::{indexes, MongoStore};
 use crate::error::{QueueError, Result};
 use crate::model::{LogChunk, LogStream, NewLogChunk, TaskId};
-
-/// The text of the seq-0 marker.
-pub(crate) fn dropped_marker(bytes: u64) -> Vec<u8> {
-    format!("[cloudai: {bytes} bytes of older output dropped]").into_bytes()
-}
+use crate::retention::{dropped_marker, Budget, Fate};
 
 impl MongoStore {
-    pub(super) async fn append(
+    /// Appends `chunks` of attempt number `attempt` in the caller's transaction, starting
+    /// from the task's counters `log`; returns the new counters (the caller writes them
+    /// with the task).
+    pub(super) async fn append_chunks(
         &self,
+        s: &mut ClientSession,
         id: TaskId,
-        token: u64,
-        chunks: Vec<NewLogChunk>,
-    ) -> Result<u64> {
-        let max = self.opts.max_log_bytes_per_task;
-        in_txn(&self.client, "append logs", (self, &chunks), |s, (store, chunks)| {
-            async move {
-                let d = store
-                    .tasks
-                    .find_one(doc! { "_id": id.to_string() })
-                    .projection(doc! { "token": 1, "log": 1, "attempts.number": 1 })
-                    .session(&mut *s)
-                    .await?
-                    .ok_or(QueueError::NotFound(id))?;
-                let f = Fields(&d);
-                let current = f.uint("token")?;
-                let attempts = f.array("attempts")?.len() as u32;
-                if token != current || attempts == 0 {
-                    return Err(QueueError::StaleToken {
-                        task: id,
-                        got: token,
-                        current,
+        attempt: u32,
+        chunks: &[NewLogChunk],
+        log: LogCounters,
+    ) -> Result<LogCounters, Fail> {
+        let Some(last) = chunks.last() else {
+            return Ok(log);
+        };
+        let mut new: Vec<LogChunk> = chunks
+            .iter()
+            .enumerate()
+            .map(|(i, c)| LogChunk {
+                seq: log.seq + 1 + i as u64,
+                attempt,
+                stream: c.stream,
+                time: ms(c.time),
+                data: c.data.clone(),
+            })
+            .collect();
+        let added = new.iter().map(|c| c.data.len() as u64).sum();
+        let mut budget = Budget::new(
+            log.bytes,
+            log.dropped,
+            added,
+            self.opts.max_log_bytes_per_task,
+        );
+        if budget.over() {
+            self.trim_stored(s, id, &mut budget).await?;
+            // Then the new chunks, oldest first.
+            let mut skip = 0;
+            while budget.over() && skip < new.len() {
+                match budget.take(new[skip].data.len() as u64) {
+                    Fate::Drop => skip += 1,
+                    Fate::Cut(n) => {
+                        new[skip].data.drain(..n as usize);
                     }
-                    .into());
                 }
-                let log = Fields(f.doc("log")?);
-                let (last_seq, mut kept, mut dropped) =
-                    (log.uint("seq")?, log.uint("bytes")?, log.uint("dropped")?);
-                if chunks.is_empty() {
-                    return Ok(last_seq);
-                }
-                let mut new: Vec<LogChunk> = chunks
-                    .iter()
-                    .enumerate()
-                    .map(|(i, c)| LogChunk {
-                        seq: last_seq + 1 + i as u64,
-                        attempt: attempts,
-                        stream: c.stream,
-                        time: ms(c.time),
-                        data: c.data.clone(),
-                    })
-                    .collect();
-                let new_last = last_seq + new.len() as u64;
-                kept += new.iter().map(|c| c.data.len() as u64).sum::<u64>();
-                if kept > max {
-                    // Drop stored chunks oldest first, then the oldest of the new ones.
-                    let mut cursor = store
-                        .logs
-                        .find(doc! { "task_id": id.to_string(), "seq": { "$gte": 1_i64 } })
-                        .projection(doc! { "seq": 1, "len": 1 })
-                        .sort(doc! { "seq": 1 })
-                        .hint(Hint::Name(indexes::LOGS_BY_TASK.into()))
-                        .session(&mut *s)
-                        .await?;
-                    let mut upto = None;
-                    while kept > max {
-                        let Some(c) = cursor.next(&mut *s).await.transpose()? else {
-                            break;
-                        };
-                        let c = Fields(&c);
-                        let len = c.uint("len")?;
-                        kept -= len;
-                        dropped += len;
-                        upto = Some(c.int("seq")?);
-                    }
-                    drop(cursor);
-                    if let Some(upto) = upto {
-                        store
-                            .logs
-                            .delete_many(doc! {
-                                "task_id": id.to_string(),
-                                "seq": { "$gte": 1_i64, "$lte": upto },
-                            })
-                            .session(&mut *s)
-                            .await?;
-                    }
-                    let mut skip = 0;
-                    while kept > max && skip < new.len() {
-                        let len = new[skip].data.len() as u64;
-                        kept -= len;
-                        dropped += len;
-                        skip += 1;
-                    }
-                    new.drain(..skip);
-                    let marker = LogChunk {
-                        seq: 0,
-                        attempt: attempts,
-                        stream: LogStream::System,
-                        time: ms(Utc::now()),
-                        data: dropped_marker(dropped),
-                    };
-                    let m = log_doc(id, &marker);
-                    store
-                        .logs
-                        .replace_one(doc! { "_id": m.get("_id").cloned() }, m)
-                        .with_options(ReplaceOptions::builder().upsert(true).build())
-                        .session(&mut *s)
-                        .await?;
-                }
-                let r = store
-                    .tasks
-                    .update_one(
-                        doc! { "_id": id.to_string(), "token": i64_of(token), "log.seq": i64_of(last_seq) },
-                        doc! { "$set": {
-                            "log.seq": i64_of(new_last),
-                            "log.bytes": i64_of(kept),
-                            "log.dropped": i64_of(dropped),
-                        } },
-                    )
-                    .session(&mut *s)
-                    .await?;
-                if r.matched_count != 1 {
-                    return Err(Fail::Conflict);
-                }
-                if !new.is_empty() {
-                    let docs: Vec<Document> = new.iter().map(|c| log_doc(id, c)).collect();
-                    store.logs.insert_many(docs).session(&mut *s).await?;
-                }
-                Ok(new_last)
             }
-            .boxed()
+            new.drain(..skip);
+            let marker = LogChunk {
+                seq: 0,
+                attempt,
+                stream: LogStream::System,
+                time: ms(last.time),
+                data: dropped_marker(budget.dropped).into_bytes(),
+            };
+            let m = log_doc(id, &marker);
+            self.logs
+                .replace_one(doc! { "_id": m.get("_id").cloned() }, m)
+                .with_options(ReplaceOptions::builder().upsert(true).build())
+                .session(&mut *s)
+                .await?;
+        }
+        if !new.is_empty() {
+            let docs: Vec<Document> = new.iter().map(|c| log_doc(id, c)).collect();
+            self.logs.insert_many(docs).session(&mut *s).await?;
+        }
+        Ok(LogCounters {
+            seq: log.seq + chunks.len() as u64,
+            bytes: budget.kept,
+            dropped: budget.dropped,
         })
-        .await
+    }
+
+    /// Drops (or cuts the head of) stored chunks, oldest first, while over the budget.
+    async fn trim_stored(
+        &self,
+        s: &mut ClientSession,
+        id: TaskId,
+        budget: &mut Budget,
+    ) -> Result<(), Fail> {
+        let mut cursor = self
+            .logs
+            .find(doc! { "task_id": id.to_string(), "seq": { "$gte": 1_i64 } })
+            .projection(doc! { "seq": 1, "len": 1 })
+            .sort(doc! { "seq": 1 })
+            .hint(Hint::Name(indexes::LOGS_BY_TASK.into()))
+            .session(&mut *s)
+            .await?;
+        let mut upto = None;
+        let mut cut = None;
+        while budget.over() {
+            let Some(c) = cursor.next(&mut *s).await.transpose()? else {
+                break;
+            };
+            let c = Fields(&c);
+            let seq = c.int("seq")?;
+            match budget.take(c.uint("len")?) {
+                Fate::Drop => upto = Some(seq),
+                Fate::Cut(n) => cut = Some((seq, n)),
+            }
+        }
+        drop(cursor);
+        if let Some(upto) = upto {
+            self.logs
+                .delete_many(doc! {
+                    "task_id": id.to_string(),
+                    "seq": { "$gte": 1_i64, "$lte": upto },
+                })
+                .session(&mut *s)
+                .await?;
+        }
+        if let Some((seq, n)) = cut {
+            let key = format!("{id}/{seq}");
+            let d = self
+                .logs
+                .find_one(doc! { "_id": &key })
+                .session(&mut *s)
+                .await?
+                .ok_or(Fail::Conflict)?;
+            let mut chunk = log_of(&d)?;
+            chunk.data.drain(..n as usize);
+            self.logs
+                .replace_one(doc! { "_id": &key }, log_doc(id, &chunk))
+                .session(&mut *s)
+                .await?;
+        }
+        Ok(())
     }
 
     pub(super) async fn read(

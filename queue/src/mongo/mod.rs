@@ -5,8 +5,8 @@
 //! - [`exec`]: transient-error classification, bounded retries, transactions.
 //! - [`indexes`]: the indexes created at connect, and the hints the queries use.
 //! - `tasks`: enqueue, reads and listing.
-//! - `transitions`: claim, assign and every status change (conditional on status and token).
-//! - `logs`: bounded, chunked task output.
+//! - `transitions`: claim, assign, reports, `lost`, cancel (conditional on status and token).
+//! - `logs`: bounded, chunked task output, appended inside a report's transaction.
 //! - `registry`: worker records and queue statistics.
 //! - `users`: API users and the join token hash (auth).
 
@@ -27,10 +27,13 @@ use mongodb::{Client, Collection, Database};
 
 use crate::error::{QueueError, Result};
 use crate::model::{
-    AttemptOutcome, ClaimRequest, Enqueued, LogChunk, NewLogChunk, NewTask, QueueStats, Task,
-    TaskId, TaskQuery, WorkerHealth, WorkerRecord,
+    ClaimRequest, Enqueued, LogChunk, NewTask, QueueStats, Task, TaskId, TaskQuery, WorkerHealth,
+    WorkerRecord,
 };
-use crate::store::{QueueStore, StoreOptions};
+use crate::report::{Applied, LostCause, ReportEvent};
+use crate::store::{
+    AttemptLedger, LogStore, QueueStore, StoreOptions, TaskStore, UserStore, WorkerStore,
+};
 use crate::users::UserRecord;
 
 /// Database used when the URI names none.
@@ -116,12 +119,14 @@ impl MongoStore {
     }
 }
 
-#[async_trait]
 impl QueueStore for MongoStore {
     fn backend_name(&self) -> &'static str {
         "mongodb"
     }
+}
 
+#[async_trait]
+impl TaskStore for MongoStore {
     async fn enqueue(&self, task: NewTask) -> Result<Enqueued> {
         self.enqueue_one(task).await
     }
@@ -146,6 +151,13 @@ impl QueueStore for MongoStore {
         self.queued_tasks(now, limit).await
     }
 
+    async fn stats(&self, now: DateTime<Utc>) -> Result<QueueStats> {
+        self.queue_stats(now).await
+    }
+}
+
+#[async_trait]
+impl AttemptLedger for MongoStore {
     async fn assign(&self, id: TaskId, worker_id: &str, now: DateTime<Utc>) -> Result<Task> {
         self.assign_task(id, worker_id, now).await
     }
@@ -154,40 +166,34 @@ impl QueueStore for MongoStore {
         self.claim_task(req).await
     }
 
-    async fn mark_running(&self, id: TaskId, token: u64, now: DateTime<Utc>) -> Result<Task> {
-        self.start_attempt(id, token, now).await
-    }
-
-    async fn finish_attempt(
+    async fn report(
         &self,
         id: TaskId,
         token: u64,
-        outcome: AttemptOutcome,
+        worker_id: &str,
+        events: Vec<ReportEvent>,
         now: DateTime<Utc>,
-    ) -> Result<Task> {
-        self.end_attempt(id, token, outcome, now).await
+    ) -> Result<Applied> {
+        self.report_attempt(id, token, worker_id, events, now).await
     }
 
-    async fn start_and_finish(
+    async fn lose(
         &self,
         id: TaskId,
         token: u64,
-        started: DateTime<Utc>,
-        outcome: AttemptOutcome,
+        cause: LostCause,
         now: DateTime<Utc>,
     ) -> Result<Task> {
-        self.start_and_end_attempt(id, token, started, outcome, now)
-            .await
+        self.lose_attempt(id, token, cause, now).await
     }
 
     async fn request_cancel(&self, id: TaskId, now: DateTime<Utc>) -> Result<Task> {
         self.cancel(id, now).await
     }
+}
 
-    async fn append_logs(&self, id: TaskId, token: u64, chunks: Vec<NewLogChunk>) -> Result<u64> {
-        self.append(id, token, chunks).await
-    }
-
+#[async_trait]
+impl LogStore for MongoStore {
     async fn read_logs(
         &self,
         id: TaskId,
@@ -196,11 +202,10 @@ impl QueueStore for MongoStore {
     ) -> Result<Vec<LogChunk>> {
         self.read(id, after, limit).await
     }
+}
 
-    async fn stats(&self, now: DateTime<Utc>) -> Result<QueueStats> {
-        self.queue_stats(now).await
-    }
-
+#[async_trait]
+impl WorkerStore for MongoStore {
     async fn upsert_worker(&self, worker: &WorkerRecord) -> Result<()> {
         self.put_worker(worker).await
     }
@@ -221,7 +226,10 @@ impl QueueStore for MongoStore {
     async fn list_workers(&self) -> Result<Vec<WorkerRecord>> {
         self.all_workers().await
     }
+}
 
+#[async_trait]
+impl UserStore for MongoStore {
     async fn add_user(&self, user: &UserRecord) -> Result<()> {
         self.insert_user(user).await
     }

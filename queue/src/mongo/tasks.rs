@@ -18,6 +18,9 @@ use crate::model::{
 };
 use crate::validate::validate_spec;
 
+/// `_id` of the `SETTINGS` document every capped enqueue writes (see `admit`).
+const QUEUE_GATE: &str = "queue_gate";
+
 /// A fresh queued task for `new`, with times at the millisecond precision BSON keeps.
 fn fresh(mut new: NewTask) -> Result<Task> {
     validate_spec(&new.spec)?;
@@ -62,6 +65,11 @@ impl MongoStore {
     }
 
     pub(super) async fn enqueue_one(&self, new: NewTask) -> Result<Enqueued> {
+        if self.opts.max_queued.is_some() {
+            // The cap needs the count and the insert in one transaction.
+            let mut one = self.enqueue_many(vec![new]).await?;
+            return Ok(one.remove(0));
+        }
         let task = fresh(new)?;
         let d = task_doc(&task);
         retry("enqueue", || async {
@@ -142,6 +150,9 @@ impl MongoStore {
                         let (holder, _) = &by_key[key];
                         out.push(reuse(key, holder.clone(), &task.spec)?);
                     }
+                    if let (Some(max), false) = (store.opts.max_queued, inserts.is_empty()) {
+                        store.admit(s, inserts.len() as u64, max).await?;
+                    }
                     if !inserts.is_empty() {
                         // A concurrent enqueue took one of the keys: run again to reuse it.
                         store
@@ -163,6 +174,32 @@ impl MongoStore {
             },
         )
         .await
+    }
+
+    /// The queue cap, in the enqueue's transaction: every capped enqueue first writes the
+    /// `queue_gate` document of `SETTINGS`, so two of them conflict and run one after the
+    /// other (snapshot isolation alone would let both count the same tasks), then counts
+    /// the queued tasks, at most `max + 1` of them, on the status index.
+    async fn admit(&self, s: &mut ClientSession, adding: u64, max: u64) -> Result<(), Fail> {
+        self.settings
+            .update_one(
+                doc! { "_id": QUEUE_GATE },
+                doc! { "$inc": { "enqueues": 1_i64 } },
+            )
+            .upsert(true)
+            .session(&mut *s)
+            .await?;
+        let queued = self
+            .tasks
+            .count_documents(doc! { "status": TaskStatus::Queued.as_str() })
+            .limit(i64::try_from(max.saturating_add(1)).unwrap_or(i64::MAX) as u64)
+            .hint(Hint::Name(indexes::STATUS_ID.into()))
+            .session(&mut *s)
+            .await?;
+        if queued.saturating_add(adding) > max {
+            return Err(QueueError::QueueFull { queued, max }.into());
+        }
+        Ok(())
     }
 
     pub(super) async fn get_task(&self, id: TaskId) -> Result<Task> {

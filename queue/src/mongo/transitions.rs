@@ -1,11 +1,12 @@
 //! Claim, assign and every later status change.
 //!
 //! Taking a queued task is one `findAndModify` (filter, dispatch-order sort, `$inc` of the
-//! fencing token), so two masters never take the same task. Later changes are read, checked
-//! against [`crate::state`] and the token in Rust, then written with an update conditional on
-//! the status and token that were read: a change that raced with another is rejected by the
-//! database and the operation runs again, and then gets the precise typed error. Each runs in
-//! a transaction with its `ASSIGNMENTS` (and `RESULTS`) writes.
+//! fencing token), so two masters never take the same task. Later changes (a worker's
+//! report, the `lost` verdict, a cancel) are read, decided by the pure `lifecycle`
+//! functions (tokens, the state table, report seqs), then written with an update
+//! conditional on the status and token that were read: a change that raced with another is
+//! rejected by the database and the operation runs again, and then gets the precise typed
+//! error. Each runs in a transaction with its `ASSIGNMENTS`, `RESULTS` and `LOGS` writes.
 
 use bson::{doc, Bson, Document};
 use chrono::{DateTime, Utc};
@@ -13,12 +14,15 @@ use futures::FutureExt;
 use mongodb::options::{Hint, ReplaceOptions, ReturnDocument};
 use mongodb::ClientSession;
 
-use super::doc::{assignment_doc, attempt_doc, bdate, i64_of, ms, task_doc, task_of};
+use super::doc::{
+    assignment_doc, attempt_changed, attempt_doc, bdate, i64_of, ms, task_doc, task_of, LogCounters,
+};
 use super::exec::{in_txn, Fail};
 use super::MongoStore;
 use crate::error::{QueueError, Result};
 use crate::lifecycle;
-use crate::model::{Attempt, AttemptOutcome, ClaimRequest, Task, TaskId, TaskStatus};
+use crate::model::{Attempt, ClaimRequest, Task, TaskId, TaskStatus};
+use crate::report::{Applied, LostCause, ReportEvent};
 use crate::state;
 use crate::validate::validate_worker_id;
 
@@ -81,17 +85,7 @@ impl MongoStore {
         };
         let token = super::doc::Fields(&d).uint("token")?;
         let mut task = task_of(&d)?;
-        let attempt = Attempt {
-            number: task.attempts.len() as u32 + 1,
-            token,
-            worker_id: worker.to_string(),
-            assigned_at: now,
-            started_at: None,
-            finished_at: None,
-            outcome: None,
-            exit_code: None,
-            error: None,
-        };
+        let attempt = Attempt::new(task.attempts.len() as u32 + 1, token, worker, now);
         let r = self
             .tasks
             .update_one(
@@ -168,98 +162,24 @@ impl MongoStore {
         .await
     }
 
-    /// Reads the task, checks `token` (when given) and applies `change`, then writes the
-    /// new state conditionally on the status and token read, plus the attempt's
-    /// `ASSIGNMENTS` document and, once final, the `RESULTS` document.
+    /// Reads the task, applies `change` (a pure lifecycle function, which checks tokens
+    /// and transitions itself), and writes the result back with [`Self::write_back`].
     async fn modify(
         &self,
         op: &'static str,
         id: TaskId,
-        token: Option<u64>,
         now: DateTime<Utc>,
-        change: &Change,
-    ) -> Result<Task> {
-        self.modify_via(op, id, token, now, None, change).await
-    }
-
-    /// [`Self::modify`] for a change that may pass through `via` on its way (two moves
-    /// in one write): each step is checked against the state table.
-    async fn modify_via(
-        &self,
-        op: &'static str,
-        id: TaskId,
-        token: Option<u64>,
-        now: DateTime<Utc>,
-        via: Option<TaskStatus>,
         change: &Change,
     ) -> Result<Task> {
         let now = ms(now);
         in_txn(&self.client, op, (self, change), |s, (store, change)| {
             async move {
                 let before = store.find_task(id, Some(&mut *s)).await?;
-                let current = before.token();
-                if let Some(got) = token {
-                    if got != current || before.attempts.is_empty() {
-                        return Err(QueueError::StaleToken {
-                            task: id,
-                            got,
-                            current,
-                        }
-                        .into());
-                    }
-                }
                 let mut after = before.clone();
                 change(&mut after, now)?;
-                match via {
-                    Some(v) if before.status != v && after.status != before.status => {
-                        state::check(id, before.status, v)?;
-                        state::check(id, v, after.status)?;
-                    }
-                    _ if after.status != before.status => {
-                        state::check(id, before.status, after.status)?;
-                    }
-                    _ => {}
-                }
-                after.updated_at = now;
-                let mut set = task_doc(&after);
-                for k in ["_id", "log", "idempotency_key"] {
-                    set.remove(k);
-                }
-                let r = store
-                    .tasks
-                    .update_one(
-                        doc! {
-                            "_id": id.to_string(),
-                            "status": before.status.as_str(),
-                            "token": i64_of(current),
-                        },
-                        doc! { "$set": set },
-                    )
-                    .session(&mut *s)
-                    .await?;
-                if r.matched_count != 1 {
-                    return Err(Fail::Conflict);
-                }
-                if let Some(a) = after.attempts.last() {
-                    if before.attempts.last() != Some(a) {
-                        let d = assignment_doc(id, a);
-                        store
-                            .assignments
-                            .replace_one(doc! { "_id": d.get("_id").cloned() }, d)
-                            .with_options(ReplaceOptions::builder().upsert(true).build())
-                            .session(&mut *s)
-                            .await?;
-                    }
-                }
-                if after.status.is_terminal() {
-                    let d = result_doc(&after);
-                    store
-                        .results
-                        .replace_one(doc! { "_id": id.to_string() }, d)
-                        .with_options(ReplaceOptions::builder().upsert(true).build())
-                        .session(&mut *s)
-                        .await?;
-                }
+                // BSON keeps milliseconds; round so the returned task equals a later read.
+                after.not_before = ms(after.not_before);
+                store.write_back(s, &before, &after, None).await?;
                 Ok(after)
             }
             .boxed()
@@ -267,59 +187,134 @@ impl MongoStore {
         .await
     }
 
-    pub(super) async fn start_attempt(
+    /// Writes `after` over `before` in the caller's transaction, conditional on the status
+    /// and token read (a concurrent change makes it a [`Fail::Conflict`] and the operation
+    /// runs again), with the attempt's `ASSIGNMENTS` copy when the attempt changed, the
+    /// `RESULTS` document once the task is final, and the output counters when given.
+    async fn write_back(
         &self,
-        id: TaskId,
-        token: u64,
-        now: DateTime<Utc>,
-    ) -> Result<Task> {
-        self.modify("mark running", id, Some(token), now, &move |t, now| {
-            lifecycle::mark_running(t, token, now)
-        })
-        .await
+        s: &mut ClientSession,
+        before: &Task,
+        after: &Task,
+        log: Option<LogCounters>,
+    ) -> Result<(), Fail> {
+        let id = after.id;
+        let mut set = task_doc(after);
+        for k in ["_id", "log", "idempotency_key"] {
+            set.remove(k);
+        }
+        if let Some(log) = log {
+            set.insert("log", log.doc());
+        }
+        let r = self
+            .tasks
+            .update_one(
+                doc! {
+                    "_id": id.to_string(),
+                    "status": before.status.as_str(),
+                    "token": i64_of(before.token()),
+                },
+                doc! { "$set": set },
+            )
+            .session(&mut *s)
+            .await?;
+        if r.matched_count != 1 {
+            return Err(Fail::Conflict);
+        }
+        if let Some(a) = after.attempts.last() {
+            if attempt_changed(before.attempts.last(), a) {
+                let d = assignment_doc(id, a);
+                self.assignments
+                    .replace_one(doc! { "_id": d.get("_id").cloned() }, d)
+                    .with_options(ReplaceOptions::builder().upsert(true).build())
+                    .session(&mut *s)
+                    .await?;
+            }
+        }
+        if after.status.is_terminal() && !before.status.is_terminal() {
+            let d = result_doc(after);
+            self.results
+                .replace_one(doc! { "_id": id.to_string() }, d)
+                .with_options(ReplaceOptions::builder().upsert(true).build())
+                .session(&mut *s)
+                .await?;
+        }
+        Ok(())
     }
 
-    pub(super) async fn end_attempt(
+    pub(super) async fn report_attempt(
         &self,
         id: TaskId,
         token: u64,
-        outcome: AttemptOutcome,
+        worker_id: &str,
+        mut events: Vec<ReportEvent>,
         now: DateTime<Utc>,
-    ) -> Result<Task> {
-        self.modify("finish attempt", id, Some(token), now, &move |t, now| {
-            lifecycle::finish(t, token, outcome.clone(), now)?;
-            // BSON keeps milliseconds; round so the returned task equals a later read.
-            t.not_before = ms(t.not_before);
-            Ok(())
-        })
-        .await
-    }
-
-    pub(super) async fn start_and_end_attempt(
-        &self,
-        id: TaskId,
-        token: u64,
-        started: DateTime<Utc>,
-        outcome: AttemptOutcome,
-        now: DateTime<Utc>,
-    ) -> Result<Task> {
-        self.modify_via(
-            "start and finish attempt",
-            id,
-            Some(token),
-            now,
-            Some(TaskStatus::Running),
-            &move |t, now| {
-                lifecycle::start_and_finish(t, token, started, outcome.clone(), now)?;
-                t.not_before = ms(t.not_before);
-                Ok(())
+    ) -> Result<Applied> {
+        let now = ms(now);
+        for e in &mut events {
+            e.time = ms(e.time);
+        }
+        in_txn(
+            &self.client,
+            "report",
+            (self, &events, worker_id),
+            |s, (store, events, worker_id)| {
+                async move {
+                    let d = store
+                        .tasks
+                        .find_one(doc! { "_id": id.to_string() })
+                        .session(&mut *s)
+                        .await?
+                        .ok_or(QueueError::NotFound(id))?;
+                    let before = task_of(&d)?;
+                    let mut after = before.clone();
+                    let plan = lifecycle::apply_report(&mut after, token, worker_id, events, now)?;
+                    if plan.changed {
+                        after.not_before = ms(after.not_before);
+                        let log = match plan.chunks.is_empty() {
+                            true => None,
+                            false => Some(
+                                store
+                                    .append_chunks(
+                                        s,
+                                        id,
+                                        plan.attempt,
+                                        &plan.chunks,
+                                        LogCounters::of(&d)?,
+                                    )
+                                    .await?,
+                            ),
+                        };
+                        store.write_back(s, &before, &after, log).await?;
+                    }
+                    Ok(Applied {
+                        task: after,
+                        through: plan.through,
+                        changed: plan.changed,
+                        late: plan.late,
+                    })
+                }
+                .boxed()
             },
         )
         .await
     }
 
+    pub(super) async fn lose_attempt(
+        &self,
+        id: TaskId,
+        token: u64,
+        cause: LostCause,
+        now: DateTime<Utc>,
+    ) -> Result<Task> {
+        self.modify("lose attempt", id, now, &move |t, now| {
+            lifecycle::lose(t, token, &cause, now)
+        })
+        .await
+    }
+
     pub(super) async fn cancel(&self, id: TaskId, now: DateTime<Utc>) -> Result<Task> {
-        self.modify("request cancel", id, None, now, &lifecycle::request_cancel)
+        self.modify("request cancel", id, now, &lifecycle::request_cancel)
             .await
     }
 }

@@ -1,19 +1,14 @@
-//! Task output, bounded per task. Real chunks get seq 1, 2, 3…; when a task's kept bytes
-//! pass the cap, its oldest chunks are deleted and the seq-0 `system` chunk is rewritten
-//! to say how many bytes were dropped in total. The marker does not count against the cap.
+//! Task output, bounded per task by [`crate::retention`]. Real chunks get seq 1, 2, 3…;
+//! when a task's kept bytes pass the cap, its oldest output is dropped and the seq-0
+//! `system` chunk is rewritten to say how many bytes were dropped in total.
 
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::schema::{backend_error, from_ts, int, load_task, task_exists, ts};
+use super::schema::{backend_error, from_ts, int, task_exists, ts};
 use crate::error::{QueueError, Result};
-use crate::lifecycle::check_token;
 use crate::model::{LogChunk, LogStream, NewLogChunk, TaskId};
-
-/// The text of the seq-0 marker chunk that stands in for `dropped_bytes` of older output.
-pub fn dropped_marker(dropped_bytes: u64) -> String {
-    format!("[cloudai: {dropped_bytes} bytes of older output dropped]")
-}
+use crate::retention::{dropped_marker, Budget, Fate};
 
 /// Per-task accounting row.
 struct LogState {
@@ -22,17 +17,15 @@ struct LogState {
     dropped: i64,
 }
 
-/// Appends `chunks` for the attempt holding `token`; returns the last seq written.
+/// Appends `chunks` of attempt number `attempt` inside the caller's savepoint; returns the
+/// last seq written. The caller has checked the attempt's token.
 pub(crate) fn append(
     conn: &Connection,
     id: TaskId,
-    token: u64,
-    chunks: Vec<NewLogChunk>,
+    attempt: u32,
+    chunks: &[NewLogChunk],
     max_bytes: u64,
 ) -> Result<u64> {
-    let task = load_task(conn, id)?;
-    check_token(&task, token)?;
-    let attempt = task.attempts.last().map(|a| a.number).unwrap_or(0);
     let key = id.to_string();
     let mut st = conn
         .prepare_cached(
@@ -51,13 +44,17 @@ pub(crate) fn append(
             kept: 0,
             dropped: 0,
         });
+    if chunks.is_empty() {
+        return Ok((st.next_seq - 1) as u64);
+    }
     let dropped_before = st.dropped;
+    let added: u64 = chunks.iter().map(|c| c.data.len() as u64).sum();
     {
         let mut insert = conn.prepare_cached(
             "INSERT INTO logs (task_id, seq, attempt, stream, time, data)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?;
-        for c in &chunks {
+        for c in chunks {
             insert.execute(params![
                 key,
                 st.next_seq,
@@ -67,13 +64,14 @@ pub(crate) fn append(
                 c.data
             ])?;
             st.next_seq += 1;
-            st.kept += c.data.len() as i64;
         }
     }
-    let cap = int(max_bytes);
-    if st.kept > cap {
-        drop_oldest(conn, &key, cap, &mut st)?;
+    let mut budget = Budget::new(st.kept as u64, st.dropped as u64, added, max_bytes);
+    if budget.over() {
+        trim(conn, &key, &mut budget)?;
     }
+    st.kept = int(budget.kept);
+    st.dropped = int(budget.dropped);
     if st.dropped != dropped_before {
         let time = chunks.last().map(|c| c.time).unwrap_or_else(Utc::now);
         write_marker(conn, &key, attempt, time, st.dropped as u64)?;
@@ -88,9 +86,8 @@ pub(crate) fn append(
     Ok((st.next_seq - 1) as u64)
 }
 
-/// Deletes the oldest whole chunks until the rest fit in `cap`. When the newest chunk
-/// alone is larger than `cap`, its head is cut so its tail is kept.
-fn drop_oldest(conn: &Connection, key: &str, cap: i64, st: &mut LogState) -> Result<()> {
+/// Drops or cuts the oldest chunks (new ones included) as the budget says.
+fn trim(conn: &Connection, key: &str, budget: &mut Budget) -> Result<()> {
     let sizes: Vec<(i64, i64)> = conn
         .prepare_cached(
             "SELECT seq, length(data) FROM logs WHERE task_id = ?1 AND seq > 0 ORDER BY seq",
@@ -98,22 +95,18 @@ fn drop_oldest(conn: &Connection, key: &str, cap: i64, st: &mut LogState) -> Res
         .query_map([key], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<rusqlite::Result<_>>()?;
     let mut last_deleted = None;
-    for (i, (seq, len)) in sizes.iter().enumerate() {
-        if st.kept <= cap {
+    for (seq, len) in sizes {
+        if !budget.over() {
             break;
         }
-        if i + 1 == sizes.len() {
-            let cut = st.kept - cap;
-            conn.prepare_cached(
-                "UPDATE logs SET data = substr(data, ?3) WHERE task_id = ?1 AND seq = ?2",
-            )?
-            .execute(params![key, seq, cut + 1])?;
-            st.kept -= cut;
-            st.dropped += cut;
-        } else {
-            last_deleted = Some(*seq);
-            st.kept -= len;
-            st.dropped += len;
+        match budget.take(len as u64) {
+            Fate::Drop => last_deleted = Some(seq),
+            Fate::Cut(n) => {
+                conn.prepare_cached(
+                    "UPDATE logs SET data = substr(data, ?3) WHERE task_id = ?1 AND seq = ?2",
+                )?
+                .execute(params![key, seq, int(n) + 1])?;
+            }
         }
     }
     if let Some(seq) = last_deleted {

@@ -5,7 +5,6 @@
 //!   command in one transaction, each in its own savepoint.
 //! - [`readers`]: a pool of read connections used from tokio's blocking pool.
 //! - [`schema`]: tables, indexes, connection settings, row encoding.
-//! - [`lifecycle`]: the pure task changes (assign, run, finish, cancel) behind each call.
 //! - [`ops`], [`queries`], [`logs`]: the SQL of writes, reads, and bounded task output.
 //! - [`users`]: API users and the join token hash (auth).
 //!
@@ -27,13 +26,15 @@ use chrono::{DateTime, Utc};
 
 use crate::error::Result;
 use crate::model::{
-    AttemptOutcome, ClaimRequest, Enqueued, LogChunk, NewLogChunk, NewTask, QueueStats, Task,
-    TaskId, TaskQuery, WorkerHealth, WorkerRecord,
+    ClaimRequest, Enqueued, LogChunk, NewTask, QueueStats, Task, TaskId, TaskQuery, WorkerHealth,
+    WorkerRecord,
 };
-use crate::store::{QueueStore, QueuedTask, StoreOptions};
+use crate::report::{Applied, LostCause, ReportEvent};
+use crate::store::{
+    AttemptLedger, LogStore, QueueStore, QueuedTask, StoreOptions, TaskStore, UserStore,
+    WorkerStore,
+};
 use crate::users::UserRecord;
-
-pub use logs::dropped_marker;
 
 use readers::Readers;
 use writer::Writer;
@@ -63,23 +64,27 @@ impl SqliteStore {
     }
 }
 
-#[async_trait]
 impl QueueStore for SqliteStore {
     fn backend_name(&self) -> &'static str {
         schema::BACKEND
     }
+}
 
+#[async_trait]
+impl TaskStore for SqliteStore {
     // Creation times are taken in the writer thread, where ids are made too, so that
     // both rise together and "oldest first" means the same by either.
     async fn enqueue(&self, task: NewTask) -> Result<Enqueued> {
+        let cap = self.opts.max_queued;
         self.writer
-            .run(move |c| ops::enqueue(c, task, Utc::now()))
+            .run(move |c| ops::enqueue(c, task, Utc::now(), cap))
             .await
     }
 
     async fn enqueue_batch(&self, tasks: Vec<NewTask>) -> Result<Vec<Enqueued>> {
+        let cap = self.opts.max_queued;
         self.writer
-            .run(move |c| ops::enqueue_batch(c, tasks, Utc::now()))
+            .run(move |c| ops::enqueue_batch(c, tasks, Utc::now(), cap))
             .await
     }
 
@@ -111,6 +116,13 @@ impl QueueStore for SqliteStore {
             .await
     }
 
+    async fn stats(&self, now: DateTime<Utc>) -> Result<QueueStats> {
+        self.readers.run(move |c| queries::stats(c, now)).await
+    }
+}
+
+#[async_trait]
+impl AttemptLedger for SqliteStore {
     async fn assign(&self, id: TaskId, worker_id: &str, now: DateTime<Utc>) -> Result<Task> {
         let worker_id = worker_id.to_string();
         self.writer
@@ -123,34 +135,30 @@ impl QueueStore for SqliteStore {
         self.writer.run(move |c| ops::claim(c, &req)).await
     }
 
-    async fn mark_running(&self, id: TaskId, token: u64, now: DateTime<Utc>) -> Result<Task> {
-        self.writer
-            .run(move |c| ops::mark_running(c, id, token, now))
-            .await
-    }
-
-    async fn finish_attempt(
+    async fn report(
         &self,
         id: TaskId,
         token: u64,
-        outcome: AttemptOutcome,
+        worker_id: &str,
+        events: Vec<ReportEvent>,
         now: DateTime<Utc>,
-    ) -> Result<Task> {
+    ) -> Result<Applied> {
+        let max = self.opts.max_log_bytes_per_task;
+        let worker = worker_id.to_string();
         self.writer
-            .run(move |c| ops::finish_attempt(c, id, token, outcome, now))
+            .run(move |c| ops::report(c, id, token, &worker, &events, now, max))
             .await
     }
 
-    async fn start_and_finish(
+    async fn lose(
         &self,
         id: TaskId,
         token: u64,
-        started: DateTime<Utc>,
-        outcome: AttemptOutcome,
+        cause: LostCause,
         now: DateTime<Utc>,
     ) -> Result<Task> {
         self.writer
-            .run(move |c| ops::start_and_finish(c, id, token, started, outcome, now))
+            .run(move |c| ops::lose(c, id, token, &cause, now))
             .await
     }
 
@@ -159,14 +167,10 @@ impl QueueStore for SqliteStore {
             .run(move |c| ops::request_cancel(c, id, now))
             .await
     }
+}
 
-    async fn append_logs(&self, id: TaskId, token: u64, chunks: Vec<NewLogChunk>) -> Result<u64> {
-        let max = self.opts.max_log_bytes_per_task;
-        self.writer
-            .run(move |c| logs::append(c, id, token, chunks, max))
-            .await
-    }
-
+#[async_trait]
+impl LogStore for SqliteStore {
     async fn read_logs(
         &self,
         id: TaskId,
@@ -177,11 +181,10 @@ impl QueueStore for SqliteStore {
             .run(move |c| logs::read(c, id, after, limit))
             .await
     }
+}
 
-    async fn stats(&self, now: DateTime<Utc>) -> Result<QueueStats> {
-        self.readers.run(move |c| queries::stats(c, now)).await
-    }
-
+#[async_trait]
+impl WorkerStore for SqliteStore {
     async fn upsert_worker(&self, worker: &WorkerRecord) -> Result<()> {
         let worker = worker.clone();
         self.writer
@@ -209,7 +212,10 @@ impl QueueStore for SqliteStore {
     async fn list_workers(&self) -> Result<Vec<WorkerRecord>> {
         self.readers.run(queries::list_workers).await
     }
+}
 
+#[async_trait]
+impl UserStore for SqliteStore {
     async fn add_user(&self, user: &UserRecord) -> Result<()> {
         let user = user.clone();
         self.writer.run(move |c| users::add(c, &user)).await

@@ -4,16 +4,21 @@
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 
+use super::logs;
 use super::schema::{decode_task, encode, insert_task, int, load_task, ts, update_task};
 use crate::error::{QueueError, Result};
 use crate::lifecycle;
-use crate::model::{
-    AttemptOutcome, ClaimRequest, Enqueued, NewTask, Task, TaskId, WorkerHealth, WorkerRecord,
-};
+use crate::model::{ClaimRequest, Enqueued, NewTask, Task, TaskId, WorkerHealth, WorkerRecord};
+use crate::report::{Applied, LostCause, ReportEvent};
 use crate::validate::{validate_spec, validate_worker_id};
 
-/// Enqueues one task, honouring its idempotency key.
-pub(crate) fn enqueue(conn: &Connection, new: NewTask, now: DateTime<Utc>) -> Result<Enqueued> {
+/// Enqueues one task, honouring its idempotency key and the queue cap.
+pub(crate) fn enqueue(
+    conn: &Connection,
+    new: NewTask,
+    now: DateTime<Utc>,
+    max_queued: Option<u64>,
+) -> Result<Enqueued> {
     validate_spec(&new.spec)?;
     if let Some(key) = &new.spec.idempotency_key {
         let existing: Option<String> = conn
@@ -34,6 +39,14 @@ pub(crate) fn enqueue(conn: &Connection, new: NewTask, now: DateTime<Utc>) -> Re
             });
         }
     }
+    if let Some(max) = max_queued {
+        // Counted in this write's own transaction on the one writer: atomic with the
+        // insert. `task_counts` is kept by triggers, so this is one row read.
+        let queued = queued_count(conn)?;
+        if queued >= max {
+            return Err(QueueError::QueueFull { queued, max });
+        }
+    }
     let task = lifecycle::new_task(new, now);
     insert_task(conn, &task)?;
     Ok(Enqueued {
@@ -42,13 +55,34 @@ pub(crate) fn enqueue(conn: &Connection, new: NewTask, now: DateTime<Utc>) -> Re
     })
 }
 
-/// Enqueues each task in turn; the caller's savepoint makes the batch all-or-nothing.
+/// Enqueues each task in turn; the caller's savepoint makes the batch all-or-nothing
+/// (a batch that would pass the cap is refused whole, with the count before it).
 pub(crate) fn enqueue_batch(
     conn: &Connection,
     tasks: Vec<NewTask>,
     now: DateTime<Utc>,
+    max_queued: Option<u64>,
 ) -> Result<Vec<Enqueued>> {
-    tasks.into_iter().map(|t| enqueue(conn, t, now)).collect()
+    let before = max_queued.map(|_| queued_count(conn)).transpose()?;
+    tasks
+        .into_iter()
+        .map(|t| enqueue(conn, t, now, max_queued))
+        .collect::<Result<Vec<_>>>()
+        .map_err(|e| match (e, before) {
+            (QueueError::QueueFull { max, .. }, Some(queued)) => {
+                QueueError::QueueFull { queued, max }
+            }
+            (e, _) => e,
+        })
+}
+
+/// Tasks in `queued` now, from the trigger-kept counts.
+pub(crate) fn queued_count(conn: &Connection) -> Result<u64> {
+    let n: Option<i64> = conn
+        .prepare_cached("SELECT n FROM task_counts WHERE status = 'queued'")?
+        .query_row([], |r| r.get(0))
+        .optional()?;
+    Ok(n.unwrap_or(0).max(0) as u64)
 }
 
 /// Loads a task, applies `change`, and writes it back when the change is accepted.
@@ -108,39 +142,39 @@ pub(crate) fn claim(conn: &Connection, req: &ClaimRequest) -> Result<Option<Task
     Ok(Some(task))
 }
 
-/// `assigned -> running`.
-pub(crate) fn mark_running(
+/// A worker's report: the task change and its output, in the caller's savepoint.
+pub(crate) fn report(
     conn: &Connection,
     id: TaskId,
     token: u64,
+    worker_id: &str,
+    events: &[ReportEvent],
     now: DateTime<Utc>,
-) -> Result<Task> {
-    modify(conn, id, |t| lifecycle::mark_running(t, token, now))
-}
-
-/// Ends the current attempt.
-pub(crate) fn finish_attempt(
-    conn: &Connection,
-    id: TaskId,
-    token: u64,
-    outcome: AttemptOutcome,
-    now: DateTime<Utc>,
-) -> Result<Task> {
-    modify(conn, id, |t| lifecycle::finish(t, token, outcome, now))
-}
-
-/// Marks running (when still assigned) and ends the attempt, in one write.
-pub(crate) fn start_and_finish(
-    conn: &Connection,
-    id: TaskId,
-    token: u64,
-    started: DateTime<Utc>,
-    outcome: AttemptOutcome,
-    now: DateTime<Utc>,
-) -> Result<Task> {
-    modify(conn, id, |t| {
-        lifecycle::start_and_finish(t, token, started, outcome, now)
+    max_log_bytes: u64,
+) -> Result<Applied> {
+    let mut task = load_task(conn, id)?;
+    let plan = lifecycle::apply_report(&mut task, token, worker_id, events, now)?;
+    if plan.changed {
+        update_task(conn, &task)?;
+        logs::append(conn, id, plan.attempt, &plan.chunks, max_log_bytes)?;
+    }
+    Ok(Applied {
+        task,
+        through: plan.through,
+        changed: plan.changed,
+        late: plan.late,
     })
+}
+
+/// The master's `lost` verdict.
+pub(crate) fn lose(
+    conn: &Connection,
+    id: TaskId,
+    token: u64,
+    cause: &LostCause,
+    now: DateTime<Utc>,
+) -> Result<Task> {
+    modify(conn, id, |t| lifecycle::lose(t, token, cause, now))
 }
 
 /// A user's cancel.

@@ -21,7 +21,8 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const STATEMENT_CACHE: usize = 128;
 
 /// Bumped when the layout changes; stored in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 1;
+/// 2: `task_counts` and its triggers.
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS tasks (
@@ -80,6 +81,32 @@ CREATE TABLE IF NOT EXISTS settings (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
+
+-- tasks per status, kept by the triggers below in the same transaction as every change:
+-- queue stats and the --max-queued check read one row instead of counting tasks
+CREATE TABLE IF NOT EXISTS task_counts (
+    status TEXT PRIMARY KEY,
+    n      INTEGER NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS task_counts_insert AFTER INSERT ON tasks BEGIN
+    INSERT INTO task_counts (status, n) VALUES (new.status, 1)
+        ON CONFLICT (status) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS task_counts_update AFTER UPDATE OF status ON tasks
+    WHEN old.status IS NOT new.status BEGIN
+    UPDATE task_counts SET n = n - 1 WHERE status = old.status;
+    INSERT INTO task_counts (status, n) VALUES (new.status, 1)
+        ON CONFLICT (status) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS task_counts_delete AFTER DELETE ON tasks BEGIN
+    UPDATE task_counts SET n = n - 1 WHERE status = old.status;
+END;
+";
+
+/// Fills `task_counts` from the tasks, for a file made before the table existed.
+const COUNT_EXISTING: &str = "
+DELETE FROM task_counts;
+INSERT INTO task_counts (status, n) SELECT status, COUNT(*) FROM tasks GROUP BY status;
 ";
 
 impl From<rusqlite::Error> for QueueError {
@@ -131,8 +158,13 @@ pub(crate) fn open_writer(path: &Path) -> Result<Connection> {
             path.display()
         )));
     }
+    let backfill = if version < SCHEMA_VERSION {
+        COUNT_EXISTING
+    } else {
+        ""
+    };
     conn.execute_batch(&format!(
-        "BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+        "BEGIN IMMEDIATE; {SCHEMA} {backfill} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
     ))?;
     Ok(conn)
 }

@@ -2,8 +2,13 @@
 //! reconnects with exponential backoff and jitter whenever it breaks. See
 //! `proto/PROTOCOL.md` for the message contract it follows.
 //!
-//! - `session`: one connected stream (register, heartbeats, assignments, events).
-//! - `state`: running attempts and unacknowledged results, kept across reconnects.
+//! - `session`: one connected stream (register, heartbeats, assignments, acks).
+//! - `attempt_task`: one attempt run as a task, its events recorded as they happen.
+//! - `journal`: every attempt's events in order until acknowledged, spilled to disk past
+//!   a memory limit, re-sent after a reconnect.
+//! - `lease`: the master's lease on the worker's attempts; `watchdog` stops them when it
+//!   ends.
+//! - `state`: running attempts, the journal and the lease, kept across reconnects.
 //! - `wire`: worker values → protocol messages.
 
 use std::future::Future;
@@ -13,9 +18,8 @@ use std::time::Duration;
 use backoff::backoff::Backoff;
 use backoff::ExponentialBackoffBuilder;
 use cloudai_queue::Resources;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinSet;
-use tokio::time::Instant;
 
 use crate::attempt::AttemptOptions;
 use crate::capacity::{self, GpuInfo};
@@ -23,20 +27,24 @@ use crate::config::WorkerConfig;
 use crate::error::{Result, WorkerError};
 use crate::executor::Executor;
 
+mod attempt_task;
+mod journal;
+mod lease;
 mod session;
 mod state;
 mod wire;
 
-use session::Outbound;
 use state::State;
 
 /// First reconnect delay.
 const RECONNECT_INITIAL: Duration = Duration::from_millis(100);
 /// Longest reconnect delay.
 const RECONNECT_MAX: Duration = Duration::from_secs(10);
-/// Events waiting for the stream, across all attempts. When full, attempts wait, which
-/// slows their log readers: the backpressure that bounds memory under flooding output.
-const OUTBOX_CAPACITY: usize = 256;
+/// Pull progress lines waiting for the stream; more are dropped (they are only progress).
+const PULLS_CAPACITY: usize = 64;
+/// Bytes of reports sent and not yet acknowledged, at most: what one master holds for
+/// this worker while its store is slow or down.
+const REPORT_WINDOW: usize = 4 << 20;
 /// Extra time, beyond the stop grace, that shutdown waits for attempts to clean up.
 const SHUTDOWN_SLACK: Duration = Duration::from_secs(30);
 
@@ -50,7 +58,14 @@ pub(crate) struct Worker {
     pub(crate) executor: Arc<dyn Executor>,
     pub(crate) attempt_options: AttemptOptions,
     pub(crate) state: Arc<Mutex<State>>,
-    pub(crate) outbox: mpsc::Sender<Outbound>,
+    /// The journal has events to send.
+    pub(crate) events_ready: Arc<Notify>,
+    /// Acks made room in the journal.
+    pub(crate) room: Arc<Notify>,
+    /// The lease was granted or renewed.
+    pub(crate) lease_changed: Arc<Notify>,
+    /// Pull progress for the stream.
+    pub(crate) pulls: mpsc::Sender<cloudai_proto::pb::TaskEvent>,
     /// Connection epoch: increases with every successful registration.
     pub(crate) epoch: u64,
 }
@@ -68,8 +83,11 @@ pub(crate) fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
 
 /// Runs a worker until `shutdown` resolves: registers with the master, heartbeats, runs
 /// what it is assigned on `executor`, and reconnects (with backoff and jitter) for as long
-/// as it takes. On shutdown it stops and removes its running containers without reporting
-/// them, so the master treats them as lost and retries them elsewhere.
+/// as it takes. Every event of an attempt is kept until the master acknowledges it and is
+/// sent again after a reconnect. When the master's lease ends (no heartbeat acknowledged
+/// in time) it stops its containers before the master may give them to another worker.
+/// On shutdown it stops and removes its running containers without reporting them, so the
+/// master treats them as lost and retries them elsewhere.
 ///
 /// Returns an error only for what retrying cannot fix: invalid config, or a master that
 /// rejects this worker's registration.
@@ -104,7 +122,14 @@ pub async fn run(
         }
     }
 
-    let (outbox, mut outbox_rx) = mpsc::channel(OUTBOX_CAPACITY);
+    let data_dir = worker_data_dir(&config, &id);
+    let limits = journal::Limits {
+        memory: config.max_report_memory as usize,
+        spill: config.max_report_spill,
+        window: REPORT_WINDOW.min((config.max_report_memory as usize / 2).max(1)),
+        dir: data_dir.join("reports"),
+    };
+    let (pulls, mut pulls_rx) = mpsc::channel(PULLS_CAPACITY);
     let mut worker = Worker {
         attempt_options: AttemptOptions {
             stop_grace: config.stop_grace,
@@ -116,10 +141,17 @@ pub async fn run(
         capacity,
         gpu,
         executor,
-        state: Arc::default(),
-        outbox,
+        state: Arc::new(Mutex::new(State::new(limits))),
+        events_ready: Arc::default(),
+        room: Arc::default(),
+        lease_changed: Arc::default(),
+        pulls,
         epoch: 0,
     };
+    let watchdog = tokio::spawn(lease::watchdog(
+        worker.state.clone(),
+        worker.lease_changed.clone(),
+    ));
     let mut attempts = JoinSet::new();
     let mut backoff = ExponentialBackoffBuilder::new()
         .with_initial_interval(RECONNECT_INITIAL)
@@ -129,23 +161,15 @@ pub async fn run(
         .with_max_elapsed_time(None)
         .build();
     tokio::pin!(shutdown);
-    // When the master was last reachable (or when we started trying).
-    let mut connected_at = Instant::now();
 
     let outcome = loop {
         let mut registered = false;
         let ended = tokio::select! {
             _ = &mut shutdown => break Ok(()),
-            r = session::serve(&mut worker, &mut outbox_rx, &mut attempts, &mut registered) => r,
+            r = session::serve(&mut worker, &mut pulls_rx, &mut attempts, &mut registered) => r,
         };
         if registered {
             backoff.reset();
-            connected_at = Instant::now();
-        }
-        if let Some(grace) = worker.config.disconnect_grace {
-            if connected_at.elapsed() >= grace {
-                stop_unreported(&worker, "master unreachable past the disconnect grace");
-            }
         }
         let err = match ended {
             Ok(()) => WorkerError::Connection("master closed the stream".into()),
@@ -168,38 +192,31 @@ pub async fn run(
         }
     };
 
-    stop_all(&worker, &mut outbox_rx, &mut attempts).await;
+    watchdog.abort();
+    stop_all(&worker, &mut attempts).await;
     tracing::info!(worker_id = %worker.id, "worker stopped");
     outcome
 }
 
-/// Stops every running attempt without reporting it: the master no longer counts on them.
-fn stop_unreported(worker: &Worker, why: &str) {
-    for (key, running) in worker.lock().running.iter_mut() {
-        if running.report {
-            tracing::warn!(task_id = %key.0, token = key.1, reason = why, "stopping attempt");
-        }
-        running.report = false;
-        running.stopper.stop();
-    }
+/// Where this worker keeps its spill files: `--data-dir`, else a directory of its own
+/// under the system's temporary directory.
+fn worker_data_dir(config: &WorkerConfig, id: &str) -> std::path::PathBuf {
+    config
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("cloudai-worker-{id}")))
 }
 
 /// Stops every attempt without reporting it and waits (bounded) for their containers to
-/// be removed, discarding their remaining events.
-async fn stop_all(
-    worker: &Worker,
-    outbox_rx: &mut mpsc::Receiver<Outbound>,
-    attempts: &mut JoinSet<()>,
-) {
-    stop_unreported(worker, "worker shutting down");
-    let drain = async {
-        loop {
-            tokio::select! {
-                Some(_) = outbox_rx.recv() => {}
-                joined = attempts.join_next() => if joined.is_none() { break },
-            }
-        }
-    };
+/// be removed; their remaining events are not recorded.
+async fn stop_all(worker: &Worker, attempts: &mut JoinSet<()>) {
+    {
+        let mut s = worker.lock();
+        s.closing = true;
+        s.stop_unreported("worker shutting down", None);
+    }
+    worker.room.notify_waiters();
+    let drain = async { while attempts.join_next().await.is_some() {} };
     let limit = worker.config.stop_grace + SHUTDOWN_SLACK;
     if tokio::time::timeout(limit, drain).await.is_err() {
         tracing::warn!(worker_id = %worker.id, "attempts did not stop in time, abandoning them");

@@ -1,25 +1,27 @@
 //! One connected `Connect` stream: register, then heartbeats, assignments, cancels, acks
-//! and revokes until the stream breaks. Attempts outlive sessions; results the master has
-//! not acknowledged are re-sent on the next one.
+//! and revokes until the stream breaks. Attempts outlive sessions; their unacknowledged
+//! events are sent again, in order, on the next one.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use cloudai_proto::convert::report::task_event;
 use cloudai_proto::pb;
 use cloudai_proto::pb::worker_message::Msg as Out;
 use cloudai_proto::pb::worker_service_client::WorkerServiceClient;
-use cloudai_queue::TaskSpec;
+use cloudai_queue::{ReportBody, TaskSpec};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::state::{AttemptKey, Running, State, Unacked};
-use super::{lock, wire, Worker};
-use crate::attempt::{run_attempt, stop_signal, AttemptOptions, Finish, StopSignal};
+use super::attempt_task::{attempt_task, Parts};
+use super::state::{AttemptKey, Running};
+use super::{wire, Worker};
+use crate::attempt::{stop_signal, Finish};
 use crate::capacity::Telemetry;
 use crate::config::DEFAULT_HEARTBEAT_INTERVAL;
 use crate::error::{Result, WorkerError};
-use crate::executor::{Executor, StartRequest};
+use crate::executor::StartRequest;
 
 /// How long the master may take to answer `Register`.
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -32,22 +34,12 @@ const STREAM_CAPACITY: usize = 64;
 /// Largest gRPC message sent to or accepted from the master: 16 MiB, the master's default
 /// limit (log chunks are at most 64 KiB, so only a broken peer comes near it).
 const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
-/// Events queued per attempt before its log reader waits.
-const ATTEMPT_EVENTS: usize = 16;
-
-/// What attempt tasks hand to the session, in order.
-pub(crate) enum Outbound {
-    /// A pulling/started/log event.
-    Event(pb::TaskEvent),
-    /// This attempt's result is in the unacked table: send it now (after its logs).
-    FinishedReady(AttemptKey),
-}
 
 /// Serves one connection until it breaks. `registered` is set once the master accepted
 /// the registration, so the caller can reset its backoff.
 pub(crate) async fn serve(
     worker: &mut Worker,
-    outbox: &mut mpsc::Receiver<Outbound>,
+    pulls: &mut mpsc::Receiver<pb::TaskEvent>,
     attempts: &mut JoinSet<()>,
     registered: &mut bool,
 ) -> Result<()> {
@@ -64,7 +56,10 @@ pub(crate) async fn serve(
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
 
     let (tx, rx) = mpsc::channel(STREAM_CAPACITY);
-    let running = worker.lock().reported_running();
+    let (running, finished) = {
+        let s = worker.lock();
+        (s.reported_running(), s.journal.finished())
+    };
     let register = pb::Register {
         worker_id: worker.id.clone(),
         labels: worker.config.label_map().into_iter().collect(),
@@ -77,14 +72,16 @@ pub(crate) async fn serve(
         version: env!("CARGO_PKG_VERSION").to_string(),
         running: running.iter().map(wire::attempt_ref).collect(),
         token: worker.config.join_token.clone().unwrap_or_default(),
+        finished: finished.iter().map(wire::attempt_ref).collect(),
     };
+    let register_sent = Instant::now();
     send(&tx, Out::Register(register)).await?;
     let mut inbound = client.connect(ReceiverStream::new(rx)).await?.into_inner();
     let first = tokio::time::timeout(REGISTER_TIMEOUT, inbound.message())
         .await
         .map_err(|_| WorkerError::Connection("master did not answer register".into()))??;
-    let interval_ms = match first.and_then(|m| m.msg) {
-        Some(pb::master_message::Msg::Registered(r)) => r.heartbeat_interval_ms,
+    let granted = match first.and_then(|m| m.msg) {
+        Some(pb::master_message::Msg::Registered(r)) => r,
         other => {
             return Err(WorkerError::Protocol(format!(
                 "expected registered, got {other:?}"
@@ -94,55 +91,58 @@ pub(crate) async fn serve(
     *registered = true;
     worker.epoch += 1;
     let epoch = worker.epoch;
-    let interval = worker
-        .config
-        .heartbeat_interval
-        .unwrap_or(if interval_ms == 0 {
-            DEFAULT_HEARTBEAT_INTERVAL
-        } else {
-            Duration::from_millis(u64::from(interval_ms))
-        });
+    {
+        let mut s = worker.lock();
+        s.lease
+            .granted(register_sent, granted.lease_ms, granted.stop_within_ms);
+        s.journal.new_epoch(epoch);
+    }
+    worker.lease_changed.notify_one();
+    let interval =
+        worker
+            .config
+            .heartbeat_interval
+            .unwrap_or(if granted.heartbeat_interval_ms == 0 {
+                DEFAULT_HEARTBEAT_INTERVAL
+            } else {
+                Duration::from_millis(u64::from(granted.heartbeat_interval_ms))
+            });
     tracing::info!(
         worker_id = %worker.id,
         running = running.len(),
+        finished = finished.len(),
         heartbeat_ms = interval.as_millis() as u64,
+        lease_ms = granted.lease_ms,
         "registered with master"
     );
 
-    let resend = worker.lock().all_to_send(epoch);
-    for event in resend {
-        send(&tx, Out::Event(event)).await?;
-    }
+    send_due(worker, &tx, epoch).await?;
     let mut telemetry = Telemetry::default();
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut beat = 0u64;
     loop {
         tokio::select! {
             _ = ticker.tick() => {
+                beat += 1;
                 let heartbeat = pb::Heartbeat {
                     usage: Some(wire::usage(telemetry.sample())),
                     running: worker.lock().reported_running().iter().map(wire::attempt_ref).collect(),
                     sent_at: Some(cloudai_proto::convert::timestamp(chrono::Utc::now())),
+                    seq: beat,
                 };
+                worker.lock().lease.sent(beat, Instant::now());
                 send(&tx, Out::Heartbeat(heartbeat)).await?;
             }
             msg = inbound.message() => match msg? {
                 Some(m) => {
-                    for event in handle(worker, m, attempts) {
-                        send(&tx, Out::Event(event)).await?;
-                    }
+                    handle(worker, m, attempts);
+                    send_due(worker, &tx, epoch).await?;
                 }
                 None => return Err(WorkerError::Connection("master ended the stream".into())),
             },
-            Some(out) = outbox.recv() => {
-                let event = match out {
-                    Outbound::Event(e) => Some(e),
-                    Outbound::FinishedReady(key) => worker.lock().take_to_send(&key, epoch),
-                };
-                if let Some(event) = event {
-                    send(&tx, Out::Event(event)).await?;
-                }
-            }
+            _ = worker.events_ready.notified() => send_due(worker, &tx, epoch).await?,
+            Some(p) = pulls.recv() => send(&tx, Out::Event(p)).await?,
             Some(joined) = attempts.join_next(), if !attempts.is_empty() => {
                 if let Err(e) = joined {
                     if e.is_panic() {
@@ -160,78 +160,83 @@ async fn send(tx: &mpsc::Sender<pb::WorkerMessage>, msg: Out) -> Result<()> {
         .map_err(|_| WorkerError::Connection("stream to master closed".into()))
 }
 
-/// Acts on one master message; returns events to send right away (results decided
-/// without running anything).
-fn handle(
-    worker: &Worker,
-    msg: pb::MasterMessage,
-    attempts: &mut JoinSet<()>,
-) -> Vec<pb::TaskEvent> {
+/// Sends the journal's due events (in order, within the window).
+async fn send_due(worker: &Worker, tx: &mpsc::Sender<pb::WorkerMessage>, epoch: u64) -> Result<()> {
+    let due = worker.lock().journal.due(epoch);
+    for (key, event) in due {
+        send(tx, Out::Event(task_event(&key.0, key.1, &event))).await?;
+    }
+    Ok(())
+}
+
+/// Acts on one master message.
+fn handle(worker: &Worker, msg: pb::MasterMessage, attempts: &mut JoinSet<()>) {
     use pb::master_message::Msg;
     match msg.msg {
-        Some(Msg::Assign(a)) => assign(worker, a, attempts).into_iter().collect(),
-        Some(Msg::Cancel(c)) => cancel(worker, (c.task_id, c.token)).into_iter().collect(),
+        Some(Msg::Assign(a)) => assign(worker, a, attempts),
+        Some(Msg::Cancel(c)) => cancel(worker, (c.task_id, c.token)),
         Some(Msg::Ack(a)) => {
-            worker.lock().unacked.remove(&(a.task_id, a.token));
-            Vec::new()
+            worker.lock().journal.ack(&(a.task_id, a.token), a.seq);
+            worker.room.notify_waiters();
+        }
+        Some(Msg::HeartbeatAck(h)) => {
+            worker.lock().lease.acked(h.seq);
+            worker.lease_changed.notify_one();
         }
         Some(Msg::Revoke(r)) => {
             let mut state = worker.lock();
             for a in r.attempts {
                 let key = (a.task_id, a.token);
                 tracing::info!(task_id = %key.0, token = key.1, reason = %r.reason, "attempt revoked");
-                state.unacked.remove(&key);
+                state.journal.forget(&key);
                 if let Some(running) = state.running.get_mut(&key) {
                     running.report = false;
                     running.stopper.stop();
                 }
             }
-            Vec::new()
+            drop(state);
+            worker.room.notify_waiters();
         }
-        Some(Msg::Registered(_)) | None => Vec::new(),
+        Some(Msg::Registered(_)) | None => {}
     }
 }
 
-/// Records a result decided without running anything as unacked; returns it to send now.
-fn settle(state: &mut State, key: AttemptKey, finish: &Finish, epoch: u64) -> pb::TaskEvent {
-    let event = wire::finished(&key, finish);
-    state.unacked.insert(
-        key,
-        Unacked {
-            event: event.clone(),
-            sent_epoch: epoch,
-        },
-    );
-    event
+/// Records the end of an attempt that never ran (a bad spec, a cancel of something not
+/// here), to be reported like any other.
+fn settle(worker: &Worker, key: AttemptKey, finish: Finish) {
+    let mut state = worker.lock();
+    state.journal.open(&key);
+    let _ = state
+        .journal
+        .record(&key, chrono::Utc::now(), ReportBody::Finished(finish));
+    drop(state);
+    worker.events_ready.notify_one();
 }
 
-fn assign(worker: &Worker, a: pb::Assign, attempts: &mut JoinSet<()>) -> Option<pb::TaskEvent> {
+fn assign(worker: &Worker, a: pb::Assign, attempts: &mut JoinSet<()>) {
     let key: AttemptKey = (a.task_id.clone(), a.token);
-    let mut state = worker.lock();
-    if state.knows(&key) {
+    if worker.lock().knows(&key) {
         tracing::debug!(task_id = %key.0, token = key.1, "duplicate assign ignored");
-        return None;
+        return;
     }
     let spec = match a.spec.map(TaskSpec::try_from) {
         Some(Ok(spec)) => spec,
-        Some(Err(e)) => {
-            let finish = Finish::Error(format!("invalid spec: {e}"));
-            return Some(settle(&mut state, key, &finish, worker.epoch));
-        }
-        None => {
-            let finish = Finish::Error("invalid spec: missing".into());
-            return Some(settle(&mut state, key, &finish, worker.epoch));
-        }
+        Some(Err(e)) => return settle(worker, key, Finish::Error(format!("invalid spec: {e}"))),
+        None => return settle(worker, key, Finish::Error("invalid spec: missing".into())),
     };
     tracing::info!(task_id = %key.0, token = key.1, attempt = a.attempt, image = %spec.image, "assigned");
     let (stopper, signal) = stop_signal();
-    state.running.insert(
-        key.clone(),
-        Running {
-            stopper,
-            report: true,
-        },
-    );
+    {
+        let mut state = worker.lock();
+        state.journal.open(&key);
+        state.running.insert(
+            key.clone(),
+            Running {
+                stopper,
+                report: true,
+            },
+        );
+    }
     let req = StartRequest {
         task_id: a.task_id,
         attempt: a.attempt,
@@ -239,73 +244,21 @@ fn assign(worker: &Worker, a: pb::Assign, attempts: &mut JoinSet<()>) -> Option<
         worker_id: worker.id.clone(),
         spec,
     };
-    attempts.spawn(attempt_task(
-        worker.executor.clone(),
-        req,
-        worker.attempt_options.clone(),
-        signal,
-        worker.outbox.clone(),
-        worker.state.clone(),
-    ));
-    None
+    attempts.spawn(attempt_task(Parts::of(worker), req, signal));
 }
 
-fn cancel(worker: &Worker, key: AttemptKey) -> Option<pb::TaskEvent> {
-    let mut state = worker.lock();
+fn cancel(worker: &Worker, key: AttemptKey) {
+    let state = worker.lock();
     if let Some(running) = state.running.get(&key) {
         tracing::info!(task_id = %key.0, token = key.1, "cancel requested");
         running.stopper.stop();
-        return None;
+        return;
     }
-    if state.unacked.contains_key(&key) {
-        return None;
+    if state.journal.knows(&key) {
+        return;
     }
+    drop(state);
     // Not running here (never was, or forgotten): it is certainly not running, so the
     // cancel has succeeded; say so rather than leave the master waiting.
-    Some(settle(&mut state, key, &Finish::Cancelled, worker.epoch))
-}
-
-/// Runs one attempt, forwarding its events in order, then records its result as unacked
-/// and asks the session to send it (after the events already queued).
-async fn attempt_task(
-    executor: Arc<dyn Executor>,
-    req: StartRequest,
-    options: AttemptOptions,
-    signal: StopSignal,
-    outbox: mpsc::Sender<Outbound>,
-    state: Arc<Mutex<State>>,
-) {
-    let key: AttemptKey = (req.task_id.clone(), req.token);
-    let (events_tx, mut events_rx) = mpsc::channel(ATTEMPT_EVENTS);
-    let run = run_attempt(executor.as_ref(), req, &options, signal, events_tx);
-    let forward = async {
-        while let Some(e) = events_rx.recv().await {
-            if outbox
-                .send(Outbound::Event(wire::event(&key, e)))
-                .await
-                .is_err()
-            {
-                return;
-            }
-        }
-    };
-    let (finish, ()) = tokio::join!(run, forward);
-    tracing::info!(task_id = %key.0, token = key.1, finish = ?finish, "attempt ended");
-    let report = {
-        let mut state = lock(&state);
-        let report = state.running.remove(&key).is_some_and(|r| r.report);
-        if report {
-            state.unacked.insert(
-                key.clone(),
-                Unacked {
-                    event: wire::finished(&key, &finish),
-                    sent_epoch: 0,
-                },
-            );
-        }
-        report
-    };
-    if report {
-        let _ = outbox.send(Outbound::FinishedReady(key)).await;
-    }
+    settle(worker, key, Finish::Cancelled);
 }

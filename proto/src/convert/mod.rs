@@ -1,5 +1,10 @@
 //! Conversions between wire messages ([`crate::pb`]) and domain types (`cloudai_queue`).
 //! The only module that knows both; servers and clients convert here at the boundary.
+//!
+//! - this module: tasks, specs, attempts, logs, workers, stats, times.
+//! - [`report`]: the worker stream's reports (`TaskEvent`, `Finished`, attempt refs).
+
+pub mod report;
 
 use std::time::Duration;
 
@@ -200,6 +205,8 @@ impl From<q::Attempt> for pb::Attempt {
                 .unwrap_or(0),
             exit_code: a.exit_code,
             error: a.error.unwrap_or_default(),
+            reported_seq: a.reported_seq,
+            lost_to_silence: a.lost_to_silence,
         }
     }
 }
@@ -221,6 +228,8 @@ impl TryFrom<pb::Attempt> for q::Attempt {
             },
             exit_code: a.exit_code,
             error: Some(a.error).filter(|e| !e.is_empty()),
+            reported_seq: a.reported_seq,
+            lost_to_silence: a.lost_to_silence,
         })
     }
 }
@@ -394,6 +403,8 @@ mod tests {
                 outcome: Some(q::TaskStatus::Failed),
                 exit_code: Some(3),
                 error: Some("exit 3".into()),
+                reported_seq: 4,
+                lost_to_silence: false,
             }],
             cancel_requested: false,
             exit_code: Some(3),

@@ -3,6 +3,14 @@
 //! (a SQLite transaction, a MongoDB transaction with a conditional update), and writes
 //! it back only when it returns `Ok`, so a rejected call changes nothing and both
 //! backends share one implementation of the lifecycle.
+//!
+//! - this module: enqueue, assign, the end of an attempt, cancel.
+//! - [`report`]: a worker's ordered report of an attempt (start, output, end), the
+//!   master's verdict `lost`, and the late result of an attempt lost to silence.
+
+mod report;
+
+pub(crate) use report::{apply_report, lose};
 
 use chrono::{DateTime, Utc};
 
@@ -34,17 +42,9 @@ pub(crate) fn new_task(new: NewTask, now: DateTime<Utc>) -> Task {
 pub(crate) fn assign(task: &mut Task, worker_id: &str, now: DateTime<Utc>) -> Result<()> {
     validate_worker_id(worker_id)?;
     state::check(task.id, task.status, TaskStatus::Assigned)?;
-    task.attempts.push(Attempt {
-        number: task.attempts.len() as u32 + 1,
-        token: task.token() + 1,
-        worker_id: worker_id.to_string(),
-        assigned_at: now,
-        started_at: None,
-        finished_at: None,
-        outcome: None,
-        exit_code: None,
-        error: None,
-    });
+    let number = task.attempts.len() as u32 + 1;
+    task.attempts
+        .push(Attempt::new(number, task.token() + 1, worker_id, now));
     task.status = TaskStatus::Assigned;
     task.updated_at = now;
     Ok(())
@@ -64,39 +64,26 @@ pub(crate) fn check_token(task: &Task, token: u64) -> Result<()> {
     }
 }
 
-/// `assigned -> running` for the attempt holding `token`.
-pub(crate) fn mark_running(task: &mut Task, token: u64, now: DateTime<Utc>) -> Result<()> {
+/// `assigned -> running` for the attempt holding `token`, started at `at`.
+pub(crate) fn mark_running(task: &mut Task, token: u64, at: DateTime<Utc>) -> Result<()> {
     check_token(task, token)?;
     state::check(task.id, task.status, TaskStatus::Running)?;
     if let Some(a) = task.attempts.last_mut() {
-        a.started_at = Some(now);
+        a.started_at = Some(at);
     }
     task.status = TaskStatus::Running;
-    task.updated_at = now;
+    task.updated_at = at;
     Ok(())
 }
 
-/// A start and an end reported together: an `assigned` attempt is marked running at
-/// `started` first (one already running keeps its start), then ended as [`finish`] does.
-pub(crate) fn start_and_finish(
-    task: &mut Task,
-    token: u64,
-    started: DateTime<Utc>,
-    outcome: AttemptOutcome,
-    now: DateTime<Utc>,
-) -> Result<()> {
-    check_token(task, token)?;
-    if task.status == TaskStatus::Assigned {
-        mark_running(task, token, started)?;
-    }
-    finish(task, token, outcome, now)
-}
-
-/// Ends the attempt holding `token`; the task retries or ends as `retry` decides.
+/// Ends the attempt holding `token` with `outcome`: it ended at `at` (the worker's time;
+/// never before its start), and the write happens at `now`, which also starts a retry
+/// backoff. The task retries or ends as `retry` decides.
 pub(crate) fn finish(
     task: &mut Task,
     token: u64,
     outcome: AttemptOutcome,
+    at: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Result<()> {
     check_token(task, token)?;
@@ -116,8 +103,10 @@ pub(crate) fn finish(
         Disposition::Final(s) => s,
     };
     state::check(task.id, task.status, next)?;
+    let mut ended = at;
     if let Some(a) = task.attempts.last_mut() {
-        a.finished_at = Some(now);
+        ended = a.started_at.map_or(at, |s| at.max(s));
+        a.finished_at = Some(ended);
         a.outcome = Some(outcome.status);
         a.exit_code = outcome.exit_code;
         a.error.clone_from(&outcome.error);
@@ -135,7 +124,7 @@ pub(crate) fn finish(
         }
         Disposition::Final(s) => {
             task.status = s;
-            task.finished_at = Some(now);
+            task.finished_at = Some(ended);
         }
     }
     task.updated_at = now;
@@ -180,7 +169,7 @@ mod tests {
         let mut t = queued(3);
         assign(&mut t, "w1", now).unwrap();
         assert_eq!((t.token(), t.attempts[0].number), (1, 1));
-        finish(&mut t, 1, outcome(TaskStatus::Failed), now).unwrap();
+        finish(&mut t, 1, outcome(TaskStatus::Failed), now, now).unwrap();
         assert_eq!(t.status, TaskStatus::Queued);
         assert!(t.not_before > now);
         assign(&mut t, "w2", now).unwrap();
@@ -212,11 +201,11 @@ mod tests {
         assign(&mut t, "w", now).unwrap();
         let before = t.clone();
         assert!(matches!(
-            finish(&mut t, 1, outcome(TaskStatus::Succeeded), now),
+            finish(&mut t, 1, outcome(TaskStatus::Succeeded), now, now),
             Err(QueueError::IllegalTransition { .. })
         ));
         assert!(matches!(
-            finish(&mut t, 1, outcome(TaskStatus::Queued), now),
+            finish(&mut t, 1, outcome(TaskStatus::Queued), now, now),
             Err(QueueError::Invalid {
                 field: "outcome",
                 ..

@@ -1,0 +1,118 @@
+//! One attempt as a task of the runtime: runs it ([`crate::attempt::run_attempt`]) and
+//! records each of its events in the journal as it happens, then its end (or, when it was
+//! stopped unreported, that no end will come). Recording waits while the journal is full,
+//! which slows the attempt's output reader instead of dropping anything.
+
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use cloudai_proto::convert::report::pulling;
+use cloudai_proto::pb;
+use cloudai_queue::ReportBody;
+use tokio::sync::{mpsc, Notify};
+
+use super::journal::RecordError;
+use super::state::{AttemptKey, State};
+use super::{lock, Worker};
+use crate::attempt::{run_attempt, AttemptEvent, AttemptOptions, StopSignal};
+use crate::executor::{Executor, StartRequest};
+
+/// Events queued per attempt before its log reader waits.
+const ATTEMPT_EVENTS: usize = 16;
+
+/// What an attempt task needs of the worker, owned.
+pub(crate) struct Parts {
+    executor: Arc<dyn Executor>,
+    options: AttemptOptions,
+    state: Arc<Mutex<State>>,
+    events_ready: Arc<Notify>,
+    room: Arc<Notify>,
+    pulls: mpsc::Sender<pb::TaskEvent>,
+}
+
+impl Parts {
+    pub(crate) fn of(w: &Worker) -> Parts {
+        Parts {
+            executor: w.executor.clone(),
+            options: w.attempt_options.clone(),
+            state: w.state.clone(),
+            events_ready: w.events_ready.clone(),
+            room: w.room.clone(),
+            pulls: w.pulls.clone(),
+        }
+    }
+
+    /// Records one event of `key`, waiting for room when the journal is full. Gives up when
+    /// the attempt is closed (forgotten by a revoke) or the worker is shutting down.
+    async fn record(&self, key: &AttemptKey, time: DateTime<Utc>, body: ReportBody) {
+        loop {
+            let room = self.room.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            let result = {
+                let mut s = lock(&self.state);
+                if s.closing {
+                    return;
+                }
+                s.journal.record(key, time, body.clone())
+            };
+            match result {
+                Ok(_) => {
+                    self.events_ready.notify_one();
+                    return;
+                }
+                Err(RecordError::Closed) => return,
+                Err(RecordError::Full) => room.await,
+            }
+        }
+    }
+}
+
+/// Runs one attempt, recording its events in order, then its end.
+pub(crate) async fn attempt_task(parts: Parts, req: StartRequest, signal: StopSignal) {
+    let key: AttemptKey = (req.task_id.clone(), req.token);
+    let (events_tx, mut events_rx) = mpsc::channel(ATTEMPT_EVENTS);
+    let run = run_attempt(
+        parts.executor.as_ref(),
+        req,
+        &parts.options,
+        signal,
+        events_tx,
+    );
+    let forward = async {
+        while let Some(e) = events_rx.recv().await {
+            match e {
+                // Progress only: best effort, never journaled.
+                AttemptEvent::Pulling(p) => {
+                    let _ = parts.pulls.try_send(pulling(&key.0, key.1, p, Utc::now()));
+                }
+                AttemptEvent::Started { container_id, at } => {
+                    parts
+                        .record(&key, at, ReportBody::Started { container_id })
+                        .await
+                }
+                AttemptEvent::Output(chunk) => {
+                    let body = ReportBody::Output {
+                        stream: chunk.stream,
+                        data: chunk.data,
+                    };
+                    parts.record(&key, chunk.time, body).await
+                }
+            }
+        }
+    };
+    let (ended, ()) = tokio::join!(run, forward);
+    tracing::info!(task_id = %key.0, token = key.1, finish = ?ended.finish, "attempt ended");
+    let report = lock(&parts.state)
+        .running
+        .remove(&key)
+        .is_some_and(|r| r.report);
+    if report {
+        parts
+            .record(&key, ended.at, ReportBody::Finished(ended.finish))
+            .await;
+    } else {
+        lock(&parts.state).journal.abandon(&key);
+    }
+    parts.events_ready.notify_one();
+}
