@@ -13,6 +13,9 @@ const BIN: &str = env!("CARGO_BIN_EXE_cloudai");
 
 /// Heartbeat interval of the chaos master (short, so deaths are noticed quickly).
 pub const HEARTBEAT: &str = "200ms";
+/// Missed heartbeats before a worker is dead: 1.6 s, so the workers' lease (2/3 of it)
+/// outlives most of the master's short deaths and their containers keep running.
+pub const DEAD_AFTER: &str = "8";
 /// Reconnect window after a master restart.
 pub const RECONNECT_WINDOW: &str = "2s";
 
@@ -148,6 +151,7 @@ pub struct Cluster {
     pub workers: Vec<Proc>,
     pub master: Proc,
     pub port: u16,
+    store_uri: String,
     pub dir: tempfile::TempDir,
 }
 
@@ -155,6 +159,12 @@ impl Cluster {
     /// Starts a master on a free loopback port with a SQLite store in a temp dir.
     pub fn start_master() -> Cluster {
         let dir = tempfile::tempdir().unwrap();
+        let uri = format!("sqlite://{}", dir.path().join("cloudai.db").display());
+        Self::start_master_on(dir, uri)
+    }
+
+    /// Starts a master on a free loopback port with the store at `uri`; logs go to `dir`.
+    pub fn start_master_on(dir: tempfile::TempDir, uri: String) -> Cluster {
         let port = master_port();
         let args = [
             "master",
@@ -162,11 +172,11 @@ impl Cluster {
             "--listen",
             &format!("127.0.0.1:{port}"),
             "--store",
-            &format!("sqlite://{}", dir.path().join("cloudai.db").display()),
+            &uri,
             "--heartbeat-interval",
             HEARTBEAT,
             "--dead-after",
-            "3",
+            DEAD_AFTER,
             "--reconnect-window",
             RECONNECT_WINDOW,
         ]
@@ -177,6 +187,7 @@ impl Cluster {
             workers: Vec::new(),
             master,
             port,
+            store_uri: uri,
             dir,
         }
     }
@@ -186,7 +197,7 @@ impl Cluster {
     }
 
     pub fn store_uri(&self) -> String {
-        format!("sqlite://{}", self.dir.path().join("cloudai.db").display())
+        self.store_uri.clone()
     }
 
     /// Starts a worker; `fake` chooses the fake executor over Docker.

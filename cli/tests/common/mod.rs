@@ -206,6 +206,12 @@ impl Proc {
             .status();
     }
 
+    /// SIGKILL, as a crashed host: no cleanup, no goodbye.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// True while it runs.
     pub fn running(&mut self) -> bool {
         self.child.try_wait().unwrap().is_none()

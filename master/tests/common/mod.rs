@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod faults;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -54,10 +56,16 @@ impl Master {
 
     /// A master on the store file in `dir` (reopened: this is how a restart is tested).
     pub async fn start_in(dir: Arc<tempfile::TempDir>, config: MasterConfig) -> Master {
-        let uri = format!("sqlite://{}", dir.path().join("cloudai.db").display());
-        let store = cloudai_queue::open_store(&uri, config.store_options())
-            .await
-            .unwrap();
+        let store = open_sqlite(&dir, &config).await;
+        Self::start_on(dir, store, config).await
+    }
+
+    /// A master on `store` (for example a [`faults::FaultStore`] around the file in `dir`).
+    pub async fn start_on(
+        dir: Arc<tempfile::TempDir>,
+        store: Arc<dyn QueueStore>,
+        config: MasterConfig,
+    ) -> Master {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
@@ -114,6 +122,14 @@ impl Drop for Master {
             t.abort();
         }
     }
+}
+
+/// The SQLite store in `dir`, opened as a master would.
+pub async fn open_sqlite(dir: &tempfile::TempDir, config: &MasterConfig) -> Arc<dyn QueueStore> {
+    let uri = format!("sqlite://{}", dir.path().join("cloudai.db").display());
+    cloudai_queue::open_store(&uri, config.store_options())
+        .await
+        .unwrap()
 }
 
 /// Polls `f` until it returns `Some`, failing the test after `secs` seconds.

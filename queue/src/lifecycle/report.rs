@@ -106,8 +106,11 @@ pub(crate) fn apply_report(
         match &e.body {
             ReportBody::Started { .. } => {
                 if plan.late {
+                    // Kept for the late end; a start the worker made after the master gave
+                    // up moves the `lost` time with it, so no attempt ends before it starts.
                     let a = t.attempts.last_mut().expect("checked above");
-                    a.started_at.get_or_insert(e.time);
+                    let start = *a.started_at.get_or_insert(e.time);
+                    a.finished_at = a.finished_at.map(|f| f.max(start));
                 } else if t.status == TaskStatus::Assigned {
                     mark_running(&mut t, token, e.time)?;
                 }
@@ -389,6 +392,30 @@ mod tests {
         .unwrap();
         let r = apply_report(&mut t, 1, "w1", &[ended(1, t0, 0)], t0);
         assert!(matches!(r, Err(QueueError::AttemptOver { .. })), "{r:?}");
+    }
+
+    #[test]
+    fn a_late_start_after_the_loss_never_ends_before_it_starts() {
+        let (mut t, t0) = assigned(1);
+        lose(
+            &mut t,
+            1,
+            &LostCause::Silence {
+                worker_id: "w1".into(),
+            },
+            t0,
+        )
+        .unwrap();
+        let later = t0 + Duration::seconds(3);
+        apply_report(&mut t, 1, "w1", &[started(1, later)], later).unwrap();
+        let a = &t.attempts[0];
+        assert_eq!(a.outcome, Some(TaskStatus::Lost), "no end yet: still lost");
+        assert_eq!((a.started_at, a.finished_at), (Some(later), Some(later)));
+        let end = later + Duration::seconds(2);
+        apply_report(&mut t, 1, "w1", &[ended(2, end, 0)], end).unwrap();
+        let a = &t.attempts[0];
+        assert_eq!((a.started_at, a.finished_at), (Some(later), Some(end)));
+        assert_eq!(t.status, TaskStatus::Succeeded);
     }
 
     #[test]

@@ -93,9 +93,10 @@ impl Lease {
 }
 
 /// Stops every running attempt when the lease ends, each within half the time the master
-/// leaves for it (the rest is slack for the daemon); `changed` wakes it when the lease is
-/// granted or renewed. Runs until aborted.
-pub(crate) async fn watchdog(state: Arc<Mutex<State>>, changed: Arc<Notify>) {
+/// leaves for it (the rest is slack for the daemon), then wakes `ended` so that the
+/// session registers again (and the master learns at once that they are gone);
+/// `changed` wakes it when the lease is granted or renewed. Runs until aborted.
+pub(crate) async fn watchdog(state: Arc<Mutex<State>>, changed: Arc<Notify>, ended: Arc<Notify>) {
     loop {
         let Some(until) = lock(&state).lease.until() else {
             changed.notified().await;
@@ -123,6 +124,7 @@ pub(crate) async fn watchdog(state: Arc<Mutex<State>>, changed: Arc<Notify>) {
                 );
             }
         }
+        ended.notify_one();
         // Nothing more to do until a new lease is granted.
         changed.notified().await;
     }
@@ -153,6 +155,56 @@ mod tests {
         l.acked(1);
         assert_eq!(l.until(), Some(t0 + 20 * s));
         assert!(!l.expired(t0 + 19 * s) && l.expired(t0 + 20 * s));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_watchdog_stops_attempts_when_the_lease_ends_not_before() {
+        use crate::attempt::stop_signal;
+        use crate::runtime::journal::Limits;
+        use crate::runtime::state::Running;
+        let dir = tempfile::tempdir().unwrap();
+        let state = Arc::new(Mutex::new(State::new(Limits {
+            memory: 1 << 20,
+            spill: 1 << 20,
+            window: 1 << 20,
+            dir: dir.path().to_path_buf(),
+        })));
+        let (stopper, signal) = stop_signal();
+        let t0 = Instant::now();
+        {
+            let mut s = lock(&state);
+            s.running.insert(
+                ("t".into(), 1),
+                Running {
+                    stopper,
+                    report: true,
+                },
+            );
+            s.lease.granted(t0, 1_000, 500);
+        }
+        let (changed, ended) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+        let dog = tokio::spawn(watchdog(state.clone(), changed.clone(), ended.clone()));
+        // Renewed at 0.8 s from a heartbeat sent at 0.6 s: it now holds until 1.6 s.
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        lock(&state).lease.sent(1, t0 + Duration::from_millis(600));
+        lock(&state).lease.acked(1);
+        changed.notify_one();
+        tokio::time::sleep(Duration::from_millis(750)).await;
+        assert!(!signal.is_stopped(), "stopped before the lease ended");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(signal.is_stopped(), "still running after the lease ended");
+        assert_eq!(
+            signal.grace(Duration::from_secs(10)),
+            Duration::from_millis(250)
+        );
+        assert!(
+            lock(&state).reported_running().is_empty(),
+            "stopped unreported"
+        );
+        tokio::time::timeout(Duration::from_secs(1), ended.notified())
+            .await
+            .expect("the session is told to register again");
+        dog.abort();
     }
 
     #[test]

@@ -64,6 +64,8 @@ pub(crate) struct Worker {
     pub(crate) room: Arc<Notify>,
     /// The lease was granted or renewed.
     pub(crate) lease_changed: Arc<Notify>,
+    /// The lease ended (and the attempts were stopped): register again.
+    pub(crate) lease_ended: Arc<Notify>,
     /// Pull progress for the stream.
     pub(crate) pulls: mpsc::Sender<cloudai_proto::pb::TaskEvent>,
     /// Connection epoch: increases with every successful registration.
@@ -145,12 +147,14 @@ pub async fn run(
         events_ready: Arc::default(),
         room: Arc::default(),
         lease_changed: Arc::default(),
+        lease_ended: Arc::default(),
         pulls,
         epoch: 0,
     };
     let watchdog = tokio::spawn(lease::watchdog(
         worker.state.clone(),
         worker.lease_changed.clone(),
+        worker.lease_ended.clone(),
     ));
     let mut attempts = JoinSet::new();
     let mut backoff = ExponentialBackoffBuilder::new()

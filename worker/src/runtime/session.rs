@@ -142,6 +142,15 @@ pub(crate) async fn serve(
                 None => return Err(WorkerError::Connection("master ended the stream".into())),
             },
             _ = worker.events_ready.notified() => send_due(worker, &tx, epoch).await?,
+            // The lease ended on this stream: its attempts were stopped; registering
+            // again tells the master at once (a stale wake-up from before is ignored).
+            _ = worker.lease_ended.notified() => {
+                if worker.lock().lease.expired(Instant::now()) {
+                    return Err(WorkerError::Connection(
+                        "the master's lease ended (no heartbeat acknowledged in time)".into(),
+                    ));
+                }
+            }
             Some(p) = pulls.recv() => send(&tx, Out::Event(p)).await?,
             Some(joined) = attempts.join_next(), if !attempts.is_empty() => {
                 if let Err(e) = joined {

@@ -1,0 +1,450 @@
+//! The chaos runs' workload and invariants: what each task is meant to do, enqueueing and
+//! cancelling through a master that may be dead at any moment, and every check made from
+//! the store at the end (terminal once, attempts accounted for, complete output, true
+//! times), plus the reservations as the master shows them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cloudai_proto::pb;
+use cloudai_proto::pb::client_service_client::ClientServiceClient;
+use cloudai_queue::{LogStream, QueueStore, Task, TaskQuery, TaskStatus};
+use tonic::transport::{Channel, Endpoint};
+
+use super::cluster::Rng;
+
+/// Lines each task prints.
+pub const LINES: usize = 5;
+/// Lost attempts each task may have: enough that no task ends lost in a run.
+pub const LOST_BUDGET: u32 = 20;
+/// How far a recorded run time may be from the container's real one.
+pub const TIME_SLACK: Duration = Duration::from_secs(1);
+
+/// What a task is meant to do, and so how it must end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Exits 0: ends `succeeded` with exactly one successful attempt.
+    Succeed,
+    /// Exits 3 every time: ends `failed` after exactly `max_attempts` failed attempts.
+    Fail { max_attempts: u32 },
+    /// Runs for a minute and is cancelled by the client soon after being enqueued: ends
+    /// `cancelled`, never succeeded.
+    Cancel,
+}
+
+/// The line number `j` of task `i`.
+pub fn line(i: usize, j: usize) -> String {
+    format!("task {i} line {j}")
+}
+
+/// Task `i`'s spec: the same behaviour on both executors (the fake reads the env, Docker
+/// runs the command): `LINES` numbered lines, then `run_ms`, then its exit code.
+pub fn spec(i: usize, kind: Kind, run_ms: u64) -> pb::TaskSpec {
+    let (code, max_attempts, run_ms) = match kind {
+        Kind::Succeed => (0, 1, run_ms),
+        Kind::Fail { max_attempts } => (3, max_attempts, run_ms),
+        Kind::Cancel => (0, 1, 60_000),
+    };
+    let lines: Vec<String> = (1..=LINES).map(|j| line(i, j)).collect();
+    let env = HashMap::from([
+        ("CLOUDAI_FAKE_RUN_MS".to_string(), run_ms.to_string()),
+        ("CLOUDAI_FAKE_EXIT_CODE".to_string(), code.to_string()),
+        ("CLOUDAI_FAKE_STDOUT".to_string(), lines.join("\n")),
+    ]);
+    pb::TaskSpec {
+        image: "cloudai/busybox:test".into(),
+        command: vec![
+            "sh".into(),
+            "-c".into(),
+            format!(
+                "for j in $(seq 1 {LINES}); do echo \"task {i} line $j\"; done; sleep {}; exit {code}",
+                run_ms as f64 / 1000.0
+            ),
+        ],
+        env,
+        resources: Some(pb::Resources {
+            cpu_millis: 250,
+            memory_bytes: 32 << 20,
+            gpus: 0,
+            disk_bytes: 0,
+        }),
+        max_attempts,
+        max_lost_retries: Some(LOST_BUDGET),
+        idempotency_key: Some(format!("chaos-{i}")),
+        ..Default::default()
+    }
+}
+
+/// A random kind: mostly successes, some failures that retry, a few cancels.
+pub fn kind_of(rng: &mut Rng) -> Kind {
+    match rng.range(0, 10) {
+        0 | 1 => Kind::Fail { max_attempts: 2 },
+        2 => Kind::Fail { max_attempts: 3 },
+        3 if rng.range(0, 3) == 0 => Kind::Cancel,
+        _ => Kind::Succeed,
+    }
+}
+
+/// A client with short timeouts, connecting lazily (the master may be down).
+pub async fn client(url: &str) -> ClientServiceClient<Channel> {
+    let ch = Endpoint::from_shared(url.to_string())
+        .unwrap()
+        .connect_timeout(Duration::from_millis(500))
+        .timeout(Duration::from_secs(8))
+        .connect_lazy();
+    ClientServiceClient::new(ch)
+}
+
+/// Enqueues every task, retrying each (same idempotency key) until the master answers:
+/// it may be dead, or its store down, at any moment. Fills key → acknowledged task id.
+pub async fn enqueue_all(
+    url: String,
+    specs: Vec<pb::TaskSpec>,
+    gap: Duration,
+    acked: Arc<Mutex<BTreeMap<String, String>>>,
+) {
+    let mut c = client(&url).await;
+    let mut cancels = Vec::new();
+    for s in specs {
+        let key = s.idempotency_key.clone().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            match c
+                .enqueue(pb::EnqueueRequest {
+                    spec: Some(s.clone()),
+                })
+                .await
+            {
+                Ok(r) => {
+                    let id = r.into_inner().task_id;
+                    acked.lock().unwrap().insert(key, id.clone());
+                    if s.env.get("CLOUDAI_FAKE_RUN_MS").map(String::as_str) == Some("60000") {
+                        cancels.push(tokio::spawn(cancel_later(c.clone(), id)));
+                    }
+                    break;
+                }
+                Err(e) if Instant::now() > deadline => panic!("enqueue {key} never succeeded: {e}"),
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+        tokio::time::sleep(gap).await;
+    }
+    for c in cancels {
+        c.await.expect("cancel task");
+    }
+}
+
+/// Cancels a task a little after it was enqueued (queued, assigned or running by then),
+/// retrying while the master is down.
+async fn cancel_later(mut c: ClientServiceClient<Channel>, id: String) {
+    tokio::time::sleep(Duration::from_millis(
+        300 + (id.as_bytes()[35] as u64 % 16) * 150,
+    ))
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        match c
+            .cancel_task(pb::CancelTaskRequest { id: id.clone() })
+            .await
+        {
+            Ok(_) => return,
+            Err(e) if e.code() == tonic::Code::FailedPrecondition => return,
+            Err(e) if Instant::now() > deadline => panic!("cancel {id} never succeeded: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+/// True once every task is terminal, by the master's own count.
+pub async fn settled(url: &str, total: usize) -> bool {
+    let mut c = client(url).await;
+    let Ok(stats) = c.queue_stats(pb::QueueStatsRequest {}).await else {
+        return false;
+    };
+    let counts = stats.into_inner().counts;
+    let sum: u64 = counts.iter().map(|c| c.count).sum();
+    let live: u64 = counts
+        .iter()
+        .filter(|c| {
+            matches!(
+                pb::TaskStatus::try_from(c.status),
+                Ok(pb::TaskStatus::Queued | pb::TaskStatus::Assigned | pb::TaskStatus::Running)
+            )
+        })
+        .map(|c| c.count)
+        .sum();
+    sum == total as u64 && live == 0
+}
+
+/// Workers whose free capacity is not their whole capacity (a leaked reservation), as
+/// the master reports them; empty when every reservation was released.
+pub async fn leaked_reservations(url: &str) -> Option<Vec<String>> {
+    let mut c = client(url).await;
+    let workers = c
+        .list_workers(pb::ListWorkersRequest {})
+        .await
+        .ok()?
+        .into_inner()
+        .workers;
+    Some(
+        workers
+            .into_iter()
+            .filter(|w| w.free != w.capacity || !w.running_task_ids.is_empty())
+            .map(|w| format!("{} (free {:?} of {:?})", w.id, w.free, w.capacity))
+            .collect(),
+    )
+}
+
+/// Every task in the store, with the output of its last attempt.
+pub async fn all_tasks(store: &dyn QueueStore) -> Vec<(Task, Vec<String>)> {
+    let mut out = Vec::new();
+    let mut before = None;
+    loop {
+        let page = store
+            .list(&TaskQuery {
+                statuses: vec![],
+                worker_id: None,
+                limit: 500,
+                before,
+            })
+            .await
+            .unwrap();
+        let Some(last) = page.last() else { break };
+        before = Some(last.id);
+        for t in page {
+            let attempt = t.attempts.last().map(|a| a.number);
+            let chunks = store.read_logs(t.id, None, 100_000).await.unwrap();
+            let text: Vec<u8> = chunks
+                .iter()
+                .filter(|c| c.stream == LogStream::Stdout && Some(c.attempt) == attempt)
+                .flat_map(|c| c.data.clone())
+                .collect();
+            let lines = String::from_utf8_lossy(&text)
+                .lines()
+                .map(str::to_string)
+                .collect();
+            out.push((t, lines));
+        }
+    }
+    out
+}
+
+/// Every invariant of task `i`; pushes what is wrong with it. Returns the lines of its
+/// deciding attempt's output that are missing or repeated.
+pub fn check_task(
+    i: usize,
+    t: &Task,
+    output: &[String],
+    kind: Kind,
+    run_ms: u64,
+    problems: &mut Vec<String>,
+) -> usize {
+    let id = t.id;
+    if !t.status.is_terminal() {
+        problems.push(format!("task {id} is not terminal: {}", t.status));
+    }
+    let mut last_token = 0;
+    for (n, a) in t.attempts.iter().enumerate() {
+        if a.number != n as u32 + 1 {
+            problems.push(format!(
+                "task {id}: attempt {} has number {}",
+                n + 1,
+                a.number
+            ));
+        }
+        if a.token <= last_token {
+            problems.push(format!("task {id}: token {} does not increase", a.token));
+        }
+        last_token = a.token;
+        if a.outcome.is_none() || a.finished_at.is_none() {
+            problems.push(format!("task {id}: attempt {} has no outcome", a.number));
+        }
+        if let (Some(s), Some(f)) = (a.started_at, a.finished_at) {
+            if f < s {
+                problems.push(format!(
+                    "task {id}: attempt {} ends before it starts",
+                    a.number
+                ));
+            }
+        }
+    }
+    let count = |s: TaskStatus| t.attempts.iter().filter(|a| a.outcome == Some(s)).count();
+    let lost = count(TaskStatus::Lost);
+    if lost as u32 > LOST_BUDGET {
+        problems.push(format!("task {id}: {lost} lost attempts exceed the budget"));
+    }
+    let others = t.attempts.len()
+        - lost
+        - count(TaskStatus::Succeeded)
+        - count(TaskStatus::Failed)
+        - count(TaskStatus::Cancelled);
+    if others != 0 {
+        problems.push(format!(
+            "task {id}: {others} attempts ended neither succeeded, failed, cancelled nor lost"
+        ));
+    }
+    let mut bad_lines = 0;
+    let last = t.attempts.last();
+    // The deciding attempt ran to its end: all of its output and its true run time.
+    if let (Kind::Succeed | Kind::Fail { .. }, Some(a)) = (kind, last) {
+        let want: Vec<String> = (1..=LINES).map(|j| line(i, j)).collect();
+        if output != want {
+            bad_lines = want.iter().filter(|l| !output.contains(l)).count()
+                + output.len().saturating_sub(want.len());
+            problems.push(format!(
+                "task {id} (attempt {}): output {output:?}, want {want:?}",
+                a.number
+            ));
+        }
+        match (a.started_at, a.finished_at) {
+            (Some(s), Some(f)) => {
+                let ran = (f - s).to_std().unwrap_or_default();
+                let real = Duration::from_millis(run_ms);
+                if ran > real + TIME_SLACK || ran + TIME_SLACK < real {
+                    problems.push(format!(
+                        "task {id}: attempt {} ran {real:?} but shows {ran:?} ({s} to {f})",
+                        a.number
+                    ));
+                }
+            }
+            _ => problems.push(format!("task {id}: the deciding attempt has no start")),
+        }
+    }
+    match kind {
+        Kind::Succeed => {
+            if t.status != TaskStatus::Succeeded || count(TaskStatus::Succeeded) != 1 {
+                problems.push(format!(
+                    "task {id} should have succeeded once: {} with {} successes",
+                    t.status,
+                    count(TaskStatus::Succeeded)
+                ));
+            }
+            if last.and_then(|a| a.outcome) != Some(TaskStatus::Succeeded) {
+                problems.push(format!("task {id}: the success is not the last attempt"));
+            }
+        }
+        Kind::Fail { max_attempts } => {
+            if t.status != TaskStatus::Failed || count(TaskStatus::Failed) != max_attempts as usize
+            {
+                problems.push(format!(
+                    "task {id} should have failed after {max_attempts} attempts: {} with {} failures",
+                    t.status,
+                    count(TaskStatus::Failed)
+                ));
+            }
+            if count(TaskStatus::Succeeded) + count(TaskStatus::Cancelled) != 0 {
+                problems.push(format!(
+                    "task {id} that always fails has a success or cancel"
+                ));
+            }
+            let errors_kept = t
+                .attempts
+                .iter()
+                .filter(|a| a.outcome == Some(TaskStatus::Failed))
+                .all(|a| a.exit_code == Some(3) && a.error.is_some());
+            if !errors_kept {
+                problems.push(format!(
+                    "task {id}: a failed attempt lost its exit code or cause"
+                ));
+            }
+        }
+        Kind::Cancel => {
+            if t.status != TaskStatus::Cancelled {
+                problems.push(format!("task {id} should be cancelled: {}", t.status));
+            }
+            if count(TaskStatus::Succeeded) + count(TaskStatus::Failed) != 0 {
+                problems.push(format!("cancelled task {id} has a success or failure"));
+            }
+        }
+    }
+    bad_lines
+}
+
+/// Containers a worker left behind.
+pub fn leftover_containers(worker_id: &str) -> Vec<String> {
+    let out = std::process::Command::new("docker")
+        .args(["ps", "-aq", "--filter"])
+        .arg(format!("label=cloudai.worker={worker_id}"))
+        .output()
+        .expect("docker cli runs");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// What a run found, checked against what was enqueued and acknowledged.
+pub struct Verdict {
+    pub problems: Vec<String>,
+    pub lost: usize,
+    pub duplicates: usize,
+    pub bad_lines: usize,
+    pub attempts: usize,
+}
+
+/// Checks every task `kinds[i]` (acknowledged as `acked["chaos-i"]`) in `tasks`.
+pub fn judge(
+    kinds: &[(Kind, u64)],
+    acked: &BTreeMap<String, String>,
+    tasks: &[(Task, Vec<String>)],
+) -> Verdict {
+    let by_id: HashMap<String, &(Task, Vec<String>)> =
+        tasks.iter().map(|p| (p.0.id.to_string(), p)).collect();
+    let mut v = Verdict {
+        problems: Vec::new(),
+        lost: 0,
+        duplicates: 0,
+        bad_lines: 0,
+        attempts: tasks.iter().map(|(t, _)| t.attempts.len()).sum(),
+    };
+    let mut per_key: HashMap<&str, usize> = HashMap::new();
+    for (t, _) in tasks {
+        if let Some(k) = t.spec.idempotency_key.as_deref() {
+            *per_key.entry(k).or_default() += 1;
+        }
+    }
+    v.duplicates += per_key.values().filter(|n| **n > 1).count();
+    for (i, (kind, run_ms)) in kinds.iter().enumerate() {
+        let key = format!("chaos-{i}");
+        let Some(id) = acked.get(&key) else {
+            v.problems.push(format!("{key} was never acknowledged"));
+            continue;
+        };
+        match by_id.get(id) {
+            None => {
+                v.lost += 1;
+                v.problems.push(format!(
+                    "acknowledged task {id} ({key}) is not in the store"
+                ));
+            }
+            Some((t, output)) => {
+                if t.status == TaskStatus::Lost || !t.status.is_terminal() {
+                    v.lost += 1;
+                }
+                if t.attempts
+                    .iter()
+                    .filter(|a| a.outcome == Some(TaskStatus::Succeeded))
+                    .count()
+                    > 1
+                {
+                    v.duplicates += 1;
+                }
+                v.bad_lines += check_task(i, t, output, *kind, *run_ms, &mut v.problems);
+            }
+        }
+    }
+    if tasks.len() != kinds.len() {
+        v.problems.push(format!(
+            "the store holds {} tasks, {} were enqueued",
+            tasks.len(),
+            kinds.len()
+        ));
+    }
+    v
+}
+
+/// Writes a line past libtest's capture, so that CI's log shows every run's summary.
+pub fn announce(line: &str) {
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), format!("{line}\n").as_bytes());
+}
