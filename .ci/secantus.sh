@@ -7,6 +7,8 @@
 #
 # Usage (from the repository root):
 #   bash .ci/secantus.sh FILE      # start; write the export lines below into FILE
+#   bash .ci/secantus.sh FILE --sync-on-commit   # extra flags go to secantusd-py (a test
+#                                  # that kills and restarts the server needs this one)
 #   . FILE                         # then: CLOUDAI_TEST_MONGODB_URI, SECANTUS_PID, SECANTUS_DIR
 #   eval "$(bash .ci/secantus.sh)" # or: start and export in one step (lines on stdout)
 #   cargo test -p cloudai-queue --test mongo_conformance
@@ -16,6 +18,9 @@
 #   SECANTUS_VENV  venv to create or reuse (default /tmp/cloudai-secantus-venv)
 #   PYTHON         interpreter that creates the venv (default python3)
 #   SECANTUS_WAIT  seconds to wait for the port to accept connections (default 60)
+#   SECANTUS_PORT  port to listen on (default: a free one); with SECANTUS_DIR, restarts a
+#                  killed server on its port and data
+#   SECANTUS_DIR   data and log directory to reuse (default: a new one under /tmp)
 #
 # Everything but the export lines goes to stderr.
 set -euo pipefail
@@ -25,6 +30,8 @@ venv="${SECANTUS_VENV:-/tmp/cloudai-secantus-venv}"
 python="${PYTHON:-python3}"
 wait_s="${SECANTUS_WAIT:-60}"
 out_file="${1:-}"
+[ $# -gt 0 ] && shift
+extra=("$@")
 
 say() { printf 'secantus: %s\n' "$*" >&2; }
 die() { say "error: $*"; exit 1; }
@@ -52,12 +59,17 @@ if [ "$installed" != "$version" ]; then
 fi
 [ -x "$venv/bin/secantusd-py" ] || die "$venv/bin/secantusd-py missing after install"
 
-port=$("$venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-dir=$(mktemp -d /tmp/cloudai-secantus.XXXXXX)
+port="${SECANTUS_PORT:-}"
+if [ -z "$port" ]; then
+  port=$("$venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+fi
+dir="${SECANTUS_DIR:-}"
+if [ -z "$dir" ]; then dir=$(mktemp -d /tmp/cloudai-secantus.XXXXXX); fi
+mkdir -p "$dir"
 say "starting on 127.0.0.1:$port (data and log in $dir)"
 # setsid + nohup: the server outlives this script; the caller stops it by pid.
 nohup setsid "$venv/bin/secantusd-py" --host 127.0.0.1 --port "$port" \
-  --storage-path "$dir/data" --log-level WARNING >"$dir/server.log" 2>&1 </dev/null &
+  --storage-path "$dir/data" --log-level WARNING "${extra[@]}" >>"$dir/server.log" 2>&1 </dev/null &
 pid=$!
 
 up=0

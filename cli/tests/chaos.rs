@@ -132,7 +132,7 @@ fn chaos_kills_lose_nothing_and_complete_nothing_twice() {
             }
         }
     }
-    rt.block_on(enqueuer).expect("every task was acknowledged");
+    let _refused = rt.block_on(enqueuer).expect("every task was acknowledged");
 
     let settle_deadline = Instant::now() + SETTLE_WITHIN;
     while !rt.block_on(check::settled(&cl.url(), total)) {

@@ -3,6 +3,9 @@
 //! the store at the end (terminal once, attempts accounted for, complete output, true
 //! times), plus the reservations as the master shows them.
 
+// Shared by chaos.rs and chaos_mongo.rs; each uses a part of it.
+#![allow(dead_code)]
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -97,13 +100,15 @@ pub async fn client(url: &str) -> ClientServiceClient<Channel> {
 }
 
 /// Enqueues every task, retrying each (same idempotency key) until the master answers:
-/// it may be dead, or its store down, at any moment. Fills key → acknowledged task id.
+/// it may be dead, or its store down, at any moment. Fills key → acknowledged task id;
+/// returns how many calls the master answered `UNAVAILABLE` (its store was down).
 pub async fn enqueue_all(
     url: String,
     specs: Vec<pb::TaskSpec>,
     gap: Duration,
     acked: Arc<Mutex<BTreeMap<String, String>>>,
-) {
+) -> usize {
+    let mut unavailable = 0;
     let mut c = client(&url).await;
     let mut cancels = Vec::new();
     for s in specs {
@@ -125,7 +130,13 @@ pub async fn enqueue_all(
                     break;
                 }
                 Err(e) if Instant::now() > deadline => panic!("enqueue {key} never succeeded: {e}"),
-                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                Err(e) => {
+                    // A master that answers, with its store down: it must say so.
+                    if e.code() == tonic::Code::Unavailable && e.message().contains("store") {
+                        unavailable += 1;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await
+                }
             }
         }
         tokio::time::sleep(gap).await;
@@ -133,6 +144,7 @@ pub async fn enqueue_all(
     for c in cancels {
         c.await.expect("cancel task");
     }
+    unavailable
 }
 
 /// Cancels a task a little after it was enqueued (queued, assigned or running by then),

@@ -2,6 +2,9 @@
 //! each with its log in a temp dir, killed with SIGKILL and restarted on demand, and
 //! stopped gracefully (SIGTERM) at the end or on drop.
 
+// Shared by chaos.rs and chaos_mongo.rs; each uses a part of it.
+#![allow(dead_code)]
+
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

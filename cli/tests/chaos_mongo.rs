@@ -1,0 +1,263 @@
+//! Chaos on the MongoDB backend: the same cluster of real processes as `chaos.rs`, on a
+//! MongoDB wire server of its own (SecantusDB, started with `.ci/secantus.sh
+//! --sync-on-commit`), which is killed with SIGKILL mid-run and restarted on its data, a
+//! few times and for up to 10 s, while tasks are enqueued, run and end; the master and a
+//! worker die once too. Meanwhile the master keeps its worker streams (heartbeats are
+//! answered from memory, so no worker is declared dead and no container is stopped),
+//! answers enqueues with UNAVAILABLE, and catches up once the store is back.
+//!
+//! The same invariants as `chaos.rs` are checked at the end. SecantusDB is slow (tens of
+//! writes a second), so the run keeps to about a hundred tasks. It runs where the Mongo
+//! suite runs (`CLOUDAI_TEST_MONGODB_URI` set, as CI does); it never touches that server.
+
+#[path = "chaos/check.rs"]
+mod check;
+#[path = "chaos/cluster.rs"]
+mod cluster;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use cloudai_queue::StoreOptions;
+
+use check::announce;
+use cluster::{Cluster, Rng};
+
+/// A SecantusDB server of this test's own.
+struct Server {
+    port: String,
+    dir: String,
+    pid: String,
+    kills: u32,
+}
+
+impl Server {
+    fn script() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.ci/secantus.sh")
+    }
+
+    /// Starts it (on `port` and `dir` when given: a restart); returns the server.
+    fn start(port: Option<&str>, dir: Option<&str>) -> Server {
+        let out = tempfile::NamedTempFile::new().unwrap();
+        let mut cmd = Command::new("bash");
+        cmd.arg(Self::script())
+            .arg(out.path())
+            .arg("--sync-on-commit")
+            .env_remove("SECANTUS_PORT")
+            .env_remove("SECANTUS_DIR");
+        if let (Some(p), Some(d)) = (port, dir) {
+            cmd.env("SECANTUS_PORT", p).env("SECANTUS_DIR", d);
+        }
+        let st = cmd.status().expect("bash runs .ci/secantus.sh");
+        assert!(st.success(), "secantus.sh failed: {st}");
+        let text = std::fs::read_to_string(out.path()).unwrap();
+        let get = |k: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("export {k}=")))
+                .unwrap_or_else(|| panic!("{k} in {text}"))
+                .to_string()
+        };
+        let uri = get("CLOUDAI_TEST_MONGODB_URI");
+        let port = uri
+            .trim_start_matches("mongodb://127.0.0.1:")
+            .trim_end_matches('/')
+            .to_string();
+        Server {
+            port,
+            dir: get("SECANTUS_DIR"),
+            pid: get("SECANTUS_PID"),
+            kills: 0,
+        }
+    }
+
+    fn uri(&self, db: &str) -> String {
+        format!("mongodb://127.0.0.1:{}/{db}", self.port)
+    }
+
+    /// SIGKILL: the store is gone, mid-transaction or not.
+    fn kill(&mut self) {
+        let _ = Command::new("kill").args(["-KILL", &self.pid]).status();
+        for _ in 0..100 {
+            let alive = Command::new("kill")
+                .args(["-0", &self.pid])
+                .status()
+                .is_ok_and(|s| s.success());
+            if !alive {
+                break;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        self.kills += 1;
+    }
+
+    /// Starts it again on its port and data.
+    fn restart(&mut self) {
+        let mut again = Server::start(Some(&self.port), Some(&self.dir));
+        self.pid = std::mem::take(&mut again.pid);
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if !self.pid.is_empty() {
+            let _ = Command::new("kill").args(["-TERM", &self.pid]).status();
+        }
+    }
+}
+
+#[test]
+fn chaos_store_outages_lose_nothing_and_complete_nothing_twice() {
+    if std::env::var("CLOUDAI_TEST_MONGODB_URI").is_err() {
+        eprintln!(
+            "skipped: mongodb chaos: CLOUDAI_TEST_MONGODB_URI is not set (CI sets it; see .ci/secantus.sh)"
+        );
+        return;
+    }
+    let seed = std::env::var("CLOUDAI_CHAOS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
+    let total: usize = std::env::var("CLOUDAI_CHAOS_MONGO_TASKS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(120);
+    let mut rng = Rng(seed);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let started = Instant::now();
+
+    let mut server = Server::start(None, None);
+    let tag = std::process::id();
+    let uri = server.uri(&format!("chaos_{tag}"));
+    let mut cl = Cluster::start_master_on(tempfile::tempdir().unwrap(), uri.clone());
+    for i in 0..3 {
+        cl.add_worker(&format!("chaosm-fake{i}-{tag}"), true, "2");
+    }
+    let docker_id = format!("chaosm-docker-{tag}");
+    cl.add_worker(&docker_id, false, "0.5");
+
+    let mut kinds = Vec::new();
+    let mut specs = Vec::new();
+    for i in 0..total {
+        let kind = check::kind_of(&mut rng);
+        let run_ms = rng.range(100, 1500);
+        kinds.push((kind, run_ms));
+        specs.push(check::spec(i, kind, run_ms));
+    }
+    let acked = Arc::new(Mutex::new(BTreeMap::new()));
+    let enqueuer = rt.spawn(check::enqueue_all(
+        cl.url(),
+        specs,
+        Duration::from_millis(150),
+        acked.clone(),
+    ));
+
+    // Store outages of 3-10 s (one of 10 s), with the master and a worker killed in
+    // between (never while the store is down: a master cannot start without it).
+    let mut downtime = Duration::ZERO;
+    for (n, outage_ms) in [10_000, rng.range(3_000, 8_000), rng.range(3_000, 6_000)]
+        .into_iter()
+        .enumerate()
+    {
+        thread::sleep(Duration::from_millis(rng.range(2_000, 4_000)));
+        server.kill();
+        thread::sleep(Duration::from_millis(outage_ms));
+        server.restart();
+        downtime += Duration::from_millis(outage_ms);
+        thread::sleep(Duration::from_millis(rng.range(1_000, 3_000)));
+        match n {
+            0 => {
+                cl.master.kill();
+                thread::sleep(Duration::from_millis(rng.range(200, 1_000)));
+                cl.master.start();
+            }
+            1 => {
+                let w = rng.range(0, cl.workers.len() as u64) as usize;
+                cl.workers[w].kill();
+                thread::sleep(Duration::from_millis(rng.range(200, 1_000)));
+                cl.workers[w].start();
+            }
+            _ => {}
+        }
+    }
+    let refused = rt.block_on(enqueuer).expect("every task was acknowledged");
+
+    let settle_deadline = Instant::now() + Duration::from_secs(240);
+    while !rt.block_on(check::settled(&cl.url(), total)) {
+        assert!(
+            Instant::now() < settle_deadline,
+            "tasks did not all finish within 240 s of the chaos (seed {seed})\n{}",
+            cl.diagnostics()
+        );
+        thread::sleep(Duration::from_millis(500));
+    }
+    let mut problems = Vec::new();
+    let leaks = (0..40)
+        .find_map(|_| {
+            let l = rt.block_on(check::leaked_reservations(&cl.url()))?;
+            if l.is_empty() {
+                return Some(l);
+            }
+            thread::sleep(Duration::from_millis(250));
+            None
+        })
+        .or_else(|| rt.block_on(check::leaked_reservations(&cl.url())))
+        .unwrap_or_else(|| vec!["the master did not list its workers".into()]);
+    problems.extend(leaks.iter().map(|l| format!("leaked reservation: {l}")));
+    let lease_stops: usize = cl
+        .workers
+        .iter()
+        .map(|w| w.count_in_log("lease ended: stopped"))
+        .sum();
+    let unavailable = cl.master.count_in_log("store write failed, retrying");
+    for w in &mut cl.workers {
+        if w.stop(Duration::from_secs(30)) != Some(0) {
+            problems.push(format!("worker {} did not exit cleanly on SIGTERM", w.name));
+        }
+    }
+    if cl.master.stop(Duration::from_secs(30)) != Some(0) {
+        problems.push("master did not exit cleanly on SIGTERM".to_string());
+    }
+
+    let store = rt
+        .block_on(cloudai_queue::open_store(&uri, StoreOptions::default()))
+        .expect("the store opens after the master stopped");
+    let tasks = rt.block_on(check::all_tasks(store.as_ref()));
+    let acked = acked.lock().unwrap().clone();
+    let verdict = check::judge(&kinds, &acked, &tasks);
+    problems.extend(verdict.problems);
+    let left = check::leftover_containers(&docker_id);
+    if !left.is_empty() {
+        problems.push(format!("containers left behind: {left:?}"));
+    }
+    let kills = cl.master.kills + cl.workers.iter().map(|w| w.kills).sum::<u32>();
+    announce(&format!(
+        "chaos[mongodb]: tasks={} kills={kills} store outages={} ({downtime:.0?} down) retries={} \
+         lost={} duplicates={} lost lines={} (enqueues answered UNAVAILABLE={refused}, store writes retried={unavailable}, lease stops={lease_stops}, \
+         seed={seed}, {:.0?})",
+        tasks.len(),
+        server.kills,
+        verdict.attempts - tasks.len(),
+        verdict.lost,
+        verdict.duplicates,
+        verdict.bad_lines,
+        started.elapsed()
+    ));
+    if !problems.is_empty() || verdict.lost != 0 || verdict.duplicates != 0 {
+        problems.truncate(40);
+        panic!(
+            "chaos found {} problem(s) (seed {seed}):\n{}\n{}",
+            problems.len(),
+            problems.join("\n"),
+            cl.diagnostics()
+        );
+    }
+}
