@@ -24,8 +24,6 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use cloudai_queue::StoreOptions;
-
 use check::announce;
 use cluster::{Cluster, Rng};
 
@@ -46,19 +44,8 @@ fn chaos_kills_lose_nothing_and_complete_nothing_twice() {
         docker_ok,
         "the chaos test needs the docker daemon and the cloudai/busybox:test image (sample_task/build.sh)"
     );
-    let seed = std::env::var("CLOUDAI_CHAOS_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
-    let total: usize = std::env::var("CLOUDAI_CHAOS_TASKS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(300);
+    let seed = check::seed();
+    let total = check::env_count("CLOUDAI_CHAOS_TASKS", 300);
     let mut rng = Rng(seed);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let started = Instant::now();
@@ -71,14 +58,7 @@ fn chaos_kills_lose_nothing_and_complete_nothing_twice() {
     let docker_id = format!("chaos-docker-{tag}");
     cl.add_worker(&docker_id, false, "0.5");
 
-    let mut kinds = Vec::new();
-    let mut specs = Vec::new();
-    for i in 0..total {
-        let kind = check::kind_of(&mut rng);
-        let run_ms = rng.range(30, 400);
-        kinds.push((kind, run_ms));
-        specs.push(check::spec(i, kind, run_ms));
-    }
+    let (kinds, specs) = check::plan(&mut rng, total, 30, 400);
     let acked = Arc::new(Mutex::new(BTreeMap::new()));
     let enqueuer = rt.spawn(check::enqueue_all(
         cl.url(),
@@ -134,49 +114,12 @@ fn chaos_kills_lose_nothing_and_complete_nothing_twice() {
     }
     let _refused = rt.block_on(enqueuer).expect("every task was acknowledged");
 
-    let settle_deadline = Instant::now() + SETTLE_WITHIN;
-    while !rt.block_on(check::settled(&cl.url(), total)) {
-        assert!(
-            Instant::now() < settle_deadline,
-            "tasks did not all finish within {SETTLE_WITHIN:?} of the chaos (seed {seed})\n{}",
-            cl.diagnostics()
-        );
-        thread::sleep(Duration::from_millis(250));
-    }
-    let mut problems = Vec::new();
-    // Every reservation is released once every task has ended.
-    let leaks = (0..40)
-        .find_map(|_| {
-            let l = rt.block_on(check::leaked_reservations(&cl.url()))?;
-            if l.is_empty() {
-                return Some(l);
-            }
-            thread::sleep(Duration::from_millis(250));
-            None
-        })
-        .or_else(|| rt.block_on(check::leaked_reservations(&cl.url())))
-        .unwrap_or_else(|| vec!["the master did not list its workers".into()]);
-    problems.extend(leaks.iter().map(|l| format!("leaked reservation: {l}")));
-
-    for w in &mut cl.workers {
-        if w.stop(Duration::from_secs(30)) != Some(0) {
-            problems.push(format!("worker {} did not exit cleanly on SIGTERM", w.name));
-        }
-    }
-    if cl.master.stop(Duration::from_secs(30)) != Some(0) {
-        problems.push("master did not exit cleanly on SIGTERM".to_string());
-    }
-
-    let store = rt
-        .block_on(cloudai_queue::open_store(
-            &cl.store_uri(),
-            StoreOptions::default(),
-        ))
-        .expect("the store opens after the master stopped");
-    let tasks = rt.block_on(check::all_tasks(store.as_ref()));
+    check::wait_settled(&rt, &cl, total, SETTLE_WITHIN, seed);
+    let mut problems = check::reservation_problems(&rt, &cl.url());
+    problems.extend(check::stop_all(&mut cl));
     let acked = acked.lock().unwrap().clone();
-    let verdict = check::judge(&kinds, &acked, &tasks);
-    problems.extend(verdict.problems);
+    let (mut verdict, tasks) = check::judge_store(&rt, &cl.store_uri(), &kinds, &acked);
+    problems.append(&mut verdict.problems);
     let left = check::leftover_containers(&docker_id);
     if !left.is_empty() {
         problems.push(format!("containers left behind: {left:?}"));
@@ -213,13 +156,5 @@ fn chaos_kills_lose_nothing_and_complete_nothing_twice() {
         cl.master.kills,
         started.elapsed()
     ));
-    if !problems.is_empty() || verdict.lost != 0 || verdict.duplicates != 0 {
-        problems.truncate(40);
-        panic!(
-            "chaos found {} problem(s) (seed {seed}):\n{}\n{}",
-            problems.len(),
-            problems.join("\n"),
-            cl.diagnostics()
-        );
-    }
+    check::fail_on(problems, &verdict, seed, &cl);
 }

@@ -22,8 +22,6 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use cloudai_queue::StoreOptions;
-
 use check::announce;
 use cluster::{Cluster, Rng};
 
@@ -117,19 +115,8 @@ fn chaos_store_outages_lose_nothing_and_complete_nothing_twice() {
         );
         return;
     }
-    let seed = std::env::var("CLOUDAI_CHAOS_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
-    let total: usize = std::env::var("CLOUDAI_CHAOS_MONGO_TASKS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(120);
+    let seed = check::seed();
+    let total = check::env_count("CLOUDAI_CHAOS_MONGO_TASKS", 120);
     let mut rng = Rng(seed);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let started = Instant::now();
@@ -144,14 +131,7 @@ fn chaos_store_outages_lose_nothing_and_complete_nothing_twice() {
     let docker_id = format!("chaosm-docker-{tag}");
     cl.add_worker(&docker_id, false, "0.5");
 
-    let mut kinds = Vec::new();
-    let mut specs = Vec::new();
-    for i in 0..total {
-        let kind = check::kind_of(&mut rng);
-        let run_ms = rng.range(100, 1500);
-        kinds.push((kind, run_ms));
-        specs.push(check::spec(i, kind, run_ms));
-    }
+    let (kinds, specs) = check::plan(&mut rng, total, 100, 1500);
     let acked = Arc::new(Mutex::new(BTreeMap::new()));
     let enqueuer = rt.spawn(check::enqueue_all(
         cl.url(),
@@ -190,50 +170,18 @@ fn chaos_store_outages_lose_nothing_and_complete_nothing_twice() {
     }
     let refused = rt.block_on(enqueuer).expect("every task was acknowledged");
 
-    let settle_deadline = Instant::now() + Duration::from_secs(240);
-    while !rt.block_on(check::settled(&cl.url(), total)) {
-        assert!(
-            Instant::now() < settle_deadline,
-            "tasks did not all finish within 240 s of the chaos (seed {seed})\n{}",
-            cl.diagnostics()
-        );
-        thread::sleep(Duration::from_millis(500));
-    }
-    let mut problems = Vec::new();
-    let leaks = (0..40)
-        .find_map(|_| {
-            let l = rt.block_on(check::leaked_reservations(&cl.url()))?;
-            if l.is_empty() {
-                return Some(l);
-            }
-            thread::sleep(Duration::from_millis(250));
-            None
-        })
-        .or_else(|| rt.block_on(check::leaked_reservations(&cl.url())))
-        .unwrap_or_else(|| vec!["the master did not list its workers".into()]);
-    problems.extend(leaks.iter().map(|l| format!("leaked reservation: {l}")));
+    check::wait_settled(&rt, &cl, total, Duration::from_secs(240), seed);
+    let mut problems = check::reservation_problems(&rt, &cl.url());
     let lease_stops: usize = cl
         .workers
         .iter()
         .map(|w| w.count_in_log("lease ended: stopped"))
         .sum();
     let unavailable = cl.master.count_in_log("store write failed, retrying");
-    for w in &mut cl.workers {
-        if w.stop(Duration::from_secs(30)) != Some(0) {
-            problems.push(format!("worker {} did not exit cleanly on SIGTERM", w.name));
-        }
-    }
-    if cl.master.stop(Duration::from_secs(30)) != Some(0) {
-        problems.push("master did not exit cleanly on SIGTERM".to_string());
-    }
-
-    let store = rt
-        .block_on(cloudai_queue::open_store(&uri, StoreOptions::default()))
-        .expect("the store opens after the master stopped");
-    let tasks = rt.block_on(check::all_tasks(store.as_ref()));
+    problems.extend(check::stop_all(&mut cl));
     let acked = acked.lock().unwrap().clone();
-    let verdict = check::judge(&kinds, &acked, &tasks);
-    problems.extend(verdict.problems);
+    let (mut verdict, tasks) = check::judge_store(&rt, &uri, &kinds, &acked);
+    problems.append(&mut verdict.problems);
     let left = check::leftover_containers(&docker_id);
     if !left.is_empty() {
         problems.push(format!("containers left behind: {left:?}"));
@@ -251,13 +199,5 @@ fn chaos_store_outages_lose_nothing_and_complete_nothing_twice() {
         verdict.bad_lines,
         started.elapsed()
     ));
-    if !problems.is_empty() || verdict.lost != 0 || verdict.duplicates != 0 {
-        problems.truncate(40);
-        panic!(
-            "chaos found {} problem(s) (seed {seed}):\n{}\n{}",
-            problems.len(),
-            problems.join("\n"),
-            cl.diagnostics()
-        );
-    }
+    check::fail_on(problems, &verdict, seed, &cl);
 }

@@ -178,23 +178,11 @@ async fn a_start_the_master_never_stored_is_sent_again_and_kept_with_its_time() 
 
     let m2 = Master::start_in(dir, config).await;
     let mut c = m2.client().await;
-    let mut w = eventually("w1 to register again", 5, || async {
-        RawWorker::open(
-            &m2,
-            register(
-                "w1",
-                res(1000, 1024),
-                vec![pb::AttemptRef {
-                    task_id: id.clone(),
-                    token: a.token,
-                }],
-            ),
-        )
-        .await
-        .ok()
-    })
-    .await;
-    assert!(matches!(w.next().await, Msg::Registered(_)));
+    let running = vec![pb::AttemptRef {
+        task_id: id.clone(),
+        token: a.token,
+    }];
+    let mut w = RawWorker::reconnect(&m2, "w1", res(1000, 1024), running).await;
     let _hb = w.keep_alive();
     w.event_at(&id, a.token, 1, t0, started()).await;
     assert_eq!(w.ack_through(&id, 1).await.token, a.token);

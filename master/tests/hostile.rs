@@ -169,16 +169,7 @@ async fn oversized_messages_are_refused_and_the_master_carries_on() {
         "the master ends a stream that sent an oversized message"
     );
     first_hb.abort();
-    let mut w = eventually("w1 to reconnect", 5, || async {
-        RawWorker::open(
-            &m,
-            register("w1", res(1000, 1024), vec![aref(&id, a.token)]),
-        )
-        .await
-        .ok()
-    })
-    .await;
-    assert!(matches!(w.next().await, Msg::Registered(_)));
+    let mut w = RawWorker::reconnect(&m, "w1", res(1000, 1024), vec![aref(&id, a.token)]).await;
     let _hb = w.keep_alive();
     w.event(&id, a.token, exited(0)).await;
     assert!(matches!(w.next().await, Msg::Ack(_)));

@@ -232,13 +232,7 @@ async fn a_result_sent_again_is_acked_but_never_applied_twice() {
     assert!(matches!(w.next().await, Msg::Ack(k) if k.token == a.token));
     hb.abort();
     drop(w);
-    let mut w = eventually("w1 to reconnect", 5, || async {
-        RawWorker::open(&m, register("w1", res(1000, 1024), vec![]))
-            .await
-            .ok()
-    })
-    .await;
-    assert!(matches!(w.next().await, Msg::Registered(_)));
+    let mut w = RawWorker::reconnect(&m, "w1", res(1000, 1024), vec![]).await;
     w.event(&id, a.token, exited(0)).await;
     assert!(matches!(w.next().await, Msg::Ack(_)));
 

@@ -125,3 +125,45 @@ async fn two_stores_on_one_file_share_the_queue() {
     ids.dedup();
     assert_eq!((total, ids.len()), (40, 40));
 }
+
+/// A file made before the per-status counts existed (schema 1) gets them filled from its
+/// tasks when it is opened, so stats and the queue cap are right from the first call.
+#[tokio::test]
+async fn counts_are_filled_in_for_a_file_from_before_they_existed() {
+    let h = SqliteHarness::new();
+    let store = h.open(StoreOptions::default()).await;
+    let batch = (0..5).map(|_| TaskSpec::new("busybox").into()).collect();
+    let tasks = store.enqueue_batch(batch).await.unwrap();
+    store
+        .request_cancel(tasks[0].task.id, chrono::Utc::now())
+        .await
+        .unwrap();
+    drop(store);
+    {
+        // What a schema-1 file looks like: no counts table, no triggers.
+        let c = rusqlite::Connection::open(h.path()).unwrap();
+        c.execute_batch(
+            "DROP TRIGGER task_counts_insert; DROP TRIGGER task_counts_update;
+             DROP TRIGGER task_counts_delete; DROP TABLE task_counts; PRAGMA user_version = 1;",
+        )
+        .unwrap();
+    }
+    let store = h
+        .open(StoreOptions {
+            max_queued: Some(5),
+            ..StoreOptions::default()
+        })
+        .await;
+    let s = store.stats(chrono::Utc::now()).await.unwrap();
+    assert_eq!(s.counts.get(&TaskStatus::Queued), Some(&4));
+    assert_eq!(s.counts.get(&TaskStatus::Cancelled), Some(&1));
+    store
+        .enqueue(TaskSpec::new("busybox").into())
+        .await
+        .unwrap();
+    let full = store.enqueue(TaskSpec::new("busybox").into()).await;
+    assert!(
+        matches!(full, Err(QueueError::QueueFull { queued: 5, max: 5 })),
+        "{full:?}"
+    );
+}

@@ -15,7 +15,7 @@ use cloudai_proto::pb::client_service_client::ClientServiceClient;
 use cloudai_queue::{LogStream, QueueStore, Task, TaskQuery, TaskStatus};
 use tonic::transport::{Channel, Endpoint};
 
-use super::cluster::Rng;
+use super::cluster::{Cluster, Rng};
 
 /// Lines each task prints.
 pub const LINES: usize = 5;
@@ -454,6 +454,126 @@ pub fn judge(
         ));
     }
     v
+}
+
+/// The run's seed: `CLOUDAI_CHAOS_SEED` (to replay a run), else the clock.
+pub fn seed() -> u64 {
+    std::env::var("CLOUDAI_CHAOS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        })
+}
+
+/// A count from the environment variable `var`, else `default`.
+pub fn env_count(var: &str, default: usize) -> usize {
+    std::env::var(var)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+/// `total` random tasks, each run for `lo..hi` ms: their kinds and run times, and specs.
+pub fn plan(
+    rng: &mut Rng,
+    total: usize,
+    lo: u64,
+    hi: u64,
+) -> (Vec<(Kind, u64)>, Vec<pb::TaskSpec>) {
+    (0..total)
+        .map(|i| {
+            let kind = kind_of(rng);
+            let run_ms = rng.range(lo, hi);
+            ((kind, run_ms), spec(i, kind, run_ms))
+        })
+        .unzip()
+}
+
+/// Waits until every task is terminal, else fails with the cluster's logs.
+pub fn wait_settled(
+    rt: &tokio::runtime::Runtime,
+    cl: &Cluster,
+    total: usize,
+    within: Duration,
+    seed: u64,
+) {
+    let deadline = Instant::now() + within;
+    while !rt.block_on(settled(&cl.url(), total)) {
+        assert!(
+            Instant::now() < deadline,
+            "tasks did not all finish within {within:?} of the chaos (seed {seed})\n{}",
+            cl.diagnostics()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// Once every task has ended: every reservation must be released (waits up to 10 s for
+/// the last releases); returns the leaks as problems.
+pub fn reservation_problems(rt: &tokio::runtime::Runtime, url: &str) -> Vec<String> {
+    let mut last = None;
+    for _ in 0..40 {
+        last = rt.block_on(leaked_reservations(url));
+        if last.as_ref().is_some_and(Vec::is_empty) {
+            return Vec::new();
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    match last {
+        Some(leaks) => leaks
+            .iter()
+            .map(|l| format!("leaked reservation: {l}"))
+            .collect(),
+        None => vec!["the master did not list its workers".into()],
+    }
+}
+
+/// Stops every worker, then the master, with SIGTERM; an unclean exit is a problem.
+pub fn stop_all(cl: &mut Cluster) -> Vec<String> {
+    let mut problems = Vec::new();
+    for w in &mut cl.workers {
+        if w.stop(Duration::from_secs(30)) != Some(0) {
+            problems.push(format!("worker {} did not exit cleanly on SIGTERM", w.name));
+        }
+    }
+    if cl.master.stop(Duration::from_secs(30)) != Some(0) {
+        problems.push("master did not exit cleanly on SIGTERM".to_string());
+    }
+    problems
+}
+
+/// Reads every task from the store at `uri` (the master has stopped) and judges them.
+pub fn judge_store(
+    rt: &tokio::runtime::Runtime,
+    uri: &str,
+    kinds: &[(Kind, u64)],
+    acked: &BTreeMap<String, String>,
+) -> (Verdict, Vec<(Task, Vec<String>)>) {
+    let store = rt
+        .block_on(cloudai_queue::open_store(
+            uri,
+            cloudai_queue::StoreOptions::default(),
+        ))
+        .expect("the store opens after the master stopped");
+    let tasks = rt.block_on(all_tasks(store.as_ref()));
+    (judge(kinds, acked, &tasks), tasks)
+}
+
+/// Fails the test with the first problems and the cluster's logs, if there are any.
+pub fn fail_on(problems: Vec<String>, v: &Verdict, seed: u64, cl: &Cluster) {
+    if !problems.is_empty() || v.lost != 0 || v.duplicates != 0 {
+        let n = problems.len();
+        let first: Vec<String> = problems.into_iter().take(40).collect();
+        panic!(
+            "chaos found {n} problem(s) (seed {seed}):\n{}\n{}",
+            first.join("\n"),
+            cl.diagnostics()
+        );
+    }
 }
 
 /// Writes a line past libtest's capture, so that CI's log shows every run's summary.

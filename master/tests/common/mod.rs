@@ -286,6 +286,27 @@ impl RawWorker {
         w
     }
 
+    /// Registers `id` again, listing `running` (retrying while the master still holds
+    /// the old stream), and checks the `Registered` answer.
+    pub async fn reconnect(
+        master: &Master,
+        id: &str,
+        capacity: pb::Resources,
+        running: Vec<pb::AttemptRef>,
+    ) -> RawWorker {
+        let mut w = eventually(&format!("{id} to register again"), 5, || async {
+            RawWorker::open(master, register(id, capacity, running.clone()))
+                .await
+                .ok()
+        })
+        .await;
+        match w.next().await {
+            pb::master_message::Msg::Registered(r) => assert_eq!(r.worker_id, id),
+            other => panic!("expected Registered, got {other:?}"),
+        }
+        w
+    }
+
     /// The next master message other than a heartbeat ack (fails the test after 10 s).
     pub async fn next(&mut self) -> pb::master_message::Msg {
         loop {
