@@ -29,14 +29,23 @@ fn ip(args: &[&str]) {
     assert!(st.success(), "ip {} failed", args.join(" "));
 }
 
+/// Best-effort clean-up: a missing link or namespace is not worth a line on stderr.
+fn quiet_ip(args: &[&str]) {
+    let _ = Command::new("ip")
+        .args(args)
+        .stderr(std::process::Stdio::null())
+        .status();
+}
+
 impl Netns {
     fn create(tag: u32) -> Netns {
         let n = tag % 200 + 20;
         let name = format!("cai-part-{tag}");
         let (host_if, ns_if) = (format!("caip{n}h"), format!("caip{n}n"));
         let (host_ip, ns_ip) = (format!("10.231.{n}.1"), format!("10.231.{n}.2"));
-        let _ = Command::new("ip").args(["netns", "del", &name]).status();
-        let _ = Command::new("ip").args(["link", "del", &host_if]).status();
+        // Leftovers of an earlier run that was killed; usually there are none.
+        quiet_ip(&["netns", "del", &name]);
+        quiet_ip(&["link", "del", &host_if]);
         ip(&["netns", "add", &name]);
         ip(&[
             "link", "add", &host_if, "type", "veth", "peer", "name", &ns_if,
@@ -67,12 +76,8 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["link", "del", &self.host_if])
-            .status();
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
+        quiet_ip(&["link", "del", &self.host_if]);
+        quiet_ip(&["netns", "del", &self.name]);
     }
 }
 

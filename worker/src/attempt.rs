@@ -269,7 +269,9 @@ async fn terminate(exec: &dyn Executor, handle: &Handle, grace: Duration) {
 /// Removes the container, retrying a little: leaving one behind is worse than a delay.
 async fn remove(exec: &dyn Executor, handle: &Handle) {
     for delay_ms in [0u64, 200, 1000, 3000] {
-        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+        if delay_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+        }
         match exec.remove(handle).await {
             Ok(()) => return,
             Err(e) => {

@@ -562,13 +562,16 @@ async fn containers_stop_when_the_lease_ends_and_an_acked_heartbeat_renews_it() 
             tokio::time::Instant::now() < stopped_by,
             "container still running long after the lease ended"
         );
-        if let Ok(Ok(Some(m))) =
-            tokio::time::timeout(Duration::from_millis(20), conn.inbound.message()).await
-        {
-            assert!(
+        match tokio::time::timeout(Duration::from_millis(20), conn.inbound.message()).await {
+            Ok(Ok(Some(m))) => assert!(
                 !matches!(&m.msg, Some(W::Event(e)) if matches!(e.event, Some(Event::Finished(_)))),
                 "a stopped-unreported attempt sends no end: {m:?}"
-            );
+            ),
+            // The worker closed the stream (it is about to register again). A closed
+            // stream answers at once, so wait on the clock instead: spinning on it would
+            // starve the attempt task sharing this single-threaded runtime.
+            Ok(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            Err(_) => {}
         }
     }
     // Then it registers again, so the master learns at once that nothing runs there.
