@@ -51,7 +51,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the master (with an interactive `master>` shell on a terminal)
     #[command(
-        after_help = "Examples:\n  cloudai master\n  cloudai master --no-shell --listen 0.0.0.0:50051 --store sqlite:///var/lib/cloudai.db"
+        args_conflicts_with_subcommands = true,
+        after_help = "Examples:\n  cloudai master\n  cloudai master --no-shell --listen 0.0.0.0:50051 --store sqlite:///var/lib/cloudai.db\n  cloudai master --no-shell --listen 0.0.0.0:50051 --store mongodb://db1,db2,db3/cloudai?replicaSet=rs0   # one of a group\n  cloudai master status --master http://m1:50051,http://m2:50051"
     )]
     Master(MasterArgs),
     /// Run a worker that executes tasks with Docker
@@ -139,6 +140,9 @@ pub struct OutputArgs {
 /// `cloudai master`.
 #[derive(Debug, Args)]
 pub struct MasterArgs {
+    /// Instead of running a master: ask one about its group.
+    #[command(subcommand)]
+    pub action: Option<MasterAction>,
     /// Master configuration.
     #[command(flatten)]
     pub config: cloudai_master::MasterConfig,
@@ -151,6 +155,28 @@ pub struct MasterArgs {
     /// Where the shell keeps its history (default: ~/.cloudai_history).
     #[arg(long, env = "CLOUDAI_HISTORY", value_name = "PATH")]
     pub history_file: Option<std::path::PathBuf>,
+}
+
+/// What `cloudai master` can do besides running one.
+#[derive(Debug, Subcommand)]
+pub enum MasterAction {
+    /// Show the masters sharing the store: which one leads, under which epoch, and when
+    /// each last renewed
+    #[command(
+        after_help = "Examples:\n  cloudai master status\n  cloudai master status --master http://m1:50051,http://m2:50051 --output json"
+    )]
+    Status(MasterStatusCmd),
+}
+
+/// `cloudai master status`.
+#[derive(Debug, Args)]
+pub struct MasterStatusCmd {
+    /// Connection.
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// Output.
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 /// `cloudai worker`.

@@ -19,10 +19,11 @@ use crate::view::{StatsView, TaskView, WorkerView};
 /// The master's address when neither `--master` nor `CLOUDAI_MASTER` is given.
 pub const DEFAULT_MASTER_URL: &str = "http://127.0.0.1:50051";
 
-/// A connected client of one master.
+/// A connected client of one master (of a group, the first that answered).
 #[derive(Clone)]
 pub struct Client {
     url: String,
+    creds: Credentials,
     inner: ClientServiceClient<InterceptedService<Channel, Bearer>>,
 }
 
@@ -40,6 +41,14 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     }
 }
 
+/// The leader's URL a standby's refusal carries.
+fn leader_url(s: &tonic::Status) -> Option<String> {
+    s.metadata()
+        .get(cloudai_master::error::LEADER_URL_KEY)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
 /// Largest gRPC message sent or accepted: the master's default limit (16 MiB).
 const MAX_MESSAGE_BYTES: usize = cloudai_master::config::DEFAULT_MAX_MESSAGE_BYTES;
 
@@ -50,8 +59,22 @@ impl Client {
         Self::connect_with(url, &crate::credentials::process_default()).await
     }
 
-    /// Like [`Client::connect`], presenting `creds` (API token, CA of the master).
-    pub async fn connect_with(url: &str, creds: &Credentials) -> CliResult<Client> {
+    /// Like [`Client::connect`], presenting `creds` (API token, CA of the master). `urls`
+    /// may list several masters, comma-separated (a group sharing a store): the first that
+    /// answers is used; when none does, the error names the last.
+    pub async fn connect_with(urls: &str, creds: &Credentials) -> CliResult<Client> {
+        let mut last = None;
+        for url in urls.split(',').map(str::trim).filter(|u| !u.is_empty()) {
+            match Self::connect_one(url, creds).await {
+                Ok(c) => return Ok(c),
+                Err(e) if e.kind == Kind::Unreachable => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| CliError::invalid("no master url given")))
+    }
+
+    async fn connect_one(url: &str, creds: &Credentials) -> CliResult<Client> {
         let url = creds.url(url);
         let endpoint = Endpoint::from_shared(url.clone())
             .map_err(|e| CliError::invalid(format!("invalid master url {url:?}: {e}")))?
@@ -64,6 +87,7 @@ impl Client {
             .map_err(|e| CliError::unreachable(&url, root_cause(&e)))?;
         Ok(Client {
             url,
+            creds: creds.clone(),
             inner: ClientServiceClient::with_interceptor(channel, creds.bearer()?)
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
@@ -164,14 +188,34 @@ impl Client {
 
     /// Every worker the master knows.
     pub async fn workers(&self) -> CliResult<Vec<WorkerView>> {
-        let r = self
+        let r = match self
             .inner
             .clone()
             .list_workers(pb::ListWorkersRequest {})
             .await
-            .map_err(|s| self.status(s))?
-            .into_inner();
+        {
+            Ok(r) => r.into_inner(),
+            // A standby names the leader, which knows the workers: ask it.
+            Err(s) => match leader_url(&s) {
+                Some(url) if url != self.url => {
+                    let leader = Self::connect_one(&url, &self.creds).await?;
+                    return Box::pin(leader.workers()).await;
+                }
+                _ => return Err(self.status(s)),
+            },
+        };
         r.workers.into_iter().map(WorkerView::from_pb).collect()
+    }
+
+    /// The masters sharing the store: who leads, under which epoch, each one's last renewal.
+    pub async fn master_status(&self) -> CliResult<pb::MasterStatusResponse> {
+        Ok(self
+            .inner
+            .clone()
+            .master_status(pb::MasterStatusRequest {})
+            .await
+            .map_err(|s| self.status(s))?
+            .into_inner())
     }
 
     /// Counts per status and the rest of `queue stats`.

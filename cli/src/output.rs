@@ -8,7 +8,7 @@ use comfy_table::{presets, ContentArrangement, Table};
 use serde::Serialize;
 
 use crate::units::{format_age, format_bytes, format_cpu, format_duration};
-use crate::view::{ResourcesView, StatsView, TaskView, WorkerView};
+use crate::view::{GroupView, ResourcesView, StatsView, TaskView, WorkerView};
 
 /// `table` (default) for people, `json` for scripts.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -211,6 +211,27 @@ pub fn workers_table(workers: &[WorkerView], now: DateTime<Utc>) -> String {
         ]);
     }
     finish(t)
+}
+
+/// `cloudai master status` (and the shell's `status`).
+pub fn group_text(g: &GroupView, now: DateTime<Utc>) -> String {
+    let mut t = table(&["MASTER", "URL", "ROLE", "LAST RENEWAL"]);
+    for m in &g.masters {
+        t.add_row(vec![
+            m.id.clone(),
+            m.url.clone(),
+            m.role.clone(),
+            m.last_seen
+                .map(|s| age(s, now))
+                .unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    let mut out = finish(t);
+    match (&g.leader, &g.leader_url) {
+        (Some(l), Some(u)) => out.push_str(&format!("leader: {l} at {u} (epoch {})\n", g.epoch)),
+        _ => out.push_str(&format!("no master leads right now (epoch {})\n", g.epoch)),
+    }
+    out
 }
 
 /// `cloudai queue stats`.

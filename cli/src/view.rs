@@ -168,6 +168,59 @@ impl TaskView {
     }
 }
 
+/// The masters sharing a store, as `cloudai master status` shows them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GroupView {
+    /// The leading master's id; null when none leads.
+    pub leader: Option<String>,
+    /// Its URL.
+    pub leader_url: Option<String>,
+    /// The lease's epoch: raised at every change of leader.
+    pub epoch: u64,
+    /// Every master seen, by id.
+    pub masters: Vec<MemberView>,
+    /// The master that answered.
+    pub answered_by: String,
+}
+
+/// One master of the group.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MemberView {
+    /// Its id.
+    pub id: String,
+    /// Its URL.
+    pub url: String,
+    /// `leader` or `standby`.
+    pub role: String,
+    /// Its last campaign (renewal or watch).
+    pub last_seen: Option<DateTime<Utc>>,
+}
+
+impl GroupView {
+    /// From the wire.
+    pub fn from_pb(r: pb::MasterStatusResponse) -> GroupView {
+        GroupView {
+            leader: Some(r.leader_id).filter(|l| !l.is_empty()),
+            leader_url: Some(r.leader_url).filter(|l| !l.is_empty()),
+            epoch: r.epoch,
+            masters: r
+                .masters
+                .into_iter()
+                .map(|m| MemberView {
+                    role: if m.leader { "leader" } else { "standby" }.into(),
+                    last_seen: m
+                        .last_seen
+                        .as_ref()
+                        .and_then(|t| convert::from_timestamp("last_seen", t).ok()),
+                    id: m.id,
+                    url: m.url,
+                })
+                .collect(),
+            answered_by: r.answered_by,
+        }
+    }
+}
+
 /// A worker as `cloudai workers` shows it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct WorkerView {

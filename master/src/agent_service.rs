@@ -61,6 +61,9 @@ impl pb::agent_service_server::AgentService for AgentSvc {
         &self,
         request: Request<pb::FetchClusterStateRequest>,
     ) -> Result<Response<pb::ClusterState>, Status> {
+        if !self.shared.leading() {
+            return Err(crate::error::not_leader(&self.shared.role()));
+        }
         let limit = match request.into_inner().max_queued as usize {
             0 => DEFAULT_MAX_QUEUED,
             n => n.min(MAX_QUEUED),
@@ -93,6 +96,9 @@ impl pb::agent_service_server::AgentService for AgentSvc {
         &self,
         request: Request<pb::SubmitAssignmentsRequest>,
     ) -> Result<Response<pb::SubmitAssignmentsResponse>, Status> {
+        if !self.shared.leading() {
+            return Err(crate::error::not_leader(&self.shared.role()));
+        }
         let assignments = request.into_inner().assignments;
         if assignments.len() > MAX_ASSIGNMENTS {
             return Err(Status::invalid_argument(format!(

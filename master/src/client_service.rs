@@ -230,6 +230,10 @@ impl pb::client_service_server::ClientService for ClientSvc {
         &self,
         _request: Request<pb::ListWorkersRequest>,
     ) -> Result<Response<pb::ListWorkersResponse>, Status> {
+        // Workers stream to the leader: only it knows them.
+        if !self.shared.leading() {
+            return Err(crate::error::not_leader(&self.shared.role()));
+        }
         let workers = self
             .shared
             .cluster()
@@ -237,6 +241,41 @@ impl pb::client_service_server::ClientService for ClientSvc {
             .map(wire::worker_info)
             .collect();
         Ok(Response::new(pb::ListWorkersResponse { workers }))
+    }
+
+    async fn master_status(
+        &self,
+        _request: Request<pb::MasterStatusRequest>,
+    ) -> Result<Response<pb::MasterStatusResponse>, Status> {
+        let (lease, members) = self.store_call(self.shared.store.group()).await?;
+        let lease = lease.unwrap_or(cloudai_queue::Lease {
+            holder: String::new(),
+            url: String::new(),
+            epoch: 0,
+            renewals: 0,
+            sole: false,
+        });
+        let role = match self.shared.role() {
+            crate::leadership::Role::Leader { .. } => "leader",
+            crate::leadership::Role::Standby { .. } => "standby",
+            crate::leadership::Role::Starting => "starting",
+        };
+        Ok(Response::new(pb::MasterStatusResponse {
+            leader_id: lease.holder.clone(),
+            leader_url: lease.url.clone(),
+            epoch: lease.epoch,
+            masters: members
+                .into_iter()
+                .map(|m| pb::MasterInfo {
+                    leader: m.id == lease.holder,
+                    id: m.id,
+                    url: m.url,
+                    last_seen: Some(convert::timestamp(m.last_seen)),
+                })
+                .collect(),
+            answered_by: self.shared.config.master_id(),
+            role: role.into(),
+        }))
     }
 
     async fn queue_stats(

@@ -23,6 +23,10 @@ pub const DEFAULT_ENQUEUE_RATE: u32 = 1000;
 pub const DEFAULT_ENQUEUE_BURST: u32 = 10_000;
 /// Default longest wait of a client call for the store: 5 s.
 pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default leader lease TTL: 5 s.
+pub const DEFAULT_LEADER_TTL: Duration = Duration::from_secs(5);
+/// Default campaign period: 1 s.
+pub const DEFAULT_LEADER_RENEW: Duration = Duration::from_secs(1);
 
 /// How the dispatcher chooses among workers that fit a task (see `PLACEMENT.md`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -87,6 +91,26 @@ pub struct MasterConfig {
     #[arg(long, env = "CLOUDAI_MAX_QUEUED")]
     pub max_queued: Option<u64>,
 
+    /// This master's id among the masters that share a store. Default: `<host>:<port>` of
+    /// --listen (the host name when it listens on every address).
+    #[arg(long, env = "CLOUDAI_MASTER_ID")]
+    pub master_id: Option<String>,
+
+    /// The URL workers and clients reach this master at, given to them when another master
+    /// sends them here. Default: `http(s)://<host>:<port>` of --listen (the host name when
+    /// it listens on every address).
+    #[arg(long, env = "CLOUDAI_ADVERTISE_URL")]
+    pub advertise_url: Option<String>,
+
+    /// How long the leader's lease holds without a renewal; a standby takes over once it
+    /// has seen the lease go this long unrenewed. Default: 5s.
+    #[arg(long, env = "CLOUDAI_LEADER_TTL", default_value = "5s", value_parser = parse_duration)]
+    pub leader_ttl: Duration,
+
+    /// How often every master campaigns (the leader renews, standbys watch). Default: 1s.
+    #[arg(long, env = "CLOUDAI_LEADER_RENEW", default_value = "1s", value_parser = parse_duration)]
+    pub leader_renew: Duration,
+
     /// Longest a client call (enqueue, get, list, cancel, logs, stats) waits for the store;
     /// past it the call fails with UNAVAILABLE and says so, instead of hanging while the
     /// store is down. Writes about attempts are not bound by it: they are retried until
@@ -122,6 +146,10 @@ impl Default for MasterConfig {
             enqueue_burst: DEFAULT_ENQUEUE_BURST,
             max_queued: None,
             store_timeout: DEFAULT_STORE_TIMEOUT,
+            master_id: None,
+            advertise_url: None,
+            leader_ttl: DEFAULT_LEADER_TTL,
+            leader_renew: DEFAULT_LEADER_RENEW,
             max_log_bytes_per_task: cloudai_queue::store::DEFAULT_MAX_LOG_BYTES_PER_TASK,
             security: crate::auth::SecurityConfig::default(),
         }
@@ -129,6 +157,17 @@ impl Default for MasterConfig {
 }
 
 impl MasterConfig {
+    /// Settings that cannot work together, named: `Err` says which and why.
+    pub fn check(&self) -> Result<(), String> {
+        if self.leader_renew.saturating_mul(3) > self.leader_ttl {
+            return Err(format!(
+                "--leader-renew ({:?}) must be at most a third of --leader-ttl ({:?}): the leader needs several tries to renew before its lease runs out",
+                self.leader_renew, self.leader_ttl
+            ));
+        }
+        Ok(())
+    }
+
     /// Time without a heartbeat after which a worker is dead.
     pub fn dead_timeout(&self) -> Duration {
         self.heartbeat_interval.saturating_mul(self.dead_after)
@@ -147,6 +186,41 @@ impl MasterConfig {
     /// containers (5 s by default).
     pub fn worker_stop_within(&self) -> Duration {
         self.dead_timeout().saturating_sub(self.worker_lease())
+    }
+
+    /// This master's id: `--master-id`, else `<host>:<port>` of the listen address.
+    pub fn master_id(&self) -> String {
+        self.master_id
+            .clone()
+            .unwrap_or_else(|| format!("{}:{}", self.advertised_host(), self.listen.port()))
+    }
+
+    /// This master's URL: `--advertise-url`, else from the listen address.
+    pub fn advertised_url(&self) -> String {
+        self.advertise_url.clone().unwrap_or_else(|| {
+            let scheme = if self.security.tls_cert.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            format!(
+                "{scheme}://{}:{}",
+                self.advertised_host(),
+                self.listen.port()
+            )
+        })
+    }
+
+    /// The listen address's host, or the host name when it listens on every address.
+    fn advertised_host(&self) -> String {
+        let ip = self.listen.ip();
+        if ip.is_unspecified() {
+            sysinfo::System::host_name().unwrap_or_else(|| "localhost".into())
+        } else if ip.is_ipv6() {
+            format!("[{ip}]")
+        } else {
+            ip.to_string()
+        }
     }
 
     /// What the store must honour for this master (the log cap, the queue cap).

@@ -50,6 +50,9 @@ pub fn status(e: QueueError) -> Status {
         | QueueError::AttemptOver { .. }
         | QueueError::ReportGap { .. } => Code::FailedPrecondition,
         QueueError::QueueFull { .. } => Code::ResourceExhausted,
+        QueueError::StoreLocked { .. } => Code::FailedPrecondition,
+        // A write only the leader makes, from a master that was replaced: go to the leader.
+        QueueError::Fenced { .. } => Code::Unavailable,
         QueueError::Backend {
             retryable: true, ..
         } => return Status::unavailable(format!("the store is unavailable, retry shortly: {e}")),
@@ -74,6 +77,35 @@ pub async fn within<T>(
             limit.as_millis()
         ))),
     }
+}
+
+/// The metadata key that carries the leader's URL on a refusal from a standby.
+pub const LEADER_URL_KEY: &str = "cloudai-leader-url";
+
+/// What a master that does not lead answers a call only the leader serves (a worker's
+/// stream, the agent API, the worker list): `UNAVAILABLE`, naming the leader and carrying
+/// its URL in `cloudai-leader-url` so that workers and clients go there.
+pub fn not_leader(role: &crate::leadership::Role) -> Status {
+    use crate::leadership::Role;
+    let mut status = match role {
+        Role::Standby {
+            leader: Some((id, url)),
+        } => Status::unavailable(format!(
+            "this master is a standby; the leader is {id} at {url}"
+        )),
+        _ => Status::unavailable(
+            "this master does not lead and no leader is known yet; retry shortly",
+        ),
+    };
+    if let Role::Standby {
+        leader: Some((_, url)),
+    } = role
+    {
+        if let Ok(v) = url.parse() {
+            status.metadata_mut().insert(LEADER_URL_KEY, v);
+        }
+    }
+    status
 }
 
 /// A wire message that does not convert to a domain value is the caller's mistake.

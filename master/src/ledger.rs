@@ -42,7 +42,9 @@ where
     let mut tries = 0u32;
     loop {
         match f().await {
-            Err(e) if e.is_retryable() && !shared.shutting_down() => {
+            // A master that no longer leads gives its writes up: the next leader redoes
+            // them from the store.
+            Err(e) if e.is_retryable() && !shared.shutting_down() && shared.leading() => {
                 tries += 1;
                 let delay = backoff.next_backoff().unwrap_or(RETRY_MAX);
                 if tries == 1 || tries.is_power_of_two() {
@@ -138,6 +140,11 @@ pub async fn report(
             tracing::warn!(worker_id, task_id = %task, token, error = %e, "rejected a report");
             Settled::Ack(last)
         }
+        Err(e @ QueueError::Fenced { .. }) => {
+            tracing::warn!(worker_id, task_id = %task, token, error = %e,
+                "not stored: this master no longer leads; the worker sends it to the leader");
+            Settled::Unsettled
+        }
         Err(e) => {
             tracing::error!(worker_id, task_id = %task, token, error = %e,
                 "could not store a report; the worker sends it again after a reconnect");
@@ -165,6 +172,9 @@ pub async fn lose(shared: &Shared, task: TaskId, token: u64, cause: LostCause) {
             {
                 sync(shared, &t);
             }
+        }
+        Err(e @ QueueError::Fenced { .. }) => {
+            tracing::warn!(task_id = %task, token, error = %e, "not recorded lost: this master no longer leads")
         }
         Err(e) => {
             tracing::error!(task_id = %task, token, error = %e,

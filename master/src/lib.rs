@@ -8,6 +8,7 @@
 //! - [`registry`]: rebuilding that view from the store at start, the health monitor,
 //!   reconciling what a reconnecting worker runs.
 //! - [`dispatcher`]: the event-driven loop that assigns queued tasks to workers.
+//! - [`leadership`]: the election among masters sharing a store; the leader's duties.
 //! - [`ledger`]: every change to an attempt as one conditional store write, retried
 //!   until stored, and memory updated only from what it returned.
 //! - [`shared`]: state shared by services and loops.
@@ -31,6 +32,7 @@ pub mod config;
 pub mod conn;
 pub mod dispatcher;
 pub mod error;
+pub mod leadership;
 pub mod ledger;
 pub mod limits;
 pub mod logs;

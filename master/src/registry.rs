@@ -242,6 +242,33 @@ pub async fn after_register(
     shared.wake_dispatcher();
 }
 
+/// How often the leader looks at what other masters wrote to a shared store.
+pub const WATCH_PERIOD: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// The leader's watch on writes other masters make to a shared store: their enqueues wake
+/// the dispatcher, their cancels are sent to the workers running those tasks. A short poll
+/// (every [`WATCH_PERIOD`]); a SQLite store has no other master, so nothing to watch.
+pub async fn watch_store(shared: Arc<Shared>) {
+    if shared.store.backend_name() == "sqlite" {
+        return;
+    }
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(WATCH_PERIOD) => {}
+            _ = shared.until_shutdown() => return,
+        }
+        shared.wake_dispatcher();
+        match shared.store.cancel_requests().await {
+            Ok(ids) => {
+                for id in ids {
+                    shared.send_cancel_once(id);
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "could not read cancel requests"),
+        }
+    }
+}
+
 /// Sends the cancels requested while a worker was away (after it reconnects).
 pub fn resend_cancels(shared: &Shared, worker_id: &str) {
     let c = shared.cluster();

@@ -13,26 +13,31 @@ use crate::agent_service::AgentSvc;
 use crate::client_service::ClientSvc;
 use crate::config::MasterConfig;
 use crate::error::MasterError;
+use crate::leadership;
 use crate::shared::Shared;
 use crate::worker_service::WorkerSvc;
-use crate::{dispatcher, registry};
 
 /// Serves the master on `listener` until `shutdown` resolves, with `store` as the durable
 /// state. The caller binds the listener and opens the store (tests bind `127.0.0.1:0`).
 ///
-/// On start the master rebuilds its view from the store (workers, live attempts, pending
-/// retries). On shutdown it stops accepting, ends worker streams and log follows, and
-/// returns once in-flight calls are done; workers reconnect to the next master.
+/// On start the master campaigns for the lead among the masters sharing the store (a
+/// SQLite store serves one: a second master fails here with `StoreLocked`); the leader
+/// rebuilds its view from the store (workers, live attempts, pending retries) and does
+/// the leader's work, a standby serves client reads and enqueues and sends workers to the
+/// leader. On shutdown it stops accepting, ends worker streams and log follows, resigns the
+/// lead (another master takes over at once), and returns once in-flight calls are done.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
     store: Arc<dyn QueueStore>,
-    config: MasterConfig,
+    mut config: MasterConfig,
 ) -> Result<(), MasterError> {
+    // Where it really listens (a test binds port 0): the default id and URL come from it.
+    config.listen = listener.local_addr()?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let max_msg = config.max_message_bytes;
     let shared = Arc::new(Shared::new(store, config, stop_rx.clone()));
-    registry::recover(&shared).await?;
+    leadership::first(&shared).await?;
     let security = crate::auth::setup::prepare(
         &shared.config.security,
         listener.local_addr()?,
@@ -67,9 +72,7 @@ pub async fn serve(
         .max_decoding_message_size(max_msg)
         .max_encoding_message_size(max_msg);
 
-    let dispatcher = tokio::spawn(dispatcher::run(shared.clone()));
-    let monitor = tokio::spawn(registry::monitor(shared.clone()));
-    let persist = tokio::spawn(registry::persist_workers(shared.clone()));
+    let election = tokio::spawn(leadership::run(shared.clone()));
     tokio::spawn(async move {
         shutdown.await;
         let _ = stop_tx.send(true);
@@ -105,13 +108,10 @@ pub async fn serve(
     // Whatever ended the server, stop the loops too.
     let mut stop = stop_rx;
     if !*stop.borrow_and_update() {
-        dispatcher.abort();
-        monitor.abort();
-        persist.abort();
+        election.abort();
     }
-    let _ = dispatcher.await;
-    let _ = monitor.await;
-    let _ = persist.await;
+    // The election resigns the lead on shutdown.
+    let _ = election.await;
     tracing::info!("master stopped");
     served.map_err(MasterError::from)
 }

@@ -13,6 +13,7 @@ use tokio::sync::{watch, Notify};
 use crate::cluster::Cluster;
 use crate::config::MasterConfig;
 use crate::conn::Outbound;
+use crate::leadership::Role;
 use crate::logs::LogHub;
 
 /// State shared by one master's services and loops.
@@ -39,6 +40,8 @@ pub struct Shared {
     pub workers_dirty: Notify,
     /// Becomes true when the master shuts down.
     pub shutdown: watch::Receiver<bool>,
+    /// What this master is to the group (leader or standby); see `leadership`.
+    role: watch::Sender<Role>,
 }
 
 impl Shared {
@@ -60,7 +63,65 @@ impl Shared {
             reconciling: Mutex::new(BTreeSet::new()),
             workers_dirty: Notify::new(),
             shutdown,
+            role: watch::Sender::new(Role::Starting),
         }
+    }
+
+    /// What this master is to the group now.
+    pub fn role(&self) -> Role {
+        self.role.borrow().clone()
+    }
+
+    /// Records what this master became (by `leadership` only).
+    pub fn set_role(&self, role: Role) {
+        self.role.send_if_modified(|r| {
+            let changed = *r != role;
+            *r = role;
+            changed
+        });
+    }
+
+    /// True while this master leads and its lease holds by its own clock: the condition
+    /// of every act only the leader may do (acks that renew workers' leases, dispatch).
+    pub fn leading(&self) -> bool {
+        self.role.borrow().leads_at(tokio::time::Instant::now())
+    }
+
+    /// Resolves once this master no longer leads (or shutdown begins): ends what only a
+    /// leader serves, such as worker streams. A lease that runs out by the clock while
+    /// the role still says leader is caught by the deadline.
+    pub async fn until_deposed(&self) {
+        let mut rx = self.role.subscribe();
+        loop {
+            let until = match &*rx.borrow_and_update() {
+                Role::Leader { until, .. } => *until,
+                _ => return,
+            };
+            tokio::select! {
+                _ = tokio::time::sleep_until(until) => return,
+                changed = rx.changed() => if changed.is_err() { return },
+                _ = self.until_shutdown() => return,
+            }
+        }
+    }
+
+    /// This master as a candidate for the lead.
+    pub fn candidate(&self) -> cloudai_queue::Candidate {
+        cloudai_queue::Candidate {
+            id: self.config.master_id(),
+            url: self.config.advertised_url(),
+        }
+    }
+
+    /// Drops the view of workers and reservations (a deposed leader): the new leader
+    /// builds its own from the store and from the workers as they reconnect to it.
+    pub fn forget_cluster(&self) {
+        *self.cluster() = Cluster::new();
+        self.retries.lock().expect("retries lock").clear();
+        self.dirty_workers
+            .lock()
+            .expect("dirty workers lock")
+            .clear();
     }
 
     /// The cluster, locked. Never hold the guard across an `.await`.
@@ -121,6 +182,21 @@ impl Shared {
             .lock()
             .expect("reconciling lock")
             .remove(worker_id);
+    }
+
+    /// Sends a cancel for a task's live attempt unless one was already asked for (the
+    /// store watch sees a cancel request until the attempt ends).
+    pub fn send_cancel_once(&self, id: TaskId) {
+        let target = {
+            let mut c = self.cluster();
+            match c.reservation(&id) {
+                Some(r) if !r.cancel_pending => c.cancel_target(id),
+                _ => None,
+            }
+        };
+        if let Some((conn, token)) = target {
+            let _ = conn.tx.send(Outbound::Cancel { task_id: id, token });
+        }
     }
 
     /// Sends a cancel for a task's live attempt, now or right after its `Assign`.

@@ -43,6 +43,9 @@ impl pb::worker_service_server::WorkerService for WorkerSvc {
         request: Request<Streaming<pb::WorkerMessage>>,
     ) -> Result<Response<MasterStream>, Status> {
         let shared = &self.shared;
+        if !shared.leading() {
+            return Err(crate::error::not_leader(&shared.role()));
+        }
         let join = crate::auth::join_check(&request);
         let mut inbound = request.into_inner();
         let first = inbound
@@ -102,12 +105,12 @@ impl pb::worker_service_server::WorkerService for WorkerSvc {
 
         tokio::spawn(read_loop(shared.clone(), worker_id, conn_id, inbound));
 
-        let mut stop = shared.shutdown.clone();
+        // The stream ends at shutdown or when this master stops leading: the worker then
+        // goes to the next leader (a standby's refusal names it).
+        let ender = shared.clone();
         let out = UnboundedReceiverStream::new(rx)
             .map(|m| Ok(wire::outbound(m)))
-            .take_until(async move {
-                let _ = stop.wait_for(|s| *s).await;
-            });
+            .take_until(async move { ender.until_deposed().await });
         Ok(Response::new(Box::pin(out)))
     }
 }
@@ -135,7 +138,7 @@ async fn read_loop(
     while open {
         let first = tokio::select! {
             m = inbound.next() => m,
-            _ = shared.until_shutdown() => break,
+            _ = shared.until_deposed() => break,
         };
         let mut group = match first {
             Some(Ok(m)) => vec![m],
@@ -200,6 +203,10 @@ pub const GROUP_MAX: usize = 512;
 /// worker's lease); a revived worker's record is written in the background, and attempts
 /// it reports that memory does not hold are checked against the store in the background.
 fn heartbeat(shared: &Arc<Shared>, worker_id: &str, conn_id: u64, hb: pb::Heartbeat) {
+    // Only a leader whose own lease holds renews the workers' leases.
+    if !shared.leading() {
+        return;
+    }
     let beat = shared.cluster().heartbeat(
         worker_id,
         conn_id,

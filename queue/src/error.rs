@@ -78,6 +78,23 @@ pub enum QueueError {
         /// The cap.
         max: u64,
     },
+    /// The store is a SQLite file another master holds (SQLite serves one master at a time).
+    #[error("store {path} is in use by another master{}; a SQLite store serves one master at a time (use MongoDB for several)", holder.as_ref().map(|h| format!(": {h}")).unwrap_or_default())]
+    StoreLocked {
+        /// The store file.
+        path: String,
+        /// Who holds it, as it wrote in the lock file.
+        holder: Option<String>,
+    },
+    /// A write only the leader may make carried an epoch that is no longer the lease's:
+    /// the master that made it has been replaced and must step down. Nothing changed.
+    #[error("write fenced: made under leader epoch {epoch}, but the lease is at epoch {current}; this master no longer leads")]
+    Fenced {
+        /// The epoch the write carried.
+        epoch: u64,
+        /// The lease's epoch now.
+        current: u64,
+    },
     /// The idempotency key is already used by a task with a different spec.
     #[error("idempotency key {key:?} is already used by task {existing} with a different spec")]
     IdempotencyConflict {

@@ -3,6 +3,7 @@
 //! - [`model`]: tasks, specs, attempts, log chunks, worker records (plain data).
 //! - [`state`]: the one table of legal status transitions.
 //! - [`report`]: a worker's ordered report of an attempt, and the master's `lost` verdict.
+//! - [`leader`]: the leader lease among masters sharing a store, and the epoch fence.
 //! - [`retry`]: what a task does when an attempt ends (retry with backoff, or finish).
 //! - `lifecycle`: the task changes behind each store call, pure, shared by the backends.
 //! - `retention`: which output a task keeps under its cap, shared by the backends.
@@ -22,6 +23,7 @@
 #[cfg(any(test, feature = "testsuite"))]
 pub mod conformance;
 pub mod error;
+pub mod leader;
 mod lifecycle;
 pub mod model;
 pub mod mongo;
@@ -36,12 +38,13 @@ pub mod users;
 pub mod validate;
 
 pub use error::{QueueError, Result};
+pub use leader::{Candidate, Lease, Member};
 pub use model::*;
 pub use open::{open_store, parse_store_uri, redact_store_uri, StoreLocation, DEFAULT_STORE_URI};
 pub use report::{Applied, AttemptEnd, LostCause, ReportBody, ReportEvent};
 pub use retention::dropped_marker;
 pub use store::{
-    AttemptLedger, LogStore, QueueStore, QueuedTask, StoreOptions, TaskStore, UserStore,
-    WorkerStore,
+    AttemptLedger, LeaderStore, LogStore, QueueStore, QueuedTask, StoreOptions, TaskStore,
+    UserStore, WorkerStore,
 };
 pub use users::{Role, UserRecord};

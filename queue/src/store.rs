@@ -14,6 +14,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::error::Result;
+use crate::leader::{Candidate, Lease, Member};
 use crate::model::{
     Attempt, ClaimRequest, Enqueued, LogChunk, NewTask, QueueStats, Resources, Task, TaskId,
     TaskQuery, WorkerHealth, WorkerRecord,
@@ -73,7 +74,7 @@ impl QueuedTask {
 /// Every concern of durable storage together: what the master holds. A backend
 /// implements each narrow trait; this one only names the whole.
 pub trait QueueStore:
-    TaskStore + AttemptLedger + LogStore + WorkerStore + UserStore + Send + Sync + 'static
+    TaskStore + AttemptLedger + LogStore + WorkerStore + UserStore + LeaderStore + Send + Sync + 'static
 {
     /// "sqlite" or "mongodb", for logs and test output.
     fn backend_name(&self) -> &'static str;
@@ -119,6 +120,26 @@ pub trait TaskStore: Send + Sync {
 
     /// Counts per status, oldest queued task, tasks finished in the minute before `now`.
     async fn stats(&self, now: DateTime<Utc>) -> Result<QueueStats>;
+
+    /// Assigned or running tasks a user asked to cancel: what the leader delivers to their
+    /// workers when the cancel came through another master.
+    async fn cancel_requests(&self) -> Result<Vec<TaskId>> {
+        let query = TaskQuery {
+            statuses: vec![
+                crate::model::TaskStatus::Assigned,
+                crate::model::TaskStatus::Running,
+            ],
+            limit: 10_000,
+            ..TaskQuery::default()
+        };
+        Ok(self
+            .list(&query)
+            .await?
+            .into_iter()
+            .filter(|t| t.cancel_requested)
+            .map(|t| t.id)
+            .collect())
+    }
 }
 
 /// The attempt ledger: every change to an attempt is ONE conditional write keyed by the
@@ -201,6 +222,41 @@ pub trait WorkerStore: Send + Sync {
 
     /// Every known worker, by id.
     async fn list_workers(&self) -> Result<Vec<WorkerRecord>>;
+}
+
+/// Leadership among the masters that share the store (see [`crate::leader`]).
+#[async_trait]
+pub trait LeaderStore: Send + Sync {
+    /// One round of the election for `me`, who holds the lease under epoch `held` when it
+    /// believes it leads: renews it then; otherwise takes it when it is vacant, when it is
+    /// `takeover` unchanged (the lease as `me` saw it a whole TTL ago), or when it is held
+    /// under `me`'s id by an earlier run of `me`; a take raises the epoch. Records `me` as
+    /// seen at `now`. Returns the lease as it is afterwards. A store that serves one master
+    /// only (SQLite) holds an OS lock instead and refuses a second master with
+    /// `StoreLocked`.
+    async fn campaign(
+        &self,
+        me: &Candidate,
+        held: Option<u64>,
+        takeover: Option<&Lease>,
+        now: DateTime<Utc>,
+    ) -> Result<Lease>;
+
+    /// Gives the lease up (a clean shutdown), when `holder` still holds it under `epoch`:
+    /// the next campaign of another master takes it at once.
+    async fn resign(&self, holder: &str, epoch: u64) -> Result<()>;
+
+    /// The lease, if any, and every master seen, by id.
+    async fn group(&self) -> Result<(Option<Lease>, Vec<Member>)>;
+
+    /// The lease alone, if any: what a standby watches between campaigns (one read).
+    async fn lease(&self) -> Result<Option<Lease>> {
+        Ok(self.group().await?.0)
+    }
+
+    /// This master no longer leads (its lease ran out by its own clock): the store refuses
+    /// its leader-only writes from now on, until a campaign finds it leading again.
+    fn stand_down(&self) {}
 }
 
 /// Users and the join token (auth). Only keyed hashes of tokens are ever stored.

@@ -167,3 +167,42 @@ async fn counts_are_filled_in_for_a_file_from_before_they_existed() {
         "{full:?}"
     );
 }
+
+/// A SQLite file serves one master: the first to campaign leads for as long as it lives
+/// (a lease that never runs out), a second is refused with an error naming the holder,
+/// and once the first lets go the file is free again.
+#[tokio::test]
+async fn a_second_master_on_one_file_is_refused_naming_the_holder() {
+    use cloudai_queue::Candidate;
+    let h = SqliteHarness::new();
+    let a = h.open(StoreOptions::default()).await;
+    let b = h.open(StoreOptions::default()).await;
+    let me = |id: &str| Candidate {
+        id: id.into(),
+        url: format!("http://{id}:50051"),
+    };
+    let lease = a
+        .campaign(&me("a"), None, None, chrono::Utc::now())
+        .await
+        .unwrap();
+    assert!(lease.held_by("a") && lease.sole, "{lease:?}");
+    let again = a
+        .campaign(&me("a"), Some(1), None, chrono::Utc::now())
+        .await
+        .unwrap();
+    assert_eq!((again.holder.as_str(), again.epoch), ("a", 1));
+    match b.campaign(&me("b"), None, None, chrono::Utc::now()).await {
+        Err(e @ QueueError::StoreLocked { .. }) => {
+            let text = e.to_string();
+            assert!(text.contains("queue.db"), "{text}");
+            assert!(text.contains("master a at http://a:50051"), "{text}");
+        }
+        other => panic!("expected StoreLocked, got {other:?}"),
+    }
+    a.resign("a", 1).await.unwrap();
+    let lease = b
+        .campaign(&me("b"), None, None, chrono::Utc::now())
+        .await
+        .unwrap();
+    assert!(lease.held_by("b"));
+}

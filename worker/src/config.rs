@@ -21,7 +21,8 @@ pub const DEFAULT_MAX_REPORT_SPILL: u64 = 1 << 30;
 /// How a worker runs.
 #[derive(Clone, Debug, PartialEq, clap::Args)]
 pub struct WorkerConfig {
-    /// Master gRPC address.
+    /// Master gRPC address; several, comma-separated, for a group of masters sharing a
+    /// store (the worker goes to the one that leads, and fails over to the others).
     #[arg(long, env = "CLOUDAI_MASTER", default_value = DEFAULT_MASTER)]
     pub master: String,
 
@@ -128,6 +129,16 @@ impl WorkerConfig {
             .expect("non-zero"),
             capacity_override: None,
         }
+    }
+
+    /// The master URLs, in the order given.
+    pub fn master_urls(&self) -> Vec<String> {
+        self.master
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(str::to_string)
+            .collect()
     }
 
     /// The labels as a map (a later duplicate key wins).
@@ -274,5 +285,8 @@ mod tests {
         let defaults = Cli::try_parse_from(["w"]).unwrap().worker;
         assert_eq!(defaults, WorkerConfig::new(DEFAULT_MASTER));
         assert!(Cli::try_parse_from(["w", "--labels", "bad"]).is_err());
+        let mut g = c.clone();
+        g.master = "http://a:1, http://b:2,,http://c:3".into();
+        assert_eq!(g.master_urls(), ["http://a:1", "http://b:2", "http://c:3"]);
     }
 }

@@ -64,6 +64,9 @@ pub enum WorkerError {
     /// The master sent something that breaks the protocol.
     #[error("protocol: {0}")]
     Protocol(String),
+    /// The master does not lead; the leader is at this URL (from `cloudai-leader-url`).
+    #[error("master is a standby; the leader is at {0}")]
+    Redirect(String),
     /// An executor failure outside of a single attempt (e.g. the Docker daemon is absent).
     #[error(transparent)]
     Exec(#[from] ExecError),
@@ -72,7 +75,10 @@ pub enum WorkerError {
 impl WorkerError {
     /// True for errors that a reconnect with backoff can cure.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, WorkerError::Connection(_) | WorkerError::Protocol(_))
+        matches!(
+            self,
+            WorkerError::Connection(_) | WorkerError::Protocol(_) | WorkerError::Redirect(_)
+        )
     }
 
     pub(crate) fn config(field: &'static str, reason: impl Into<String>) -> Self {
@@ -95,6 +101,13 @@ impl From<tonic::Status> for WorkerError {
     /// are retried.
     fn from(s: tonic::Status) -> Self {
         use tonic::Code;
+        if let Some(url) = s
+            .metadata()
+            .get("cloudai-leader-url")
+            .and_then(|v| v.to_str().ok())
+        {
+            return WorkerError::Redirect(url.to_string());
+        }
         match s.code() {
             Code::InvalidArgument | Code::Unauthenticated | Code::PermissionDenied => {
                 WorkerError::Rejected(format!("{:?}: {}", s.code(), s.message()))

@@ -10,7 +10,17 @@ use crate::error::{Result, WorkerError};
 /// The TLS settings `config` asks for: `None` for a plain `http://` master. An
 /// `https://` master needs `--ca`; a client certificate needs both its files.
 pub fn client_tls(config: &WorkerConfig) -> Result<Option<ClientTlsConfig>> {
-    let https = config.master.starts_with("https://");
+    let urls = config.master_urls();
+    let https = urls.iter().any(|u| u.starts_with("https://"));
+    if https && !urls.iter().all(|u| u.starts_with("https://")) {
+        return Err(WorkerError::config(
+            "master",
+            format!(
+                "the master URLs mix https:// and http:// ({}); use one scheme for the group",
+                config.master
+            ),
+        ));
+    }
     let Some(ca) = &config.ca else {
         if https {
             return Err(WorkerError::config(

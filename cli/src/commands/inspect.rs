@@ -66,6 +66,15 @@ pub async fn workers(c: &Client, fmt: OutputFormat) -> CliResult<String> {
     })
 }
 
+/// `cloudai master status`.
+pub async fn group(c: &Client, fmt: OutputFormat) -> CliResult<String> {
+    let g = crate::view::GroupView::from_pb(c.master_status().await?);
+    Ok(match fmt {
+        OutputFormat::Json => output::json(&g),
+        OutputFormat::Table => output::group_text(&g, Utc::now()),
+    })
+}
+
 /// `cloudai queue stats`.
 pub async fn stats(c: &Client, fmt: OutputFormat) -> CliResult<String> {
     let s = c.stats().await?;

@@ -66,6 +66,9 @@ pub async fn run(mut a: MasterArgs) -> CliResult<i32> {
         a.config.security.shell_token = Some(cloudai_master::auth::config::ShellToken(token));
     }
 
+    a.config
+        .check()
+        .map_err(|e| CliError::new(Kind::InvalidArgument, e))?;
     let store = open_store(&a.config.store, a.config.store_options())
         .await
         .map_err(|e| CliError::new(Kind::InvalidArgument, format!("cannot open the store: {e}")))?;

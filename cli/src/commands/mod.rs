@@ -18,7 +18,7 @@ pub mod worker;
 
 use std::io::Write;
 
-use crate::args::{Command, QueueCmd};
+use crate::args::{Command, MasterAction, MasterArgs, QueueCmd};
 use crate::client::Client;
 use crate::exit::CliResult;
 
@@ -32,6 +32,14 @@ pub fn print(s: &str) {
 /// Runs one subcommand; returns the process exit code on success.
 pub async fn run(command: Command) -> CliResult<i32> {
     match command {
+        Command::Master(MasterArgs {
+            action: Some(MasterAction::Status(a)),
+            ..
+        }) => {
+            let client = Client::connect_with(&a.connect.master, &a.connect.credentials()).await?;
+            print(&inspect::group(&client, a.output.output).await?);
+            Ok(0)
+        }
         Command::Master(a) => master::run(a).await,
         Command::Worker(a) => worker::run(a).await,
         Command::Enqueue(a) => {

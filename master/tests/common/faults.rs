@@ -260,3 +260,27 @@ impl UserStore for FaultStore {
             .await
     }
 }
+
+/// Leadership is passed through untouched: the faults under test are those of the
+/// attempt writes (a SQLite store's lease is its file lock, which no outage takes away).
+#[async_trait]
+impl LeaderStore for FaultStore {
+    async fn campaign(
+        &self,
+        me: &Candidate,
+        held: Option<u64>,
+        takeover: Option<&Lease>,
+        now: DateTime<Utc>,
+    ) -> Result<Lease> {
+        self.inner.campaign(me, held, takeover, now).await
+    }
+    async fn resign(&self, holder: &str, epoch: u64) -> Result<()> {
+        self.inner.resign(holder, epoch).await
+    }
+    async fn group(&self) -> Result<(Option<Lease>, Vec<Member>)> {
+        self.inner.group().await
+    }
+    fn stand_down(&self) {
+        self.inner.stand_down()
+    }
+}

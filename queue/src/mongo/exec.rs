@@ -29,6 +29,7 @@ pub(crate) const RETRY_BUDGET: Duration = Duration::from_secs(30);
 const TRANSIENT_CODES: &[i32] = &[
     6,     // HostUnreachable
     7,     // HostNotFound
+    43,    // CursorNotFound: a read's cursor was closed (a new leader ending every session)
     89,    // NetworkTimeout
     91,    // ShutdownInProgress
     112,   // WriteConflict

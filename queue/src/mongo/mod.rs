@@ -9,10 +9,12 @@
 //! - `logs`: bounded, chunked task output, appended inside a report's transaction.
 //! - `registry`: worker records and queue statistics.
 //! - `users`: API users and the join token hash (auth).
+//! - `leader`: the leader lease and the masters seen; the epoch check of leader writes.
 
 pub(crate) mod doc;
 pub(crate) mod exec;
 pub mod indexes;
+mod leader;
 mod logs;
 mod registry;
 mod tasks;
@@ -26,13 +28,15 @@ use mongodb::options::{ClientOptions, ReadConcern, WriteConcern};
 use mongodb::{Client, Collection, Database};
 
 use crate::error::{QueueError, Result};
+use crate::leader::{Candidate, Lease, Member};
 use crate::model::{
     ClaimRequest, Enqueued, LogChunk, NewTask, QueueStats, Task, TaskId, TaskQuery, WorkerHealth,
     WorkerRecord,
 };
 use crate::report::{Applied, LostCause, ReportEvent};
 use crate::store::{
-    AttemptLedger, LogStore, QueueStore, StoreOptions, TaskStore, UserStore, WorkerStore,
+    AttemptLedger, LeaderStore, LogStore, QueueStore, StoreOptions, TaskStore, UserStore,
+    WorkerStore,
 };
 use crate::users::UserRecord;
 
@@ -55,6 +59,8 @@ pub mod names {
     pub const SETTINGS: &str = "SETTINGS";
     /// Chunks of task output.
     pub const LOGS: &str = "LOGS";
+    /// One document per master sharing the store: its URL and when it was last seen.
+    pub const MASTERS: &str = "MASTERS";
 }
 
 /// The MongoDB store. Cheap to share: the driver's client pools connections.
@@ -68,7 +74,11 @@ pub struct MongoStore {
     logs: Collection<Document>,
     users: Collection<Document>,
     settings: Collection<Document>,
+    masters: Collection<Document>,
     opts: StoreOptions,
+    /// The epoch this store handle's master leads under, as its last campaign found:
+    /// checked by every write only the leader may make (see `leader`).
+    fence: std::sync::atomic::AtomicU64,
 }
 
 impl MongoStore {
@@ -104,6 +114,8 @@ impl MongoStore {
             logs: db.collection(names::LOGS),
             users: db.collection(names::USERS),
             settings: db.collection(names::SETTINGS),
+            masters: db.collection(names::MASTERS),
+            fence: std::sync::atomic::AtomicU64::new(leader::UNFENCED),
             client,
             db,
             opts,
@@ -153,6 +165,10 @@ impl TaskStore for MongoStore {
 
     async fn stats(&self, now: DateTime<Utc>) -> Result<QueueStats> {
         self.queue_stats(now).await
+    }
+
+    async fn cancel_requests(&self) -> Result<Vec<TaskId>> {
+        self.pending_cancels().await
     }
 }
 
@@ -260,5 +276,34 @@ impl UserStore for MongoStore {
 
     async fn set_join_token_hash(&self, token_hash: &str, only_if_absent: bool) -> Result<bool> {
         self.store_join_hash(token_hash, only_if_absent).await
+    }
+}
+
+#[async_trait]
+impl LeaderStore for MongoStore {
+    async fn campaign(
+        &self,
+        me: &Candidate,
+        held: Option<u64>,
+        takeover: Option<&Lease>,
+        now: DateTime<Utc>,
+    ) -> Result<Lease> {
+        self.campaign_once(me, held, takeover, now).await
+    }
+
+    async fn resign(&self, holder: &str, epoch: u64) -> Result<()> {
+        self.resign_lease(holder, epoch).await
+    }
+
+    async fn group(&self) -> Result<(Option<Lease>, Vec<Member>)> {
+        self.leader_group().await
+    }
+
+    async fn lease(&self) -> Result<Option<Lease>> {
+        self.read_lease().await
+    }
+
+    fn stand_down(&self) {
+        MongoStore::stand_down(self)
     }
 }

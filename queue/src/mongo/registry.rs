@@ -6,26 +6,43 @@ use futures::TryStreamExt;
 use mongodb::options::{Hint, ReplaceOptions};
 
 use super::doc::{bdate, worker_doc, worker_of};
-use super::exec::retry;
+use super::exec::{in_txn, retry};
 use super::{indexes, MongoStore};
 use crate::error::{QueueError, Result};
 use crate::model::{QueueStats, TaskStatus, WorkerHealth, WorkerRecord};
 use crate::validate::validate_worker_id;
+use futures::FutureExt;
 
 impl MongoStore {
+    /// Writes a worker's record; the leader's write, so fenced by its epoch.
     pub(super) async fn put_worker(&self, w: &WorkerRecord) -> Result<()> {
         validate_worker_id(&w.id)?;
         let d = worker_doc(w);
-        retry("upsert worker", || async {
-            self.workers
-                .replace_one(doc! { "_id": &w.id }, d.clone())
-                .with_options(ReplaceOptions::builder().upsert(true).build())
-                .await?;
-            Ok(())
-        })
+        in_txn(
+            &self.client,
+            "upsert worker",
+            (self, &d),
+            |s, (store, d)| {
+                async move {
+                    store.check_fence(s).await?;
+                    store
+                        .workers
+                        .replace_one(
+                            doc! { "_id": d.get_str("_id").unwrap_or_default() },
+                            (*d).clone(),
+                        )
+                        .with_options(ReplaceOptions::builder().upsert(true).build())
+                        .session(&mut *s)
+                        .await?;
+                    Ok(())
+                }
+                .boxed()
+            },
+        )
         .await
     }
 
+    /// Sets a worker's health; the leader's write, so fenced by its epoch.
     pub(super) async fn set_health(
         &self,
         id: &str,
@@ -36,13 +53,23 @@ impl MongoStore {
         if let Some(t) = last_heartbeat {
             set.insert("last_heartbeat", bdate(t));
         }
-        let matched = retry("set worker health", || async {
-            Ok(self
-                .workers
-                .update_one(doc! { "_id": id }, doc! { "$set": set.clone() })
-                .await?
-                .matched_count)
-        })
+        let matched = in_txn(
+            &self.client,
+            "set worker health",
+            (self, &set),
+            |s, (store, set)| {
+                async move {
+                    store.check_fence(s).await?;
+                    Ok(store
+                        .workers
+                        .update_one(doc! { "_id": id }, doc! { "$set": (*set).clone() })
+                        .session(&mut *s)
+                        .await?
+                        .matched_count)
+                }
+                .boxed()
+            },
+        )
         .await?;
         if matched == 0 {
             return Err(QueueError::UnknownWorker(id.to_string()));
@@ -107,5 +134,30 @@ impl MongoStore {
         })
         .await?;
         Ok(stats)
+    }
+
+    /// Live tasks with a cancel requested, by the status index (ids only).
+    pub(super) async fn pending_cancels(&self) -> Result<Vec<crate::model::TaskId>> {
+        let filter = doc! {
+            "status": { "$in": [TaskStatus::Assigned.as_str(), TaskStatus::Running.as_str()] },
+            "cancel_requested": true,
+        };
+        let docs: Vec<Document> = retry("cancel requests", || async {
+            let c = self
+                .tasks
+                .find(filter.clone())
+                .projection(doc! { "_id": 1 })
+                .hint(Hint::Name(indexes::STATUS_ID.into()))
+                .await?;
+            Ok(c.try_collect().await?)
+        })
+        .await?;
+        docs.iter()
+            .map(|d| {
+                d.get_str("_id")
+                    .map_err(|e| QueueError::invalid("task id", e.to_string()))?
+                    .parse()
+            })
+            .collect()
     }
 }

@@ -116,6 +116,7 @@ impl MongoStore {
             (self, filter, sort, hint, req.worker_id.as_str()),
             |s, (store, filter, sort, hint, worker)| {
                 async move {
+                    store.check_fence(s).await?;
                     store
                         .take(
                             s,
@@ -146,6 +147,7 @@ impl MongoStore {
             (self, worker),
             |s, (store, worker)| {
                 async move {
+                    store.check_fence(s).await?;
                     let filter =
                         doc! { "_id": id.to_string(), "status": TaskStatus::Queued.as_str() };
                     if let Some(t) = store.take(s, filter, None, worker, now).await? {
@@ -169,11 +171,15 @@ impl MongoStore {
         op: &'static str,
         id: TaskId,
         now: DateTime<Utc>,
+        leader_only: bool,
         change: &Change,
     ) -> Result<Task> {
         let now = ms(now);
         in_txn(&self.client, op, (self, change), |s, (store, change)| {
             async move {
+                if leader_only {
+                    store.check_fence(s).await?;
+                }
                 let before = store.find_task(id, Some(&mut *s)).await?;
                 let mut after = before.clone();
                 change(&mut after, now)?;
@@ -260,6 +266,7 @@ impl MongoStore {
             (self, &events, worker_id),
             |s, (store, events, worker_id)| {
                 async move {
+                    store.check_fence(s).await?;
                     let d = store
                         .tasks
                         .find_one(doc! { "_id": id.to_string() })
@@ -307,14 +314,14 @@ impl MongoStore {
         cause: LostCause,
         now: DateTime<Utc>,
     ) -> Result<Task> {
-        self.modify("lose attempt", id, now, &move |t, now| {
+        self.modify("lose attempt", id, now, true, &move |t, now| {
             lifecycle::lose(t, token, &cause, now)
         })
         .await
     }
 
     pub(super) async fn cancel(&self, id: TaskId, now: DateTime<Utc>) -> Result<Task> {
-        self.modify("request cancel", id, now, &lifecycle::request_cancel)
+        self.modify("request cancel", id, now, false, &lifecycle::request_cancel)
             .await
     }
 }

@@ -7,9 +7,11 @@
 //! - [`schema`]: tables, indexes, connection settings, row encoding.
 //! - [`ops`], [`queries`], [`logs`]: the SQL of writes, reads, and bounded task output.
 //! - [`users`]: API users and the join token hash (auth).
+//! - [`lock`]: one master per file, by an OS lock (the store's leadership).
 //!
 //! No call blocks the async runtime: writes wait on a channel, reads on `spawn_blocking`.
 
+mod lock;
 mod logs;
 mod ops;
 mod queries;
@@ -25,17 +27,19 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::error::Result;
+use crate::leader::{Candidate, Lease, Member};
 use crate::model::{
     ClaimRequest, Enqueued, LogChunk, NewTask, QueueStats, Task, TaskId, TaskQuery, WorkerHealth,
     WorkerRecord,
 };
 use crate::report::{Applied, LostCause, ReportEvent};
 use crate::store::{
-    AttemptLedger, LogStore, QueueStore, QueuedTask, StoreOptions, TaskStore, UserStore,
-    WorkerStore,
+    AttemptLedger, LeaderStore, LogStore, QueueStore, QueuedTask, StoreOptions, TaskStore,
+    UserStore, WorkerStore,
 };
 use crate::users::UserRecord;
 
+pub use lock::MasterLock;
 use readers::Readers;
 use writer::Writer;
 
@@ -45,6 +49,9 @@ pub struct SqliteStore {
     writer: Writer,
     readers: Arc<Readers>,
     opts: StoreOptions,
+    path: std::path::PathBuf,
+    /// Held once a master campaigned: the file serves that master only.
+    master: std::sync::Mutex<Option<(MasterLock, Lease)>>,
 }
 
 impl SqliteStore {
@@ -60,6 +67,8 @@ impl SqliteStore {
             writer: Writer::spawn(conn)?,
             readers: Readers::new(path.to_path_buf()),
             opts,
+            path: path.to_path_buf(),
+            master: std::sync::Mutex::new(None),
         })
     }
 }
@@ -258,5 +267,57 @@ impl UserStore for SqliteStore {
         self.writer
             .run(move |c| users::set_join_token_hash(c, &hash, only_if_absent))
             .await
+    }
+}
+
+/// A SQLite file serves one master: its first campaign takes the file's OS lock and it
+/// leads from then on (epoch 1); another master's campaign is `StoreLocked`, naming it.
+#[async_trait]
+impl LeaderStore for SqliteStore {
+    async fn campaign(
+        &self,
+        me: &Candidate,
+        _held: Option<u64>,
+        _takeover: Option<&Lease>,
+        _now: DateTime<Utc>,
+    ) -> Result<Lease> {
+        let mut m = self.master.lock().unwrap_or_else(|e| e.into_inner());
+        if m.is_none() {
+            let lock = MasterLock::acquire(&self.path, &format!("master {} at {}", me.id, me.url))?;
+            let lease = Lease {
+                holder: me.id.clone(),
+                url: me.url.clone(),
+                epoch: 1,
+                renewals: 0,
+                sole: true,
+            };
+            *m = Some((lock, lease));
+        }
+        let (_, lease) = m.as_mut().expect("set above");
+        lease.renewals += 1;
+        Ok(lease.clone())
+    }
+
+    async fn resign(&self, holder: &str, _epoch: u64) -> Result<()> {
+        let mut m = self.master.lock().unwrap_or_else(|e| e.into_inner());
+        if m.as_ref().is_some_and(|(_, l)| l.holder == holder) {
+            *m = None;
+        }
+        Ok(())
+    }
+
+    async fn group(&self) -> Result<(Option<Lease>, Vec<Member>)> {
+        let m = self.master.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(match m.as_ref() {
+            Some((_, l)) => (
+                Some(l.clone()),
+                vec![Member {
+                    id: l.holder.clone(),
+                    url: l.url.clone(),
+                    last_seen: Utc::now(),
+                }],
+            ),
+            None => (None, Vec::new()),
+        })
     }
 }

@@ -76,6 +76,12 @@ impl Lease {
         self.until = Some(self.until.map_or(to, |u| u.max(to)));
     }
 
+    /// True when heartbeat `seq` was sent and is still unacknowledged (only tracked
+    /// while the master grants a lease).
+    pub(crate) fn unacked_before(&self, seq: u64) -> bool {
+        self.term.is_some() && self.pending.iter().any(|&(s, _)| s <= seq)
+    }
+
     /// When the lease ends, if one is held.
     pub(crate) fn until(&self) -> Option<Instant> {
         self.until

@@ -40,6 +40,9 @@ use state::State;
 const RECONNECT_INITIAL: Duration = Duration::from_millis(100);
 /// Longest reconnect delay.
 const RECONNECT_MAX: Duration = Duration::from_secs(10);
+/// Longest reconnect delay with several masters: the next one may lead already, and a
+/// failover must be done well inside the worker's lease.
+const RECONNECT_MAX_GROUP: Duration = Duration::from_secs(1);
 /// Pull progress lines waiting for the stream; more are dropped (they are only progress).
 const PULLS_CAPACITY: usize = 64;
 /// Bytes of reports sent and not yet acknowledged, at most: what one master holds for
@@ -102,8 +105,14 @@ pub async fn run(
     let id = config.id.clone().unwrap_or_else(|| hostname.clone());
     cloudai_queue::validate::validate_worker_id(&id)
         .map_err(|e| WorkerError::config("id", e.to_string()))?;
-    tonic::transport::Endpoint::from_shared(config.master.clone())
-        .map_err(|e| WorkerError::config("master", e.to_string()))?;
+    let urls = config.master_urls();
+    if urls.is_empty() {
+        return Err(WorkerError::config("master", "no master URL given"));
+    }
+    for u in &urls {
+        tonic::transport::Endpoint::from_shared(u.clone())
+            .map_err(|e| WorkerError::config("master", format!("{u}: {e}")))?;
+    }
     crate::tls::client_tls(&config)?;
     let (capacity, gpu) = capacity::capacity(&config).await;
     tracing::info!(
@@ -157,23 +166,38 @@ pub async fn run(
         worker.lease_ended.clone(),
     ));
     let mut attempts = JoinSet::new();
+    // With several masters, a failover must reach the new leader well inside the lease.
+    let max_delay = if urls.len() > 1 {
+        RECONNECT_MAX_GROUP
+    } else {
+        RECONNECT_MAX
+    };
     let mut backoff = ExponentialBackoffBuilder::new()
         .with_initial_interval(RECONNECT_INITIAL)
-        .with_max_interval(RECONNECT_MAX)
+        .with_max_interval(max_delay)
         .with_randomization_factor(0.5)
         .with_multiplier(2.0)
         .with_max_elapsed_time(None)
         .build();
     tokio::pin!(shutdown);
 
+    let mut next = 0usize;
+    let mut redirect: Option<String> = None;
+    // The master whose session just failed: a standby that still names it as the leader
+    // (its lease has not run out yet) is not followed back to it.
+    let mut failed: Option<String> = None;
     let outcome = loop {
         let mut registered = false;
+        let url = redirect
+            .take()
+            .unwrap_or_else(|| urls[next % urls.len()].clone());
         let ended = tokio::select! {
             _ = &mut shutdown => break Ok(()),
-            r = session::serve(&mut worker, &mut pulls_rx, &mut attempts, &mut registered) => r,
+            r = session::serve(&mut worker, &url, &mut pulls_rx, &mut attempts, &mut registered) => r,
         };
         if registered {
             backoff.reset();
+            failed = None;
         }
         let err = match ended {
             Ok(()) => WorkerError::Connection("master closed the stream".into()),
@@ -183,7 +207,23 @@ pub async fn run(
             tracing::error!(worker_id = %worker.id, error = %err, "giving up");
             break Err(err);
         }
-        let delay = backoff.next_backoff().unwrap_or(RECONNECT_MAX);
+        if let WorkerError::Redirect(leader) = &err {
+            if failed.as_deref() != Some(leader.as_str()) {
+                // Straight to the leader the standby named.
+                tracing::info!(worker_id = %worker.id, from = %url, leader = %leader, "going to the leader");
+                redirect = Some(leader.clone());
+            } else {
+                next += 1;
+            }
+            tokio::select! {
+                _ = &mut shutdown => break Ok(()),
+                _ = tokio::time::sleep(RECONNECT_INITIAL) => {}
+            }
+            continue;
+        }
+        failed = Some(url.clone());
+        next += 1;
+        let delay = backoff.next_backoff().unwrap_or(max_delay);
         tracing::warn!(
             worker_id = %worker.id,
             error = %err,

@@ -25,6 +25,8 @@ use crate::executor::StartRequest;
 
 /// How long the master may take to answer `Register`.
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(10);
+/// The same with several masters: a frozen one must not hold the worker from the others.
+const REGISTER_TIMEOUT_GROUP: Duration = Duration::from_secs(2);
 /// How long dialling may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// HTTP/2 pings that notice a dead master or a partition even when nothing is sent.
@@ -39,11 +41,12 @@ const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 /// the registration, so the caller can reset its backoff.
 pub(crate) async fn serve(
     worker: &mut Worker,
+    url: &str,
     pulls: &mut mpsc::Receiver<pb::TaskEvent>,
     attempts: &mut JoinSet<()>,
     registered: &mut bool,
 ) -> Result<()> {
-    let endpoint = tonic::transport::Endpoint::from_shared(worker.config.master.clone())
+    let endpoint = tonic::transport::Endpoint::from_shared(url.to_string())
         .map_err(|e| WorkerError::config("master", e.to_string()))?;
     let endpoint = crate::tls::apply(endpoint, &worker.config)?
         .connect_timeout(CONNECT_TIMEOUT)
@@ -74,12 +77,24 @@ pub(crate) async fn serve(
         token: worker.config.join_token.clone().unwrap_or_default(),
         finished: finished.iter().map(wire::attempt_ref).collect(),
     };
+    let group = worker.config.master_urls().len() > 1;
     let register_sent = Instant::now();
     send(&tx, Out::Register(register)).await?;
-    let mut inbound = client.connect(ReceiverStream::new(rx)).await?.into_inner();
-    let first = tokio::time::timeout(REGISTER_TIMEOUT, inbound.message())
-        .await
-        .map_err(|_| WorkerError::Connection("master did not answer register".into()))??;
+    // Bounded as a whole: a master that accepts the connection and then never answers (a
+    // frozen process) must not keep the worker from the next one.
+    let limit = if group {
+        REGISTER_TIMEOUT_GROUP
+    } else {
+        REGISTER_TIMEOUT
+    };
+    let answered = tokio::time::timeout(limit, async {
+        let mut inbound = client.connect(ReceiverStream::new(rx)).await?.into_inner();
+        let first = inbound.message().await?;
+        Ok::<_, WorkerError>((inbound, first))
+    })
+    .await
+    .map_err(|_| WorkerError::Connection("master did not answer register".into()))?;
+    let (mut inbound, first) = answered?;
     let granted = match first.and_then(|m| m.msg) {
         Some(pb::master_message::Msg::Registered(r)) => r,
         other => {
@@ -109,6 +124,7 @@ pub(crate) async fn serve(
             });
     tracing::info!(
         worker_id = %worker.id,
+        master = url,
         running = running.len(),
         finished = finished.len(),
         heartbeat_ms = interval.as_millis() as u64,
@@ -118,12 +134,21 @@ pub(crate) async fn serve(
 
     send_due(worker, &tx, epoch).await?;
     let mut telemetry = Telemetry::default();
-    let mut ticker = tokio::time::interval(interval);
+    // With several masters a worker beats twice per interval, so that its lease (renewed
+    // by each ack) outlasts the time a failover takes, and it leaves a master that stops
+    // acknowledging after one missed beat, for one that leads.
+    let beat_every = if group { interval / 2 } else { interval };
+    let mut ticker = tokio::time::interval(beat_every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut beat = 0u64;
     loop {
         tokio::select! {
             _ = ticker.tick() => {
+                if group && beat > 0 && worker.lock().lease.unacked_before(beat) {
+                    return Err(WorkerError::Connection(
+                        "the master stopped acknowledging heartbeats".into(),
+                    ));
+                }
                 beat += 1;
                 let heartbeat = pb::Heartbeat {
                     usage: Some(wire::usage(telemetry.sample())),
