@@ -21,6 +21,8 @@
 #   SECANTUS_PORT  port to listen on (default: a free one); with SECANTUS_DIR, restarts a
 #                  killed server on its port and data
 #   SECANTUS_DIR   data and log directory to reuse (default: a new one under /tmp)
+#   SECANTUS_HOST  address to listen on (default 127.0.0.1; 0.0.0.0 lets processes in
+#                  network namespaces reach it through their veth links)
 #
 # Everything but the export lines goes to stderr.
 set -euo pipefail
@@ -66,9 +68,10 @@ fi
 dir="${SECANTUS_DIR:-}"
 if [ -z "$dir" ]; then dir=$(mktemp -d /tmp/cloudai-secantus.XXXXXX); fi
 mkdir -p "$dir"
-say "starting on 127.0.0.1:$port (data and log in $dir)"
+host="${SECANTUS_HOST:-127.0.0.1}"
+say "starting on $host:$port (data and log in $dir)"
 # setsid + nohup: the server outlives this script; the caller stops it by pid.
-nohup setsid "$venv/bin/secantusd-py" --host 127.0.0.1 --port "$port" \
+nohup setsid "$venv/bin/secantusd-py" --host "$host" --port "$port" \
   --storage-path "$dir/data" --log-level WARNING "${extra[@]}" >>"$dir/server.log" 2>&1 </dev/null &
 pid=$!
 

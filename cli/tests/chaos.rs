@@ -81,12 +81,12 @@ fn chaos_kills_lose_nothing_and_complete_nothing_twice() {
         {
             if rng.range(0, 4) == 0 {
                 // Frozen: its streams stay open, nothing is answered, leases end.
-                cl.master.pause(down + Duration::from_millis(800));
+                cl.masters[0].pause(down + Duration::from_millis(800));
                 master_pauses += 1;
             } else {
-                cl.master.kill();
+                cl.masters[0].kill();
                 thread::sleep(down);
-                cl.master.start();
+                cl.masters[0].start();
             }
             last_master_kill = Instant::now();
         } else {
@@ -96,10 +96,10 @@ fn chaos_kills_lose_nothing_and_complete_nothing_twice() {
                 0..=4 => cl.workers[w].pause(Duration::from_millis(rng.range(800, 2500))),
                 // The master and a worker die together.
                 5..=7 => {
-                    cl.master.kill();
+                    cl.masters[0].kill();
                     cl.workers[w].kill();
                     thread::sleep(down);
-                    cl.master.start();
+                    cl.masters[0].start();
                     thread::sleep(Duration::from_millis(rng.range(0, 500)));
                     cl.workers[w].start();
                     last_master_kill = Instant::now();
@@ -115,7 +115,7 @@ fn chaos_kills_lose_nothing_and_complete_nothing_twice() {
     let _refused = rt.block_on(enqueuer).expect("every task was acknowledged");
 
     check::wait_settled(&rt, &cl, total, SETTLE_WITHIN, seed);
-    let mut problems = check::reservation_problems(&rt, &cl.url());
+    let mut problems = check::reservation_problems(&rt, &cl.urls());
     problems.extend(check::stop_all(&mut cl));
     let acked = acked.lock().unwrap().clone();
     let (mut verdict, tasks) = check::judge_store(&rt, &cl.store_uri(), &kinds, &acked);
@@ -133,11 +133,11 @@ fn chaos_kills_lose_nothing_and_complete_nothing_twice() {
         problems.push("no attempt ran on the docker worker".to_string());
     }
 
-    let kills = cl.master.kills + cl.workers.iter().map(|w| w.kills).sum::<u32>();
+    let kills = cl.masters[0].kills + cl.workers.iter().map(|w| w.kills).sum::<u32>();
     let pauses: u32 = cl.workers.iter().map(|w| w.pauses).sum();
-    let revokes = cl.master.count_in_log("revoking attempts");
-    let stale = cl.master.count_in_log("stale report");
-    let late = cl.master.count_in_log("late result");
+    let revokes = cl.masters[0].count_in_log("revoking attempts");
+    let stale = cl.masters[0].count_in_log("stale report");
+    let late = cl.masters[0].count_in_log("late result");
     let lease_stops: usize = cl
         .workers
         .iter()
@@ -153,7 +153,7 @@ fn chaos_kills_lose_nothing_and_complete_nothing_twice() {
         verdict.lost,
         verdict.duplicates,
         verdict.bad_lines,
-        cl.master.kills,
+        cl.masters[0].kills,
         started.elapsed()
     ));
     check::fail_on(problems, &verdict, seed, &cl);

@@ -14,98 +14,17 @@
 mod check;
 #[path = "chaos/cluster.rs"]
 mod cluster;
+#[path = "chaos/secantus.rs"]
+mod secantus;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use check::announce;
 use cluster::{Cluster, Rng};
-
-/// A SecantusDB server of this test's own.
-struct Server {
-    port: String,
-    dir: String,
-    pid: String,
-    kills: u32,
-}
-
-impl Server {
-    fn script() -> PathBuf {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.ci/secantus.sh")
-    }
-
-    /// Starts it (on `port` and `dir` when given: a restart); returns the server.
-    fn start(port: Option<&str>, dir: Option<&str>) -> Server {
-        let out = tempfile::NamedTempFile::new().unwrap();
-        let mut cmd = Command::new("bash");
-        cmd.arg(Self::script())
-            .arg(out.path())
-            .arg("--sync-on-commit")
-            .env_remove("SECANTUS_PORT")
-            .env_remove("SECANTUS_DIR");
-        if let (Some(p), Some(d)) = (port, dir) {
-            cmd.env("SECANTUS_PORT", p).env("SECANTUS_DIR", d);
-        }
-        let st = cmd.status().expect("bash runs .ci/secantus.sh");
-        assert!(st.success(), "secantus.sh failed: {st}");
-        let text = std::fs::read_to_string(out.path()).unwrap();
-        let get = |k: &str| {
-            text.lines()
-                .find_map(|l| l.strip_prefix(&format!("export {k}=")))
-                .unwrap_or_else(|| panic!("{k} in {text}"))
-                .to_string()
-        };
-        let uri = get("CLOUDAI_TEST_MONGODB_URI");
-        let port = uri
-            .trim_start_matches("mongodb://127.0.0.1:")
-            .trim_end_matches('/')
-            .to_string();
-        Server {
-            port,
-            dir: get("SECANTUS_DIR"),
-            pid: get("SECANTUS_PID"),
-            kills: 0,
-        }
-    }
-
-    fn uri(&self, db: &str) -> String {
-        format!("mongodb://127.0.0.1:{}/{db}", self.port)
-    }
-
-    /// SIGKILL: the store is gone, mid-transaction or not.
-    fn kill(&mut self) {
-        let _ = Command::new("kill").args(["-KILL", &self.pid]).status();
-        for _ in 0..100 {
-            let alive = Command::new("kill")
-                .args(["-0", &self.pid])
-                .status()
-                .is_ok_and(|s| s.success());
-            if !alive {
-                break;
-            }
-            thread::sleep(Duration::from_millis(50));
-        }
-        self.kills += 1;
-    }
-
-    /// Starts it again on its port and data.
-    fn restart(&mut self) {
-        let mut again = Server::start(Some(&self.port), Some(&self.dir));
-        self.pid = std::mem::take(&mut again.pid);
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if !self.pid.is_empty() {
-            let _ = Command::new("kill").args(["-TERM", &self.pid]).status();
-        }
-    }
-}
+use secantus::Server;
 
 #[test]
 fn chaos_store_outages_lose_nothing_and_complete_nothing_twice() {
@@ -121,7 +40,7 @@ fn chaos_store_outages_lose_nothing_and_complete_nothing_twice() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let started = Instant::now();
 
-    let mut server = Server::start(None, None);
+    let mut server = Server::start(None, None, None);
     let tag = std::process::id();
     let uri = server.uri(&format!("chaos_{tag}"));
     let mut cl = Cluster::start_master_on(tempfile::tempdir().unwrap(), uri.clone());
@@ -155,9 +74,9 @@ fn chaos_store_outages_lose_nothing_and_complete_nothing_twice() {
         thread::sleep(Duration::from_millis(rng.range(1_000, 3_000)));
         match n {
             0 => {
-                cl.master.kill();
+                cl.masters[0].kill();
                 thread::sleep(Duration::from_millis(rng.range(200, 1_000)));
-                cl.master.start();
+                cl.masters[0].start();
             }
             1 => {
                 let w = rng.range(0, cl.workers.len() as u64) as usize;
@@ -171,13 +90,13 @@ fn chaos_store_outages_lose_nothing_and_complete_nothing_twice() {
     let refused = rt.block_on(enqueuer).expect("every task was acknowledged");
 
     check::wait_settled(&rt, &cl, total, Duration::from_secs(240), seed);
-    let mut problems = check::reservation_problems(&rt, &cl.url());
+    let mut problems = check::reservation_problems(&rt, &cl.urls());
     let lease_stops: usize = cl
         .workers
         .iter()
         .map(|w| w.count_in_log("lease ended: stopped"))
         .sum();
-    let unavailable = cl.master.count_in_log("store write failed, retrying");
+    let unavailable = cl.masters[0].count_in_log("store write failed, retrying");
     problems.extend(check::stop_all(&mut cl));
     let acked = acked.lock().unwrap().clone();
     let (mut verdict, tasks) = check::judge_store(&rt, &uri, &kinds, &acked);
@@ -186,7 +105,7 @@ fn chaos_store_outages_lose_nothing_and_complete_nothing_twice() {
     if !left.is_empty() {
         problems.push(format!("containers left behind: {left:?}"));
     }
-    let kills = cl.master.kills + cl.workers.iter().map(|w| w.kills).sum::<u32>();
+    let kills = cl.masters[0].kills + cl.workers.iter().map(|w| w.kills).sum::<u32>();
     announce(&format!(
         "chaos[mongodb]: tasks={} kills={kills} store outages={} ({downtime:.0?} down) retries={} \
          lost={} duplicates={} lost lines={} (enqueues answered UNAVAILABLE={refused}, store writes retried={unavailable}, lease stops={lease_stops}, \

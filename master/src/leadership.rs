@@ -153,12 +153,13 @@ pub async fn first(shared: &Arc<Shared>) -> Result<(), QueueError> {
     let sent = Instant::now();
     let lease = shared.store.campaign(&me, None, None, Utc::now()).await?;
     if lease.held_by(&me.id) {
+        // The view first: workers are accepted only once it is rebuilt.
+        registry::recover(shared).await?;
         tracing::info!(epoch = lease.epoch, master_id = %me.id, "leading");
         shared.set_role(Role::Leader {
             epoch: lease.epoch,
             until: validity(&lease, sent, shared.config.leader_ttl),
         });
-        registry::recover(shared).await?;
     } else {
         let leader = (!lease.holder.is_empty()).then(|| (lease.holder.clone(), lease.url.clone()));
         tracing::info!(leader = ?leader, epoch = lease.epoch, master_id = %me.id, "standing by");
@@ -285,13 +286,12 @@ async fn settle(
         watch.reset();
         let until = validity(&lease, sent, shared.config.leader_ttl);
         let renewed = matches!(role, Role::Leader { epoch, .. } if epoch == lease.epoch);
-        shared.set_role(Role::Leader {
-            epoch: lease.epoch,
-            until,
-        });
         if !renewed {
-            tracing::info!(epoch = lease.epoch, master_id = %me.id, "leading: rebuilding the view from the store");
+            tracing::info!(epoch = lease.epoch, master_id = %me.id, "took the lead: rebuilding the view from the store");
             duties.stop();
+            shared.forget_cluster();
+            // Workers are accepted once the view is rebuilt; until then they are told to
+            // come back (the lease already names this master).
             loop {
                 match registry::recover(shared).await {
                     Ok(()) => break,
@@ -300,12 +300,24 @@ async fn settle(
                         tokio::time::sleep(Duration::from_millis(200)).await;
                     }
                 }
-                if shared.shutting_down() {
+                if shared.shutting_down() || Instant::now() >= until {
+                    tracing::warn!(
+                        "the lease ran out while rebuilding the view; campaigning again"
+                    );
                     return;
                 }
             }
+            tracing::info!(epoch = lease.epoch, master_id = %me.id, "leading");
+            shared.set_role(Role::Leader {
+                epoch: lease.epoch,
+                until,
+            });
             *duties = Duties::start(shared);
         }
+        shared.set_role(Role::Leader {
+            epoch: lease.epoch,
+            until,
+        });
         return;
     }
     if matches!(role, Role::Leader { .. }) {

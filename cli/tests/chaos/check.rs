@@ -99,6 +99,16 @@ pub async fn client(url: &str) -> ClientServiceClient<Channel> {
     ClientServiceClient::new(ch)
 }
 
+/// One client per master in `urls` (comma-separated): calls that any master answers go
+/// to the next one when one fails (it may be dead, or a standby for leader-only calls).
+pub async fn clients(urls: &str) -> Vec<ClientServiceClient<Channel>> {
+    let mut out = Vec::new();
+    for u in urls.split(',') {
+        out.push(client(u).await);
+    }
+    out
+}
+
 /// Enqueues every task, retrying each (same idempotency key) until the master answers:
 /// it may be dead, or its store down, at any moment. Fills key → acknowledged task id;
 /// returns how many calls the master answered `UNAVAILABLE` (its store was down).
@@ -109,12 +119,14 @@ pub async fn enqueue_all(
     acked: Arc<Mutex<BTreeMap<String, String>>>,
 ) -> usize {
     let mut unavailable = 0;
-    let mut c = client(&url).await;
+    let cs = clients(&url).await;
+    let mut at = 0;
     let mut cancels = Vec::new();
     for s in specs {
         let key = s.idempotency_key.clone().unwrap();
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
+            let mut c = cs[at % cs.len()].clone();
             match c
                 .enqueue(pb::EnqueueRequest {
                     spec: Some(s.clone()),
@@ -125,7 +137,7 @@ pub async fn enqueue_all(
                     let id = r.into_inner().task_id;
                     acked.lock().unwrap().insert(key, id.clone());
                     if s.env.get("CLOUDAI_FAKE_RUN_MS").map(String::as_str) == Some("60000") {
-                        cancels.push(tokio::spawn(cancel_later(c.clone(), id)));
+                        cancels.push(tokio::spawn(cancel_later(cs.clone(), id)));
                     }
                     break;
                 }
@@ -135,6 +147,7 @@ pub async fn enqueue_all(
                     if e.code() == tonic::Code::Unavailable && e.message().contains("store") {
                         unavailable += 1;
                     }
+                    at += 1;
                     tokio::time::sleep(Duration::from_millis(100)).await
                 }
             }
@@ -149,13 +162,14 @@ pub async fn enqueue_all(
 
 /// Cancels a task a little after it was enqueued (queued, assigned or running by then),
 /// retrying while the master is down.
-async fn cancel_later(mut c: ClientServiceClient<Channel>, id: String) {
+async fn cancel_later(cs: Vec<ClientServiceClient<Channel>>, id: String) {
     tokio::time::sleep(Duration::from_millis(
         300 + (id.as_bytes()[35] as u64 % 16) * 150,
     ))
     .await;
     let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
+    for at in 0.. {
+        let mut c = cs[at % cs.len()].clone();
         match c
             .cancel_task(pb::CancelTaskRequest { id: id.clone() })
             .await
@@ -168,10 +182,16 @@ async fn cancel_later(mut c: ClientServiceClient<Channel>, id: String) {
     }
 }
 
-/// True once every task is terminal, by the master's own count.
-pub async fn settled(url: &str, total: usize) -> bool {
-    let mut c = client(url).await;
-    let Ok(stats) = c.queue_stats(pb::QueueStatsRequest {}).await else {
+/// True once every task is terminal, by the first answering master's count.
+pub async fn settled(urls: &str, total: usize) -> bool {
+    let mut stats = None;
+    for mut c in clients(urls).await {
+        if let Ok(s) = c.queue_stats(pb::QueueStatsRequest {}).await {
+            stats = Some(s);
+            break;
+        }
+    }
+    let Some(stats) = stats else {
         return false;
     };
     let counts = stats.into_inner().counts;
@@ -191,14 +211,16 @@ pub async fn settled(url: &str, total: usize) -> bool {
 
 /// Workers whose free capacity is not their whole capacity (a leaked reservation), as
 /// the master reports them; empty when every reservation was released.
-pub async fn leaked_reservations(url: &str) -> Option<Vec<String>> {
-    let mut c = client(url).await;
-    let workers = c
-        .list_workers(pb::ListWorkersRequest {})
-        .await
-        .ok()?
-        .into_inner()
-        .workers;
+pub async fn leaked_reservations(urls: &str) -> Option<Vec<String>> {
+    let mut workers = None;
+    // Only the leader lists workers; the others refuse.
+    for mut c in clients(urls).await {
+        if let Ok(r) = c.list_workers(pb::ListWorkersRequest {}).await {
+            workers = Some(r.into_inner().workers);
+            break;
+        }
+    }
+    let workers = workers?;
     Some(
         workers
             .into_iter()
@@ -502,7 +524,7 @@ pub fn wait_settled(
     seed: u64,
 ) {
     let deadline = Instant::now() + within;
-    while !rt.block_on(settled(&cl.url(), total)) {
+    while !rt.block_on(settled(&cl.urls(), total)) {
         assert!(
             Instant::now() < deadline,
             "tasks did not all finish within {within:?} of the chaos (seed {seed})\n{}",
@@ -540,8 +562,10 @@ pub fn stop_all(cl: &mut Cluster) -> Vec<String> {
             problems.push(format!("worker {} did not exit cleanly on SIGTERM", w.name));
         }
     }
-    if cl.master.stop(Duration::from_secs(30)) != Some(0) {
-        problems.push("master did not exit cleanly on SIGTERM".to_string());
+    for m in &mut cl.masters {
+        if m.stop(Duration::from_secs(30)) != Some(0) {
+            problems.push(format!("{} did not exit cleanly on SIGTERM", m.name));
+        }
     }
     problems
 }
@@ -579,4 +603,18 @@ pub fn fail_on(problems: Vec<String>, v: &Verdict, seed: u64, cl: &Cluster) {
 /// Writes a line past libtest's capture, so that CI's log shows every run's summary.
 pub fn announce(line: &str) {
     let _ = std::io::Write::write_all(&mut std::io::stderr(), format!("{line}\n").as_bytes());
+}
+
+/// Polls `f` every 50 ms until it holds (true) or `within` has passed (false).
+pub fn eventually_within(within: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

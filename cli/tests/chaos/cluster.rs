@@ -39,7 +39,7 @@ pub struct Proc {
 }
 
 impl Proc {
-    fn new(name: &str, args: Vec<String>, dir: &Path) -> Proc {
+    pub fn new(name: &str, args: Vec<String>, dir: &Path) -> Proc {
         let mut p = Proc {
             name: name.to_string(),
             args,
@@ -92,6 +92,15 @@ impl Proc {
         thread::sleep(d);
         let _ = Command::new("kill").args(["-CONT", &pid]).status();
         self.pauses += 1;
+    }
+
+    /// Sends `signal` (e.g. "TERM") and returns at once.
+    pub fn signal(&self, signal: &str) {
+        if let Some(c) = &self.child {
+            let _ = Command::new("kill")
+                .args([format!("-{signal}"), c.id().to_string()])
+                .status();
+        }
     }
 
     /// SIGTERM, then SIGKILL if it has not exited within `grace`. Returns its exit status
@@ -147,16 +156,36 @@ impl Drop for Proc {
     }
 }
 
-/// A master and its workers.
+/// A master (or a group of masters on one store) and its workers.
 pub struct Cluster {
     // Dropped in this order: workers stop first (a Docker worker removes its containers),
-    // then the master, then the directory with the store and the logs.
+    // then the masters, then the directory with the store and the logs.
     pub workers: Vec<Proc>,
-    pub master: Proc,
-    pub port: u16,
+    pub masters: Vec<Proc>,
+    pub ports: Vec<u16>,
     store_uri: String,
     pub dir: tempfile::TempDir,
 }
+
+/// The arguments of a master on `port` with the store at `uri`, then `extra`.
+fn master_args(port: u16, uri: &str, extra: &[&str]) -> Vec<String> {
+    let listen = format!("127.0.0.1:{port}");
+    ["master", "--no-shell", "--listen", &listen, "--store", uri]
+        .iter()
+        .chain(extra)
+        .map(|a| a.to_string())
+        .collect()
+}
+
+/// The chaos master's timing: deaths noticed quickly, restarts reconciled quickly.
+const CHAOS_TIMING: &[&str] = &[
+    "--heartbeat-interval",
+    HEARTBEAT,
+    "--dead-after",
+    DEAD_AFTER,
+    "--reconnect-window",
+    RECONNECT_WINDOW,
+];
 
 impl Cluster {
     /// Starts a master on a free loopback port with a SQLite store in a temp dir.
@@ -169,34 +198,58 @@ impl Cluster {
     /// Starts a master on a free loopback port with the store at `uri`; logs go to `dir`.
     pub fn start_master_on(dir: tempfile::TempDir, uri: String) -> Cluster {
         let port = master_port();
-        let args = [
-            "master",
-            "--no-shell",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--store",
-            &uri,
-            "--heartbeat-interval",
-            HEARTBEAT,
-            "--dead-after",
-            DEAD_AFTER,
-            "--reconnect-window",
-            RECONNECT_WINDOW,
-        ]
-        .map(String::from)
-        .to_vec();
-        let master = Proc::new("master", args, dir.path());
+        let master = Proc::new("master", master_args(port, &uri, CHAOS_TIMING), dir.path());
         Cluster {
             workers: Vec::new(),
-            master,
-            port,
+            masters: vec![master],
+            ports: vec![port],
             store_uri: uri,
             dir,
         }
     }
 
+    /// Starts `n` masters sharing the store at `uri` (`master1`..), each with `extra`
+    /// arguments (and the defaults otherwise, not the chaos timing); the first is started
+    /// first, so it usually leads.
+    pub fn start_group_on(
+        dir: tempfile::TempDir,
+        uri: String,
+        n: usize,
+        extra: &[&str],
+    ) -> Cluster {
+        let mut masters = Vec::new();
+        let mut ports = Vec::new();
+        for i in 1..=n {
+            let port = master_port();
+            let name = format!("master{i}");
+            masters.push(Proc::new(&name, master_args(port, &uri, extra), dir.path()));
+            ports.push(port);
+        }
+        Cluster {
+            workers: Vec::new(),
+            masters,
+            ports,
+            store_uri: uri,
+            dir,
+        }
+    }
+
+    /// The first master's URL.
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        self.url_of(0)
+    }
+
+    /// Master `i`'s URL.
+    pub fn url_of(&self, i: usize) -> String {
+        format!("http://127.0.0.1:{}", self.ports[i])
+    }
+
+    /// Every master's URL, comma-separated, as workers and clients take them.
+    pub fn urls(&self) -> String {
+        (0..self.ports.len())
+            .map(|i| self.url_of(i))
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     pub fn store_uri(&self) -> String {
@@ -208,7 +261,7 @@ impl Cluster {
         let mut args = [
             "worker",
             "--master",
-            &self.url(),
+            &self.urls(),
             "--id",
             id,
             "--cpu",
@@ -229,7 +282,10 @@ impl Cluster {
 
     /// Logs of every process, last lines, for a failure message.
     pub fn diagnostics(&self) -> String {
-        let mut out = format!("--- master ---\n{}\n", self.master.tail(60));
+        let mut out = String::new();
+        for m in &self.masters {
+            out += &format!("--- {} ---\n{}\n", m.name, m.tail(60));
+        }
         for w in &self.workers {
             out += &format!("--- {} ---\n{}\n", w.name, w.tail(20));
         }

@@ -1,0 +1,274 @@
+//! Highly available masters on MongoDB, with real processes and real faults: three
+//! masters share one MongoDB wire server of the test's own (SecantusDB), three workers are
+//! given all three URLs, and while about a hundred tasks drain, in turn:
+//!
+//! 1. the leader is killed with SIGKILL: a standby must lead within the TTL plus 2 s;
+//! 2. the next leader is frozen (SIGSTOP) past the TTL, then resumed: it must find itself
+//!    deposed and stand by, not fight;
+//! 3. the third is stopped with SIGTERM: it hands over, the next leader is in place in
+//!    under a second.
+//!
+//! Killed masters are started again as standbys. At the end the store is judged as in the
+//! chaos runs (every task terminal exactly once, attempts accounted for, whole output, true
+//! times), and, since no worker died, no container may have run twice: no attempt lost or
+//! revoked once it ran, no lease stopped a container, no attempt assigned twice.
+//!
+//! Runs where the Mongo suite runs (`CLOUDAI_TEST_MONGODB_URI` set, as CI does); it never
+//! touches that server.
+
+#[path = "chaos/check.rs"]
+mod check;
+#[path = "chaos/cluster.rs"]
+mod cluster;
+#[path = "chaos/secantus.rs"]
+mod secantus;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use cloudai_proto::pb;
+use cloudai_queue::TaskStatus;
+use cluster::{Cluster, Rng};
+use secantus::Server;
+
+/// The leader lease of these masters: short, so the run stays short.
+const TTL: Duration = Duration::from_secs(3);
+/// A 3 s lease renewed every 0.5 s; heartbeats every second and a worker dead after 12 s
+/// missed: its lease (8 s, renewed twice a second) outlasts a failover (about the TTL).
+const MASTER_FLAGS: &[&str] = &[
+    "--leader-ttl",
+    "3s",
+    "--leader-renew",
+    "500ms",
+    "--heartbeat-interval",
+    "1s",
+    "--dead-after",
+    "12",
+];
+
+/// What master `i` says of itself: `Some(true)` when it leads, `Some(false)` when it
+/// stands by, `None` when it does not answer.
+fn leads(rt: &tokio::runtime::Runtime, cl: &Cluster, i: usize) -> Option<bool> {
+    rt.block_on(async {
+        let mut c = check::client(&cl.url_of(i)).await;
+        let r = tokio::time::timeout(
+            Duration::from_secs(1),
+            c.master_status(pb::MasterStatusRequest {}),
+        )
+        .await
+        .ok()?
+        .ok()?
+        .into_inner();
+        Some(r.role == "leader")
+    })
+}
+
+/// Waits until one of `among` says it leads; returns it and how long that took.
+fn wait_leader(
+    rt: &tokio::runtime::Runtime,
+    cl: &Cluster,
+    among: &[usize],
+    since: Instant,
+    within: Duration,
+) -> (usize, Duration) {
+    loop {
+        for &i in among {
+            if leads(rt, cl, i) == Some(true) {
+                return (i, since.elapsed());
+            }
+        }
+        assert!(
+            since.elapsed() < within,
+            "no master among {among:?} led within {within:?}\n{}",
+            cl.diagnostics()
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn others(n: usize, but: usize) -> Vec<usize> {
+    (0..n).filter(|&i| i != but).collect()
+}
+
+/// Attempts each worker was sent, by `(task, token)`, from the workers' logs.
+fn assignments(cl: &Cluster) -> HashMap<(String, String), usize> {
+    let mut seen = HashMap::new();
+    for w in &cl.workers {
+        let log = std::fs::read_to_string(cl.dir.path().join(format!("{}.log", w.name)))
+            .unwrap_or_default();
+        for line in log.lines().filter(|l| l.contains(" assigned ")) {
+            let field = |k: &str| {
+                line.split_whitespace()
+                    .find_map(|f| f.strip_prefix(k))
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            *seen
+                .entry((field("task_id="), field("token=")))
+                .or_default() += 1;
+        }
+    }
+    seen
+}
+
+#[test]
+fn failover_kill_pause_and_handover_lose_nothing_and_run_nothing_twice() {
+    if std::env::var("CLOUDAI_TEST_MONGODB_URI").is_err() {
+        eprintln!(
+            "skipped: ha: CLOUDAI_TEST_MONGODB_URI is not set (CI sets it; see .ci/secantus.sh)"
+        );
+        return;
+    }
+    let seed = check::seed();
+    let total = check::env_count("CLOUDAI_HA_TASKS", 100);
+    let mut rng = Rng(seed);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let started = Instant::now();
+
+    let server = Server::start(None, None, None);
+    let tag = std::process::id();
+    let uri = server.uri(&format!("ha_{tag}"));
+    let mut cl =
+        Cluster::start_group_on(tempfile::tempdir().unwrap(), uri.clone(), 3, MASTER_FLAGS);
+    let n = cl.masters.len();
+    let (first, _) = wait_leader(
+        &rt,
+        &cl,
+        &[0, 1, 2],
+        Instant::now(),
+        Duration::from_secs(30),
+    );
+    for i in 0..3 {
+        cl.add_worker(&format!("ha-fake{i}-{tag}"), true, "2");
+    }
+
+    let (kinds, specs) = check::plan(&mut rng, total, 200, 1500);
+    let acked = Arc::new(Mutex::new(BTreeMap::new()));
+    let enqueuer = rt.spawn(check::enqueue_all(
+        cl.urls(),
+        specs,
+        Duration::from_millis(120),
+        acked.clone(),
+    ));
+
+    // 1. kill -9 of the leader mid-drain.
+    thread::sleep(Duration::from_millis(rng.range(2_000, 4_000)));
+    cl.masters[first].kill();
+    let killed_at = Instant::now();
+    let (second, failover) = wait_leader(&rt, &cl, &others(n, first), killed_at, TTL * 4);
+    assert!(
+        failover <= TTL + Duration::from_secs(2),
+        "a standby took {failover:?} to lead after the leader was killed (TTL {TTL:?})\n{}",
+        cl.diagnostics()
+    );
+    thread::sleep(Duration::from_millis(500));
+    cl.masters[first].start();
+
+    // 2. the new leader frozen past the TTL, then resumed.
+    thread::sleep(Duration::from_millis(rng.range(2_000, 3_000)));
+    let pause_started = Instant::now();
+    cl.masters[second].pause(TTL + Duration::from_secs(2));
+    let (third, _) = wait_leader(&rt, &cl, &others(n, second), pause_started, TTL * 4);
+    let deposed = check::eventually_within(Duration::from_secs(5), || {
+        leads(&rt, &cl, second) == Some(false)
+    });
+    assert!(
+        deposed,
+        "the resumed leader did not stand down\n{}",
+        cl.diagnostics()
+    );
+    assert_eq!(
+        leads(&rt, &cl, third),
+        Some(true),
+        "the resumed leader took the lead back\n{}",
+        cl.diagnostics()
+    );
+    let stepped_down = cl.masters[second].count_in_log("stopped dispatching");
+    assert!(
+        stepped_down >= 1,
+        "the resumed leader did not say it stopped dispatching\n{}",
+        cl.diagnostics()
+    );
+
+    // 3. a clean stop of the leader: the hand-over is immediate.
+    thread::sleep(Duration::from_millis(rng.range(1_000, 2_000)));
+    cl.masters[third].signal("TERM");
+    let term_at = Instant::now();
+    let (_, handover) = wait_leader(&rt, &cl, &others(n, third), term_at, TTL * 4);
+    assert!(
+        handover < Duration::from_secs(1),
+        "the hand-over after SIGTERM took {handover:?}\n{}",
+        cl.diagnostics()
+    );
+    assert_eq!(
+        cl.masters[third].stop(Duration::from_secs(30)),
+        Some(0),
+        "the stopped leader did not exit cleanly"
+    );
+    cl.masters[third].start();
+
+    let refused = rt.block_on(enqueuer).expect("every task was acknowledged");
+    check::wait_settled(&rt, &cl, total, Duration::from_secs(240), seed);
+    let mut problems = check::reservation_problems(&rt, &cl.urls());
+    let lease_stops: usize = cl
+        .workers
+        .iter()
+        .map(|w| w.count_in_log("lease ended: stopped"))
+        .sum();
+    if lease_stops > 0 {
+        problems.push(format!(
+            "{lease_stops} lease end(s) stopped containers during the failovers"
+        ));
+    }
+    let revokes: usize = cl
+        .masters
+        .iter()
+        .map(|m| m.count_in_log("revoking attempts"))
+        .sum();
+    if revokes > 0 {
+        problems.push(format!(
+            "{revokes} revoke(s) of attempts workers still owned"
+        ));
+    }
+    for ((task, token), times) in assignments(&cl) {
+        if times > 1 {
+            problems.push(format!(
+                "attempt {token} of task {task} was sent to a worker {times} times"
+            ));
+        }
+    }
+    let fenced: usize = cl
+        .masters
+        .iter()
+        .map(|m| m.count_in_log("write fenced"))
+        .sum();
+    problems.extend(check::stop_all(&mut cl));
+    let acked = acked.lock().unwrap().clone();
+    let (mut verdict, tasks) = check::judge_store(&rt, &uri, &kinds, &acked);
+    problems.append(&mut verdict.problems);
+    for (t, _) in &tasks {
+        for a in &t.attempts {
+            if a.outcome == Some(TaskStatus::Lost) && a.started_at.is_some() {
+                problems.push(format!(
+                    "task {}: attempt {} was lost after its container started ({:?})",
+                    t.id, a.number, a.error
+                ));
+            }
+        }
+    }
+    check::announce(&format!(
+        "ha[mongodb]: tasks={} attempts={} failover={failover:.1?} hand-over={handover:.2?} \
+         lost={} duplicates={} lost lines={} (fenced writes={fenced}, enqueues answered \
+         UNAVAILABLE={refused}, seed={seed}, {:.0?})",
+        tasks.len(),
+        verdict.attempts,
+        verdict.lost,
+        verdict.duplicates,
+        verdict.bad_lines,
+        started.elapsed()
+    ));
+    drop(server);
+    check::fail_on(problems, &verdict, seed, &cl);
+}
