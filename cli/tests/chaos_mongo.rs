@@ -2,9 +2,11 @@
 //! MongoDB wire server of its own (SecantusDB, started with `.ci/secantus.sh
 //! --sync-on-commit`), which is killed with SIGKILL mid-run and restarted on its data, a
 //! few times and for up to 10 s, while tasks are enqueued, run and end; the master and a
-//! worker die once too. Meanwhile the master keeps its worker streams (heartbeats are
-//! answered from memory, so no worker is declared dead and no container is stopped),
-//! answers enqueues with UNAVAILABLE, and catches up once the store is back.
+//! worker die once too. Meanwhile the master answers enqueues with UNAVAILABLE; when an
+//! outage outlasts its leader lease it stops leading and acknowledging until the store is
+//! back, then leads again under a new epoch (workers whose own lease ran out meanwhile
+//! have stopped their containers, which are retried). Every task still ends exactly once
+//! with its whole output.
 //!
 //! The same invariants as `chaos.rs` are checked at the end. SecantusDB is slow (tens of
 //! writes a second), so the run keeps to about a hundred tasks. It runs where the Mongo

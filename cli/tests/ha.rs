@@ -20,17 +20,18 @@
 mod check;
 #[path = "chaos/cluster.rs"]
 mod cluster;
+#[path = "chaos/group.rs"]
+mod group;
 #[path = "chaos/secantus.rs"]
 mod secantus;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use cloudai_proto::pb;
-use cloudai_queue::TaskStatus;
 use cluster::{Cluster, Rng};
+use group::{leads, others, wait_leader};
 use secantus::Server;
 
 /// The leader lease of these masters: short, so the run stays short.
@@ -47,71 +48,6 @@ const MASTER_FLAGS: &[&str] = &[
     "--dead-after",
     "12",
 ];
-
-/// What master `i` says of itself: `Some(true)` when it leads, `Some(false)` when it
-/// stands by, `None` when it does not answer.
-fn leads(rt: &tokio::runtime::Runtime, cl: &Cluster, i: usize) -> Option<bool> {
-    rt.block_on(async {
-        let mut c = check::client(&cl.url_of(i)).await;
-        let r = tokio::time::timeout(
-            Duration::from_secs(1),
-            c.master_status(pb::MasterStatusRequest {}),
-        )
-        .await
-        .ok()?
-        .ok()?
-        .into_inner();
-        Some(r.role == "leader")
-    })
-}
-
-/// Waits until one of `among` says it leads; returns it and how long that took.
-fn wait_leader(
-    rt: &tokio::runtime::Runtime,
-    cl: &Cluster,
-    among: &[usize],
-    since: Instant,
-    within: Duration,
-) -> (usize, Duration) {
-    loop {
-        for &i in among {
-            if leads(rt, cl, i) == Some(true) {
-                return (i, since.elapsed());
-            }
-        }
-        assert!(
-            since.elapsed() < within,
-            "no master among {among:?} led within {within:?}\n{}",
-            cl.diagnostics()
-        );
-        thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn others(n: usize, but: usize) -> Vec<usize> {
-    (0..n).filter(|&i| i != but).collect()
-}
-
-/// Attempts each worker was sent, by `(task, token)`, from the workers' logs.
-fn assignments(cl: &Cluster) -> HashMap<(String, String), usize> {
-    let mut seen = HashMap::new();
-    for w in &cl.workers {
-        let log = std::fs::read_to_string(cl.dir.path().join(format!("{}.log", w.name)))
-            .unwrap_or_default();
-        for line in log.lines().filter(|l| l.contains(" assigned ")) {
-            let field = |k: &str| {
-                line.split_whitespace()
-                    .find_map(|f| f.strip_prefix(k))
-                    .unwrap_or_default()
-                    .to_string()
-            };
-            *seen
-                .entry((field("task_id="), field("token=")))
-                .or_default() += 1;
-        }
-    }
-    seen
-}
 
 #[test]
 fn failover_kill_pause_and_handover_lose_nothing_and_run_nothing_twice() {
@@ -212,33 +148,7 @@ fn failover_kill_pause_and_handover_lose_nothing_and_run_nothing_twice() {
     let refused = rt.block_on(enqueuer).expect("every task was acknowledged");
     check::wait_settled(&rt, &cl, total, Duration::from_secs(240), seed);
     let mut problems = check::reservation_problems(&rt, &cl.urls());
-    let lease_stops: usize = cl
-        .workers
-        .iter()
-        .map(|w| w.count_in_log("lease ended: stopped"))
-        .sum();
-    if lease_stops > 0 {
-        problems.push(format!(
-            "{lease_stops} lease end(s) stopped containers during the failovers"
-        ));
-    }
-    let revokes: usize = cl
-        .masters
-        .iter()
-        .map(|m| m.count_in_log("revoking attempts"))
-        .sum();
-    if revokes > 0 {
-        problems.push(format!(
-            "{revokes} revoke(s) of attempts workers still owned"
-        ));
-    }
-    for ((task, token), times) in assignments(&cl) {
-        if times > 1 {
-            problems.push(format!(
-                "attempt {token} of task {task} was sent to a worker {times} times"
-            ));
-        }
-    }
+    problems.extend(group::ran_once_problems(&cl));
     let fenced: usize = cl
         .masters
         .iter()
@@ -248,16 +158,7 @@ fn failover_kill_pause_and_handover_lose_nothing_and_run_nothing_twice() {
     let acked = acked.lock().unwrap().clone();
     let (mut verdict, tasks) = check::judge_store(&rt, &uri, &kinds, &acked);
     problems.append(&mut verdict.problems);
-    for (t, _) in &tasks {
-        for a in &t.attempts {
-            if a.outcome == Some(TaskStatus::Lost) && a.started_at.is_some() {
-                problems.push(format!(
-                    "task {}: attempt {} was lost after its container started ({:?})",
-                    t.id, a.number, a.error
-                ));
-            }
-        }
-    }
+    problems.extend(group::lost_after_start(&tasks));
     check::announce(&format!(
         "ha[mongodb]: tasks={} attempts={} failover={failover:.1?} hand-over={handover:.2?} \
          lost={} duplicates={} lost lines={} (fenced writes={fenced}, enqueues answered \

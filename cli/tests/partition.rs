@@ -9,84 +9,15 @@
 //! Needs root (`ip netns`), as CI has; elsewhere it says it skipped.
 
 mod common;
+#[path = "chaos/netns.rs"]
+mod netns;
 
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use common::*;
-
-/// The namespace, veth pair and addresses of one cut-off host.
-struct Netns {
-    name: String,
-    host_if: String,
-    host_ip: String,
-}
-
-fn ip(args: &[&str]) {
-    let st = Command::new("ip").args(args).status().expect("ip runs");
-    assert!(st.success(), "ip {} failed", args.join(" "));
-}
-
-/// Best-effort clean-up: a missing link or namespace is not worth a line on stderr.
-fn quiet_ip(args: &[&str]) {
-    let _ = Command::new("ip")
-        .args(args)
-        .stderr(std::process::Stdio::null())
-        .status();
-}
-
-impl Netns {
-    fn create(tag: u32) -> Netns {
-        let n = tag % 200 + 20;
-        let name = format!("cai-part-{tag}");
-        let (host_if, ns_if) = (format!("caip{n}h"), format!("caip{n}n"));
-        let (host_ip, ns_ip) = (format!("10.231.{n}.1"), format!("10.231.{n}.2"));
-        // Leftovers of an earlier run that was killed; usually there are none.
-        quiet_ip(&["netns", "del", &name]);
-        quiet_ip(&["link", "del", &host_if]);
-        ip(&["netns", "add", &name]);
-        ip(&[
-            "link", "add", &host_if, "type", "veth", "peer", "name", &ns_if,
-        ]);
-        ip(&["link", "set", &ns_if, "netns", &name]);
-        ip(&["addr", "add", &format!("{host_ip}/30"), "dev", &host_if]);
-        ip(&["link", "set", &host_if, "up"]);
-        let exec = |a: &[&str]| {
-            let mut v = vec!["netns", "exec", &name];
-            v.extend_from_slice(a);
-            ip(&v);
-        };
-        exec(&["ip", "addr", "add", &format!("{ns_ip}/30"), "dev", &ns_if]);
-        exec(&["ip", "link", "set", &ns_if, "up"]);
-        exec(&["ip", "link", "set", "lo", "up"]);
-        Netns {
-            name,
-            host_if,
-            host_ip,
-        }
-    }
-
-    /// Cuts (or restores) the link: packets stop, no socket is told.
-    fn set_link(&self, up: bool) {
-        ip(&["link", "set", &self.host_if, if up { "up" } else { "down" }]);
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        quiet_ip(&["link", "del", &self.host_if]);
-        quiet_ip(&["netns", "del", &self.name]);
-    }
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-}
+use netns::{is_root, Netns};
 
 /// The ticks of each copy: container host name → (first, last) uptime.
 fn copies(path: &std::path::Path) -> BTreeMap<String, (f64, f64)> {
@@ -112,7 +43,9 @@ fn a_cut_off_worker_stops_its_copy_before_the_master_starts_another() {
         return;
     }
     let tag = std::process::id();
-    let ns = Netns::create(tag);
+    let n = tag % 200 + 20;
+    let mut ns = Netns::create(&format!("cai-part-{tag}"));
+    let link = ns.add_link(&format!("caip{n}"), &format!("10.231.{n}"));
     let dir = tempfile::tempdir().unwrap();
     let out_dir = tempfile::Builder::new()
         .prefix("cloudai-partition")
@@ -142,7 +75,7 @@ fn a_cut_off_worker_stops_its_copy_before_the_master_starts_another() {
         (client(&["queue", "stats"]).code == 0).then_some(())
     });
     let bind = format!("{}:/out", out_dir.path().display());
-    let far_url = format!("http://{}:{port}", ns.host_ip);
+    let far_url = format!("http://{}:{port}", link.host_ip);
     let (w1, w2) = (unique_worker_id("cut-off"), unique_worker_id("other"));
     let _cut_off = Proc::spawn_program(
         "worker in netns",
@@ -202,7 +135,7 @@ fn a_cut_off_worker_stops_its_copy_before_the_master_starts_another() {
     eventually("the other worker to join", SLOW, || healthy(&w2));
 
     let cut = Instant::now();
-    ns.set_link(false);
+    link.set(false);
     let both = eventually("a second copy to run", Duration::from_secs(60), || {
         let c = copies(&ticks);
         (c.len() == 2).then_some(c)
@@ -210,7 +143,7 @@ fn a_cut_off_worker_stops_its_copy_before_the_master_starts_another() {
     let second_at = cut.elapsed();
     // Let the second copy run a while, then heal the link.
     thread::sleep(Duration::from_secs(4));
-    ns.set_link(true);
+    link.set(true);
     let t = eventually("the task to succeed", Duration::from_secs(90), || {
         let t = client(&["task", &id, "--output", "json"]).json();
         (t["status"] == "succeeded").then_some(t)

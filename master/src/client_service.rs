@@ -22,6 +22,8 @@ pub const MAX_LIST_LIMIT: usize = 1000;
 const LOG_PAGE: usize = 256;
 /// A follower re-checks the store at least this often even without a wake-up.
 const FOLLOW_BACKSTOP: std::time::Duration = std::time::Duration::from_secs(5);
+/// The same on a master that does not lead: it hears of no report, so it reads the store.
+const FOLLOW_POLL_STANDBY: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// The client-facing service.
 pub struct ClientSvc {
@@ -36,18 +38,29 @@ impl ClientSvc {
         ClientSvc { shared, limits }
     }
 
-    /// Wire spec → domain spec, with the pinned worker checked against the registry.
+    /// Wire spec → domain spec.
     fn spec(&self, spec: Option<pb::TaskSpec>) -> Result<TaskSpec, Status> {
-        let spec: TaskSpec = spec
-            .ok_or_else(|| missing("spec"))?
+        spec.ok_or_else(|| missing("spec"))?
             .try_into()
-            .map_err(convert_status)?;
-        if let Some(w) = &spec.pinned_worker {
-            if self.shared.cluster().worker(w).is_none() {
+            .map_err(convert_status)
+    }
+
+    /// A pinned worker must be known: to the leader's registry, or (on a standby, which
+    /// has no workers of its own) to the store's.
+    async fn check_pinned(&self, specs: &[&TaskSpec]) -> Result<(), Status> {
+        for w in specs.iter().filter_map(|s| s.pinned_worker.as_ref()) {
+            let known = if self.shared.leading() {
+                self.shared.cluster().worker(w).is_some()
+            } else {
+                self.store_call(self.shared.store.get_worker(w))
+                    .await?
+                    .is_some()
+            };
+            if !known {
                 return Err(status(QueueError::UnknownWorker(w.clone())));
             }
         }
-        Ok(spec)
+        Ok(())
     }
 
     async fn resolve(&self, id: &str) -> Result<TaskId, Status> {
@@ -83,6 +96,7 @@ impl pb::client_service_server::ClientService for ClientSvc {
         self.limits.check_rate(&client_key(&request), 1)?;
         let submitted_by = crate::auth::submitter(&request);
         let spec = self.spec(request.into_inner().spec)?;
+        self.check_pinned(&[&spec]).await?;
         let e = self
             .store_call(self.shared.store.enqueue(NewTask { spec, submitted_by }))
             .await?;
@@ -113,6 +127,8 @@ impl pb::client_service_server::ClientService for ClientSvc {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        self.check_pinned(&tasks.iter().map(|t| &t.spec).collect::<Vec<_>>())
+            .await?;
         let done = self
             .store_call(self.shared.store.enqueue_batch(tasks))
             .await?;
@@ -351,7 +367,7 @@ async fn follow(
         }
         tokio::select! {
             _ = sub.rx.changed() => {}
-            _ = tokio::time::sleep(FOLLOW_BACKSTOP) => {}
+            _ = tokio::time::sleep(if shared.leading() { FOLLOW_BACKSTOP } else { FOLLOW_POLL_STANDBY }) => {}
             _ = tx.closed() => return Ok(()),
             _ = shared.until_shutdown() => return Err(Status::unavailable("master is shutting down")),
         }

@@ -29,6 +29,8 @@ const STARTUP: Duration = Duration::from_secs(2);
 pub struct Proc {
     pub name: String,
     args: Vec<String>,
+    /// The network namespace it runs in (`ip netns exec`), if not the root one.
+    netns: Option<String>,
     log: PathBuf,
     child: Option<Child>,
     started_at: Instant,
@@ -40,9 +42,15 @@ pub struct Proc {
 
 impl Proc {
     pub fn new(name: &str, args: Vec<String>, dir: &Path) -> Proc {
+        Self::new_in(name, None, args, dir)
+    }
+
+    /// The same in network namespace `netns` (`ip netns exec`), when given.
+    pub fn new_in(name: &str, netns: Option<&str>, args: Vec<String>, dir: &Path) -> Proc {
         let mut p = Proc {
             name: name.to_string(),
             args,
+            netns: netns.map(str::to_string),
             log: dir.join(format!("{name}.log")),
             child: None,
             started_at: Instant::now(),
@@ -61,7 +69,15 @@ impl Proc {
             .append(true)
             .open(&self.log)
             .unwrap();
-        let child = Command::new(BIN)
+        let mut cmd = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, BIN]);
+                c
+            }
+            None => Command::new(BIN),
+        };
+        let child = cmd
             .args(&self.args)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
@@ -162,13 +178,14 @@ pub struct Cluster {
     // then the masters, then the directory with the store and the logs.
     pub workers: Vec<Proc>,
     pub masters: Vec<Proc>,
-    pub ports: Vec<u16>,
+    /// Where each master is reached.
+    pub master_urls: Vec<String>,
     store_uri: String,
     pub dir: tempfile::TempDir,
 }
 
 /// The arguments of a master on `port` with the store at `uri`, then `extra`.
-fn master_args(port: u16, uri: &str, extra: &[&str]) -> Vec<String> {
+pub fn master_args(port: u16, uri: &str, extra: &[&str]) -> Vec<String> {
     let listen = format!("127.0.0.1:{port}");
     ["master", "--no-shell", "--listen", &listen, "--store", uri]
         .iter()
@@ -202,7 +219,7 @@ impl Cluster {
         Cluster {
             workers: Vec::new(),
             masters: vec![master],
-            ports: vec![port],
+            master_urls: vec![format!("http://127.0.0.1:{port}")],
             store_uri: uri,
             dir,
         }
@@ -218,18 +235,28 @@ impl Cluster {
         extra: &[&str],
     ) -> Cluster {
         let mut masters = Vec::new();
-        let mut ports = Vec::new();
+        let mut master_urls = Vec::new();
         for i in 1..=n {
             let port = master_port();
             let name = format!("master{i}");
             masters.push(Proc::new(&name, master_args(port, &uri, extra), dir.path()));
-            ports.push(port);
+            master_urls.push(format!("http://127.0.0.1:{port}"));
         }
+        Self::of(masters, master_urls, uri, dir)
+    }
+
+    /// A cluster of masters started by the caller (e.g. in network namespaces).
+    pub fn of(
+        masters: Vec<Proc>,
+        master_urls: Vec<String>,
+        store_uri: String,
+        dir: tempfile::TempDir,
+    ) -> Cluster {
         Cluster {
             workers: Vec::new(),
             masters,
-            ports,
-            store_uri: uri,
+            master_urls,
+            store_uri,
             dir,
         }
     }
@@ -241,15 +268,12 @@ impl Cluster {
 
     /// Master `i`'s URL.
     pub fn url_of(&self, i: usize) -> String {
-        format!("http://127.0.0.1:{}", self.ports[i])
+        self.master_urls[i].clone()
     }
 
     /// Every master's URL, comma-separated, as workers and clients take them.
     pub fn urls(&self) -> String {
-        (0..self.ports.len())
-            .map(|i| self.url_of(i))
-            .collect::<Vec<_>>()
-            .join(",")
+        self.master_urls.join(",")
     }
 
     pub fn store_uri(&self) -> String {
@@ -295,7 +319,7 @@ impl Cluster {
 
 /// A free port below Linux's ephemeral range (32768 and up), so that while the master is
 /// dead no outgoing connection or `bind(0)` elsewhere can take its port before it restarts.
-fn master_port() -> u16 {
+pub fn master_port() -> u16 {
     let mut rng = Rng(u64::from(std::process::id()) << 32
         ^ std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

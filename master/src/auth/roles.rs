@@ -95,7 +95,8 @@ pub fn rpc_rule(path: &str) -> RpcRule {
         | "grpc.reflection.v1alpha.ServerReflection" => RpcRule::Public,
         "cloudai.v1.WorkerService" => RpcRule::Worker,
         "cloudai.v1.ClientService" => RpcRule::Client(match method {
-            "GetTask" | "ListTasks" | "StreamLogs" | "ListWorkers" | "QueueStats" => Action::Read,
+            "GetTask" | "ListTasks" | "StreamLogs" | "ListWorkers" | "QueueStats"
+            | "MasterStatus" => Action::Read,
             "Enqueue" | "EnqueueBatch" => Action::Enqueue,
             "CancelTask" => Action::CancelOwn,
             _ => Action::ManageUsers,
@@ -152,6 +153,7 @@ mod tests {
             "StreamLogs",
             "ListWorkers",
             "QueueStats",
+            "MasterStatus",
         ] {
             assert_eq!(c(m), RpcRule::Client(Read), "{m}");
         }
