@@ -256,7 +256,7 @@ pub fn stats_text(s: &StatsView) -> String {
 }
 
 /// The shell's `status`: one screen on the whole cluster.
-pub fn cluster_summary(url: &str, workers: &[WorkerView], s: &StatsView) -> String {
+pub fn cluster_summary(url: &str, g: &GroupView, workers: &[WorkerView], s: &StatsView) -> String {
     use cloudai_queue::{TaskStatus as S, WorkerHealth as H};
     let n = |h| workers.iter().filter(|w| w.health == h).count();
     let sum = |f: &dyn Fn(&WorkerView) -> ResourcesView| {
@@ -269,8 +269,13 @@ pub fn cluster_summary(url: &str, workers: &[WorkerView], s: &StatsView) -> Stri
             },
         )
     };
+    let leader = match (&g.leader, &g.leader_url) {
+        (Some(l), Some(u)) => format!("{l} at {u} (epoch {})", g.epoch),
+        _ => format!("none right now (epoch {})", g.epoch),
+    };
     format!(
-        "master:   {url}\nworkers:  {} ({} healthy, {} suspect, {} dead)\ncapacity: {}\nfree:     {}\ntasks:    {} queued, {} running, {} assigned, {} succeeded, {} failed, {} cancelled, {} timed out, {} lost\nfinished in the last minute: {}\n",
+        "master:   {url}\nleader:   {leader}, {} master(s) in the group\nworkers:  {} ({} healthy, {} suspect, {} dead)\ncapacity: {}\nfree:     {}\ntasks:    {} queued, {} running, {} assigned, {} succeeded, {} failed, {} cancelled, {} timed out, {} lost\nfinished in the last minute: {}\n",
+        g.masters.len(),
         workers.len(),
         n(H::Healthy),
         n(H::Suspect),

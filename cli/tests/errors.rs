@@ -116,3 +116,54 @@ fn bad_units_images_and_arguments_have_their_own_codes() {
         assert!(line.contains(needle), "{args:?}: {line}");
     }
 }
+
+/// A SQLite file serves one master: a second one on the same file exits at once with one
+/// line that names the file and the master holding it; the first keeps serving. Wrong
+/// leader settings are refused before anything starts.
+#[test]
+fn a_second_master_on_one_sqlite_file_is_refused_naming_the_holder() {
+    let c = common::Cluster::master_only();
+    let port = free_port();
+    let mut args = common::master_args(port, c.dir.path());
+    args.push("--no-shell".into());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = run(&args);
+    assert_eq!(out.code, 2, "{out:#?}");
+    let errors: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("error: "))
+        .collect();
+    assert_eq!(errors.len(), 1, "{out:#?}");
+    let line = errors[0];
+    assert!(
+        line.contains("x.db") && line.contains("in use by another master"),
+        "{line}"
+    );
+    let first_port = c.url.rsplit(':').next().unwrap();
+    assert!(line.contains(&format!("127.0.0.1:{first_port}")), "{line}");
+    assert!(line.contains("use MongoDB for several"), "{line}");
+    assert_eq!(
+        c.run(&["queue", "stats"]).code,
+        0,
+        "the first master still serves"
+    );
+    // It is one master's group: it leads, under epoch 1.
+    let status = c.run(&["master", "status", "--output", "json"]).json();
+    assert_eq!(status["epoch"], 1, "{status:#}");
+    assert_eq!(status["masters"].as_array().unwrap().len(), 1, "{status:#}");
+    assert_eq!(status["masters"][0]["role"], "leader", "{status:#}");
+    let text = c.run(&["master", "status"]);
+    assert!(text.ok().contains("leader: 127.0.0.1:"), "{}", text.stdout);
+
+    let bad = run(&[
+        "master",
+        "--no-shell",
+        "--leader-ttl",
+        "2s",
+        "--leader-renew",
+        "1s",
+    ]);
+    assert_eq!(bad.code, 2, "{bad:#?}");
+    assert!(one_line_error(&bad).contains("--leader-renew"), "{bad:#?}");
+}

@@ -59,6 +59,10 @@ fn scripted_shell_session() {
 
     let out = ask("status", "workers:  1 (1 healthy");
     assert!(out.contains("capacity:"), "{out}");
+    assert!(
+        out.contains("(epoch 1), 1 master(s) in the group"),
+        "the leader line: {out}"
+    );
 
     let out = ask(
         &format!("task {worker_id} cloudai/busybox:test -- echo hi"),

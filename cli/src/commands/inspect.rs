@@ -86,8 +86,9 @@ pub async fn stats(c: &Client, fmt: OutputFormat) -> CliResult<String> {
 
 /// The shell's `status`.
 pub async fn cluster(c: &Client) -> CliResult<String> {
-    let (w, s) = tokio::try_join!(c.workers(), c.stats())?;
-    Ok(output::cluster_summary(c.url(), &w, &s))
+    let (w, s, g) = tokio::try_join!(c.workers(), c.stats(), c.master_status())?;
+    let g = crate::view::GroupView::from_pb(g);
+    Ok(output::cluster_summary(c.url(), &g, &w, &s))
 }
 
 #[cfg(test)]

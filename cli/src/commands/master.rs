@@ -140,6 +140,10 @@ pub async fn run(mut a: MasterArgs) -> CliResult<i32> {
             tracing::info!("master stopped");
             Ok(0)
         }
+        // Another master holds the SQLite file: say only that, it is the whole story.
+        Ok(Err(cloudai_master::MasterError::Store(
+            e @ cloudai_queue::QueueError::StoreLocked { .. },
+        ))) => Err(CliError::new(Kind::InvalidArgument, e.to_string())),
         Ok(Err(e)) => Err(CliError::new(Kind::Other, format!("master failed: {e}"))),
         Err(e) => Err(CliError::new(
             Kind::Other,
