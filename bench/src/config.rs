@@ -93,6 +93,13 @@ pub struct Config {
     #[arg(long = "scale-reps", env = "CLOUDAI_BENCH_SCALE_REPS")]
     pub scale_reps_flag: Option<usize>,
 
+    /// Kills of the leader in the failover workload. Default: 10 (3 with --quick).
+    #[arg(long = "failover-runs", env = "CLOUDAI_BENCH_FAILOVER_RUNS")]
+    pub failover_runs_flag: Option<usize>,
+
+    /// Resolved by [`Config::resolve`].
+    #[arg(skip)]
+    pub failover_runs: usize,
     /// Resolved by [`Config::resolve`].
     #[arg(skip)]
     pub reps: usize,
@@ -139,6 +146,7 @@ impl Config {
         self.enqueue_n = pick(self.enqueue_n_flag, 50_000, 10_000);
         self.latency_secs = self.latency_secs_flag.unwrap_or(if q { 3.0 } else { 10.0 });
         self.scale_queued = pick(self.scale_queued_flag, 1_000_000, 100_000);
+        self.failover_runs = pick(self.failover_runs_flag, 10, 3).max(1);
         self
     }
 }

@@ -35,6 +35,7 @@ pub async fn cloudai_once(opts: &ContainerOpts) -> Result<f64> {
     let master = MasterProc::start(&MasterOpts {
         store: opts.store.clone(),
         heartbeat: Duration::from_secs(5),
+        listen: None,
     })?;
     let exec = DockerExecutor::connect()
         .await

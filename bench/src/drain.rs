@@ -100,6 +100,7 @@ pub async fn run_once(opts: &DrainOpts) -> Result<f64> {
     let master = MasterProc::start(&MasterOpts {
         store: opts.store.clone(),
         heartbeat: Duration::from_secs(5),
+        listen: None,
     })?;
     let mut client = master.client().await?;
     let own_cpu = crate::master::cpu_seconds_of("self").unwrap_or(0.0);

@@ -33,6 +33,7 @@ pub async fn run_once(opts: &EnqueueOpts) -> Result<f64> {
     let master = MasterProc::start(&MasterOpts {
         store: opts.store.clone(),
         heartbeat: std::time::Duration::from_secs(5),
+        listen: None,
     })?;
     let mut clients = Vec::new();
     for _ in 0..opts.connections.max(1) {

@@ -42,6 +42,7 @@ pub async fn run_once(opts: &LatencyOpts) -> Result<Latencies> {
     let master = MasterProc::start(&MasterOpts {
         store: opts.store.clone(),
         heartbeat: Duration::from_secs(5),
+        listen: None,
     })?;
     let fleet = FakeFleet::start(&master.url(), 1, 0, true);
     let client = master.client().await?;

@@ -4,7 +4,8 @@
 //!
 //! - [`config`]: every flag (sizes, repetitions, peers), `--quick`.
 //! - [`suite`]: runs each workload's repetitions and makes the table rows.
-//! - [`drain`], [`enqueue`], [`latency`], [`container`], [`scale`]: the workloads.
+//! - [`drain`], [`enqueue`], [`latency`], [`container`], [`scale`], [`failover`]: the
+//!   workloads.
 //! - [`master`]: the master under test, as a child process of this binary.
 //! - [`workers`]: real worker runtimes on the fake executor, with start timestamps.
 //! - [`sim`]: raw protocol-level simulated workers, a thousand per process.
@@ -16,6 +17,7 @@ mod config;
 mod container;
 mod drain;
 mod enqueue;
+mod failover;
 mod latency;
 mod master;
 mod report;
@@ -54,6 +56,8 @@ enum Cmd {
     Container(Run),
     /// 5: 1,000 simulated workers, 1,000,000 queued tasks.
     Scale(Run),
+    /// 6: masters sharing a Mongo store: failover time, drain with 3 masters vs 1.
+    Failover(Run),
     /// Internal: serve a master (used by the harness itself).
     #[command(hide = true)]
     ServeMaster {
@@ -61,6 +65,8 @@ enum Cmd {
         store: String,
         #[arg(long, default_value_t = 5000)]
         heartbeat_ms: u64,
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
     },
 }
 
@@ -86,13 +92,15 @@ fn main() -> Result<()> {
         Cmd::ServeMaster {
             store,
             heartbeat_ms,
-        } => return master::serve_child(&store, heartbeat_ms),
+            listen,
+        } => return master::serve_child(&store, heartbeat_ms, listen),
         Cmd::All(r) => ("all", r),
         Cmd::Drain(r) => ("drain", r),
         Cmd::Enqueue(r) => ("enqueue", r),
         Cmd::Latency(r) => ("latency", r),
         Cmd::Container(r) => ("container", r),
         Cmd::Scale(r) => ("scale", r),
+        Cmd::Failover(r) => ("failover", r),
     };
     let cfg = run.config.resolve();
     std::fs::create_dir_all(&cfg.workdir)?;
@@ -114,6 +122,9 @@ fn main() -> Result<()> {
         }
         if all || which == "scale" {
             rows.extend(suite::scale(&cfg).await?);
+        }
+        if all || which == "failover" {
+            rows.extend(suite::failover(&cfg).await?);
         }
         anyhow::Ok(rows)
     })?;

@@ -20,6 +20,8 @@ pub struct MasterOpts {
     pub store: String,
     /// Heartbeat interval the master tells workers.
     pub heartbeat: Duration,
+    /// Where to listen; `None`: a free loopback port.
+    pub listen: Option<SocketAddr>,
 }
 
 /// A running master process; killed when dropped.
@@ -34,12 +36,16 @@ impl MasterProc {
     /// Starts a master on `opts` and waits until it listens.
     pub fn start(opts: &MasterOpts) -> Result<MasterProc> {
         let exe = std::env::current_exe().context("cannot find the bench binary")?;
-        let mut child = Command::new(exe)
-            .arg("serve-master")
+        let mut cmd = Command::new(exe);
+        cmd.arg("serve-master")
             .arg("--store")
             .arg(&opts.store)
             .arg("--heartbeat-ms")
-            .arg(opts.heartbeat.as_millis().to_string())
+            .arg(opts.heartbeat.as_millis().to_string());
+        if let Some(a) = opts.listen {
+            cmd.arg("--listen").arg(a.to_string());
+        }
+        let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -154,11 +160,12 @@ pub fn proc_kib(status: &str, key: &str) -> Option<u64> {
 }
 
 /// The hidden `serve-master` subcommand: serves until stdin closes.
-pub fn serve_child(store: &str, heartbeat_ms: u64) -> Result<()> {
+pub fn serve_child(store: &str, heartbeat_ms: u64, listen: Option<SocketAddr>) -> Result<()> {
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
         let store = cloudai_queue::open_store(store, Default::default()).await?;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let at = listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+        let listener = tokio::net::TcpListener::bind(at).await?;
         println!("LISTENING {}", listener.local_addr()?);
         let config = MasterConfig {
             heartbeat_interval: Duration::from_millis(heartbeat_ms),

@@ -61,6 +61,7 @@ pub async fn run_once(opts: &ScaleOpts) -> Result<ScaleResult> {
     let master = MasterProc::start(&MasterOpts {
         store: opts.store.clone(),
         heartbeat: opts.heartbeat,
+        listen: None,
     })?;
     let mut client = master.client().await?;
     let t = Instant::now();

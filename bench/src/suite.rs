@@ -351,6 +351,51 @@ pub async fn scale(cfg: &Config) -> Result<Vec<Row>> {
     ])
 }
 
+/// Workload 6 (needs `--mongo-uri`): failover time, and the drain with three masters vs
+/// one on the same store, alternating so that drift in the server hits both alike.
+pub async fn failover(cfg: &Config) -> Result<Vec<Row>> {
+    let Some(mongo) = &cfg.mongo_uri else {
+        say!("failover: skipped (no --mongo-uri)");
+        return Ok(Vec::new());
+    };
+    let pid = std::process::id();
+    let uri = mongo_db(mongo, &format!("cloudai_bench_failover_{pid}"));
+    let times = crate::failover::failover_times(&uri, cfg.failover_runs).await?;
+    let (mut one, mut three) = (Vec::new(), Vec::new());
+    for rep in 0..cfg.reps.min(2) {
+        for (masters, out) in [(1, &mut one), (3, &mut three)] {
+            let uri = mongo_db(mongo, &format!("cloudai_bench_ha_{pid}_{masters}_{rep}"));
+            let r = crate::failover::drain_with(&uri, masters, cfg.mongo_n).await?;
+            say!("drain with {masters} master(s) rep {rep}: {r:.1} tasks/s");
+            out.push(r);
+        }
+    }
+    let s = summary(&times);
+    Ok(vec![
+        Row {
+            figure: "6. failover: kill -9 of the leader to the new leader's first assignment (s)"
+                .into(),
+            cloudai: s.clone(),
+            peer: None,
+            target: Target::AtMost(7.0),
+            note: format!(
+                "{} kills, 3 masters, default --leader-ttl 5s / --leader-renew 1s; median {:.2} s, max {:.2} s; on SecantusDB",
+                s.n, s.median, s.max
+            ),
+        },
+        Row {
+            figure: "6. drain, 3 masters vs 1 on one store (tasks/s)".into(),
+            cloudai: summary(&three),
+            peer: Some(summary(&one)),
+            target: Target::RatioAtLeast(0.95),
+            note: format!(
+                "N = {}, 4 fake workers × 4 slots; 'peer' is the same drain with one master; on SecantusDB (correctness-grade)",
+                cfg.mongo_n
+            ),
+        },
+    ])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
