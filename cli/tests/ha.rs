@@ -18,6 +18,8 @@
 
 #[path = "chaos/check.rs"]
 mod check;
+#[path = "chaos/clients.rs"]
+mod clients;
 #[path = "chaos/cluster.rs"]
 mod cluster;
 #[path = "chaos/group.rs"]
