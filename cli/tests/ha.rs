@@ -33,23 +33,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use cluster::{Cluster, Rng};
-use group::{leads, others, wait_leader};
+use group::{leads, others, wait_leader, MASTER_FLAGS, TTL};
 use secantus::Server;
-
-/// The leader lease of these masters: short, so the run stays short.
-const TTL: Duration = Duration::from_secs(3);
-/// A 3 s lease renewed every 0.5 s; heartbeats every second and a worker dead after 12 s
-/// missed: its lease (8 s, renewed twice a second) outlasts a failover (about the TTL).
-const MASTER_FLAGS: &[&str] = &[
-    "--leader-ttl",
-    "3s",
-    "--leader-renew",
-    "500ms",
-    "--heartbeat-interval",
-    "1s",
-    "--dead-after",
-    "12",
-];
 
 #[test]
 fn failover_kill_pause_and_handover_lose_nothing_and_run_nothing_twice() {
@@ -148,30 +133,20 @@ fn failover_kill_pause_and_handover_lose_nothing_and_run_nothing_twice() {
     cl.masters[third].start();
 
     let refused = rt.block_on(enqueuer).expect("every task was acknowledged");
-    check::wait_settled(&rt, &cl, total, Duration::from_secs(240), seed);
-    let mut problems = check::reservation_problems(&rt, &cl.urls());
-    problems.extend(group::ran_once_problems(&cl));
-    let fenced: usize = cl
-        .masters
-        .iter()
-        .map(|m| m.count_in_log("write fenced"))
-        .sum();
-    problems.extend(check::stop_all(&mut cl));
     let acked = acked.lock().unwrap().clone();
-    let (mut verdict, tasks) = check::judge_store(&rt, &uri, &kinds, &acked);
-    problems.append(&mut verdict.problems);
-    problems.extend(group::lost_after_start(&tasks));
+    let o = group::settle_and_judge(&rt, &mut cl, &kinds, &acked, seed, |_, _| {});
     check::announce(&format!(
         "ha[mongodb]: tasks={} attempts={} failover={failover:.1?} hand-over={handover:.2?} \
-         lost={} duplicates={} lost lines={} (fenced writes={fenced}, enqueues answered \
+         lost={} duplicates={} lost lines={} (fenced writes={}, enqueues answered \
          UNAVAILABLE={refused}, seed={seed}, {:.0?})",
-        tasks.len(),
-        verdict.attempts,
-        verdict.lost,
-        verdict.duplicates,
-        verdict.bad_lines,
+        o.tasks.len(),
+        o.verdict.attempts,
+        o.verdict.lost,
+        o.verdict.duplicates,
+        o.verdict.bad_lines,
+        o.fenced,
         started.elapsed()
     ));
     drop(server);
-    check::fail_on(problems, &verdict, seed, &cl);
+    check::fail_on(o.problems, &o.verdict, seed, &cl);
 }

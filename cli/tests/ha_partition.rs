@@ -29,22 +29,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use cluster::{master_args, master_port, Cluster, Proc, Rng};
-use group::{leads, leads_at, wait_leader};
+use group::{leads, leads_at, wait_leader, MASTER_FLAGS, TTL};
 use netns::{is_root, Netns};
 use secantus::Server;
-
-const TTL: Duration = Duration::from_secs(3);
-/// As in `ha.rs`: a 3 s leader lease; a worker lease (8 s) that outlasts a failover.
-const MASTER_FLAGS: &[&str] = &[
-    "--leader-ttl",
-    "3s",
-    "--leader-renew",
-    "500ms",
-    "--heartbeat-interval",
-    "1s",
-    "--dead-after",
-    "12",
-];
 
 /// The time at the start of the first line of `log` containing `needle`.
 fn logged_at(log: &str, needle: &str) -> Option<chrono::DateTime<chrono::Utc>> {
@@ -161,41 +148,35 @@ fn a_leader_cut_off_from_the_store_stops_before_another_leads_and_writes_nothing
     );
 
     let refused = rt.block_on(enqueuer).expect("every task was acknowledged");
-    check::wait_settled(&rt, &cl, total, Duration::from_secs(240), seed);
-    let mut problems = check::reservation_problems(&rt, &cl.urls());
-    problems.extend(group::ran_once_problems(&cl));
-
-    // The old leader stopped (by its own clock) before the new one took the lead, and
-    // said so; both logs are stamped by this host's clock.
-    let old_log = std::fs::read_to_string(cl.dir.path().join("master1.log")).unwrap();
-    let new_name = &cl.masters[new_leader].name;
-    let new_log = std::fs::read_to_string(cl.dir.path().join(format!("{new_name}.log"))).unwrap();
-    let stopped = logged_at(&old_log, "stopped dispatching");
-    let took_lead = logged_at(&new_log, "took the lead");
-    match (stopped, took_lead) {
-        (Some(s), Some(t)) if s < t => {}
-        other => problems.push(format!(
-            "the old leader must stop before the new one leads: (stopped, took the lead) = {other:?}"
-        )),
-    }
-    let fenced = cl.masters[0].count_in_log("write fenced");
-    problems.extend(check::stop_all(&mut cl));
     let acked = acked.lock().unwrap().clone();
-    let (mut verdict, tasks) = check::judge_store(&rt, &uri, &kinds, &acked);
-    problems.append(&mut verdict.problems);
-    problems.extend(group::lost_after_start(&tasks));
+    let o = group::settle_and_judge(&rt, &mut cl, &kinds, &acked, seed, |cl, problems| {
+        // The old leader stopped (by its own clock) before the new one took the lead, and
+        // said so; both logs are stamped by this host's clock.
+        let log = |name: &str| {
+            std::fs::read_to_string(cl.dir.path().join(format!("{name}.log"))).unwrap()
+        };
+        let stopped = logged_at(&log("master1"), "stopped dispatching");
+        let took_lead = logged_at(&log(&cl.masters[new_leader].name), "took the lead");
+        match (stopped, took_lead) {
+            (Some(s), Some(t)) if s < t => {}
+            other => problems.push(format!(
+                "the old leader must stop before the new one leads: (stopped, took the lead) = {other:?}"
+            )),
+        }
+    });
     check::announce(&format!(
         "ha partition[mongodb]: tasks={} attempts={} new leader after {took:.1?} \
-         lost={} duplicates={} lost lines={} (old leader's writes refused by the epoch={fenced}, \
+         lost={} duplicates={} lost lines={} (old leader's writes refused by the epoch={}, \
          enqueues answered UNAVAILABLE={refused}, seed={seed}, {:.0?})",
-        tasks.len(),
-        verdict.attempts,
-        verdict.lost,
-        verdict.duplicates,
-        verdict.bad_lines,
+        o.tasks.len(),
+        o.verdict.attempts,
+        o.verdict.lost,
+        o.verdict.duplicates,
+        o.verdict.bad_lines,
+        o.fenced,
         started.elapsed()
     ));
     drop(server);
     drop(ns);
-    check::fail_on(problems, &verdict, seed, &cl);
+    check::fail_on(o.problems, &o.verdict, seed, &cl);
 }

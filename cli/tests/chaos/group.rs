@@ -14,6 +14,21 @@ use cloudai_queue::{Task, TaskStatus};
 use super::check;
 use super::cluster::Cluster;
 
+/// The leader lease of the HA tests' masters: short, so the runs stay short.
+pub const TTL: Duration = Duration::from_secs(3);
+/// A 3 s lease renewed every 0.5 s; heartbeats every second and a worker dead after 12 s
+/// missed: its lease (8 s, renewed twice a second) outlasts a failover (about the TTL).
+pub const MASTER_FLAGS: &[&str] = &[
+    "--leader-ttl",
+    "3s",
+    "--leader-renew",
+    "500ms",
+    "--heartbeat-interval",
+    "1s",
+    "--dead-after",
+    "12",
+];
+
 /// What master `i` says of itself: `Some(true)` when it leads, `Some(false)` when it
 /// stands by, `None` when it does not answer.
 pub fn leads(rt: &tokio::runtime::Runtime, cl: &Cluster, i: usize) -> Option<bool> {
@@ -132,4 +147,45 @@ pub fn lost_after_start(tasks: &[(Task, Vec<String>)]) -> Vec<String> {
         }
     }
     problems
+}
+
+/// What an HA run ends with.
+pub struct Outcome {
+    pub problems: Vec<String>,
+    pub verdict: check::Verdict,
+    pub tasks: Vec<(Task, Vec<String>)>,
+    /// Leader writes the store refused by the epoch (a deposed leader's), from the logs.
+    pub fenced: usize,
+}
+
+/// Waits until every task ended, checks what the masters show (reservations) and what no
+/// failover may do (`ran_once_problems`), lets `before_stop` look at the live cluster,
+/// stops everything, and judges the store as the chaos runs do.
+pub fn settle_and_judge(
+    rt: &tokio::runtime::Runtime,
+    cl: &mut Cluster,
+    kinds: &[(check::Kind, u64)],
+    acked: &std::collections::BTreeMap<String, String>,
+    seed: u64,
+    before_stop: impl FnOnce(&Cluster, &mut Vec<String>),
+) -> Outcome {
+    check::wait_settled(rt, cl, kinds.len(), Duration::from_secs(240), seed);
+    let mut problems = check::reservation_problems(rt, &cl.urls());
+    problems.extend(ran_once_problems(cl));
+    before_stop(cl, &mut problems);
+    let fenced = cl
+        .masters
+        .iter()
+        .map(|m| m.count_in_log("write fenced"))
+        .sum();
+    problems.extend(check::stop_all(cl));
+    let (mut verdict, tasks) = check::judge_store(rt, &cl.store_uri(), kinds, acked);
+    problems.append(&mut verdict.problems);
+    problems.extend(lost_after_start(&tasks));
+    Outcome {
+        problems,
+        verdict,
+        tasks,
+        fenced,
+    }
 }
