@@ -189,3 +189,12 @@ pub fn settle_and_judge(
         fenced,
     }
 }
+
+/// `uri` (a `mongodb://` URI) with its database replaced by `db`, options kept.
+pub fn database(uri: &str, db: &str) -> String {
+    let (scheme, rest) = uri.split_once("://").expect("a mongodb:// URI");
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (hosts, tail) = rest.split_at(end);
+    let query = tail.find('?').map(|i| &tail[i..]).unwrap_or("");
+    format!("{scheme}://{hosts}/{db}{query}")
+}

@@ -74,6 +74,7 @@ impl Server {
         for _ in 0..100 {
             let alive = Command::new("kill")
                 .args(["-0", &self.pid])
+                .stderr(std::process::Stdio::null())
                 .status()
                 .is_ok_and(|s| s.success());
             if !alive {
