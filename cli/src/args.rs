@@ -33,6 +33,9 @@ Exit codes:
   14   invalid memory, cpu or duration syntax
   15   unknown worker
   16   not possible in the task's state, or idempotency key conflict
+  17   not authenticated (no API token, an unknown or empty one, a wrong join token)
+  18   permission denied (the token's role may not do this)
+  19   busy: over the enqueue rate limit or the queue is full; retry later
   enqueue --wait exits with the task's exit code (124: timed out, 125: cancelled,
   lost or could not start)";
 

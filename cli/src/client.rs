@@ -81,10 +81,10 @@ impl Client {
             .connect_timeout(Duration::from_secs(5))
             .tcp_nodelay(true);
         let endpoint = creds.tls(endpoint, &url)?;
-        let channel = endpoint
-            .connect()
-            .await
-            .map_err(|e| CliError::unreachable(&url, root_cause(&e)))?;
+        let channel = endpoint.connect().await.map_err(|e| {
+            CliError::from_transport(&url, &e)
+                .unwrap_or_else(|| CliError::unreachable(&url, root_cause(&e)))
+        })?;
         Ok(Client {
             url,
             creds: creds.clone(),

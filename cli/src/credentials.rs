@@ -9,7 +9,7 @@ use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
 use tonic::{Request, Status};
 
-use crate::exit::{CliError, CliResult};
+use crate::exit::{CliError, CliResult, Kind};
 
 /// What the CLI presents to the master.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -48,8 +48,12 @@ impl Credentials {
                 let pem = std::fs::read(ca).map_err(|e| {
                     CliError::invalid(format!("cannot read --ca {}: {e}", ca.display()))
                 })?;
+                let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem));
+                if let Some(name) = cloudai_proto::transport::tls_domain(url) {
+                    tls = tls.domain_name(name);
+                }
                 endpoint
-                    .tls_config(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem)))
+                    .tls_config(tls)
                     .map_err(|e| CliError::invalid(format!("tls: {e}")))
             }
         }
@@ -59,6 +63,11 @@ impl Credentials {
     pub fn bearer(&self) -> CliResult<Bearer> {
         match &self.token {
             None => Ok(Bearer(None)),
+            Some(t) if t.trim().is_empty() => Err(CliError::new(
+                Kind::Unauthenticated,
+                "the API token is empty: --token or CLOUDAI_TOKEN is set to nothing; pass the \
+                 token `cloudai users add` printed, or unset CLOUDAI_TOKEN on an open master",
+            )),
             Some(t) => format!("Bearer {}", t.trim())
                 .parse()
                 .map(|v| Bearer(Some(v)))

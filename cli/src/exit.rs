@@ -15,12 +15,16 @@
 //! | 14   | invalid memory, cpu or duration syntax |
 //! | 15   | unknown worker |
 //! | 16   | not possible in the task's state (e.g. cancel a finished task), or an idempotency key conflict |
+//! | 17   | not authenticated (no API token, an unknown or empty one, a wrong join token) |
+//! | 18   | permission denied (the token's role may not do this) |
+//! | 19   | busy (over the enqueue rate limit, or the queue is full) |
 //!
 //! `enqueue --wait` exits with the task's own exit code; `124` when it timed out, `125`
 //! when it was cancelled, lost, or could not start.
 
 use std::fmt;
 
+use cloudai_proto::transport::{classify, speaks_tls, Problem};
 use tonic::Code;
 
 /// Exit code of `enqueue --wait` when the task timed out (as `timeout(1)` does).
@@ -113,8 +117,29 @@ impl CliError {
         )
     }
 
+    /// The TLS mistake `e` (a failed connection or call to `url`) shows, told apart
+    /// (proto `transport`), as a connection error: `None` when it is not one.
+    pub fn from_transport(url: &str, e: &(dyn std::error::Error + 'static)) -> Option<Self> {
+        let problem = match classify(e)? {
+            Problem::Http2Failure(_) if url.starts_with("http://") && speaks_tls(url) => {
+                Problem::PlainUrlTlsPort
+            }
+            Problem::Http2Failure(_) => return None,
+            p => p,
+        };
+        Some(Self::new(Kind::Unreachable, problem.explain(url)))
+    }
+
     /// Maps a gRPC status from the master (see proto/PROTOCOL.md, "Error codes").
     pub fn from_status(url: &str, s: &tonic::Status) -> Self {
+        if matches!(
+            s.code(),
+            Code::Unknown | Code::Internal | Code::Unavailable | Code::Cancelled
+        ) {
+            if let Some(e) = Self::from_transport(url, s) {
+                return e;
+            }
+        }
         let msg = one_line(s.message());
         let lower = msg.to_ascii_lowercase();
         let kind = match s.code() {
@@ -165,16 +190,54 @@ pub fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// The first meaningful line of a clap error, for the one-line rule; clap's own
-/// rendering has usage and tips on further lines.
+/// A clap error as one line that keeps everything it says: the message, the items listed
+/// under it (the missing arguments), its tips, the usage, and which `--help` to read.
 pub fn clap_one_line(rendered: &str) -> String {
-    let first = rendered
-        .lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty())
-        .unwrap_or("invalid arguments");
-    let first = first.strip_prefix("error: ").unwrap_or(first);
-    first.to_string()
+    let mut head = String::new();
+    let mut items: Vec<&str> = Vec::new();
+    let mut tips: Vec<&str> = Vec::new();
+    let mut usage: Option<&str> = None;
+    for line in rendered.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with("For more information") {
+            continue;
+        }
+        if let Some(u) = line.strip_prefix("Usage: ") {
+            usage.get_or_insert(u);
+        } else if let Some(t) = line.strip_prefix("tip: ") {
+            tips.push(t);
+        } else if head.is_empty() {
+            head = line.strip_prefix("error: ").unwrap_or(line).to_string();
+        } else if usage.is_none() {
+            items.push(line);
+        }
+    }
+    if head.is_empty() {
+        head = "invalid arguments".into();
+    }
+    let mut out = head;
+    if !items.is_empty() {
+        out.push(' ');
+        out.push_str(&items.join(", "));
+    }
+    for t in tips {
+        out.push_str("; tip: ");
+        out.push_str(t);
+    }
+    // `cloudai master --tls-cert <PATH> ...` -> `cloudai master`: the command to ask.
+    let command = usage
+        .map(|u| {
+            u.split_whitespace()
+                .take_while(|w| !w.starts_with(['-', '<', '[']))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .filter(|c| !c.is_empty())
+        .unwrap_or_else(|| "cloudai".into());
+    match usage {
+        Some(u) => out.push_str(&format!(" (usage: {u}; see `{command} --help`)")),
+        None => out.push_str(&format!(" (see `{command} --help`)")),
+    }
+    out
 }
 
 #[cfg(test)]
@@ -246,7 +309,12 @@ mod tests {
         let rendered = "error: unexpected argument '--nope' found\n\nUsage: cloudai tasks\n\nFor more information, try '--help'.\n";
         assert_eq!(
             clap_one_line(rendered),
-            "unexpected argument '--nope' found"
+            "unexpected argument '--nope' found (usage: cloudai tasks; see `cloudai tasks --help`)"
+        );
+        let missing = "error: the following required arguments were not provided:\n  --tls-key <PATH>\n\nUsage: cloudai master --tls-cert <PATH> --tls-key <PATH>\n\nFor more information, try '--help'.\n";
+        assert_eq!(
+            clap_one_line(missing),
+            "the following required arguments were not provided: --tls-key <PATH> (usage: cloudai master --tls-cert <PATH> --tls-key <PATH>; see `cloudai master --help`)"
         );
         assert_eq!(one_line("a\n  b\tc"), "a b c");
     }

@@ -52,10 +52,7 @@ fn main() {
             | ErrorKind::DisplayVersion
             | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => e.exit(),
             _ => {
-                eprintln!(
-                    "error: {} (see `cloudai --help`)",
-                    clap_one_line(&e.render().to_string())
-                );
+                eprintln!("error: {}", clap_one_line(&e.render().to_string()));
                 std::process::exit(exit::Kind::InvalidArgument.exit_code());
             }
         },

@@ -38,6 +38,12 @@ fn help_lists_every_subcommand_and_the_exit_codes() {
         );
     }
     assert!(help.contains("Exit codes:"), "{help}");
+    for code in ["16", "17", "18", "19"] {
+        assert!(
+            help.lines().any(|l| l.trim_start().starts_with(code)),
+            "exit code {code} missing from:\n{help}"
+        );
+    }
     let enqueue = run(&["enqueue", "--help"]);
     assert!(enqueue.ok().contains("Examples:"));
     assert!(enqueue.stdout.contains("--memory"));

@@ -165,7 +165,7 @@ impl MasterConfig {
                 self.leader_renew, self.leader_ttl
             ));
         }
-        Ok(())
+        self.security.check_files()
     }
 
     /// Time without a heartbeat after which a worker is dead.

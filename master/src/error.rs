@@ -44,7 +44,7 @@ pub fn status(e: QueueError) -> Status {
         QueueError::Invalid { .. }
         | QueueError::AmbiguousPrefix { .. }
         | QueueError::InvalidStoreUri { .. } => Code::InvalidArgument,
-        QueueError::IdempotencyConflict { .. } => Code::AlreadyExists,
+        QueueError::IdempotencyConflict { .. } | QueueError::UserExists(_) => Code::AlreadyExists,
         QueueError::IllegalTransition { .. }
         | QueueError::StaleToken { .. }
         | QueueError::AttemptOver { .. }

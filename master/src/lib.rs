@@ -17,6 +17,7 @@
 //!   [`reports`] applies what workers report, in order, off the stream's reader.
 //! - [`wire`]: master-only conversions to and from `cloudai.v1` messages.
 //! - [`auth`]: tokens and their keyed hashes, roles and permissions, the auth mode.
+//! - [`tls`]: the TLS listener, which logs each failed handshake (rate-limited).
 //! - [`limits`]: backpressure on enqueue (per-client rate limit, cap on queued tasks).
 //! - [`error`]: [`MasterError`] and the one mapping of queue errors to gRPC statuses.
 
@@ -41,6 +42,7 @@ pub mod registry;
 pub mod reports;
 pub mod server;
 pub mod shared;
+pub mod tls;
 pub mod wire;
 pub mod worker_service;
 

@@ -79,20 +79,10 @@ pub async fn serve(
     });
 
     let local = listener.local_addr()?;
-    let incoming = tonic::transport::server::TcpIncoming::from_listener(
-        listener,
-        true,
-        Some(Duration::from_secs(30)),
-    )
-    .map_err(|e| std::io::Error::other(e.to_string()))?;
     tracing::info!(addr = %local, store = shared.store.backend_name(), "master serving");
 
     let mut stop = stop_rx.clone();
-    let mut builder = tonic::transport::Server::builder();
-    if let Some(tls) = security.tls {
-        builder = builder.tls_config(tls)?;
-    }
-    let served = builder
+    let router = tonic::transport::Server::builder()
         .layer(crate::auth::AuthLayer::new(security.auth))
         .http2_keepalive_interval(Some(Duration::from_secs(20)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
@@ -100,11 +90,25 @@ pub async fn serve(
         .add_service(reflection)
         .add_service(worker)
         .add_service(client)
-        .add_service(agent)
-        .serve_with_incoming_shutdown(incoming, async move {
-            let _ = stop.wait_for(|s| *s).await;
-        })
-        .await;
+        .add_service(agent);
+    let stopped = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    let served = match security.tls {
+        Some(tls) => {
+            let incoming = crate::tls::incoming(listener, tls);
+            router.serve_with_incoming_shutdown(incoming, stopped).await
+        }
+        None => {
+            let incoming = tonic::transport::server::TcpIncoming::from_listener(
+                listener,
+                true,
+                Some(Duration::from_secs(30)),
+            )
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+            router.serve_with_incoming_shutdown(incoming, stopped).await
+        }
+    };
     // Whatever ended the server, stop the loops too.
     let mut stop = stop_rx;
     if !*stop.borrow_and_update() {

@@ -2,6 +2,8 @@
 //!
 //! - [`pb`]: the generated prost/tonic code (the only place generated code lives).
 //! - [`convert`]: `From`/`TryFrom` between [`pb`] messages and `cloudai_queue` types.
+//! - [`transport`]: what a failed connection means (TLS mistakes told apart), the TLS
+//!   name of a URL, and the key/certificate pair check, shared by the CLI and the worker.
 //! - [`FILE_DESCRIPTOR_SET`]: the encoded descriptors, for gRPC server reflection.
 //!
 //! The `.proto` sources are under `proto/cloudai/v1/` and are compiled at build time by
@@ -10,6 +12,7 @@
 #![warn(missing_docs)]
 
 pub mod convert;
+pub mod transport;
 
 /// Generated code for `cloudai.v1`.
 #[allow(missing_docs, clippy::all, clippy::pedantic)]

@@ -24,7 +24,7 @@ pub enum QueueError {
         count: usize,
     },
     /// The state machine does not allow this move.
-    #[error("illegal transition for task {task}: {from} -> {to}")]
+    #[error("{}", illegal(task, *from, *to))]
     IllegalTransition {
         /// The task.
         task: TaskId,
@@ -111,6 +111,9 @@ pub enum QueueError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A user with this name exists already.
+    #[error("user {0:?} already exists (remove it first with `cloudai users remove`)")]
+    UserExists(String),
     /// No worker with this id is known.
     #[error("unknown worker {0:?}")]
     UnknownWorker(String),
@@ -152,5 +155,14 @@ impl QueueError {
             field,
             reason: reason.into(),
         }
+    }
+}
+
+/// What a refused move says: an ended task "already ended", anything else the move.
+fn illegal(task: &TaskId, from: TaskStatus, to: TaskStatus) -> String {
+    if from.is_terminal() {
+        format!("task {task} already ended ({from}): it cannot become {to}")
+    } else {
+        format!("illegal transition for task {task}: {from} -> {to}")
     }
 }

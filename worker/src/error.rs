@@ -1,6 +1,8 @@
 //! Errors of the worker library: [`ExecError`] for one attempt's execution, [`WorkerError`]
 //! for the runtime as a whole. Retry meaning is encoded in the type.
 
+use cloudai_proto::transport::{classify, Problem};
+
 /// The worker's result alias.
 pub type Result<T, E = WorkerError> = std::result::Result<T, E>;
 
@@ -54,9 +56,25 @@ pub enum WorkerError {
         reason: String,
     },
     /// The master refused the registration for a reason retrying will not fix
-    /// (bad id, bad join token); permanent.
-    #[error("master rejected registration: {0}")]
-    Rejected(String),
+    /// (bad id, bad join token); permanent. `code` says which (Unauthenticated for a
+    /// join token, PermissionDenied, InvalidArgument).
+    #[error("master rejected registration: {code:?}: {message}")]
+    Rejected {
+        /// The gRPC code of the refusal.
+        code: tonic::Code,
+        /// The master's words.
+        message: String,
+    },
+    /// The TLS set-up does not fit the master at `url` (wrong CA, a refused or missing
+    /// client certificate, the wrong scheme): see [`Problem`]. Permanent unless the
+    /// problem is only an HTTP/2 failure not yet confirmed as a scheme mismatch.
+    #[error("{}", problem.explain(url))]
+    Tls {
+        /// The master's URL (empty until the session fills it in).
+        url: String,
+        /// What is wrong.
+        problem: Problem,
+    },
     /// Connecting to or talking with the master failed; the runtime retries these itself
     /// and only surfaces them from helpers.
     #[error("master connection: {0}")]
@@ -78,7 +96,18 @@ impl WorkerError {
         matches!(
             self,
             WorkerError::Connection(_) | WorkerError::Protocol(_) | WorkerError::Redirect(_)
-        )
+        ) || matches!(self, WorkerError::Tls { problem, .. } if !problem.is_permanent())
+    }
+
+    /// This error, with the master's URL filled in where it names a TLS problem.
+    pub(crate) fn at(self, master: &str) -> Self {
+        match self {
+            WorkerError::Tls { url, problem } if url.is_empty() => WorkerError::Tls {
+                url: master.to_string(),
+                problem,
+            },
+            e => e,
+        }
     }
 
     pub(crate) fn config(field: &'static str, reason: impl Into<String>) -> Self {
@@ -91,7 +120,27 @@ impl WorkerError {
 
 impl From<tonic::transport::Error> for WorkerError {
     fn from(e: tonic::transport::Error) -> Self {
-        WorkerError::Connection(e.to_string())
+        match classify(&e) {
+            Some(problem) => WorkerError::Tls {
+                url: String::new(),
+                problem,
+            },
+            None => WorkerError::Connection(connection_words(&e)),
+        }
+    }
+}
+
+/// "transport error" alone tells nothing: the innermost cause says what failed.
+fn connection_words(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut root = None;
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        root = Some(c);
+        cur = c.source();
+    }
+    match root {
+        Some(r) => format!("{e}: {r}"),
+        None => e.to_string(),
     }
 }
 
@@ -108,9 +157,18 @@ impl From<tonic::Status> for WorkerError {
         {
             return WorkerError::Redirect(url.to_string());
         }
+        if let Some(problem) = classify(&s) {
+            return WorkerError::Tls {
+                url: String::new(),
+                problem,
+            };
+        }
         match s.code() {
             Code::InvalidArgument | Code::Unauthenticated | Code::PermissionDenied => {
-                WorkerError::Rejected(format!("{:?}: {}", s.code(), s.message()))
+                WorkerError::Rejected {
+                    code: s.code(),
+                    message: s.message().to_string(),
+                }
             }
             _ => WorkerError::Connection(format!("{:?}: {}", s.code(), s.message())),
         }

@@ -4,6 +4,8 @@
 
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
+use cloudai_proto::transport::{check_key_pair, speaks_tls, Problem};
+
 use crate::config::WorkerConfig;
 use crate::error::{Result, WorkerError};
 
@@ -52,10 +54,18 @@ pub fn client_tls(config: &WorkerConfig) -> Result<Option<ClientTlsConfig>> {
     let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read("ca", ca)?));
     match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => {
-            tls = tls.identity(Identity::from_pem(
-                read("tls-cert", cert)?,
-                read("tls-key", key)?,
-            ));
+            let (cert_pem, key_pem) = (read("tls-cert", cert)?, read("tls-key", key)?);
+            check_key_pair(&cert_pem, &key_pem).map_err(|why| {
+                WorkerError::config(
+                    "tls-key",
+                    format!(
+                        "--tls-key {} does not fit --tls-cert {}: {why}",
+                        key.display(),
+                        cert.display()
+                    ),
+                )
+            })?;
+            tls = tls.identity(Identity::from_pem(cert_pem, key_pem));
         }
         (None, None) => {}
         _ => {
@@ -68,13 +78,44 @@ pub fn client_tls(config: &WorkerConfig) -> Result<Option<ClientTlsConfig>> {
     Ok(Some(tls))
 }
 
-/// `endpoint` with the TLS settings of `config` applied.
-pub fn apply(endpoint: Endpoint, config: &WorkerConfig) -> Result<Endpoint> {
+/// `endpoint` (the master at `url`) with the TLS settings of `config` applied.
+pub fn apply(endpoint: Endpoint, url: &str, config: &WorkerConfig) -> Result<Endpoint> {
     match client_tls(config)? {
-        Some(tls) => endpoint
-            .tls_config(tls)
-            .map_err(|e| WorkerError::config("ca", e.to_string())),
+        Some(mut tls) => {
+            if let Some(name) = cloudai_proto::transport::tls_domain(url) {
+                tls = tls.domain_name(name);
+            }
+            endpoint
+                .tls_config(tls)
+                .map_err(|e| WorkerError::config("ca", e.to_string()))
+        }
         None => Ok(endpoint),
+    }
+}
+
+/// `err` from a session with the master at `url`, its TLS problem located and, for an
+/// HTTP/2 failure on an `http://` URL, confirmed: when the port speaks TLS the URL's
+/// scheme is wrong, which no retry cures.
+pub(crate) async fn confirm(err: WorkerError, url: &str) -> WorkerError {
+    match err.at(url) {
+        WorkerError::Tls {
+            url,
+            problem: Problem::Http2Failure(words),
+        } if url.starts_with("http://") => {
+            let probe = url.clone();
+            let tls = tokio::task::spawn_blocking(move || speaks_tls(&probe))
+                .await
+                .unwrap_or(false);
+            WorkerError::Tls {
+                url,
+                problem: if tls {
+                    Problem::PlainUrlTlsPort
+                } else {
+                    Problem::Http2Failure(words)
+                },
+            }
+        }
+        e => e,
     }
 }
 

@@ -500,7 +500,7 @@ async fn a_rejected_registration_ends_run_with_an_error() {
         .expect("run returns")
         .unwrap_err();
     assert!(
-        matches!(&err, WorkerError::Rejected(m) if m.contains("bad join token")),
+        matches!(&err, WorkerError::Rejected { code: tonic::Code::InvalidArgument, message } if message.contains("bad join token")),
         "{err}"
     );
 }

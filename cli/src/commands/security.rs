@@ -10,9 +10,9 @@ use std::sync::Arc;
 
 use clap::{Args, Subcommand};
 use cloudai_master::auth::certs;
-use cloudai_master::auth::setup::{add_user, rotate_join_token};
+use cloudai_master::auth::setup::{add_user, rotate_join_token, SetupError};
 use cloudai_master::auth::{ServerSecret, DEFAULT_SECRET_FILE};
-use cloudai_queue::{open_store, QueueStore, Role, StoreOptions};
+use cloudai_queue::{open_store, QueueError, QueueStore, Role, StoreOptions};
 
 use crate::exit::{CliError, CliResult, Kind};
 
@@ -110,7 +110,12 @@ pub async fn users(cmd: UsersCmd) -> CliResult<i32> {
             let (store, secret) = open(&store).await?;
             let token = add_user(store.as_ref(), &secret, &name, role)
                 .await
-                .map_err(failed)?;
+                .map_err(|e| match e {
+                    SetupError::Store(e @ QueueError::UserExists(_)) => {
+                        CliError::new(Kind::Conflict, e.to_string())
+                    }
+                    e => failed(e),
+                })?;
             eprintln!(
                 "user {name} ({role}) added; its API token is shown only this once: clients \
                  pass it with --token or CLOUDAI_TOKEN"

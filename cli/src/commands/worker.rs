@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use cloudai_worker::executor::PullLimiter;
-use cloudai_worker::{DockerExecutor, Executor, FakeExecutor};
+use cloudai_worker::{DockerExecutor, Executor, FakeExecutor, WorkerError};
 
 use crate::args::WorkerArgs;
 use crate::exit::{CliError, CliResult, Kind};
@@ -37,6 +37,22 @@ pub async fn run(a: WorkerArgs) -> CliResult<i32> {
     };
     cloudai_worker::run(a.config, executor, shutdown)
         .await
-        .map_err(|e| CliError::new(Kind::Other, format!("worker failed: {e}")))?;
+        .map_err(|e| CliError::new(kind_of(&e), format!("worker stopped: {e}")))?;
     Ok(0)
+}
+
+/// The exit code family of a worker's permanent failure, the same as the CLI's (`cloudai
+/// --help`): 2 bad flags, 10 the master cannot be talked to as configured (TLS), 17 a
+/// refused join token, 18 a refused role.
+fn kind_of(e: &WorkerError) -> Kind {
+    match e {
+        WorkerError::Config { .. } => Kind::InvalidArgument,
+        WorkerError::Tls { .. } => Kind::Unreachable,
+        WorkerError::Rejected { code, .. } => match code {
+            tonic::Code::Unauthenticated => Kind::Unauthenticated,
+            tonic::Code::PermissionDenied => Kind::PermissionDenied,
+            _ => Kind::InvalidArgument,
+        },
+        _ => Kind::Other,
+    }
 }

@@ -57,6 +57,30 @@ impl Default for SecurityConfig {
     }
 }
 
+impl SecurityConfig {
+    /// Checks the TLS files before anything starts: each is readable and the key belongs
+    /// to the certificate. The error names the files.
+    pub fn check_files(&self) -> Result<(), String> {
+        let read = |flag: &str, path: &PathBuf| {
+            std::fs::read(path).map_err(|e| format!("cannot read {flag} {}: {e}", path.display()))
+        };
+        if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
+            let (cert_pem, key_pem) = (read("--tls-cert", cert)?, read("--tls-key", key)?);
+            cloudai_proto::transport::check_key_pair(&cert_pem, &key_pem).map_err(|why| {
+                format!(
+                    "--tls-key {} does not fit --tls-cert {}: {why}",
+                    key.display(),
+                    cert.display()
+                )
+            })?;
+        }
+        if let Some(ca) = &self.client_ca {
+            read("--client-ca", ca)?;
+        }
+        Ok(())
+    }
+}
+
 /// A token kept out of `Debug` output.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ShellToken(pub String);

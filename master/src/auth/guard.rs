@@ -283,12 +283,18 @@ fn bearer(headers: &http::HeaderMap) -> Result<&str, Status> {
     let text = value
         .to_str()
         .map_err(|_| Status::unauthenticated("malformed authorization header"))?;
-    match text.split_once(' ') {
-        Some((scheme, token))
-            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
-        {
-            Ok(token.trim())
+    match text
+        .trim_end()
+        .split_once(' ')
+        .unwrap_or((text.trim_end(), ""))
+    {
+        (scheme, token) if scheme.eq_ignore_ascii_case("bearer") && token.trim().is_empty() => {
+            Err(Status::unauthenticated(
+                "the API token is empty: pass the token `cloudai users add` printed \
+                 (--token or CLOUDAI_TOKEN)",
+            ))
         }
+        (scheme, token) if scheme.eq_ignore_ascii_case("bearer") => Ok(token.trim()),
         _ => Err(Status::unauthenticated(
             "malformed authorization header: expected `Bearer <token>`",
         )),

@@ -7,12 +7,10 @@
 //! settings are read from the PEM files.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::Utc;
 use cloudai_queue::{QueueError, QueueStore, Role, UserRecord};
-use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
 use super::config::SecurityConfig;
 use super::guard::Auth;
@@ -31,14 +29,9 @@ pub enum SetupError {
     /// Reading or writing users or the join token.
     #[error("store: {0}")]
     Store(#[from] QueueError),
-    /// A TLS file could not be read.
-    #[error("tls file {path}: {source}")]
-    TlsFile {
-        /// The file.
-        path: PathBuf,
-        /// What failed.
-        source: std::io::Error,
-    },
+    /// A TLS file could not be read or does not fit.
+    #[error("tls: {0}")]
+    Tls(#[from] crate::tls::TlsSetupError),
 }
 
 /// What [`prepare`] decided for this run.
@@ -46,7 +39,7 @@ pub struct Prepared {
     /// The per-call checks.
     pub auth: Arc<Auth>,
     /// TLS settings for the listener, when `--tls-cert` is given.
-    pub tls: Option<ServerTlsConfig>,
+    pub tls: Option<Arc<rustls::ServerConfig>>,
     /// The auth mode and the notice that was logged.
     pub decision: AuthDecision,
 }
@@ -83,13 +76,7 @@ pub async fn prepare(
     };
     let tls = match (&cfg.tls_cert, &cfg.tls_key) {
         (Some(cert), Some(key)) => {
-            let identity = Identity::from_pem(read(cert)?, read(key)?);
-            let mut tls = ServerTlsConfig::new().identity(identity);
-            if let Some(ca) = &cfg.client_ca {
-                tls = tls
-                    .client_ca_root(Certificate::from_pem(read(ca)?))
-                    .client_auth_optional(true);
-            }
+            let tls = crate::tls::server_config(cert, key, cfg.client_ca.as_deref())?;
             tracing::info!(cert = %cert.display(), mtls_for_workers = mtls, "tls on");
             Some(tls)
         }
@@ -99,13 +86,6 @@ pub async fn prepare(
         auth: Arc::new(auth),
         tls,
         decision,
-    })
-}
-
-fn read(path: &Path) -> Result<Vec<u8>, SetupError> {
-    std::fs::read(path).map_err(|source| SetupError::TlsFile {
-        path: path.to_path_buf(),
-        source,
     })
 }
 
@@ -224,7 +204,7 @@ mod tests {
         };
         assert!(matches!(
             prepare(&bad_tls, "127.0.0.1:1".parse().unwrap(), store).await,
-            Err(SetupError::TlsFile { .. })
+            Err(SetupError::Tls(_))
         ));
     }
 }

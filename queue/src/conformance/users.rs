@@ -52,7 +52,7 @@ pub async fn users_add_find_rotate_remove(h: &dyn Harness) {
     let same_name = user("alice", Role::Admin, "cccccccccccccccc");
     assert!(matches!(
         store.add_user(&same_name).await,
-        Err(QueueError::Invalid { .. })
+        Err(QueueError::UserExists(ref n)) if n == "alice"
     ));
     let same_hash = user("carol", Role::Admin, "aaaaaaaaaaaaaaaa");
     assert!(matches!(

@@ -45,11 +45,7 @@ impl MongoStore {
                     // A retried insert that had landed is ours; anything else is taken.
                     match self.users.find_one(doc! { "_id": &u.name }).await? {
                         Some(existing) if existing == d => Ok(()),
-                        Some(_) => Err(QueueError::invalid(
-                            "user name",
-                            format!("user {:?} already exists", u.name),
-                        )
-                        .into()),
+                        Some(_) => Err(QueueError::UserExists(u.name.clone()).into()),
                         None => Err(QueueError::invalid(
                             "token hash",
                             "already used by another user",

@@ -28,10 +28,7 @@ pub(crate) fn add(conn: &Connection, user: &UserRecord) -> Result<()> {
         .optional()?
         .is_some();
     if taken {
-        return Err(QueueError::invalid(
-            "user name",
-            format!("user {:?} already exists", user.name),
-        ));
+        return Err(QueueError::UserExists(user.name.clone()));
     }
     conn.prepare_cached("INSERT INTO users (name, token_hash, body) VALUES (?1, ?2, ?3)")?
         .execute(params![user.name, user.token_hash, encode(user)?])

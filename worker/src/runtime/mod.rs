@@ -201,7 +201,7 @@ pub async fn run(
         }
         let err = match ended {
             Ok(()) => WorkerError::Connection("master closed the stream".into()),
-            Err(e) => e,
+            Err(e) => crate::tls::confirm(e, &url).await,
         };
         if !err.is_retryable() {
             tracing::error!(worker_id = %worker.id, error = %err, "giving up");

@@ -48,7 +48,7 @@ pub(crate) async fn serve(
 ) -> Result<()> {
     let endpoint = tonic::transport::Endpoint::from_shared(url.to_string())
         .map_err(|e| WorkerError::config("master", e.to_string()))?;
-    let endpoint = crate::tls::apply(endpoint, &worker.config)?
+    let endpoint = crate::tls::apply(endpoint, url, &worker.config)?
         .connect_timeout(CONNECT_TIMEOUT)
         .http2_keep_alive_interval(KEEPALIVE)
         .keep_alive_timeout(KEEPALIVE)

@@ -1,0 +1,159 @@
+//! The master's TLS listener. Handshakes are done here rather than inside tonic so that
+//! each failed one is logged, with the peer's address and rustls's reason (a client
+//! certificate from another CA, a plain `http://` client, a server certificate presented
+//! as a client's...). The log is rate-limited: a burst of bad clients costs a few lines a
+//! second, and the next line says how many were not shown.
+
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{RootCertStore, ServerConfig};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
+use tokio_stream::wrappers::ReceiverStream;
+
+/// Longest a client may take to finish its handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Failed handshakes logged per second at most (burst of the same size).
+const LOGGED_PER_SECOND: u32 = 5;
+
+/// Why the TLS settings could not be built; names the file.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: {why}")]
+pub struct TlsSetupError {
+    what: String,
+    why: String,
+}
+
+fn err(what: impl Into<String>, why: impl std::fmt::Display) -> TlsSetupError {
+    TlsSetupError {
+        what: what.into(),
+        why: why.to_string(),
+    }
+}
+
+/// The server's TLS settings: its certificate chain and key, and, with `client_ca`, the
+/// CA that client certificates are checked against. A client certificate stays optional
+/// at the handshake (the CLI has none); the worker service requires one (auth guard).
+pub fn server_config(
+    cert: &Path,
+    key: &Path,
+    client_ca: Option<&Path>,
+) -> Result<Arc<ServerConfig>, TlsSetupError> {
+    let read = |p: &Path| std::fs::read(p).map_err(|e| err(p.display().to_string(), e));
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&read(cert)?)
+        .collect::<Result<_, _>>()
+        .map_err(|e| err(cert.display().to_string(), e))?;
+    let key_der = PrivateKeyDer::from_pem_slice(&read(key)?)
+        .map_err(|e| err(key.display().to_string(), e))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| err("tls", e))?;
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = RootCertStore::empty();
+            for c in CertificateDer::pem_slice_iter(&read(ca)?) {
+                let c = c.map_err(|e| err(ca.display().to_string(), e))?;
+                roots.add(c).map_err(|e| err(ca.display().to_string(), e))?;
+            }
+            let verifier = WebPkiClientVerifier::builder_with_provider(roots.into(), provider)
+                .allow_unauthenticated()
+                .build()
+                .map_err(|e| err(ca.display().to_string(), e))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder.with_single_cert(chain, key_der).map_err(|e| {
+        err(
+            format!(
+                "--tls-cert {} with --tls-key {}",
+                cert.display(),
+                key.display()
+            ),
+            e,
+        )
+    })?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// The connections `listener` accepts, each through a TLS handshake with `config`; failed
+/// handshakes are logged and dropped. Ends when the receiving side is dropped.
+pub fn incoming(
+    listener: TcpListener,
+    config: Arc<ServerConfig>,
+) -> ReceiverStream<std::io::Result<TlsStream<TcpStream>>> {
+    let (tx, rx) = mpsc::channel(64);
+    let acceptor = TlsAcceptor::from(config);
+    let log = Arc::new(FailureLog::new());
+    tokio::spawn(async move {
+        loop {
+            let (tcp, peer) = tokio::select! {
+                _ = tx.closed() => return,
+                r = listener.accept() => match r {
+                    Ok(c) => c,
+                    Err(e) => {
+                        // Out of file descriptors and the like: pause, do not spin.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+            };
+            let _ = tcp.set_nodelay(true);
+            let (acceptor, tx, log) = (acceptor.clone(), tx.clone(), log.clone());
+            tokio::spawn(async move {
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                    Ok(Ok(tls)) => {
+                        let _ = tx.send(Ok(tls)).await;
+                    }
+                    Ok(Err(e)) => log.failed(peer, &e.to_string()),
+                    Err(_) => log.failed(peer, "no handshake within 10 s"),
+                }
+            });
+        }
+    });
+    ReceiverStream::new(rx)
+}
+
+/// Rate-limited warnings about failed handshakes.
+struct FailureLog {
+    limiter: DefaultDirectRateLimiter,
+    suppressed: AtomicU64,
+}
+
+impl FailureLog {
+    fn new() -> Self {
+        let n = NonZeroU32::new(LOGGED_PER_SECOND).expect("non-zero");
+        FailureLog {
+            limiter: RateLimiter::direct(Quota::per_second(n)),
+            suppressed: AtomicU64::new(0),
+        }
+    }
+
+    fn failed(&self, peer: SocketAddr, reason: &str) {
+        if self.limiter.check().is_err() {
+            self.suppressed.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let not_shown = self.suppressed.swap(0, Ordering::Relaxed);
+        tracing::warn!(
+            peer = %peer,
+            reason = %reason,
+            not_shown,
+            "tls handshake failed"
+        );
+    }
+}
