@@ -130,15 +130,17 @@ fn worker_health(url: &str, token: Option<&str>, extra: &[&str], id: &str) -> Op
 
 /// The join token the master printed at its first start.
 fn printed_join_token(master: &Proc) -> String {
-    eventually("the master to print the join token", QUICK, || {
-        let err = master.stderr();
-        let at = err.find("join_token=")?;
-        let token: String = err[at + "join_token=".len()..]
-            .chars()
-            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-            .collect();
-        (token.len() > 10).then_some(token)
-    })
+    let token = eventually("the master to print the join token", QUICK, || {
+        let out = master.stdout();
+        out.lines()
+            .find(|l| l.starts_with("caj_"))
+            .map(|l| l.trim().to_string())
+    });
+    assert!(
+        !master.stderr().contains(&token),
+        "the join token must not be in the log stream"
+    );
+    token
 }
 
 /// Every byte of the SQLite store (main file and WAL) as lossy text.
@@ -400,9 +402,15 @@ fn insecure_off_loopback_warns_and_loopback_is_local_dev_mode() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let required = start_master(dir.path(), port, "0.0.0.0", &[]);
-    eventually("auth to be required off loopback", QUICK, || {
-        required.stderr().contains("auth required").then_some(())
-    });
+    eventually(
+        "auth to be required off loopback, with a warning about TLS",
+        QUICK,
+        || {
+            let log = required.stderr();
+            (log.contains("auth is required") && log.contains("WARN") && log.contains("NO TLS on"))
+                .then_some(())
+        },
+    );
     let url = format!("http://127.0.0.1:{port}");
     eventually("an unauthenticated call to be refused", QUICK, || {
         let out = client(&url, None, &["tasks"]);

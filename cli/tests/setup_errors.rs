@@ -182,7 +182,7 @@ fn tls_mistakes_are_told_apart_and_the_master_logs_each_failed_handshake() {
         (
             https.clone(),
             with(&good, "master.pem", "master.key"),
-            10,
+            2,
             "not a client certificate",
         ),
         (
@@ -199,6 +199,12 @@ fn tls_mistakes_are_told_apart_and_the_master_logs_each_failed_handshake() {
             "not signed by the CA given with --ca",
         ),
         (http.clone(), vec![], 10, "speaks TLS: use https://"),
+        (
+            https_plain.clone(),
+            vec!["--ca".into(), ca.clone()],
+            10,
+            "does not speak TLS: use http://",
+        ),
         (
             https.clone(),
             with(&good, "worker.pem", "worker.key")
@@ -226,9 +232,10 @@ fn tls_mistakes_are_told_apart_and_the_master_logs_each_failed_handshake() {
     // The master logged the failed handshakes with the peer and rustls's reason.
     let log = eventually("the failed handshakes in the master's log", QUICK, || {
         let log = m.stderr();
-        (log.matches("tls handshake failed").count() >= 3).then_some(log)
+        (log.matches("tls handshake failed").count() >= 2).then_some(log)
     });
-    for reason in ["peer=127.0.0.1:", "BadSignature", "client authentication"] {
+    // Another CA's client certificate; a plain HTTP/2 client on the TLS port.
+    for reason in ["peer=127.0.0.1:", "BadSignature", "InvalidContentType"] {
         assert!(
             log.lines()
                 .any(|l| l.contains("tls handshake failed") && l.contains(reason)),
@@ -288,6 +295,23 @@ fn a_master_with_a_key_of_another_certificate_stops_before_serving() {
         line.contains("does not fit --tls-cert") && line.contains("other/master.key"),
         "{line}"
     );
+
+    // A worker's certificate is not a server's.
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut m = master(
+        dir.path(),
+        &listen,
+        &[
+            "--tls-cert",
+            &file(&good, "worker.pem"),
+            "--tls-key",
+            &file(&good, "worker.key"),
+        ],
+    );
+    assert_eq!(m.wait_exit(QUICK), 2, "{}", m.stderr());
+    let err = m.stderr();
+    let line = err.lines().find(|l| l.starts_with("error: ")).unwrap();
+    assert!(line.contains("is not a server certificate"), "{line}");
 }
 
 #[test]

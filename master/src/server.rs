@@ -95,8 +95,8 @@ pub async fn serve(
         let _ = stop.wait_for(|s| *s).await;
     };
     let served = match security.tls {
-        Some(tls) => {
-            let incoming = crate::tls::incoming(listener, tls);
+        Some((files, tls)) => {
+            let incoming = crate::tls::incoming(listener, files, tls);
             router.serve_with_incoming_shutdown(incoming, stopped).await
         }
         None => {

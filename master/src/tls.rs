@@ -2,18 +2,19 @@
 //! each failed one is logged, with the peer's address and rustls's reason (a client
 //! certificate from another CA, a plain `http://` client, a server certificate presented
 //! as a client's...). The log is rate-limited: a burst of bad clients costs a few lines a
-//! second, and the next line says how many were not shown.
+//! second, and the next line says how many were not shown. The client revocation list
+//! (`--client-crl`) is read again when its file changes, without a restart.
 
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
 use tokio::net::{TcpListener, TcpStream};
@@ -42,14 +43,28 @@ fn err(what: impl Into<String>, why: impl std::fmt::Display) -> TlsSetupError {
     }
 }
 
-/// The server's TLS settings: its certificate chain and key, and, with `client_ca`, the
-/// CA that client certificates are checked against. A client certificate stays optional
-/// at the handshake (the CLI has none); the worker service requires one (auth guard).
-pub fn server_config(
-    cert: &Path,
-    key: &Path,
-    client_ca: Option<&Path>,
-) -> Result<Arc<ServerConfig>, TlsSetupError> {
+/// The files the TLS settings come from: the master's certificate chain and key, and,
+/// for mTLS, the CA that client certificates are checked against and its revocation list.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    /// `--tls-cert`.
+    pub cert: PathBuf,
+    /// `--tls-key`.
+    pub key: PathBuf,
+    /// `--client-ca`.
+    pub client_ca: Option<PathBuf>,
+    /// `--client-crl`: read again when it changes.
+    pub client_crl: Option<PathBuf>,
+}
+
+/// How often the revocation list's file is checked for a change (on the next accept).
+const CRL_CHECK_EVERY: Duration = Duration::from_secs(5);
+
+/// The server's TLS settings from `files`. A client certificate stays optional at the
+/// handshake (the CLI has none); the worker service requires one (auth guard). A revoked
+/// client certificate fails the handshake.
+pub fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsSetupError> {
+    let (cert, key) = (&files.cert, &files.key);
     let read = |p: &Path| std::fs::read(p).map_err(|e| err(p.display().to_string(), e));
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&read(cert)?)
         .collect::<Result<_, _>>()
@@ -60,7 +75,7 @@ pub fn server_config(
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| err("tls", e))?;
-    let builder = match client_ca {
+    let builder = match &files.client_ca {
         None => builder.with_no_client_auth(),
         Some(ca) => {
             let mut roots = RootCertStore::empty();
@@ -68,8 +83,15 @@ pub fn server_config(
                 let c = c.map_err(|e| err(ca.display().to_string(), e))?;
                 roots.add(c).map_err(|e| err(ca.display().to_string(), e))?;
             }
-            let verifier = WebPkiClientVerifier::builder_with_provider(roots.into(), provider)
-                .allow_unauthenticated()
+            let mut verifier = WebPkiClientVerifier::builder_with_provider(roots.into(), provider)
+                .allow_unauthenticated();
+            if let Some(crl) = files.client_crl.as_ref().filter(|p| p.exists()) {
+                let crls = CertificateRevocationListDer::pem_slice_iter(&read(crl)?)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| err(crl.display().to_string(), e))?;
+                verifier = verifier.with_crls(crls);
+            }
+            let verifier = verifier
                 .build()
                 .map_err(|e| err(ca.display().to_string(), e))?;
             builder.with_client_cert_verifier(verifier)
@@ -89,14 +111,65 @@ pub fn server_config(
     Ok(Arc::new(config))
 }
 
+/// The TLS settings in force, rebuilt when the revocation list's file changes.
+struct Current {
+    files: TlsFiles,
+    config: Arc<ServerConfig>,
+    crl_changed: Option<std::time::SystemTime>,
+    checked: std::time::Instant,
+}
+
+impl Current {
+    fn new(files: TlsFiles, config: Arc<ServerConfig>) -> Self {
+        let crl_changed = files.client_crl.as_deref().and_then(modified);
+        Current {
+            files,
+            config,
+            crl_changed,
+            checked: std::time::Instant::now(),
+        }
+    }
+
+    /// The acceptor to use now; reads the revocation list again if it changed. A list
+    /// that does not load keeps the previous settings, and says so.
+    fn acceptor(&mut self) -> TlsAcceptor {
+        if let Some(crl) = self.files.client_crl.clone() {
+            if self.checked.elapsed() >= CRL_CHECK_EVERY {
+                self.checked = std::time::Instant::now();
+                let now = modified(&crl);
+                if now != self.crl_changed {
+                    match server_config(&self.files) {
+                        Ok(c) => {
+                            self.config = c;
+                            self.crl_changed = now;
+                            tracing::info!(crl = %crl.display(), "client revocation list read again");
+                        }
+                        Err(e) => tracing::error!(
+                            error = %e,
+                            "the client revocation list changed but does not load; the previous one stays in force"
+                        ),
+                    }
+                }
+            }
+        }
+        TlsAcceptor::from(self.config.clone())
+    }
+}
+
+fn modified(p: &Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(p).and_then(|m| m.modified()).ok()
+}
+
 /// The connections `listener` accepts, each through a TLS handshake with `config`; failed
-/// handshakes are logged and dropped. Ends when the receiving side is dropped.
+/// handshakes are logged and dropped. Ends when the receiving side is dropped. `config`
+/// is `server_config(&files)`, built once at start so that a bad file stops the start.
 pub fn incoming(
     listener: TcpListener,
+    files: TlsFiles,
     config: Arc<ServerConfig>,
 ) -> ReceiverStream<std::io::Result<TlsStream<TcpStream>>> {
     let (tx, rx) = mpsc::channel(64);
-    let acceptor = TlsAcceptor::from(config);
+    let mut current = Current::new(files, config);
     let log = Arc::new(FailureLog::new());
     tokio::spawn(async move {
         loop {
@@ -113,7 +186,7 @@ pub fn incoming(
                 },
             };
             let _ = tcp.set_nodelay(true);
-            let (acceptor, tx, log) = (acceptor.clone(), tx.clone(), log.clone());
+            let (acceptor, tx, log) = (current.acceptor(), tx.clone(), log.clone());
             tokio::spawn(async move {
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                     Ok(Ok(tls)) => {

@@ -139,9 +139,10 @@ async fn codes_roles_ownership_and_the_join_token() {
     assert_eq!(e.code(), Code::Unauthenticated);
     assert!(master.store.get_worker("w-wrong").await.unwrap().is_none());
 
-    let join = cloudai_master::auth::setup::rotate_join_token(store, &secret)
-        .await
-        .unwrap();
+    let (join, _) =
+        cloudai_master::auth::setup::rotate_join_token(store, &secret, std::time::Duration::ZERO)
+            .await
+            .unwrap();
     let mut right = register("w-right", res(1000, 512), vec![]);
     if let Some(pb::worker_message::Msg::Register(r)) = right.msg.as_mut() {
         r.token = join;

@@ -7,6 +7,8 @@
 use std::error::Error as StdError;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::{AlertDescription, CertificateError};
@@ -231,6 +233,72 @@ pub fn check_key_pair(cert: &[u8], key: &[u8]) -> Result<(), String> {
         Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => Ok(()),
         Err(_) => Err("the key does not belong to the certificate".into()),
     }
+}
+
+/// What a certificate says of itself, for start-up checks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CertInfo {
+    /// Start of validity.
+    pub not_before: DateTime<Utc>,
+    /// End of validity.
+    pub not_after: DateTime<Utc>,
+    /// May authenticate a TLS client (no extended key usage means any use).
+    pub client_auth: bool,
+    /// May authenticate a TLS server.
+    pub server_auth: bool,
+    /// The subject's common name, when it has one.
+    pub common_name: Option<String>,
+}
+
+impl CertInfo {
+    /// Why the certificate cannot be used `now`, if it cannot: expired or not valid yet,
+    /// with the date.
+    pub fn unusable_at(&self, now: DateTime<Utc>) -> Option<String> {
+        let day = |t: DateTime<Utc>| t.format("%Y-%m-%d %H:%M UTC").to_string();
+        if now > self.not_after {
+            Some(format!("it expired on {}", day(self.not_after)))
+        } else if now < self.not_before {
+            Some(format!(
+                "it is not valid before {} (check this machine's clock)",
+                day(self.not_before)
+            ))
+        } else {
+            None
+        }
+    }
+}
+
+/// Reads the first certificate of a PEM file.
+pub fn cert_info(pem: &[u8]) -> Result<CertInfo, String> {
+    let (_, pem) =
+        x509_parser::pem::parse_x509_pem(pem).map_err(|e| format!("not a PEM certificate: {e}"))?;
+    let cert = pem
+        .parse_x509()
+        .map_err(|e| format!("not an X.509 certificate: {e}"))?;
+    let time = |t: x509_parser::time::ASN1Time| {
+        DateTime::from_timestamp(t.timestamp(), 0).unwrap_or(DateTime::<Utc>::MIN_UTC)
+    };
+    let v = cert.validity();
+    let (client_auth, server_auth) = match cert.extended_key_usage() {
+        Ok(Some(eku)) => (
+            eku.value.any || eku.value.client_auth,
+            eku.value.any || eku.value.server_auth,
+        ),
+        _ => (true, true),
+    };
+    let common_name = cert
+        .subject()
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .map(str::to_string);
+    Ok(CertInfo {
+        not_before: time(v.not_before),
+        not_after: time(v.not_after),
+        client_auth,
+        server_auth,
+        common_name,
+    })
 }
 
 #[cfg(test)]

@@ -288,6 +288,13 @@ pub trait UserStore: Send + Sync {
     /// hash is kept (several masters starting at once create one token, not several).
     /// True when this call wrote it.
     async fn set_join_token_hash(&self, token_hash: &str, only_if_absent: bool) -> Result<bool>;
+
+    /// The join token replaced by the last rotation, while it is still accepted: its hash
+    /// and the end of its grace. `None` when there is none (or it was never set).
+    async fn previous_join_token(&self) -> Result<Option<(String, DateTime<Utc>)>>;
+
+    /// Keeps `token_hash` (the join token being replaced) accepted until `until`.
+    async fn set_previous_join_token(&self, token_hash: &str, until: DateTime<Utc>) -> Result<()>;
 }
 
 /// Attempts still holding resources (assigned or running), used to rebuild reservations.

@@ -67,7 +67,8 @@ pub struct WorkerConfig {
     #[arg(long, env = "CLOUDAI_WORKER_MAX_REPORT_SPILL", default_value = "1G", value_parser = parse_bytes)]
     pub max_report_spill: u64,
 
-    /// Join token sent with the registration, when the master requires one.
+    /// Join token sent with the registration, when the master requires one. On a shared
+    /// host prefer CLOUDAI_JOIN_TOKEN or --join-token-file: `ps` shows command lines.
     #[arg(
         long,
         visible_alias = "token",
@@ -75,6 +76,16 @@ pub struct WorkerConfig {
         hide_env_values = true
     )]
     pub join_token: Option<String>,
+
+    /// File holding the join token (its first line; e.g. a mounted secret), instead of
+    /// --join-token.
+    #[arg(
+        long,
+        env = "CLOUDAI_JOIN_TOKEN_FILE",
+        value_name = "PATH",
+        conflicts_with = "join_token"
+    )]
+    pub join_token_file: Option<std::path::PathBuf>,
 
     /// PEM CA that signed the master's certificate; needs an `https://` master URL.
     /// Default: none (plain `http://`).
@@ -119,6 +130,7 @@ impl WorkerConfig {
             max_report_memory: DEFAULT_MAX_REPORT_MEMORY,
             max_report_spill: DEFAULT_MAX_REPORT_SPILL,
             join_token: None,
+            join_token_file: None,
             ca: None,
             tls_cert: None,
             tls_key: None,
@@ -129,6 +141,37 @@ impl WorkerConfig {
             .expect("non-zero"),
             capacity_override: None,
         }
+    }
+
+    /// This config with `--join-token-file` read into the join token: the file's first
+    /// line, trimmed; an empty or unreadable file is a config error naming it. An empty
+    /// `--join-token` (or `CLOUDAI_JOIN_TOKEN=`) is one too.
+    pub fn with_join_token_file(mut self) -> Result<Self, crate::WorkerError> {
+        if let Some(path) = &self.join_token_file {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                crate::WorkerError::config("join-token-file", format!("{}: {e}", path.display()))
+            })?;
+            let token = text.lines().next().unwrap_or("").trim().to_string();
+            if token.is_empty() {
+                return Err(crate::WorkerError::config(
+                    "join-token-file",
+                    format!("{} is empty", path.display()),
+                ));
+            }
+            self.join_token = Some(token);
+        }
+        if self
+            .join_token
+            .as_deref()
+            .is_some_and(|t| t.trim().is_empty())
+        {
+            return Err(crate::WorkerError::config(
+                "join-token",
+                "the join token is empty (--join-token or CLOUDAI_JOIN_TOKEN is set to nothing); \
+                 pass the token the master printed, or unset it for a master without auth",
+            ));
+        }
+        Ok(self)
     }
 
     /// The master URLs, in the order given.

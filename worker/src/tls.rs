@@ -4,7 +4,7 @@
 
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
-use cloudai_proto::transport::{check_key_pair, speaks_tls, Problem};
+use cloudai_proto::transport::{cert_info, check_key_pair, speaks_tls, Problem};
 
 use crate::config::WorkerConfig;
 use crate::error::{Result, WorkerError};
@@ -55,6 +55,7 @@ pub fn client_tls(config: &WorkerConfig) -> Result<Option<ClientTlsConfig>> {
     match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => {
             let (cert_pem, key_pem) = (read("tls-cert", cert)?, read("tls-key", key)?);
+            check_client_cert(cert, &cert_pem)?;
             check_key_pair(&cert_pem, &key_pem).map_err(|why| {
                 WorkerError::config(
                     "tls-key",
@@ -76,6 +77,26 @@ pub fn client_tls(config: &WorkerConfig) -> Result<Option<ClientTlsConfig>> {
         }
     }
     Ok(Some(tls))
+}
+
+/// A client certificate this worker can present: valid now and allowed for clients.
+fn check_client_cert(path: &std::path::Path, pem: &[u8]) -> Result<()> {
+    let bad = |why: String| WorkerError::config("tls-cert", format!("{}: {why}", path.display()));
+    let info = cert_info(pem).map_err(bad)?;
+    if let Some(why) = info.unusable_at(chrono::Utc::now()) {
+        return Err(bad(format!(
+            "{why}; get a new one (`cloudai certs issue WORKER_ID`)"
+        )));
+    }
+    if !info.client_auth {
+        return Err(bad(
+            "it is not a client certificate (it may only authenticate servers: the \
+             master's?); use the worker's certificate from `cloudai certs init` or \
+             `cloudai certs issue`"
+                .into(),
+        ));
+    }
+    Ok(())
 }
 
 /// `endpoint` (the master at `url`) with the TLS settings of `config` applied.

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use clap::{Args, Subcommand};
 use cloudai_master::auth::certs;
+use cloudai_master::auth::pki::{self, Purpose};
 use cloudai_master::auth::setup::{add_user, rotate_join_token, SetupError};
 use cloudai_master::auth::{ServerSecret, DEFAULT_SECRET_FILE};
 use cloudai_queue::{open_store, QueueError, QueueStore, Role, StoreOptions};
@@ -63,9 +64,16 @@ pub enum UsersCmd {
 pub enum TokenCmd {
     /// Replace the worker join token; prints the new one once
     #[command(
-        after_help = "Example:\n  cloudai token rotate --store sqlite:///var/lib/cloudai.db"
+        after_help = "Connected workers stay connected. During the grace, the old token \
+still admits workers that reconnect (a network blip, a master restart) or start before they \
+get the new one; after it, only the new token does. After a leak, rotate with --grace 0.\n\n\
+Examples:\n  cloudai token rotate --store sqlite:///var/lib/cloudai.db\n  \
+cloudai token rotate --grace 0     # the old token stops at once"
     )]
     Rotate {
+        /// How long the replaced token is still accepted (0: not at all).
+        #[arg(long, default_value = "15m", value_parser = parse_grace)]
+        grace: std::time::Duration,
         /// Store and secret.
         #[command(flatten)]
         store: StoreArgs,
@@ -76,14 +84,62 @@ pub enum TokenCmd {
 #[derive(Debug, Subcommand)]
 pub enum CertsCmd {
     /// Create a CA and master/worker certificates in DIR
-    #[command(after_help = "Example:\n  cloudai certs init ./certs --name master.example.com")]
+    #[command(
+        after_help = "The master's certificate is valid for localhost, 127.0.0.1, ::1 \
+and this machine's host name by itself; add every other name or address clients and workers \
+use with --name. worker.pem is one certificate for any worker: give production workers their \
+own with `cloudai certs issue`.\n\nExample:\n  cloudai certs init ./certs --name master.example.com"
+    )]
     Init {
         /// Directory to write into (created; existing files are never overwritten).
         dir: PathBuf,
-        /// Extra DNS name or IP address of the master (repeatable).
+        /// Extra DNS name or IP address of the master (repeatable; localhost, 127.0.0.1,
+        /// ::1 and the host name are always in).
         #[arg(long = "name", value_name = "HOST")]
         names: Vec<String>,
     },
+    /// Sign a certificate for one worker (bound to its id), or one more master
+    #[command(
+        after_help = "A worker's certificate may register only as the worker id it was \
+issued for (the master checks). Files: DIR/NAME.pem and DIR/NAME.key.\n\nExamples:\n  \
+cloudai certs issue gpu-01 --ca-dir ./certs\n  \
+cloudai worker --id gpu-01 --tls-cert certs/gpu-01.pem --tls-key certs/gpu-01.key --ca certs/ca.pem ...\n  \
+cloudai certs issue master-2 --master --name m2.example.com"
+    )]
+    Issue {
+        /// The worker id (or, with --master, a file name for the master's certificate).
+        name: String,
+        /// The folder `certs init` wrote (its ca.pem and ca.key sign; output goes there).
+        #[arg(long, default_value = "certs", value_name = "DIR")]
+        ca_dir: PathBuf,
+        /// A server certificate for another master, not a worker's.
+        #[arg(long)]
+        master: bool,
+        /// With --master: a DNS name or IP address it is reached by (repeatable).
+        #[arg(long = "name", value_name = "HOST", requires = "master")]
+        names: Vec<String>,
+    },
+    /// Revoke a certificate issued in DIR: the master refuses it from then on
+    #[command(
+        after_help = "Writes DIR/revoked.crl.pem (signed by the CA). A master started \
+with --client-crl DIR/revoked.crl.pem reads it again within seconds when it changes; \
+a revoked worker's next connection fails its handshake.\n\nExample:\n  \
+cloudai certs revoke gpu-01 --ca-dir ./certs"
+    )]
+    Revoke {
+        /// The certificate's name (DIR/NAME.pem).
+        name: String,
+        /// The folder `certs init` wrote.
+        #[arg(long, default_value = "certs", value_name = "DIR")]
+        ca_dir: PathBuf,
+    },
+}
+
+fn parse_grace(s: &str) -> Result<std::time::Duration, String> {
+    if s.trim() == "0" {
+        return Ok(std::time::Duration::ZERO);
+    }
+    crate::units::parse_duration(s).map_err(|e| e.0)
 }
 
 fn parse_role(s: &str) -> Result<Role, String> {
@@ -152,14 +208,22 @@ pub async fn users(cmd: UsersCmd) -> CliResult<i32> {
 /// Runs `cloudai token ...`.
 pub async fn token(cmd: TokenCmd) -> CliResult<i32> {
     match cmd {
-        TokenCmd::Rotate { store } => {
+        TokenCmd::Rotate { grace, store } => {
             let (store, secret) = open(&store).await?;
-            let token = rotate_join_token(store.as_ref(), &secret)
+            let (token, until) = rotate_join_token(store.as_ref(), &secret, grace)
                 .await
                 .map_err(failed)?;
+            let old = match until {
+                Some(t) => format!(
+                    "the old token still admits workers until {} (--grace)",
+                    t.format("%Y-%m-%d %H:%M:%S UTC")
+                ),
+                None => "the old token admits no worker from now on".to_string(),
+            };
             eprintln!(
-                "new worker join token, shown only this once: connected workers stay \
-                 connected; new ones need it (--join-token or CLOUDAI_JOIN_TOKEN)"
+                "new worker join token, shown only this once (give it to workers with \
+                 CLOUDAI_JOIN_TOKEN or --join-token-file): connected workers stay connected; \
+                 {old}; after that a worker that reconnects needs the new one"
             );
             super::print(&format!("{token}\n"));
             Ok(0)
@@ -170,6 +234,49 @@ pub async fn token(cmd: TokenCmd) -> CliResult<i32> {
 /// Runs `cloudai certs ...`.
 pub async fn certs(cmd: CertsCmd) -> CliResult<i32> {
     match cmd {
+        CertsCmd::Issue {
+            name,
+            ca_dir,
+            master,
+            names,
+        } => {
+            let purpose = if master {
+                Purpose::Master
+            } else {
+                Purpose::Worker
+            };
+            let f = pki::issue(&ca_dir, &name, purpose, &names).map_err(failed)?;
+            let ca = ca_dir.join("ca.pem");
+            let use_it = if master {
+                format!(
+                    "master: --tls-cert {} --tls-key {} --client-ca {}",
+                    f.cert.display(),
+                    f.key.display(),
+                    ca.display()
+                )
+            } else {
+                format!(
+                    "worker: --id {name} --ca {} --tls-cert {} --tls-key {}",
+                    ca.display(),
+                    f.cert.display(),
+                    f.key.display()
+                )
+            };
+            super::print(&format!(
+                "wrote {} and {}\n{use_it}\n",
+                f.cert.display(),
+                f.key.display()
+            ));
+            Ok(0)
+        }
+        CertsCmd::Revoke { name, ca_dir } => {
+            let crl = pki::revoke(&ca_dir, &name).map_err(failed)?;
+            super::print(&format!(
+                "revoked {name}: {crl} lists it; masters started with --client-crl {crl} refuse it within seconds\n",
+                crl = crl.display()
+            ));
+            Ok(0)
+        }
         CertsCmd::Init { dir, names } => {
             let f = certs::init(&dir, &names).map_err(failed)?;
             super::print(&format!(

@@ -148,7 +148,7 @@ fn hostname() -> Option<String> {
     (!h.is_empty() && h.len() < 254).then(|| h.to_string())
 }
 
-fn write_new(path: &Path, text: &str, secret: bool) -> std::io::Result<()> {
+pub(crate) fn write_new(path: &Path, text: &str, secret: bool) -> std::io::Result<()> {
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);
     #[cfg(unix)]

@@ -37,6 +37,18 @@ pub struct SecurityConfig {
     #[arg(long, env = "CLOUDAI_CLIENT_CA", requires = "tls_cert")]
     pub client_ca: Option<PathBuf>,
 
+    /// PEM revocation list (CRL) of --client-ca: a worker whose certificate is on it is
+    /// refused at the handshake. `cloudai certs revoke NAME` writes it (revoked.crl.pem);
+    /// the master reads it again within seconds when the file changes (or appears: a
+    /// list not written yet revokes nothing).
+    #[arg(
+        long,
+        env = "CLOUDAI_CLIENT_CRL",
+        requires = "client_ca",
+        value_name = "PATH"
+    )]
+    pub client_crl: Option<PathBuf>,
+
     /// An admin token that exists only in this process's memory, for the master's own
     /// shell when auth is required. Never stored.
     #[arg(skip)]
@@ -52,6 +64,7 @@ impl Default for SecurityConfig {
             tls_cert: None,
             tls_key: None,
             client_ca: None,
+            client_crl: None,
             shell_token: None,
         }
     }
@@ -66,6 +79,22 @@ impl SecurityConfig {
         };
         if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
             let (cert_pem, key_pem) = (read("--tls-cert", cert)?, read("--tls-key", key)?);
+            let info = cloudai_proto::transport::cert_info(&cert_pem)
+                .map_err(|why| format!("--tls-cert {}: {why}", cert.display()))?;
+            if let Some(why) = info.unusable_at(chrono::Utc::now()) {
+                return Err(format!(
+                    "--tls-cert {}: {why}; make new certificates (`cloudai certs issue` or \
+                     `cloudai certs init`)",
+                    cert.display()
+                ));
+            }
+            if !info.server_auth {
+                return Err(format!(
+                    "--tls-cert {} is not a server certificate (it may only authenticate \
+                     clients: a worker's?); use master.pem from `cloudai certs init`",
+                    cert.display()
+                ));
+            }
             cloudai_proto::transport::check_key_pair(&cert_pem, &key_pem).map_err(|why| {
                 format!(
                     "--tls-key {} does not fit --tls-cert {}: {why}",
@@ -76,6 +105,12 @@ impl SecurityConfig {
         }
         if let Some(ca) = &self.client_ca {
             read("--client-ca", ca)?;
+        }
+        if let Some(crl) = &self.client_crl {
+            // Not there yet is fine (nothing revoked); there but unreadable is not.
+            if crl.exists() {
+                read("--client-crl", crl)?;
+            }
         }
         Ok(())
     }

@@ -7,7 +7,7 @@
 //!   (`submitted_by`, cancel ownership).
 //! - The worker stream: with `--client-ca`, a verified client certificate is required;
 //!   the join token in `Register` is checked by the worker service through the
-//!   [`JoinCheck`] placed in the extensions.
+//!   [`JoinCheck`](super::join::JoinCheck) placed in the extensions.
 //! - Health checking and reflection are public.
 //!
 //! Every refusal is `UNAUTHENTICATED` (no or bad credentials) or `PERMISSION_DENIED`
@@ -23,6 +23,7 @@ use tonic::body::BoxBody;
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tonic::Status;
 
+use super::join::JoinCheck;
 use super::mode::AuthMode;
 use super::roles::{allowed, cancel_action, least_role, rpc_rule, Action, RpcRule};
 use super::token::ServerSecret;
@@ -40,9 +41,9 @@ pub struct Principal {
 
 /// The master's authentication state for one run.
 pub struct Auth {
-    mode: AuthMode,
-    secret: Option<ServerSecret>,
-    store: Arc<dyn QueueStore>,
+    pub(super) mode: AuthMode,
+    pub(super) secret: Option<ServerSecret>,
+    pub(super) store: Arc<dyn QueueStore>,
     require_worker_cert: bool,
     /// Hash of the in-memory admin token of the master's own shell.
     shell_token_hash: Option<String>,
@@ -97,10 +98,9 @@ impl Auth {
                     );
                     return Err(refused(&path, peer, None, s));
                 }
-                req.extensions_mut().insert(JoinCheck {
-                    auth: self.clone(),
-                    peer,
-                });
+                let bound = client_cert(req).and_then(|der| super::pki::bound_worker_id(&der));
+                req.extensions_mut()
+                    .insert(JoinCheck::new(self.clone(), peer, bound));
                 Ok(())
             }
             RpcRule::Client(action) => {
@@ -151,55 +151,6 @@ impl Auth {
             Err(e) => Err(crate::error::status(e)),
         }
     }
-
-    /// Checks a worker's join token (always accepted when auth is off).
-    pub async fn verify_join_token(&self, token: &str) -> Result<(), Status> {
-        if !self.mode.enforced() {
-            return Ok(());
-        }
-        let secret = self
-            .secret
-            .as_ref()
-            .ok_or_else(|| Status::internal("auth is enforced without a server secret"))?;
-        if token.is_empty() {
-            return Err(Status::unauthenticated(
-                "missing join token: start the worker with --join-token or CLOUDAI_JOIN_TOKEN \
-                 (the master prints it at its first start; `cloudai token rotate` makes a new one)",
-            ));
-        }
-        let stored = self
-            .store
-            .join_token_hash()
-            .await
-            .map_err(crate::error::status)?;
-        match stored {
-            Some(h) if secret.verify(token, &h) => Ok(()),
-            _ => Err(Status::unauthenticated(
-                "invalid join token (it may have been rotated with `cloudai token rotate`)",
-            )),
-        }
-    }
-}
-
-/// The join-token check handed to the worker service through the request extensions.
-#[derive(Clone)]
-pub struct JoinCheck {
-    auth: Arc<Auth>,
-    peer: Option<SocketAddr>,
-}
-
-impl JoinCheck {
-    /// Admits a registering worker, or refuses it (and logs the refusal).
-    pub async fn verify(&self, worker_id: &str, token: &str) -> Result<(), Status> {
-        self.auth.verify_join_token(token).await.inspect_err(|s| {
-            tracing::warn!(
-                peer = %show(self.peer),
-                worker_id = %worker_id,
-                reason = %s.message(),
-                "worker registration refused"
-            );
-        })
-    }
 }
 
 /// Who submits the tasks of `request`: the authenticated user, `None` when auth is off.
@@ -210,11 +161,6 @@ pub fn submitter<T>(request: &tonic::Request<T>) -> Option<String> {
 /// The authenticated caller of `request`, `None` when auth is off.
 pub fn principal<T>(request: &tonic::Request<T>) -> Option<Principal> {
     request.extensions().get::<Principal>().cloned()
-}
-
-/// The join-token check of a worker stream (`None` when the auth layer is not in front).
-pub fn join_check<T>(request: &tonic::Request<T>) -> Option<JoinCheck> {
-    request.extensions().get::<JoinCheck>().cloned()
 }
 
 /// `Ok` when the caller may cancel a task submitted by `submitted_by`: always when auth is
@@ -267,7 +213,7 @@ fn refused(path: &str, peer: Option<SocketAddr>, user: Option<&str>, s: Status) 
     s
 }
 
-fn show(peer: Option<SocketAddr>) -> String {
+pub(super) fn show(peer: Option<SocketAddr>) -> String {
     peer.map(|p| p.to_string())
         .unwrap_or_else(|| "unknown".into())
 }
@@ -312,10 +258,16 @@ fn peer_of<B>(req: &http::Request<B>) -> Option<SocketAddr> {
 }
 
 fn has_client_cert<B>(req: &http::Request<B>) -> bool {
-    req.extensions()
+    client_cert(req).is_some()
+}
+
+/// The client's own certificate (DER), first of the chain it presented.
+fn client_cert<B>(req: &http::Request<B>) -> Option<Vec<u8>> {
+    let certs = req
+        .extensions()
         .get::<TlsConnectInfo<TcpConnectInfo>>()
-        .and_then(|i| i.peer_certs())
-        .is_some_and(|c| !c.is_empty())
+        .and_then(|i| i.peer_certs())?;
+    certs.first().map(|c| c.as_ref().to_vec())
 }
 
 /// Tower layer running [`Auth::admit`] in front of every service.

@@ -6,21 +6,25 @@
 //!   (no auth), required auth, and `--insecure`.
 //! - [`config`]: the master's auth and TLS flags.
 //! - [`certs`]: a CA and master/worker certificates for `cloudai certs init`.
+//! - [`pki`]: a certificate per worker (`certs issue`, bound to its id) and the revocation
+//!   list (`certs revoke`, read by `--client-crl`).
 //! - [`guard`]: the per-call checks and the tower layer that runs them.
+//! - [`join`]: admitting a registering worker (join token with its grace, bound id).
 //! - [`setup`]: security at start-up (mode, secret, join token, TLS) and operator actions.
 
 pub mod certs;
 pub mod config;
 pub mod guard;
+pub mod join;
 pub mod mode;
+pub mod pki;
 pub mod roles;
 pub mod setup;
 pub mod token;
 
 pub use config::SecurityConfig;
-pub use guard::{
-    check_cancel, join_check, principal, submitter, Auth, AuthLayer, JoinCheck, Principal,
-};
+pub use guard::{check_cancel, principal, submitter, Auth, AuthLayer, Principal};
+pub use join::{join_check, JoinCheck};
 pub use mode::{decide, is_loopback, AuthDecision, AuthFlags, AuthMode, Severity};
 pub use roles::{allowed, cancel_action, rpc_rule, Action, RpcRule};
 pub use token::{new_api_token, new_join_token, ServerSecret, DEFAULT_SECRET_FILE};

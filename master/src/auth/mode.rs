@@ -49,6 +49,8 @@ pub struct AuthFlags {
     pub insecure: bool,
     /// `--require-auth`: auth even on loopback (tests, shared hosts).
     pub require_auth: bool,
+    /// `--tls-cert` is given: tokens cross the network encrypted.
+    pub tls: bool,
 }
 
 /// True for addresses only this host can reach: 127.0.0.0/8, ::1, and IPv4-mapped
@@ -69,7 +71,7 @@ pub fn decide(listen: SocketAddr, flags: AuthFlags) -> Result<AuthDecision, Stri
         return Err("--insecure and --require-auth contradict each other".into());
     }
     let loopback = is_loopback(listen.ip());
-    Ok(if flags.require_auth {
+    let decision = if flags.require_auth {
         AuthDecision {
             mode: AuthMode::Required,
             notice: format!("auth required on {listen} (--require-auth)"),
@@ -102,7 +104,20 @@ pub fn decide(listen: SocketAddr, flags: AuthFlags) -> Result<AuthDecision, Stri
             ),
             severity: Severity::Info,
         }
-    })
+    };
+    if decision.mode == AuthMode::Required && !loopback && !flags.tls {
+        return Ok(AuthDecision {
+            notice: format!(
+                "NO TLS on {listen}, which is not loopback: auth is required, but API tokens \
+                 and the worker join token cross the network in plain text, readable by \
+                 anyone on the path; serve TLS with --tls-cert and --tls-key (`cloudai certs \
+                 init` makes them)"
+            ),
+            severity: Severity::Warning,
+            ..decision
+        });
+    }
+    Ok(decision)
 }
 
 #[cfg(test)]
@@ -150,7 +165,20 @@ mod tests {
         assert_eq!(decide(lo, insecure).unwrap().mode, AuthMode::LocalDev);
         assert_eq!(decide(lo, require).unwrap().mode, AuthMode::Required);
 
-        assert_eq!(decide(any, none).unwrap().mode, AuthMode::Required);
+        let d = decide(any, none).unwrap();
+        assert_eq!(d.mode, AuthMode::Required);
+        assert_eq!(d.severity, Severity::Warning, "no TLS off loopback warns");
+        assert!(d.notice.starts_with("NO TLS"), "{}", d.notice);
+        let tls = AuthFlags { tls: true, ..none };
+        let d = decide(any, tls).unwrap();
+        assert_eq!((d.mode, d.severity), (AuthMode::Required, Severity::Info));
+        let d = decide(any, require).unwrap();
+        assert_eq!(
+            d.severity,
+            Severity::Warning,
+            "--require-auth without TLS too"
+        );
+        assert_eq!(decide(lo, require).unwrap().severity, Severity::Info);
         let d = decide(any, insecure).unwrap();
         assert_eq!(d.mode, AuthMode::Insecure);
         assert_eq!(d.severity, Severity::Warning);
@@ -160,6 +188,7 @@ mod tests {
         let both = AuthFlags {
             insecure: true,
             require_auth: true,
+            tls: false,
         };
         assert!(decide(any, both).is_err());
         assert!(AuthMode::Required.enforced());

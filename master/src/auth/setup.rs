@@ -39,7 +39,7 @@ pub struct Prepared {
     /// The per-call checks.
     pub auth: Arc<Auth>,
     /// TLS settings for the listener, when `--tls-cert` is given.
-    pub tls: Option<Arc<rustls::ServerConfig>>,
+    pub tls: Option<(crate::tls::TlsFiles, Arc<rustls::ServerConfig>)>,
     /// The auth mode and the notice that was logged.
     pub decision: AuthDecision,
 }
@@ -55,6 +55,7 @@ pub async fn prepare(
         AuthFlags {
             insecure: cfg.insecure,
             require_auth: cfg.require_auth,
+            tls: cfg.tls_cert.is_some(),
         },
     )
     .map_err(SetupError::Flags)?;
@@ -76,8 +77,15 @@ pub async fn prepare(
     };
     let tls = match (&cfg.tls_cert, &cfg.tls_key) {
         (Some(cert), Some(key)) => {
-            let tls = crate::tls::server_config(cert, key, cfg.client_ca.as_deref())?;
+            let files = crate::tls::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: cfg.client_ca.clone(),
+                client_crl: cfg.client_crl.clone(),
+            };
+            let tls = (files.clone(), crate::tls::server_config(&files)?);
             tracing::info!(cert = %cert.display(), mtls_for_workers = mtls, "tls on");
+            warn_if_expiring(cert);
             Some(tls)
         }
         _ => None,
@@ -87,6 +95,26 @@ pub async fn prepare(
         tls,
         decision,
     })
+}
+
+/// Warns when the master's certificate ends within 30 days (an expired one was refused
+/// by the start-up checks).
+fn warn_if_expiring(cert: &std::path::Path) {
+    let Ok(info) = std::fs::read(cert)
+        .map_err(|e| e.to_string())
+        .and_then(|pem| cloudai_proto::transport::cert_info(&pem))
+    else {
+        return;
+    };
+    let left = info.not_after - Utc::now();
+    if left < chrono::Duration::days(30) {
+        tracing::warn!(
+            cert = %cert.display(),
+            expires = %info.not_after.format("%Y-%m-%d %H:%M UTC"),
+            days_left = left.num_days(),
+            "the master's certificate expires soon: make a new one before then"
+        );
+    }
 }
 
 /// Creates the join token when the store has none, and shows it once in the log.
@@ -105,25 +133,40 @@ pub async fn ensure_join_token(
     {
         return Ok(None); // another master created one first
     }
+    // On stdout, alone on its line, and never in the log stream (logs are shipped and
+    // kept; this secret must not be).
+    println!("{token}");
     tracing::warn!(
-        join_token = %token,
-        "worker join token created; it is shown only this once: start workers with \
-         --join-token or CLOUDAI_JOIN_TOKEN (rotate with `cloudai token rotate`)"
+        "worker join token created and printed on stdout, only this once: give it to \
+         workers with CLOUDAI_JOIN_TOKEN or --join-token-file (rotate with `cloudai token \
+         rotate`)"
     );
     Ok(Some(token))
 }
 
-/// Replaces the join token; returns the new one (the caller shows it once). Workers
-/// already connected stay connected; new registrations need the new token.
+/// Replaces the join token; returns the new one (the caller shows it once) and, with a
+/// `grace` above zero, until when the replaced one is still accepted. Workers already
+/// connected stay connected either way; the grace covers those that reconnect (a blip, a
+/// master restart) or start before they are given the new token. After a leak, rotate
+/// with no grace: the old token stops at once.
 pub async fn rotate_join_token(
     store: &dyn QueueStore,
     secret: &ServerSecret,
-) -> Result<String, SetupError> {
+    grace: std::time::Duration,
+) -> Result<(String, Option<chrono::DateTime<Utc>>), SetupError> {
     let token = new_join_token();
+    let mut until = None;
+    if let Some(current) = store.join_token_hash().await? {
+        let grace = chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
+        // Written also when the grace is zero: it ends one given before.
+        let end = Utc::now().checked_add_signed(grace).unwrap_or(Utc::now());
+        store.set_previous_join_token(&current, end).await?;
+        until = (!grace.is_zero()).then_some(end);
+    }
     store
         .set_join_token_hash(&secret.hash(&token), false)
         .await?;
-    Ok(token)
+    Ok((token, until))
 }
 
 /// Adds a user with a new API token; returns the token (the caller shows it once).
@@ -184,8 +227,25 @@ mod tests {
             None
         );
 
-        let rotated = rotate_join_token(store.as_ref(), &secret).await.unwrap();
-        prod.auth.verify_join_token(&rotated).await.unwrap();
+        let hour = std::time::Duration::from_secs(3600);
+        let (a, until) = rotate_join_token(store.as_ref(), &secret, std::time::Duration::ZERO)
+            .await
+            .unwrap();
+        assert_eq!(until, None);
+        prod.auth.verify_join_token(&a).await.unwrap();
+        // With a grace the replaced token still admits; without one, nothing old does.
+        let (b, until) = rotate_join_token(store.as_ref(), &secret, hour)
+            .await
+            .unwrap();
+        assert!(until.is_some_and(|t| t > Utc::now()));
+        prod.auth.verify_join_token(&a).await.unwrap();
+        prod.auth.verify_join_token(&b).await.unwrap();
+        let (c, _) = rotate_join_token(store.as_ref(), &secret, std::time::Duration::ZERO)
+            .await
+            .unwrap();
+        assert!(prod.auth.verify_join_token(&a).await.is_err());
+        assert!(prod.auth.verify_join_token(&b).await.is_err());
+        prod.auth.verify_join_token(&c).await.unwrap();
 
         let token = add_user(store.as_ref(), &secret, "ann", Role::Admin)
             .await

@@ -259,6 +259,12 @@ impl UserStore for FaultStore {
             .set_join_token_hash(token_hash, only_if_absent)
             .await
     }
+    async fn previous_join_token(&self) -> Result<Option<(String, DateTime<Utc>)>> {
+        self.inner.previous_join_token().await
+    }
+    async fn set_previous_join_token(&self, token_hash: &str, until: DateTime<Utc>) -> Result<()> {
+        self.inner.set_previous_join_token(token_hash, until).await
+    }
 }
 
 /// Leadership is passed through untouched: the faults under test are those of the

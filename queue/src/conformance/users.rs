@@ -117,10 +117,20 @@ pub async fn join_token_set_once_then_rotate(h: &dyn Harness) {
         store.join_token_hash().await.unwrap().as_deref(),
         Some(first)
     );
+    assert_eq!(store.previous_join_token().await.unwrap(), None);
+    // A rotation with a grace keeps the replaced hash, with the end of its grace (to the
+    // millisecond, as stores keep times).
+    let until =
+        chrono::DateTime::from_timestamp_millis(now().timestamp_millis() + 600_000).unwrap();
+    store.set_previous_join_token(first, until).await.unwrap();
     assert!(store.set_join_token_hash(second, false).await.unwrap());
     assert_eq!(
         store.join_token_hash().await.unwrap().as_deref(),
         Some(second)
+    );
+    assert_eq!(
+        store.previous_join_token().await.unwrap(),
+        Some((first.to_string(), until))
     );
     assert!(matches!(
         store.set_join_token_hash("", false).await,
@@ -131,6 +141,11 @@ pub async fn join_token_set_once_then_rotate(h: &dyn Harness) {
     assert_eq!(
         store.join_token_hash().await.unwrap().as_deref(),
         Some(second)
+    );
+    assert_eq!(
+        store.previous_join_token().await.unwrap(),
+        Some((first.to_string(), until)),
+        "the grace survives a reopen"
     );
     passed(store.as_ref(), "join_token_set_once_then_rotate");
 }

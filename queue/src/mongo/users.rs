@@ -2,6 +2,7 @@
 //! join token hash (`SETTINGS`, `_id: "join_token"`). Only keyed hashes are stored.
 
 use bson::{doc, Document};
+use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use mongodb::options::ReplaceOptions;
 
@@ -13,6 +14,8 @@ use crate::users::{validate_token_hash, validate_user_name, Role, UserRecord};
 
 /// `_id` of the join token's document in `SETTINGS`.
 const JOIN_TOKEN_ID: &str = "join_token";
+/// `_id` of the replaced join token's document (`value`: hash, `until`: end of grace).
+const PREVIOUS_JOIN_TOKEN_ID: &str = "join_token_previous";
 
 fn user_doc(u: &UserRecord) -> Document {
     doc! {
@@ -152,6 +155,35 @@ impl MongoStore {
                     .await?;
                 Ok(true)
             }
+        })
+        .await
+    }
+
+    pub(super) async fn stored_previous_join(&self) -> Result<Option<(String, DateTime<Utc>)>> {
+        let d = retry("get previous join token", || async {
+            Ok(self
+                .settings
+                .find_one(doc! { "_id": PREVIOUS_JOIN_TOKEN_ID })
+                .await?)
+        })
+        .await?;
+        d.as_ref()
+            .map(|d| {
+                let f = Fields(d);
+                Ok((f.str("value")?, f.date("until")?))
+            })
+            .transpose()
+    }
+
+    pub(super) async fn store_previous_join(&self, hash: &str, until: DateTime<Utc>) -> Result<()> {
+        validate_token_hash(hash)?;
+        let d = doc! { "_id": PREVIOUS_JOIN_TOKEN_ID, "value": hash, "until": bdate(until) };
+        retry("set previous join token", || async {
+            self.settings
+                .replace_one(doc! { "_id": PREVIOUS_JOIN_TOKEN_ID }, d.clone())
+                .with_options(ReplaceOptions::builder().upsert(true).build())
+                .await?;
+            Ok(())
         })
         .await
     }

@@ -1,6 +1,7 @@
 //! Users (`users` table) and the join token hash (`settings` table). Writes run on the
 //! writer's connection, reads on the reader pool; only keyed hashes of tokens are stored.
 
+use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
 
 use super::schema::{backend_error, encode};
@@ -9,6 +10,8 @@ use crate::users::{validate_token_hash, validate_user_name, UserRecord};
 
 /// Key of the join token's hash in `settings`.
 const JOIN_TOKEN_KEY: &str = "join_token_hash";
+/// The replaced join token: `HASH UNTIL_MS` (the end of its grace, Unix milliseconds).
+const PREVIOUS_JOIN_TOKEN_KEY: &str = "join_token_previous";
 
 fn decode(body: &str) -> Result<UserRecord> {
     serde_json::from_str(body).map_err(|e| backend_error(format!("corrupt user row: {e}")))
@@ -119,4 +122,35 @@ pub(crate) fn set_join_token_hash(
         .prepare_cached(sql)?
         .execute(params![JOIN_TOKEN_KEY, hash])?
         == 1)
+}
+
+/// The replaced join token's hash and the end of its grace.
+pub(crate) fn previous_join_token(conn: &Connection) -> Result<Option<(String, DateTime<Utc>)>> {
+    let value: Option<String> = conn
+        .prepare_cached("SELECT value FROM settings WHERE key = ?1")?
+        .query_row([PREVIOUS_JOIN_TOKEN_KEY], |r| r.get(0))
+        .optional()?;
+    Ok(value.and_then(|v| {
+        let (hash, until) = v.split_once(' ')?;
+        let until = DateTime::from_timestamp_millis(until.parse().ok()?)?;
+        Some((hash.to_string(), until))
+    }))
+}
+
+/// Keeps the replaced join token's hash accepted until `until`.
+pub(crate) fn set_previous_join_token(
+    conn: &Connection,
+    hash: &str,
+    until: DateTime<Utc>,
+) -> Result<()> {
+    validate_token_hash(hash)?;
+    conn.prepare_cached(
+        "INSERT INTO settings (key, value) VALUES (?1, ?2)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    )?
+    .execute(params![
+        PREVIOUS_JOIN_TOKEN_KEY,
+        format!("{hash} {}", until.timestamp_millis())
+    ])?;
+    Ok(())
 }

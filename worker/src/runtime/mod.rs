@@ -101,6 +101,7 @@ pub async fn run(
     executor: Arc<dyn Executor>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<()> {
+    let config = config.with_join_token_file()?;
     let hostname = sysinfo::System::host_name().unwrap_or_else(|| "localhost".to_string());
     let id = config.id.clone().unwrap_or_else(|| hostname.clone());
     cloudai_queue::validate::validate_worker_id(&id)
