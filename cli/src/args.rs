@@ -65,12 +65,12 @@ pub enum Command {
     Worker(WorkerArgs),
     /// Enqueue a task; prints its id
     #[command(
-        after_help = "Examples:\n  cloudai enqueue cloudai/sample-task:latest\n  cloudai enqueue cloudai/busybox:test --cpu 0.5 --memory 256M --timeout 30s -e MODE=fast --wait -- sh -c 'echo hi'"
+        after_help = "Examples:\n  cloudai enqueue cloudai/sample-task:latest\n  cloudai enqueue cloudai/sample-task:latest -- foo bar         # the image's entrypoint gets foo bar\n  cloudai enqueue --entrypoint /bin/echo cloudai/sample-task:latest -- hi\n  cloudai enqueue cloudai/busybox:test --cpu 0.5 --memory 256M --timeout 30s -e MODE=fast --wait -- sh -c 'echo hi'"
     )]
     Enqueue(EnqueueCmd),
     /// List tasks, newest first
     #[command(
-        after_help = "Examples:\n  cloudai tasks\n  cloudai tasks --status running --status queued --worker w1 --limit 20 --output json"
+        after_help = "Examples:\n  cloudai tasks\n  cloudai tasks --status running --status queued --worker w1 --limit 20 --output json\n  cloudai tasks --submitter alice"
     )]
     Tasks(TasksCmd),
     /// Show everything about one task, with its attempts
@@ -226,8 +226,16 @@ pub struct TaskSpecArgs {
     /// Wait for the task: live status, then its logs; exit with its exit code.
     #[arg(long)]
     pub wait: bool,
-    /// Command and arguments, after `--` (default: the image's own).
-    #[arg(last = true, value_name = "CMD")]
+    /// Replace the image's entrypoint with this program, as `docker run --entrypoint`
+    /// does: one program, its arguments go after `--`. `--entrypoint ''` clears the
+    /// image's entrypoint, so the first word after `--` is the program. Default: the
+    /// image's own.
+    #[arg(long, value_name = "CMD")]
+    pub entrypoint: Option<String>,
+    /// Arguments after `--`: the container's command, passed to the image's entrypoint as
+    /// in `docker run IMAGE ARGS...` (default: the image's own command). For an image with
+    /// no entrypoint (e.g. cloudai/busybox:test) the first one is the program.
+    #[arg(last = true, value_name = "ARGS")]
     pub command: Vec<String>,
 }
 
@@ -265,6 +273,10 @@ pub struct TasksFilter {
     /// Only tasks whose current or last attempt is on this worker.
     #[arg(long, value_name = "ID")]
     pub worker: Option<String>,
+    /// Only tasks this user submitted (the SUBMITTER column; tasks enqueued without auth
+    /// have none).
+    #[arg(long, value_name = "NAME")]
+    pub submitter: Option<String>,
     /// At most this many.
     #[arg(long, value_name = "N", default_value_t = 50)]
     pub limit: usize,
@@ -407,7 +419,33 @@ mod tests {
         assert_eq!(e.enqueue.spec.priority, -3);
         assert!(e.enqueue.spec.wait);
         assert_eq!(e.enqueue.spec.command, ["sh", "-c", "echo hi"]);
+        assert_eq!(e.enqueue.spec.entrypoint, None);
         assert_eq!(e.connect.master, DEFAULT_MASTER_URL);
+    }
+
+    #[test]
+    fn enqueue_takes_one_entrypoint_and_tasks_a_submitter() {
+        let cli = Cli::try_parse_from([
+            "cloudai",
+            "enqueue",
+            "--entrypoint",
+            "/bin/echo",
+            "cloudai/sample-task:latest",
+            "--",
+            "hi",
+            "there",
+        ])
+        .unwrap();
+        let Command::Enqueue(e) = cli.command else {
+            panic!("not enqueue")
+        };
+        assert_eq!(e.enqueue.spec.entrypoint.as_deref(), Some("/bin/echo"));
+        assert_eq!(e.enqueue.spec.command, ["hi", "there"]);
+        let cli = Cli::try_parse_from(["cloudai", "tasks", "--submitter", "alice"]).unwrap();
+        let Command::Tasks(t) = cli.command else {
+            panic!("not tasks")
+        };
+        assert_eq!(t.filter.submitter.as_deref(), Some("alice"));
     }
 
     #[test]

@@ -131,10 +131,12 @@ impl Client {
     }
 
     /// Tasks, newest first, following pages until `limit` (0: the server's default page).
+    /// The master filters (by status, worker and submitter) before it pages.
     pub async fn tasks(
         &self,
         statuses: &[q::TaskStatus],
         worker: Option<&str>,
+        submitter: Option<&str>,
         limit: usize,
     ) -> CliResult<Vec<TaskView>> {
         let mut out = Vec::new();
@@ -152,6 +154,7 @@ impl Client {
                     worker_id: worker.map(str::to_string),
                     limit: want.min(u32::MAX as usize) as u32,
                     page_token: page_token.clone(),
+                    submitted_by: submitter.map(str::to_string),
                 })
                 .await
                 .map_err(|s| self.status(s))?

@@ -69,13 +69,30 @@ pub fn resources(r: &ResourcesView) -> String {
     s
 }
 
+/// A task's entrypoint as `cloudai task` shows it: the image's own, none (`--entrypoint
+/// ''`), or the program.
+fn entrypoint(e: &[String]) -> String {
+    match e {
+        [] => "(image default)".into(),
+        [only] if only.is_empty() => "(none)".into(),
+        words => words.join(" "),
+    }
+}
+
 /// The `cloudai tasks` table.
 pub fn tasks_table(tasks: &[TaskView], now: DateTime<Utc>) -> String {
     if tasks.is_empty() {
         return "no tasks\n".into();
     }
     let mut t = table(&[
-        "ID", "IMAGE", "STATUS", "WORKER", "ATTEMPTS", "AGE", "DURATION",
+        "ID",
+        "IMAGE",
+        "STATUS",
+        "WORKER",
+        "SUBMITTER",
+        "ATTEMPTS",
+        "AGE",
+        "DURATION",
     ]);
     for task in tasks {
         t.add_row(vec![
@@ -83,6 +100,7 @@ pub fn tasks_table(tasks: &[TaskView], now: DateTime<Utc>) -> String {
             task.image.clone(),
             task.status.to_string(),
             task.worker.clone().unwrap_or_else(|| "-".into()),
+            task.submitted_by.clone().unwrap_or_else(|| "-".into()),
             task.attempts.len().to_string(),
             age(task.created_at, now),
             dur_ms(task.duration_ms),
@@ -117,6 +135,7 @@ pub fn task_detail(t: &TaskView, now: DateTime<Utc>) -> String {
     let mut lines = vec![
         ("id", t.id.clone()),
         ("image", t.image.clone()),
+        ("entrypoint", entrypoint(&t.entrypoint)),
         (
             "command",
             if t.command.is_empty() {
@@ -127,6 +146,7 @@ pub fn task_detail(t: &TaskView, now: DateTime<Utc>) -> String {
         ),
         ("status", t.status.to_string()),
         ("worker", opt(&t.worker)),
+        ("submitted by", opt(&t.submitted_by)),
         (
             "exit code",
             t.exit_code
@@ -307,7 +327,14 @@ mod tests {
         let mut lines = s.lines();
         let header = lines.next().unwrap();
         for col in [
-            "ID", "IMAGE", "STATUS", "WORKER", "ATTEMPTS", "AGE", "DURATION",
+            "ID",
+            "IMAGE",
+            "STATUS",
+            "WORKER",
+            "SUBMITTER",
+            "ATTEMPTS",
+            "AGE",
+            "DURATION",
         ] {
             assert!(header.contains(col), "{header}");
         }
@@ -319,6 +346,16 @@ mod tests {
                 && row.contains("1m ago")
                 && row.contains("3s")
         );
+        let cells = |row: &str| {
+            row.split_whitespace()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(cells(row)[4], "-", "no submitter: {row}");
+        let mut alices = v.clone();
+        alices.submitted_by = Some("alice".into());
+        let s = tasks_table(&[alices], now);
+        assert_eq!(cells(s.lines().nth(1).unwrap())[4], "alice", "{s}");
         assert_eq!(tasks_table(&[], now), "no tasks\n");
     }
 
@@ -331,6 +368,22 @@ mod tests {
         assert!(s.contains("echo hi"));
         assert!(s.contains("attempts: 1"));
         assert!(s.contains("OUTCOME"));
+        let line = |s: &str, key: &str| {
+            s.lines()
+                .find(|l| l.starts_with(key))
+                .map(|l| l[key.len()..].trim().to_string())
+        };
+        assert_eq!(line(&s, "submitted by:").as_deref(), Some("-"));
+        assert_eq!(line(&s, "entrypoint:").as_deref(), Some("(image default)"));
+        let mut other = v.clone();
+        other.submitted_by = Some("alice".into());
+        other.entrypoint = vec!["/bin/echo".into()];
+        let s = task_detail(&other, other.created_at);
+        assert_eq!(line(&s, "submitted by:").as_deref(), Some("alice"));
+        assert_eq!(line(&s, "entrypoint:").as_deref(), Some("/bin/echo"));
+        other.entrypoint = vec![String::new()];
+        let s = task_detail(&other, other.created_at);
+        assert_eq!(line(&s, "entrypoint:").as_deref(), Some("(none)"));
     }
 
     #[test]

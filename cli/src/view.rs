@@ -67,8 +67,11 @@ pub struct TaskView {
     pub id: String,
     /// Docker image.
     pub image: String,
-    /// Command override; empty means the image's default.
+    /// The container's command (Docker's Cmd, passed to the entrypoint); empty means the
+    /// image's own.
     pub command: Vec<String>,
+    /// Entrypoint replacing the image's; empty means the image's own, `[""]` none.
+    pub entrypoint: Vec<String>,
     /// Current status.
     pub status: q::TaskStatus,
     /// Worker of the current or last attempt.
@@ -105,6 +108,8 @@ pub struct TaskView {
     pub labels: BTreeMap<String, String>,
     /// Idempotency key it was enqueued with.
     pub idempotency_key: Option<String>,
+    /// The user who enqueued it; null when the master did not require auth.
+    pub submitted_by: Option<String>,
     /// A cancel was asked for and is in progress.
     pub cancel_requested: bool,
 }
@@ -132,6 +137,7 @@ impl TaskView {
             id: t.id.to_string(),
             image: t.spec.image,
             command: t.spec.command,
+            entrypoint: t.spec.entrypoint,
             status: t.status,
             worker,
             attempts: t
@@ -163,6 +169,7 @@ impl TaskView {
             env: t.spec.env,
             labels: t.spec.labels,
             idempotency_key: t.spec.idempotency_key,
+            submitted_by: t.submitted_by,
             cancel_requested: t.cancel_requested,
         }
     }
@@ -416,9 +423,16 @@ mod tests {
             "attempts",
             "exit_code",
             "created_at",
+            "entrypoint",
+            "submitted_by",
         ] {
             assert!(j.get(f).is_some(), "missing {f}");
         }
+        assert_eq!(j["submitted_by"], serde_json::Value::Null);
+        let mut alices = t.clone();
+        alices.submitted_by = Some("alice".into());
+        let j = serde_json::to_value(TaskView::from_domain(alices)).unwrap();
+        assert_eq!(j["submitted_by"], "alice");
         assert_eq!(j["status"], "succeeded");
         assert_eq!(j["worker"], "w1");
         assert_eq!(j["id"], t.id.to_string());

@@ -180,6 +180,7 @@ impl pb::client_service_server::ClientService for ClientSvc {
         let query = TaskQuery {
             statuses,
             worker_id: r.worker_id.filter(|w| !w.is_empty()),
+            submitted_by: r.submitted_by.filter(|s| !s.is_empty()),
             limit,
             before,
         };

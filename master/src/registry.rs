@@ -39,9 +39,9 @@ pub async fn recover(shared: &Shared) -> Result<(), QueueError> {
             .store
             .list(&TaskQuery {
                 statuses: vec![TaskStatus::Assigned, TaskStatus::Running],
-                worker_id: None,
                 limit: 1000,
                 before,
+                ..TaskQuery::default()
             })
             .await?;
         let Some(last) = page.last() else { break };

@@ -103,8 +103,14 @@ pub const MIN_RESERVED_MEMORY_BYTES: u64 = 64 << 20;
 pub struct TaskSpec {
     /// Docker image reference.
     pub image: String,
-    /// Program and arguments; empty means the image's default.
+    /// The container's command (Docker's Cmd): arguments passed to the entrypoint, as
+    /// `docker run IMAGE ARGS...` passes them; empty means the image's own Cmd.
     pub command: Vec<String>,
+    /// Replaces the image's entrypoint when non-empty (`docker run --entrypoint`); empty
+    /// means the image's own. `[""]` clears the image's entrypoint, as Docker does.
+    /// Defaults to empty, so tasks stored before the field existed still load.
+    #[serde(default)]
+    pub entrypoint: Vec<String>,
     /// Environment variables.
     pub env: BTreeMap<String, String>,
     /// Resources reserved on the worker while the task runs.
@@ -132,6 +138,7 @@ impl TaskSpec {
         TaskSpec {
             image: image.into(),
             command: Vec::new(),
+            entrypoint: Vec::new(),
             env: BTreeMap::new(),
             resources: Resources::default(),
             priority: 0,
@@ -473,6 +480,8 @@ pub struct TaskQuery {
     pub statuses: Vec<TaskStatus>,
     /// Only tasks whose current or last attempt is on this worker.
     pub worker_id: Option<String>,
+    /// Only tasks submitted by this user (`Task::submitted_by`).
+    pub submitted_by: Option<String>,
     /// At most this many; 0 means [`DEFAULT_LIST_LIMIT`].
     pub limit: usize,
     /// Only tasks with an id lower (older) than this: the cursor of the previous page.
@@ -540,6 +549,17 @@ pub struct WorkerRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_spec_stored_before_entrypoint_existed_loads_with_the_images_own() {
+        let mut s = TaskSpec::new("busybox");
+        s.command = vec!["echo".into(), "hi".into()];
+        let mut json = serde_json::to_value(&s).unwrap();
+        json.as_object_mut().unwrap().remove("entrypoint");
+        let old: TaskSpec = serde_json::from_value(json).unwrap();
+        assert_eq!(old, s);
+        assert!(old.entrypoint.is_empty());
+    }
 
     #[test]
     fn reservation_raises_unsized_cpu_and_memory_only() {

@@ -13,7 +13,7 @@ pub const MAX_MEMORY_BYTES: u64 = 16 << 40;
 pub const MAX_GPUS: u32 = 64;
 /// Longest timeout: 30 days.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(30 * 24 * 3600);
-/// Most bytes in command plus arguments.
+/// Most bytes in the command (and, separately, in the entrypoint).
 pub const MAX_COMMAND_BYTES: usize = 128 * 1024;
 /// Most environment variables.
 pub const MAX_ENV: usize = 1024;
@@ -29,14 +29,16 @@ pub const MAX_ATTEMPTS: u32 = 100;
 /// Checks every field of `spec`; the first problem found is returned.
 pub fn validate_spec(spec: &TaskSpec) -> Result<()> {
     validate_image(&spec.image)?;
-    if spec.command.iter().map(|a| a.len() + 1).sum::<usize>() > MAX_COMMAND_BYTES {
-        return Err(QueueError::invalid(
-            "command",
-            format!("longer than {MAX_COMMAND_BYTES} bytes"),
-        ));
-    }
-    if spec.command.iter().any(|a| a.contains('\0')) {
-        return Err(QueueError::invalid("command", "contains a NUL byte"));
+    for (field, words) in [("command", &spec.command), ("entrypoint", &spec.entrypoint)] {
+        if words.iter().map(|a| a.len() + 1).sum::<usize>() > MAX_COMMAND_BYTES {
+            return Err(QueueError::invalid(
+                field,
+                format!("longer than {MAX_COMMAND_BYTES} bytes"),
+            ));
+        }
+        if words.iter().any(|a| a.contains('\0')) {
+            return Err(QueueError::invalid(field, "contains a NUL byte"));
+        }
     }
     if spec.env.len() > MAX_ENV
         || spec
@@ -345,6 +347,10 @@ mod tests {
             (
                 "command",
                 Box::new(|s| s.command = vec!["x".repeat(MAX_COMMAND_BYTES + 1)]),
+            ),
+            (
+                "entrypoint",
+                Box::new(|s| s.entrypoint = vec!["/bin/\0sh".into()]),
             ),
             (
                 "labels",

@@ -121,6 +121,10 @@ async fn claim_and_list_queries_use_indexes() {
             worker_id: Some("w-2".into()),
             ..Default::default()
         },
+        TaskQuery {
+            submitted_by: Some("alice".into()),
+            ..Default::default()
+        },
     ] {
         let (filter, sort, hint) = MongoStore::list_plan(&q);
         lists.push(

@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use cloudai_queue::conformance::Harness;
 use cloudai_queue::sqlite::SqliteStore;
-use cloudai_queue::{open_store, QueueError, QueueStore, StoreOptions, TaskSpec, TaskStatus};
+use cloudai_queue::{
+    open_store, NewTask, QueueError, QueueStore, StoreOptions, TaskQuery, TaskSpec, TaskStatus,
+};
 use tempfile::TempDir;
 
 /// A SQLite file in its own temporary directory, removed when the harness drops.
@@ -165,6 +167,61 @@ async fn counts_are_filled_in_for_a_file_from_before_they_existed() {
     assert!(
         matches!(full, Err(QueueError::QueueFull { queued: 5, max: 5 })),
         "{full:?}"
+    );
+}
+
+/// A file from before `spec.entrypoint` and the submitter index: its tasks load (with the
+/// image's own entrypoint), the index is built when it is opened, and listing by
+/// submitter searches that index instead of reading every task.
+#[tokio::test]
+async fn a_file_from_before_entrypoint_and_the_submitter_index_is_upgraded() {
+    let h = SqliteHarness::new();
+    let store = h.open(StoreOptions::default()).await;
+    let mut spec = TaskSpec::new("busybox");
+    spec.command = vec!["echo".into(), "hi".into()];
+    for who in [Some("alice"), None, Some("bob"), Some("alice")] {
+        store
+            .enqueue(NewTask {
+                spec: spec.clone(),
+                submitted_by: who.map(str::to_string),
+            })
+            .await
+            .unwrap();
+    }
+    drop(store);
+    {
+        let c = rusqlite::Connection::open(h.path()).unwrap();
+        c.execute_batch(
+            "DROP INDEX tasks_submitter;
+             UPDATE tasks SET body = json_remove(body, '$.spec.entrypoint');",
+        )
+        .unwrap();
+    }
+    let store = h.open(StoreOptions::default()).await;
+    let alice = store
+        .list(&TaskQuery {
+            submitted_by: Some("alice".into()),
+            ..TaskQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(alice.len(), 2);
+    assert!(alice.iter().all(|t| t.spec == spec));
+    let c = rusqlite::Connection::open(h.path()).unwrap();
+    let plan: Vec<String> = c
+        .prepare(
+            "EXPLAIN QUERY PLAN SELECT body FROM tasks WHERE 1 = 1
+             AND json_extract(body, '$.submitted_by') = ?1 ORDER BY id DESC LIMIT 10",
+        )
+        .unwrap()
+        .query_map(["alice"], |r| r.get::<_, String>(3))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(
+        plan.iter()
+            .any(|p| p.contains("USING INDEX tasks_submitter")),
+        "{plan:?}"
     );
 }
 

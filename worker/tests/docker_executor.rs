@@ -8,10 +8,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cloudai_queue::{LogStream, Resources, TaskSpec};
+use cloudai_worker::attempt::AttemptOptions;
 use cloudai_worker::attempt::{run_attempt, stop_signal, AttemptEvent, Finish, StopSignal};
-use cloudai_worker::executor::{labels, DockerExecutor, StartRequest};
+use cloudai_worker::executor::{labels, ContainerPolicy, DockerExecutor, StartRequest};
 use common::*;
 use tokio::sync::mpsc;
+
+/// The sample task image: its entrypoint prints the arguments it is given.
+const SAMPLE: &str = "cloudai/sample-task:latest";
 
 async fn executor() -> Arc<DockerExecutor> {
     Arc::new(
@@ -21,11 +25,32 @@ async fn executor() -> Arc<DockerExecutor> {
     )
 }
 
+/// An executor whose containers run the task as PID 1 (`--container-no-init`).
+async fn executor_without_init() -> Arc<DockerExecutor> {
+    let exec = DockerExecutor::connect()
+        .await
+        .expect("a running Docker daemon");
+    Arc::new(exec.with_policy(ContainerPolicy {
+        no_init: true,
+        ..ContainerPolicy::default()
+    }))
+}
+
 /// Runs one attempt, collecting its events; `stop` may fire mid-run.
 async fn run(
     exec: &Arc<DockerExecutor>,
     req: StartRequest,
     stop: StopSignal,
+) -> (Finish, Vec<AttemptEvent>) {
+    run_with(exec, req, stop, &options()).await
+}
+
+/// [`run`] with these attempt options.
+async fn run_with(
+    exec: &Arc<DockerExecutor>,
+    req: StartRequest,
+    stop: StopSignal,
+    opts: &AttemptOptions,
 ) -> (Finish, Vec<AttemptEvent>) {
     let (tx, mut rx) = mpsc::channel(16);
     let collect = tokio::spawn(async move {
@@ -35,9 +60,7 @@ async fn run(
         }
         events
     });
-    let finish = run_attempt(exec.as_ref(), req, &options(), stop, tx)
-        .await
-        .finish;
+    let finish = run_attempt(exec.as_ref(), req, opts, stop, tx).await.finish;
     (finish, collect.await.unwrap())
 }
 
@@ -101,9 +124,56 @@ async fn env_and_command_are_honoured() {
 }
 
 #[tokio::test]
-async fn timeout_stops_the_container_and_removes_it() {
+async fn the_command_goes_to_the_entrypoint_and_entrypoint_replaces_it() {
     let exec = executor().await;
-    // `sleep` as PID 1 ignores SIGTERM, so this also exercises the kill after the grace.
+    // As `docker run cloudai/sample-task:latest foo bar`: the image's entrypoint runs.
+    let mut spec = TaskSpec::new(SAMPLE);
+    spec.command = vec!["foo".into(), "bar".into()];
+    let req = request(spec);
+    let (finish, events) = run(&exec, req.clone(), StopSignal::never()).await;
+    assert_eq!(finish, Finish::Exited(0));
+    let out = output(&events, LogStream::Stdout);
+    assert!(out.contains("args: foo bar\n"), "{out}");
+    assert_gone(&req);
+
+    // As `docker run --entrypoint /bin/echo cloudai/sample-task:latest hi`.
+    let mut spec = TaskSpec::new(SAMPLE);
+    spec.entrypoint = vec!["/bin/echo".into()];
+    spec.command = vec!["hi".into()];
+    let req = request(spec);
+    let (finish, events) = run(&exec, req.clone(), StopSignal::never()).await;
+    assert_eq!(finish, Finish::Exited(0));
+    assert_eq!(output(&events, LogStream::Stdout), "hi\n");
+    assert_gone(&req);
+}
+
+#[tokio::test]
+async fn with_init_the_stop_signal_reaches_the_task() {
+    let exec = executor().await;
+    // `sleep` gets SIGTERM from the init process and dies of it: no wait for the grace.
+    let mut spec = sh("echo before; exec sleep 60");
+    spec.timeout = Some(Duration::from_secs(1));
+    let req = request(spec);
+    let opts = AttemptOptions {
+        stop_grace: Duration::from_secs(10),
+        ..AttemptOptions::default()
+    };
+    let began = Instant::now();
+    let (finish, events) = run_with(&exec, req.clone(), StopSignal::never(), &opts).await;
+    assert_eq!(finish, Finish::TimedOut);
+    assert!(
+        began.elapsed() < Duration::from_secs(6),
+        "a 1 s timeout took {:?}: the SIGTERM did not end the task",
+        began.elapsed()
+    );
+    assert_eq!(output(&events, LogStream::Stdout), "before\n");
+    assert_gone(&req);
+}
+
+#[tokio::test]
+async fn timeout_stops_the_container_and_removes_it() {
+    let exec = executor_without_init().await;
+    // `sleep` as PID 1 (no init) ignores SIGTERM, so this exercises the kill after the grace.
     let mut spec = sh("echo before; exec sleep 60");
     spec.timeout = Some(Duration::from_secs(1));
     let req = request(spec);
@@ -212,10 +282,21 @@ async fn limits_and_labels_are_applied() {
 }
 
 #[tokio::test]
-async fn unknown_program_fails_to_start_with_a_clear_error() {
-    let exec = executor().await;
+async fn unknown_program_fails_with_a_clear_error() {
     let mut spec = TaskSpec::new(IMAGE);
     spec.command = vec!["/no/such/program".into()];
+    // With the init process (the default) the container starts, and the init says on
+    // stderr that it cannot run the program and exits 127, as `docker run --init` does.
+    let exec = executor().await;
+    let req = request(spec.clone());
+    let (finish, events) = run(&exec, req.clone(), StopSignal::never()).await;
+    assert_eq!(finish, Finish::Exited(127));
+    let err = output(&events, LogStream::Stderr);
+    assert!(err.contains("/no/such/program"), "unclear message: {err}");
+    assert_gone(&req);
+
+    // Without it the program is the container's first process: the start fails.
+    let exec = executor_without_init().await;
     let req = request(spec);
     let (finish, _) = run(&exec, req.clone(), StopSignal::never()).await;
     let Finish::Error(message) = finish else {

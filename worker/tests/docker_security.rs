@@ -77,6 +77,7 @@ async fn safe_defaults_reach_the_container() {
         "no host bind mounts"
     );
     assert!(hc.mounts.unwrap_or_default().is_empty(), "no mounts");
+    assert_eq!(hc.init, Some(true), "an init process forwards signals");
 }
 
 #[tokio::test]

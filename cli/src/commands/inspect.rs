@@ -31,7 +31,17 @@ pub async fn tasks(c: &Client, f: &TasksFilter, fmt: OutputFormat) -> CliResult<
     if let Some(w) = &f.worker {
         validate_worker_id(w).map_err(|e| CliError::invalid(e.to_string()))?;
     }
-    let tasks = c.tasks(&statuses, f.worker.as_deref(), f.limit).await?;
+    if f.submitter.as_deref().is_some_and(|s| s.trim().is_empty()) {
+        return Err(CliError::invalid("--submitter needs a user name"));
+    }
+    let tasks = c
+        .tasks(
+            &statuses,
+            f.worker.as_deref(),
+            f.submitter.as_deref(),
+            f.limit,
+        )
+        .await?;
     Ok(match fmt {
         OutputFormat::Json => output::json(&tasks),
         OutputFormat::Table => output::tasks_table(&tasks, Utc::now()),

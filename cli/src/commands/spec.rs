@@ -50,6 +50,8 @@ pub fn build(a: &EnqueueArgs) -> CliResult<TaskSpec> {
         .ok_or_else(|| CliError::invalid("--retries is too large"))?;
     spec.idempotency_key = s.idempotency_key.clone();
     spec.command = s.command.clone();
+    // One program, as `docker run --entrypoint`; `''` becomes Docker's `[""]` (cleared).
+    spec.entrypoint = s.entrypoint.iter().cloned().collect();
     validate_spec(&spec).map_err(queue_error)?;
     Ok(spec)
 }
@@ -75,6 +77,7 @@ mod tests {
                 labels: vec![],
                 idempotency_key: None,
                 wait: false,
+                entrypoint: None,
                 command: vec![],
             },
         }
@@ -106,6 +109,21 @@ mod tests {
         assert_eq!(s.priority, 7);
         assert_eq!(s.idempotency_key.as_deref(), Some("k1"));
         assert_eq!(s.command, ["echo", "hi"]);
+        assert!(s.entrypoint.is_empty(), "the image's own entrypoint");
+    }
+
+    #[test]
+    fn the_entrypoint_is_one_program_and_empty_clears_it() {
+        let mut a = args("cloudai/sample-task:latest");
+        a.spec.entrypoint = Some("/bin/echo".into());
+        a.spec.command = vec!["hi".into()];
+        let s = build(&a).unwrap();
+        assert_eq!(s.entrypoint, ["/bin/echo"]);
+        assert_eq!(s.command, ["hi"]);
+        a.spec.entrypoint = Some(String::new());
+        assert_eq!(build(&a).unwrap().entrypoint, [""]);
+        a.spec.entrypoint = Some("/bin/\0sh".into());
+        assert_eq!(build(&a).unwrap_err().kind, Kind::InvalidArgument);
     }
 
     #[test]

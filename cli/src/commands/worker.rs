@@ -25,6 +25,12 @@ pub async fn run(a: WorkerArgs) -> CliResult<i32> {
         if !loosened.is_empty() {
             tracing::warn!(loosened = ?loosened, "container restrictions loosened on this worker");
         }
+        if a.config.container.no_init {
+            // Not a loosening: only how a stop reaches the task changes.
+            tracing::info!(
+                "containers run without an init process (--container-no-init): a task that ignores SIGTERM stops only at the --stop-grace kill"
+            );
+        }
         let docker = docker.with_policy(a.config.container.clone());
         Arc::new(docker.with_pull_limit(PullLimiter::per_minute(a.config.pulls_per_minute)))
     };

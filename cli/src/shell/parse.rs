@@ -19,10 +19,13 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ),
     (
         "enqueue",
-        "enqueue <image> [--worker ID] [--cpu 0.5] [--memory 256M] ... [-- cmd...]",
+        "enqueue <image> [--worker ID] [--cpu 0.5] [--memory 256M] [--entrypoint CMD] ... [-- args...]",
     ),
     ("queue", "queue statistics"),
-    ("tasks", "tasks [--status S] [--worker ID] [--limit N]"),
+    (
+        "tasks",
+        "tasks [--status S] [--worker ID] [--submitter NAME] [--limit N]",
+    ),
     ("show", "show <id>: everything about one task"),
     (
         "logs",

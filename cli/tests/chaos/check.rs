@@ -94,10 +94,9 @@ pub async fn all_tasks(store: &dyn QueueStore) -> Vec<(Task, Vec<String>)> {
     loop {
         let page = store
             .list(&TaskQuery {
-                statuses: vec![],
-                worker_id: None,
                 limit: 500,
                 before,
+                ..TaskQuery::default()
             })
             .await
             .unwrap();

@@ -117,6 +117,7 @@ impl From<q::TaskSpec> for pb::TaskSpec {
         pb::TaskSpec {
             image: s.image,
             command: s.command,
+            entrypoint: s.entrypoint,
             env: s.env.into_iter().collect(),
             resources: Some(s.resources.into()),
             priority: s.priority,
@@ -137,6 +138,7 @@ impl TryFrom<pb::TaskSpec> for q::TaskSpec {
         Ok(q::TaskSpec {
             image: s.image,
             command: s.command,
+            entrypoint: s.entrypoint,
             env: s.env.into_iter().collect(),
             resources: s.resources.map(Into::into).unwrap_or_default(),
             priority: s.priority,
@@ -377,7 +379,8 @@ mod tests {
     fn sample_task() -> q::Task {
         let now = Utc.timestamp_opt(1_700_000_000, 123_000_000).unwrap();
         let mut spec = q::TaskSpec::new("busybox:latest");
-        spec.command = vec!["sh".into(), "-c".into(), "echo hi".into()];
+        spec.command = vec!["-c".into(), "echo hi".into()];
+        spec.entrypoint = vec!["sh".into()];
         spec.env.insert("A".into(), "1".into());
         spec.resources.cpu_millis = 500;
         spec.resources.memory_bytes = 256 << 20;
@@ -433,6 +436,10 @@ mod tests {
         assert_eq!(spec.max_attempts, q::DEFAULT_MAX_ATTEMPTS);
         assert_eq!(spec.max_lost_retries, q::DEFAULT_MAX_LOST_RETRIES);
         assert_eq!(spec.timeout, None);
+        assert!(
+            spec.entrypoint.is_empty() && spec.command.is_empty(),
+            "unset: the image's own entrypoint and command"
+        );
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     let good_spec = pb::TaskSpec {
         image: "cloudai/busybox:test".into(),
         command: vec!["sh".into(), "-c".into(), "echo hi".into()],
+        entrypoint: vec![],
         env: [("A".to_string(), "1".to_string())].into(),
         resources: Some(pb::Resources {
             cpu_millis: 500,
@@ -41,6 +42,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     let hostile_spec = pb::TaskSpec {
         image: "UPPER//bad::".into(),
         command: vec!["a\0b".into()],
+        entrypoint: vec!["x\0y".into()],
         env: [("A=B".to_string(), "x".to_string())].into(),
         resources: Some(pb::Resources {
             cpu_millis: u64::MAX,

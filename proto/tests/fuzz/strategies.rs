@@ -83,15 +83,17 @@ pub fn wire_spec() -> impl Strategy<Value = pb::TaskSpec> {
             wire_map(),
             prop::option::of(text()),
             prop::option::of(prop_oneof![0u32..5, any::<u32>()]),
+            prop::collection::vec(text(), 0..3),
         ),
     )
         .prop_map(
             |(
                 (image, command, env, resources, priority, max_attempts),
-                (timeout, pinned_worker, labels, idempotency_key, max_lost_retries),
+                (timeout, pinned_worker, labels, idempotency_key, max_lost_retries, entrypoint),
             )| pb::TaskSpec {
                 image,
                 command,
+                entrypoint,
                 env,
                 resources,
                 priority,
@@ -303,14 +305,17 @@ pub fn domain_spec() -> impl Strategy<Value = q::TaskSpec> {
             prop::collection::btree_map(text(), text(), 0..4),
             prop::option::of(non_empty()),
         ),
+        prop::collection::vec(text(), 0..3),
     )
         .prop_map(
             |(
                 (image, command, env, (cpu_millis, memory_bytes, gpus, disk_bytes), priority),
                 (max_attempts, max_lost_retries, timeout, pinned_worker, labels, idempotency_key),
+                entrypoint,
             )| q::TaskSpec {
                 image,
                 command,
+                entrypoint,
                 env,
                 resources: q::Resources {
                     cpu_millis,

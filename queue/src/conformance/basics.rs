@@ -12,7 +12,8 @@ use crate::store::StoreOptions;
 pub async fn enqueue_get_round_trip(h: &dyn Harness) {
     let store = h.open(StoreOptions::default()).await;
     let mut s = spec();
-    s.command = vec!["sh".into(), "-c".into(), "echo hi".into()];
+    s.command = vec!["-c".into(), "echo hi".into()];
+    s.entrypoint = vec!["/bin/sh".into()];
     s.env.insert("MODE".into(), "fast".into());
     s.resources = Resources {
         cpu_millis: 1500,

@@ -85,6 +85,7 @@ macro_rules! conformance_suite {
             stats_counts_oldest_and_recent,
             worker_registry,
             list_filters_and_pages,
+            list_filters_by_submitter,
             users_add_find_rotate_remove,
             join_token_set_once_then_rotate,
             join_token_concurrent_creation_has_one_winner,

@@ -126,6 +126,13 @@ impl Fields<'_> {
             })
             .collect()
     }
+    /// Like [`Fields::strings`], but an absent or null field is empty.
+    pub(crate) fn opt_strings(&self, k: &str) -> Result<Vec<String>> {
+        match self.get(k) {
+            None => Ok(Vec::new()),
+            Some(_) => self.strings(k),
+        }
+    }
     pub(crate) fn map(&self, k: &str) -> Result<BTreeMap<String, String>> {
         let mut out = BTreeMap::new();
         for pair in self.array(k)? {
@@ -182,6 +189,7 @@ pub(crate) fn spec_doc(s: &TaskSpec) -> Document {
     doc! {
         "image": &s.image,
         "command": s.command.clone(),
+        "entrypoint": s.entrypoint.clone(),
         "env": map_bson(&s.env),
         "resources": resources_doc(&s.resources),
         "priority": s.priority,
@@ -199,6 +207,8 @@ fn spec_of(d: &Document) -> Result<TaskSpec> {
     Ok(TaskSpec {
         image: f.str("image")?,
         command: f.strings("command")?,
+        // Absent in documents written before the field existed: the image's own.
+        entrypoint: f.opt_strings("entrypoint")?,
         env: f.map("env")?,
         resources: resources_of(f.doc("resources")?)?,
         priority: i32::try_from(f.int("priority")?).map_err(corrupt)?,
@@ -437,6 +447,8 @@ mod tests {
         spec.pinned_worker = Some("w1".into());
         spec.idempotency_key = Some("k".into());
         spec.resources.memory_bytes = 1 << 40;
+        spec.command = vec!["-c".into(), "echo hi".into()];
+        spec.entrypoint = vec!["/bin/sh".into()];
         let task = Task {
             id: TaskId::new(),
             spec,
@@ -467,6 +479,13 @@ mod tests {
         assert_eq!(d.get_str("idempotency_key").unwrap(), "k");
         assert_eq!(d.get_i64("token").unwrap(), 7);
         assert_eq!(task_of(&d).unwrap(), task);
+
+        // A document written before `spec.entrypoint` existed loads with the image's own.
+        let mut old = d.clone();
+        old.get_document_mut("spec").unwrap().remove("entrypoint");
+        let loaded = task_of(&old).unwrap();
+        assert!(loaded.spec.entrypoint.is_empty());
+        assert_eq!(loaded.spec.command, task.spec.command);
     }
 
     #[test]

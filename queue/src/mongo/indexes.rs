@@ -23,6 +23,8 @@ pub const IDEMPOTENCY: &str = "idempotency_key";
 pub const STATUS_ID: &str = "status_id";
 /// Listing by current worker, newest first: `{worker_id, _id desc}`.
 pub const WORKER_ID: &str = "worker_id";
+/// Listing by submitting user, newest first: `{submitted_by, _id desc}`.
+pub const SUBMITTER_ID: &str = "submitted_by";
 /// Recently finished tasks, for stats: `{finished_at}`.
 pub const FINISHED: &str = "finished_at";
 /// The default index on `_id`.
@@ -77,6 +79,7 @@ pub fn all() -> Vec<(&'static str, Vec<IndexModel>)> {
                 ),
                 index(doc! { "status": 1, "_id": -1 }, STATUS_ID),
                 index(doc! { "worker_id": 1, "_id": -1 }, WORKER_ID),
+                index(doc! { "submitted_by": 1, "_id": -1 }, SUBMITTER_ID),
                 index(doc! { "finished_at": 1 }, FINISHED),
             ],
         ),

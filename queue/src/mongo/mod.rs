@@ -277,6 +277,14 @@ impl UserStore for MongoStore {
     async fn set_join_token_hash(&self, token_hash: &str, only_if_absent: bool) -> Result<bool> {
         self.store_join_hash(token_hash, only_if_absent).await
     }
+
+    async fn previous_join_token(&self) -> Result<Option<(String, DateTime<Utc>)>> {
+        self.stored_previous_join().await
+    }
+
+    async fn set_previous_join_token(&self, token_hash: &str, until: DateTime<Utc>) -> Result<()> {
+        self.store_previous_join(token_hash, until).await
+    }
 }
 
 #[async_trait]

@@ -258,11 +258,16 @@ impl MongoStore {
         if let Some(w) = &query.worker_id {
             filter.insert("worker_id", w);
         }
+        if let Some(who) = &query.submitted_by {
+            filter.insert("submitted_by", who);
+        }
         if let Some(b) = query.before {
             filter.insert("_id", doc! { "$lt": b.to_string() });
         }
         let hint = if query.worker_id.is_some() {
             indexes::WORKER_ID
+        } else if query.submitted_by.is_some() {
+            indexes::SUBMITTER_ID
         } else if !query.statuses.is_empty() {
             indexes::STATUS_ID
         } else {

@@ -268,6 +268,17 @@ impl UserStore for SqliteStore {
             .run(move |c| users::set_join_token_hash(c, &hash, only_if_absent))
             .await
     }
+
+    async fn previous_join_token(&self) -> Result<Option<(String, DateTime<Utc>)>> {
+        self.readers.run(users::previous_join_token).await
+    }
+
+    async fn set_previous_join_token(&self, token_hash: &str, until: DateTime<Utc>) -> Result<()> {
+        let hash = token_hash.to_string();
+        self.writer
+            .run(move |c| users::set_previous_join_token(c, &hash, until))
+            .await
+    }
 }
 
 /// A SQLite file serves one master: its first campaign takes the file's OS lock and it

@@ -72,6 +72,11 @@ pub(crate) fn list(conn: &Connection, query: &TaskQuery) -> Result<Vec<Task>> {
         sql.push_str(" AND worker_id = ?");
         args.push(Value::Text(w.clone()));
     }
+    if let Some(who) = &query.submitted_by {
+        // The expression of the `tasks_submitter` index, written the same way so it is used.
+        sql.push_str(" AND json_extract(body, '$.submitted_by') = ?");
+        args.push(Value::Text(who.clone()));
+    }
     if let Some(before) = query.before {
         sql.push_str(" AND id < ?");
         args.push(Value::Text(before.to_string()));

@@ -47,6 +47,9 @@ CREATE INDEX IF NOT EXISTS tasks_dispatch ON tasks (status, priority DESC, id);
 CREATE INDEX IF NOT EXISTS tasks_status_id ON tasks (status, id);
 CREATE INDEX IF NOT EXISTS tasks_finished ON tasks (finished_at) WHERE finished_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS tasks_worker ON tasks (worker_id, id) WHERE worker_id IS NOT NULL;
+-- list by submitter newest first (`tasks --submitter`): an index on the body's field, so
+-- files made before it need no new column, only this index (built at the first open)
+CREATE INDEX IF NOT EXISTS tasks_submitter ON tasks (json_extract(body, '$.submitted_by'), id);
 
 CREATE TABLE IF NOT EXISTS logs (
     task_id TEXT NOT NULL,

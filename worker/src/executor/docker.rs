@@ -13,19 +13,18 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bollard::container::{
-    AttachContainerOptions, Config, CreateContainerOptions, KillContainerOptions,
-    ListContainersOptions, LogOutput, RemoveContainerOptions, StopContainerOptions,
-    WaitContainerOptions,
+    AttachContainerOptions, CreateContainerOptions, KillContainerOptions, ListContainersOptions,
+    LogOutput, RemoveContainerOptions, StopContainerOptions, WaitContainerOptions,
 };
 use bollard::errors::Error as DockerError;
 use bollard::image::CreateImageOptions;
-use bollard::models::{DeviceRequest, HostConfig, HostConfigLogConfig};
 use bollard::Docker;
 use chrono::Utc;
 use cloudai_queue::{LogStream, TaskSpec};
 use futures::{stream, StreamExt};
 use tokio::time::Instant;
 
+use super::container::container_config;
 use super::policy::ContainerPolicy;
 use super::pull_limit::PullLimiter;
 use super::{
@@ -334,44 +333,6 @@ impl Executor for DockerExecutor {
     }
 }
 
-fn container_config(req: &StartRequest) -> Config<String> {
-    let spec = &req.spec;
-    let r = &spec.resources;
-    let (entrypoint, cmd) = match spec.command.split_first() {
-        Some((program, args)) => (Some(vec![program.clone()]), Some(args.to_vec())),
-        None => (None, None),
-    };
-    let device_requests = (r.gpus > 0).then(|| {
-        vec![DeviceRequest {
-            driver: Some("nvidia".into()),
-            count: Some(i64::from(r.gpus)),
-            capabilities: Some(vec![vec!["gpu".into()]]),
-            ..Default::default()
-        }]
-    });
-    Config {
-        image: Some(spec.image.clone()),
-        entrypoint,
-        cmd,
-        env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
-        labels: Some(req.labels().into_iter().collect()),
-        attach_stdout: Some(true),
-        attach_stderr: Some(true),
-        tty: Some(false),
-        host_config: Some(HostConfig {
-            nano_cpus: (r.cpu_millis > 0).then(|| (r.cpu_millis as i64).saturating_mul(1_000_000)),
-            memory: (r.memory_bytes > 0).then(|| r.memory_bytes.min(i64::MAX as u64) as i64),
-            device_requests,
-            log_config: Some(HostConfigLogConfig {
-                typ: Some("none".into()),
-                config: None,
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
 /// Splits one Docker log frame into chunks of at most [`MAX_CHUNK_BYTES`].
 fn frame_to_chunks(frame: LogOutput) -> Vec<OutputChunk> {
     let (stream, data) = match frame {
@@ -431,7 +392,6 @@ fn runtime(e: DockerError) -> ExecError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cloudai_queue::Resources;
 
     #[test]
     fn image_refs_split_into_name_and_tag() {
@@ -452,47 +412,6 @@ mod tests {
         assert_eq!(
             s("app@sha256:abc"),
             ("app@sha256:abc".into(), String::new())
-        );
-    }
-
-    #[test]
-    fn container_config_carries_limits_command_env_and_labels() {
-        let mut spec = TaskSpec::new("img:1");
-        spec.command = vec!["sh".into(), "-c".into(), "echo hi".into()];
-        spec.env.insert("A".into(), "1".into());
-        spec.resources = Resources {
-            cpu_millis: 1500,
-            memory_bytes: 256 << 20,
-            gpus: 1,
-            disk_bytes: 0,
-        };
-        let req = StartRequest {
-            task_id: "t".into(),
-            attempt: 1,
-            token: 4,
-            worker_id: "w".into(),
-            spec,
-        };
-        let c = container_config(&req);
-        assert_eq!(c.entrypoint, Some(vec!["sh".to_string()]));
-        assert_eq!(c.cmd, Some(vec!["-c".to_string(), "echo hi".to_string()]));
-        assert_eq!(c.env, Some(vec!["A=1".to_string()]));
-        assert_eq!(c.tty, Some(false));
-        let hc = c.host_config.unwrap();
-        assert_eq!(hc.nano_cpus, Some(1_500_000_000));
-        assert_eq!(hc.memory, Some(256 << 20));
-        assert_eq!(hc.device_requests.unwrap()[0].count, Some(1));
-        assert_eq!(c.labels.unwrap()[labels::TASK_ID], "t");
-
-        let plain = container_config(&StartRequest {
-            spec: TaskSpec::new("img"),
-            ..req
-        });
-        assert_eq!(plain.entrypoint, None);
-        let hc = plain.host_config.unwrap();
-        assert_eq!(
-            (hc.nano_cpus, hc.memory, hc.device_requests),
-            (None, None, None)
         );
     }
 

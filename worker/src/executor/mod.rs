@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 
 use crate::error::ExecError;
 
+mod container;
 pub mod docker;
 pub mod fake;
 pub mod policy;

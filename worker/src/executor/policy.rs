@@ -4,6 +4,11 @@
 //! the operator's flags on the worker, never by a task. An optional image allow-list (glob patterns) restricts
 //! what tasks may run here; a task asking for anything else is rejected with the reason,
 //! not silently changed.
+//!
+//! Containers also run with an init process (`docker run --init`) as PID 1, which forwards
+//! signals to the task and reaps zombies: a task that is PID 1 itself gets no default
+//! signal handlers, ignores the SIGTERM of a timeout or cancel and is only killed after
+//! the stop grace. `--container-no-init` turns it off (not a loosening of any restriction).
 
 use bollard::models::HostConfig;
 use cloudai_queue::TaskSpec;
@@ -69,6 +74,12 @@ pub struct ContainerPolicy {
         value_delimiter = ','
     )]
     pub binds: Vec<String>,
+
+    /// Run the task itself as PID 1, without Docker's init process (`docker run --init`).
+    /// Default: with one, so the SIGTERM of a timeout or cancel reaches the task; without
+    /// it a task that does not handle SIGTERM runs on until the stop grace's SIGKILL.
+    #[arg(long = "container-no-init", env = "CLOUDAI_CONTAINER_NO_INIT")]
+    pub no_init: bool,
 }
 
 impl Default for ContainerPolicy {
@@ -83,6 +94,7 @@ impl Default for ContainerPolicy {
             host_ipc: false,
             allow_new_privileges: false,
             binds: Vec::new(),
+            no_init: false,
         }
     }
 }
@@ -125,13 +137,17 @@ impl ContainerPolicy {
         hc.security_opt =
             (!self.allow_new_privileges).then(|| vec!["no-new-privileges:true".into()]);
         hc.binds = (!self.binds.is_empty()).then(|| self.binds.clone());
+        // Explicit either way, so a daemon configured with `"init": true` obeys the flag.
+        hc.init = Some(!self.no_init);
         hc.mounts = None;
         hc.volumes_from = None;
         hc.devices = None;
         hc.cap_add = None;
     }
 
-    /// What was loosened, for the worker's start-up log (empty when nothing was).
+    /// What was loosened, for the worker's start-up log (empty when nothing was). Running
+    /// without an init process is not in it: it changes how signals reach the task, not
+    /// what the container may do.
     pub fn loosened(&self) -> Vec<&'static str> {
         [
             (self.privileged, "privileged"),
@@ -271,6 +287,7 @@ mod tests {
             Some(vec!["no-new-privileges:true".to_string()])
         );
         assert_eq!(hc.binds, None);
+        assert_eq!(hc.init, Some(true));
         assert!(ContainerPolicy::default().loosened().is_empty());
 
         let mut asked = HostConfig {
@@ -305,6 +322,14 @@ mod tests {
         assert_eq!(hc.security_opt, None);
         assert_eq!(hc.binds, Some(vec!["/data:/data:ro".to_string()]));
         assert_eq!(loose.loosened().len(), 7);
+        let no_init = ContainerPolicy {
+            no_init: true,
+            ..Default::default()
+        };
+        let mut hc = HostConfig::default();
+        no_init.apply(&mut hc);
+        assert_eq!(hc.init, Some(false));
+        assert!(no_init.loosened().is_empty(), "no init is not a loosening");
     }
 
     #[test]
@@ -337,5 +362,8 @@ mod tests {
             .unwrap()
             .p;
         assert_eq!(z.default_memory, 0);
+        assert!(!d.no_init);
+        let n = Cli::try_parse_from(["x", "--container-no-init"]).unwrap().p;
+        assert!(n.no_init);
     }
 }
