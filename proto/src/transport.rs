@@ -27,8 +27,8 @@ pub enum Problem {
     /// The master requires a client certificate and we presented none.
     ClientCertificateRequired,
     /// The connection failed or closed in a way a TLS port also causes to a plain
-    /// client (an h2 protocol error, a closed connection): confirm with [`speaks_tls`]
-    /// before saying so. The error's own words.
+    /// client (an h2 protocol error, a closed or reset connection): confirm with
+    /// [`speaks_tls`] before saying so. The innermost error's own words.
     Http2Failure(String),
 }
 
@@ -67,7 +67,8 @@ impl Problem {
 /// TLS set-up; `None` when it is not a TLS problem (refused, unreachable, timed out...).
 pub fn classify(err: &(dyn StdError + 'static)) -> Option<Problem> {
     let mut cur = Some(err);
-    let mut h2 = None;
+    let mut suspect = false;
+    let mut innermost = err.to_string();
     while let Some(e) = cur {
         if let Some(p) = rustls_error(e).and_then(from_rustls) {
             return Some(p);
@@ -75,14 +76,29 @@ pub fn classify(err: &(dyn StdError + 'static)) -> Option<Problem> {
         if let Some(p) = received_alert(e).and_then(from_alert) {
             return Some(p);
         }
-        // hyper's errors are not public types; their texts are stable.
+        // hyper's errors are not public types; their texts are stable. A plain HTTP/2
+        // client meets a TLS port in several ways, by timing.
         let text = e.to_string();
-        if h2.is_none() && (text.contains("h2 protocol") || text.contains("connection closed")) {
-            h2 = Some(text);
-        }
+        suspect |= [
+            "h2 protocol",
+            "connection closed",
+            "connection reset",
+            "broken pipe",
+            "operation was canceled",
+        ]
+        .iter()
+        .any(|p| text.to_ascii_lowercase().contains(p));
+        innermost = text;
         cur = e.source();
     }
-    h2.map(Problem::Http2Failure)
+    let top = err.to_string();
+    suspect.then(|| {
+        Problem::Http2Failure(if innermost == top {
+            top
+        } else {
+            format!("{top}: {innermost}")
+        })
+    })
 }
 
 /// The rustls error in `e`, which io errors hide from `source()`.
