@@ -110,6 +110,13 @@ pub struct WorkerConfig {
           default_value_t = NonZeroU32::new(crate::executor::pull_limit::DEFAULT_PULLS_PER_MINUTE).expect("non-zero"))]
     pub pulls_per_minute: NonZeroU32,
 
+    /// Address to serve Prometheus metrics on, as `GET /metrics` (e.g. 127.0.0.1:9102):
+    /// running attempts, image pull and container start durations, report re-sends. No
+    /// authentication: keep it on loopback or a private network. Default: off (no
+    /// listener).
+    #[arg(long, env = "CLOUDAI_WORKER_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+
     /// Exact capacity to report instead of measuring the host (tests and simulations).
     #[arg(skip)]
     pub capacity_override: Option<Resources>,
@@ -139,6 +146,7 @@ impl WorkerConfig {
                 crate::executor::pull_limit::DEFAULT_PULLS_PER_MINUTE,
             )
             .expect("non-zero"),
+            metrics_listen: None,
             capacity_override: None,
         }
     }
@@ -328,6 +336,15 @@ mod tests {
         let defaults = Cli::try_parse_from(["w"]).unwrap().worker;
         assert_eq!(defaults, WorkerConfig::new(DEFAULT_MASTER));
         assert!(Cli::try_parse_from(["w", "--labels", "bad"]).is_err());
+        assert_eq!(
+            defaults.metrics_listen, None,
+            "no metrics listener unless asked"
+        );
+        let m = Cli::try_parse_from(["w", "--metrics-listen", "127.0.0.1:9102"])
+            .unwrap()
+            .worker;
+        assert_eq!(m.metrics_listen, Some("127.0.0.1:9102".parse().unwrap()));
+        assert!(Cli::try_parse_from(["w", "--metrics-listen", "nowhere"]).is_err());
         let mut g = c.clone();
         g.master = "http://a:1, http://b:2,,http://c:3".into();
         assert_eq!(g.master_urls(), ["http://a:1", "http://b:2", "http://c:3"]);

@@ -48,6 +48,16 @@ impl WorkerService for FakeMaster {
     }
 }
 
+/// `GET /metrics` of a worker's `--metrics-listen` address: the body.
+async fn scrape(addr: std::net::SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").await.unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).await.unwrap();
+    reply.split_once("\r\n\r\n").unwrap().1.to_string()
+}
+
 /// Starts the fake master; returns its URL and the stream of incoming connections.
 async fn fake_master() -> (String, mpsc::Receiver<Conn>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -268,7 +278,13 @@ async fn cancel_stops_the_attempt_and_reports_cancelled() {
 #[tokio::test]
 async fn unacked_events_are_resent_in_order_after_a_reconnect_and_acked_ones_are_not() {
     let (url, mut conns) = fake_master().await;
-    let worker = TestWorker::start(&url, "w-resend");
+    let mut config = test_config(&url, "w-resend");
+    let metrics = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    config.metrics_listen = Some(metrics);
+    let worker = TestWorker::spawn(config, FakeBehavior::default());
     let mut conn = connection(&mut conns).await;
     conn.accept().await;
     conn.send(assign(
@@ -321,6 +337,16 @@ async fn unacked_events_are_resent_in_order_after_a_reconnect_and_acked_ones_are
         first[1..],
         "everything after the ack, in order, unchanged"
     );
+    let text = scrape(metrics).await;
+    let resends = format!("cloudai_worker_event_resends_total {}", again.len());
+    for line in [
+        resends.as_str(),
+        "cloudai_worker_master_connected 1",
+        "cloudai_worker_running_attempts 0",
+        "cloudai_worker_attempts_finished_total{outcome=\"succeeded\"} 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line}:\n{text}");
+    }
     conn.ack("t-resend", 5, first.len() as u64).await;
 
     // Once acked it is forgotten: the next session carries only heartbeats.

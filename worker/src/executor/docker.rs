@@ -32,6 +32,7 @@ use super::{
     MAX_CHUNK_BYTES,
 };
 use crate::error::ExecError;
+use crate::metrics::PullMetrics;
 
 /// Minimum time between two progress reports of one pull.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
@@ -46,6 +47,8 @@ pub struct DockerExecutor {
     policy: Arc<ContainerPolicy>,
     /// How many image pulls may start per minute.
     pulls: Arc<PullLimiter>,
+    /// Where the pulls it makes are timed (the worker's `/metrics`).
+    pull_metrics: PullMetrics,
 }
 
 impl fmt::Debug for DockerExecutor {
@@ -68,6 +71,7 @@ impl DockerExecutor {
             attached: Arc::default(),
             policy: Arc::default(),
             pulls: Arc::default(),
+            pull_metrics: PullMetrics::default(),
         })
     }
 
@@ -174,27 +178,14 @@ impl DockerExecutor {
             Err(e) => Err(e),
         }
     }
-}
 
-#[async_trait]
-impl Executor for DockerExecutor {
-    async fn prepare(&self, spec: &TaskSpec, progress: &ProgressSink) -> Result<(), ExecError> {
-        self.policy.check(spec).map_err(ExecError::Forbidden)?;
-        if self.image_present(&spec.image).await? {
-            return Ok(());
-        }
+    /// Pulls `spec.image` (its turn already taken), reporting progress at most every
+    /// [`PROGRESS_EVERY`], and checks that it is there afterwards.
+    async fn pull(&self, spec: &TaskSpec, progress: &ProgressSink) -> Result<(), ExecError> {
         let pull_error = |message: String| ExecError::Pull {
             image: spec.image.clone(),
             message,
         };
-        self.pulls
-            .acquire(|wait| {
-                let _ = progress.try_send(format!(
-                    "waiting {} ms for the pull rate limit",
-                    wait.as_millis()
-                ));
-            })
-            .await;
         let (from_image, tag) = split_image_ref(&spec.image);
         let _ = progress.try_send(format!("pulling {}", spec.image));
         let mut pull = self.docker.create_image(
@@ -223,6 +214,29 @@ impl Executor for DockerExecutor {
             return Err(pull_error("image still missing after pull".into()));
         }
         Ok(())
+    }
+}
+
+#[async_trait]
+impl Executor for DockerExecutor {
+    async fn prepare(&self, spec: &TaskSpec, progress: &ProgressSink) -> Result<(), ExecError> {
+        self.policy.check(spec).map_err(ExecError::Forbidden)?;
+        if self.image_present(&spec.image).await? {
+            return Ok(());
+        }
+        self.pulls
+            .acquire(|wait| {
+                let _ = progress.try_send(format!(
+                    "waiting {} ms for the pull rate limit",
+                    wait.as_millis()
+                ));
+            })
+            .await;
+        // Timed from the moment the pull may start: the rate-limit wait is not the pull.
+        let began = Instant::now();
+        let pulled = self.pull(spec, progress).await;
+        self.pull_metrics.observe(pulled.is_ok(), began.elapsed());
+        pulled
     }
 
     async fn start(&self, req: &StartRequest) -> Result<Handle, ExecError> {
@@ -330,6 +344,10 @@ impl Executor for DockerExecutor {
             self.remove(&Handle { id: id.clone() }).await?;
         }
         Ok(ids.len())
+    }
+
+    fn pull_metrics(&self) -> Option<PullMetrics> {
+        Some(self.pull_metrics.clone())
     }
 }
 

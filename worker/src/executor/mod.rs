@@ -15,6 +15,7 @@ use futures::stream::BoxStream;
 use tokio::sync::mpsc;
 
 use crate::error::ExecError;
+use crate::metrics::PullMetrics;
 
 mod container;
 pub mod docker;
@@ -133,6 +134,14 @@ pub trait Executor: Send + Sync + 'static {
     /// crashed or was killed); returns how many. Called once when a worker starts.
     async fn remove_leftovers(&self, _worker_id: &str) -> Result<usize, ExecError> {
         Ok(0)
+    }
+
+    /// Where this executor times the image pulls it makes (`prepare` of a missing image),
+    /// so that the worker's `/metrics` shows them: the worker registers this family. The
+    /// default is none, for an executor that never pulls (the fake): its worker shows no
+    /// pulls.
+    fn pull_metrics(&self) -> Option<PullMetrics> {
+        None
     }
 }
 

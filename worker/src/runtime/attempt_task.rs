@@ -2,6 +2,10 @@
 //! records each of its events in the journal as it happens, then its end (or, when it was
 //! stopped unreported, that no end will come). Recording waits while the journal is full,
 //! which slows the attempt's output reader instead of dropping anything.
+//!
+//! It also moves the attempt's metrics: `running_attempts` for as long as the task lives,
+//! `container_start_seconds` when the container runs (timed from the assignment, which
+//! spawns this task), `attempts_finished_total` at the end.
 
 use std::sync::{Arc, Mutex};
 
@@ -10,12 +14,14 @@ use cloudai_proto::convert::report::pulling;
 use cloudai_proto::pb;
 use cloudai_queue::ReportBody;
 use tokio::sync::{mpsc, Notify};
+use tokio::time::Instant;
 
 use super::journal::RecordError;
 use super::state::{AttemptKey, State};
 use super::{lock, Worker};
 use crate::attempt::{run_attempt, AttemptEvent, AttemptOptions, StopSignal};
 use crate::executor::{Executor, StartRequest};
+use crate::metrics::{finish_outcome, WorkerMetrics};
 
 /// Events queued per attempt before its log reader waits.
 const ATTEMPT_EVENTS: usize = 16;
@@ -28,6 +34,7 @@ pub(crate) struct Parts {
     events_ready: Arc<Notify>,
     room: Arc<Notify>,
     pulls: mpsc::Sender<pb::TaskEvent>,
+    metrics: Arc<WorkerMetrics>,
 }
 
 impl Parts {
@@ -39,6 +46,7 @@ impl Parts {
             events_ready: w.events_ready.clone(),
             room: w.room.clone(),
             pulls: w.pulls.clone(),
+            metrics: w.metrics.clone(),
         }
     }
 
@@ -70,6 +78,9 @@ impl Parts {
 
 /// Runs one attempt, recording its events in order, then its end.
 pub(crate) async fn attempt_task(parts: Parts, req: StartRequest, signal: StopSignal) {
+    let assigned = Instant::now();
+    // Counted until this task ends or is aborted (shutdown).
+    let _running = parts.metrics.attempt_running();
     let key: AttemptKey = (req.task_id.clone(), req.token);
     let (events_tx, mut events_rx) = mpsc::channel(ATTEMPT_EVENTS);
     let run = run_attempt(
@@ -87,6 +98,7 @@ pub(crate) async fn attempt_task(parts: Parts, req: StartRequest, signal: StopSi
                     let _ = parts.pulls.try_send(pulling(&key.0, key.1, p, Utc::now()));
                 }
                 AttemptEvent::Started { container_id, at } => {
+                    parts.metrics.container_started(assigned.elapsed());
                     parts
                         .record(&key, at, ReportBody::Started { container_id })
                         .await
@@ -107,6 +119,9 @@ pub(crate) async fn attempt_task(parts: Parts, req: StartRequest, signal: StopSi
         .running
         .remove(&key)
         .is_some_and(|r| r.report);
+    parts
+        .metrics
+        .attempt_finished(finish_outcome(&ended.finish, report));
     if report {
         parts
             .record(&key, ended.at, ReportBody::Finished(ended.finish))

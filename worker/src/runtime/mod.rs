@@ -10,6 +10,10 @@
 //!   ends.
 //! - `state`: running attempts, the journal and the lease, kept across reconnects.
 //! - `wire`: worker values → protocol messages.
+//!
+//! The metrics ([`crate::metrics`]) move here: `master_connected` in this loop and
+//! `session`, `running_attempts`, `container_start_seconds` and `attempts_finished_total`
+//! in `attempt_task`, `event_resends_total` from the journal in `session`.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -26,6 +30,7 @@ use crate::capacity::{self, GpuInfo};
 use crate::config::WorkerConfig;
 use crate::error::{Result, WorkerError};
 use crate::executor::Executor;
+use crate::metrics::WorkerMetrics;
 
 mod attempt_task;
 mod journal;
@@ -50,6 +55,8 @@ const PULLS_CAPACITY: usize = 64;
 const REPORT_WINDOW: usize = 4 << 20;
 /// Extra time, beyond the stop grace, that shutdown waits for attempts to clean up.
 const SHUTDOWN_SLACK: Duration = Duration::from_secs(30);
+/// How long shutdown waits for a scrape in progress before closing the metrics endpoint.
+const METRICS_STOP: Duration = Duration::from_secs(1);
 
 /// Everything a session needs that does not change between reconnects.
 pub(crate) struct Worker {
@@ -73,6 +80,8 @@ pub(crate) struct Worker {
     pub(crate) pulls: mpsc::Sender<cloudai_proto::pb::TaskEvent>,
     /// Connection epoch: increases with every successful registration.
     pub(crate) epoch: u64,
+    /// This worker's Prometheus metrics (served on `--metrics-listen` when given).
+    pub(crate) metrics: Arc<WorkerMetrics>,
 }
 
 impl Worker {
@@ -92,10 +101,11 @@ pub(crate) fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
 /// sent again after a reconnect. When the master's lease ends (no heartbeat acknowledged
 /// in time) it stops its containers before the master may give them to another worker.
 /// On shutdown it stops and removes its running containers without reporting them, so the
-/// master treats them as lost and retries them elsewhere.
+/// master treats them as lost and retries them elsewhere. With `--metrics-listen` it
+/// serves its metrics ([`crate::metrics`]) there until it returns.
 ///
-/// Returns an error only for what retrying cannot fix: invalid config, or a master that
-/// rejects this worker's registration.
+/// Returns an error only for what retrying cannot fix: invalid config (a metrics address
+/// that cannot be bound included), or a master that rejects this worker's registration.
 pub async fn run(
     config: WorkerConfig,
     executor: Arc<dyn Executor>,
@@ -115,6 +125,13 @@ pub async fn run(
             .map_err(|e| WorkerError::config("master", format!("{u}: {e}")))?;
     }
     crate::tls::client_tls(&config)?;
+    let metrics = Arc::new(WorkerMetrics::new(
+        executor.pull_metrics().unwrap_or_default(),
+    ));
+    let metrics_server = match config.metrics_listen {
+        Some(addr) => Some(serve_metrics(addr, metrics.clone()).await?),
+        None => None,
+    };
     let (capacity, gpu) = capacity::capacity(&config).await;
     tracing::info!(
         worker_id = %id,
@@ -160,6 +177,7 @@ pub async fn run(
         lease_ended: Arc::default(),
         pulls,
         epoch: 0,
+        metrics,
     };
     let watchdog = tokio::spawn(lease::watchdog(
         worker.state.clone(),
@@ -196,6 +214,7 @@ pub async fn run(
             _ = &mut shutdown => break Ok(()),
             r = session::serve(&mut worker, &url, &mut pulls_rx, &mut attempts, &mut registered) => r,
         };
+        worker.metrics.set_master_connected(false);
         if registered {
             backoff.reset();
             failed = None;
@@ -238,9 +257,59 @@ pub async fn run(
     };
 
     watchdog.abort();
+    worker.metrics.set_master_connected(false);
     stop_all(&worker, &mut attempts).await;
+    if let Some(server) = metrics_server {
+        server.stop().await;
+    }
     tracing::info!(worker_id = %worker.id, "worker stopped");
     outcome
+}
+
+/// The `/metrics` endpoint while the worker runs; dropped (the worker's future was
+/// dropped), it closes at once.
+struct MetricsServer {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// Binds `--metrics-listen` (a failure is a config error naming the flag) and serves
+/// [`crate::http`] on it.
+async fn serve_metrics(
+    addr: std::net::SocketAddr,
+    metrics: Arc<WorkerMetrics>,
+) -> Result<MetricsServer> {
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        WorkerError::config("metrics-listen", format!("cannot listen on {addr}: {e}"))
+    })?;
+    let addr = listener.local_addr().unwrap_or(addr);
+    tracing::info!(addr = %addr, "serving metrics at /metrics");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(crate::http::serve(listener, metrics, async {
+        let _ = stopped.await;
+    }));
+    Ok(MetricsServer {
+        stop: Some(stop),
+        task,
+    })
+}
+
+impl MetricsServer {
+    /// Closes the listener; a scrape still being answered gets a moment to finish.
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Ok(Ok(Err(e))) = tokio::time::timeout(METRICS_STOP, &mut self.task).await {
+            tracing::warn!(error = %e, "metrics endpoint failed");
+        }
+    }
+}
+
+impl Drop for MetricsServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 /// Where this worker keeps its spill files: `--data-dir`, else a directory of its own

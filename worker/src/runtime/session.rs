@@ -104,6 +104,7 @@ pub(crate) async fn serve(
         }
     };
     *registered = true;
+    worker.metrics.set_master_connected(true);
     worker.epoch += 1;
     let epoch = worker.epoch;
     {
@@ -194,9 +195,15 @@ async fn send(tx: &mpsc::Sender<pb::WorkerMessage>, msg: Out) -> Result<()> {
         .map_err(|_| WorkerError::Connection("stream to master closed".into()))
 }
 
-/// Sends the journal's due events (in order, within the window).
+/// Sends the journal's due events (in order, within the window), counting those sent
+/// again after a reconnect.
 async fn send_due(worker: &Worker, tx: &mpsc::Sender<pb::WorkerMessage>, epoch: u64) -> Result<()> {
-    let due = worker.lock().journal.due(epoch);
+    let (due, resent) = {
+        let mut s = worker.lock();
+        let due = s.journal.due(epoch);
+        (due, s.journal.take_resent())
+    };
+    worker.metrics.events_resent(resent);
     for (key, event) in due {
         send(tx, Out::Event(task_event(&key.0, key.1, &event))).await?;
     }

@@ -10,6 +10,10 @@
 //! on disk `record` refuses and the attempt waits, which slows its output reader. A window
 //! caps the bytes sent but not acknowledged, so a master that cannot store (its store is
 //! down) is not flooded and holds little in memory.
+//!
+//! An event sent again (its seq at or below the highest ever sent for its attempt) is
+//! counted, for the worker's `cloudai_worker_event_resends_total`
+//! ([`Journal::take_resent`]).
 
 mod spill;
 
@@ -41,6 +45,8 @@ struct Entry {
     acked: u64,
     /// Highest seq sent on `epoch`.
     sent: u64,
+    /// Highest seq ever sent, on any connection: what is sent at or below it is a resend.
+    sent_ever: u64,
     epoch: u64,
     /// The oldest unacknowledged events, in seq order.
     mem: VecDeque<ReportEvent>,
@@ -57,6 +63,7 @@ impl Entry {
             next_seq: 1,
             acked: 0,
             sent: 0,
+            sent_ever: 0,
             epoch: 0,
             mem: VecDeque::new(),
             spill: None,
@@ -86,6 +93,8 @@ pub(crate) struct Journal {
     spill_bytes: u64,
     in_flight: usize,
     spilled_once: bool,
+    /// Events handed out by `due` again since the last `take_resent`.
+    resent: u64,
 }
 
 impl Journal {
@@ -106,6 +115,7 @@ impl Journal {
             spill_bytes: 0,
             in_flight: 0,
             spilled_once: false,
+            resent: 0,
         }
     }
 
@@ -261,10 +271,21 @@ impl Journal {
                 }
                 self.in_flight += ev.weight();
                 e.sent = ev.seq;
+                if ev.seq <= e.sent_ever {
+                    self.resent += 1;
+                } else {
+                    e.sent_ever = ev.seq;
+                }
                 out.push((key.clone(), ev.clone()));
             }
         }
         out
+    }
+
+    /// How many events `due` handed out again (sent before, on an earlier connection)
+    /// since the last call.
+    pub(crate) fn take_resent(&mut self) -> u64 {
+        std::mem::take(&mut self.resent)
     }
 
     /// Moves spilled events back into memory while there is room (oldest first).
@@ -338,6 +359,7 @@ mod tests {
         assert_eq!(j.record(&k, now, out(1)), Ok(2));
         assert_eq!(seqs(&j.due(1)), [1, 2]);
         assert!(j.due(1).is_empty(), "sent once per connection");
+        assert_eq!(j.take_resent(), 0, "first sends are no resends");
         j.ack(&k, 1);
         j.new_epoch(2);
         assert_eq!(
@@ -345,6 +367,8 @@ mod tests {
             [2],
             "a reconnect re-sends what is not acked"
         );
+        assert_eq!(j.take_resent(), 1, "seq 2 went out again");
+        assert_eq!(j.take_resent(), 0, "taken");
         j.record(&k, now, ReportBody::Finished(AttemptEnd::Exited(0)))
             .unwrap();
         assert_eq!(j.finished(), vec![k.clone()]);
@@ -354,6 +378,7 @@ mod tests {
             "nothing after the end"
         );
         assert_eq!(seqs(&j.due(2)), [3]);
+        assert_eq!(j.take_resent(), 0, "a new event is no resend");
         j.ack(&k, 3);
         assert!(!j.knows(&k), "forgotten once its end is acked");
         assert_eq!(j.bytes(), (0, 0));
