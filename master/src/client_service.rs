@@ -52,7 +52,7 @@ impl ClientSvc {
             let known = if self.shared.leading() {
                 self.shared.cluster().worker(w).is_some()
             } else {
-                self.store_call(self.shared.store.get_worker(w))
+                self.store_call("get_worker", self.shared.store.get_worker(w))
                     .await?
                     .is_some()
             };
@@ -68,20 +68,43 @@ impl ClientSvc {
             return Err(Status::invalid_argument("missing task id"));
         }
         let prefix = id.to_ascii_lowercase();
-        self.store_call(self.shared.store.resolve_prefix(&prefix))
+        self.store_call("resolve", self.shared.store.resolve_prefix(&prefix))
             .await
     }
 
     /// A store call on behalf of a client: bounded by `--store-timeout`, its error mapped
     /// to the client's status.
+    fn refused(&self, reason: &str) {
+        let label = crate::metrics::ReasonLabel {
+            reason: reason.to_string(),
+        };
+        self.shared
+            .metrics
+            .enqueue_refusals
+            .get_or_create(&label)
+            .inc();
+    }
+
+    /// A full queue (`--max-queued`) is the store's refusal.
+    fn refused_by_store(&self, s: &Status) {
+        if s.code() == tonic::Code::ResourceExhausted {
+            self.refused("queue_full");
+        }
+    }
+
     async fn store_call<T>(
         &self,
+        op: &str,
         fut: impl std::future::Future<Output = Result<T, QueueError>>,
     ) -> Result<T, Status> {
-        within(self.shared.config.store_timeout, async {
+        let t0 = std::time::Instant::now();
+        let r = within(self.shared.config.store_timeout, async {
             fut.await.map_err(status)
         })
-        .await
+        .await;
+        let failed = matches!(&r, Err(s) if matches!(s.code(), tonic::Code::Unavailable | tonic::Code::Internal));
+        self.shared.metrics.store_call(op, t0.elapsed(), failed);
+        r
     }
 }
 
@@ -93,14 +116,21 @@ impl pb::client_service_server::ClientService for ClientSvc {
         &self,
         request: Request<pb::EnqueueRequest>,
     ) -> Result<Response<pb::EnqueueResponse>, Status> {
-        self.limits.check_rate(&client_key(&request), 1)?;
+        self.limits
+            .check_rate(&client_key(&request), 1)
+            .inspect_err(|_| self.refused("rate"))?;
         let submitted_by = crate::auth::submitter(&request);
         let spec = self.spec(request.into_inner().spec)?;
         self.check_pinned(&[&spec]).await?;
         let e = self
-            .store_call(self.shared.store.enqueue(NewTask { spec, submitted_by }))
-            .await?;
+            .store_call(
+                "enqueue",
+                self.shared.store.enqueue(NewTask { spec, submitted_by }),
+            )
+            .await
+            .inspect_err(|s| self.refused_by_store(s))?;
         if e.created {
+            self.shared.metrics.enqueued.inc();
             self.shared.wake_dispatcher();
         }
         Ok(Response::new(pb::EnqueueResponse {
@@ -114,7 +144,9 @@ impl pb::client_service_server::ClientService for ClientSvc {
         request: Request<pb::EnqueueBatchRequest>,
     ) -> Result<Response<pb::EnqueueBatchResponse>, Status> {
         let n = request.get_ref().specs.len();
-        self.limits.check_rate(&client_key(&request), n)?;
+        self.limits
+            .check_rate(&client_key(&request), n)
+            .inspect_err(|_| self.refused("rate"))?;
         let submitted_by = crate::auth::submitter(&request);
         let tasks = request
             .into_inner()
@@ -130,8 +162,11 @@ impl pb::client_service_server::ClientService for ClientSvc {
         self.check_pinned(&tasks.iter().map(|t| &t.spec).collect::<Vec<_>>())
             .await?;
         let done = self
-            .store_call(self.shared.store.enqueue_batch(tasks))
-            .await?;
+            .store_call("enqueue_batch", self.shared.store.enqueue_batch(tasks))
+            .await
+            .inspect_err(|s| self.refused_by_store(s))?;
+        let created = done.iter().filter(|e| e.created).count();
+        self.shared.metrics.enqueued.inc_by(created as u64);
         self.shared.wake_dispatcher();
         Ok(Response::new(pb::EnqueueBatchResponse {
             results: done
@@ -149,7 +184,7 @@ impl pb::client_service_server::ClientService for ClientSvc {
         request: Request<pb::GetTaskRequest>,
     ) -> Result<Response<pb::Task>, Status> {
         let id = self.resolve(&request.into_inner().id).await?;
-        let task = self.store_call(self.shared.store.get(id)).await?;
+        let task = self.store_call("get", self.shared.store.get(id)).await?;
         Ok(Response::new(task.into()))
     }
 
@@ -184,7 +219,9 @@ impl pb::client_service_server::ClientService for ClientSvc {
             limit,
             before,
         };
-        let tasks = self.store_call(self.shared.store.list(&query)).await?;
+        let tasks = self
+            .store_call("list", self.shared.store.list(&query))
+            .await?;
         let next_page_token = match tasks.last() {
             Some(t) if tasks.len() == limit => t.id.to_string(),
             _ => String::new(),
@@ -202,11 +239,11 @@ impl pb::client_service_server::ClientService for ClientSvc {
         let principal = crate::auth::principal(&request);
         let id = self.resolve(&request.into_inner().id).await?;
         if let Some(p) = &principal {
-            let t = self.store_call(self.shared.store.get(id)).await?;
+            let t = self.store_call("get", self.shared.store.get(id)).await?;
             crate::auth::check_cancel(Some(p), &id.to_string(), t.submitted_by.as_deref())?;
         }
         let task = self
-            .store_call(self.shared.store.request_cancel(id, Utc::now()))
+            .store_call("cancel", self.shared.store.request_cancel(id, Utc::now()))
             .await?;
         if task.status.is_active() {
             self.shared.send_cancel(id);
@@ -227,7 +264,7 @@ impl pb::client_service_server::ClientService for ClientSvc {
         let r = request.into_inner();
         let id = self.resolve(&r.id).await?;
         // Fail fast on an unknown task rather than inside the stream.
-        self.store_call(self.shared.store.get(id)).await?;
+        self.store_call("get", self.shared.store.get(id)).await?;
         let filter = StreamFilter {
             stdout: r.stdout || !r.stderr,
             stderr: r.stderr || !r.stdout,
@@ -264,7 +301,7 @@ impl pb::client_service_server::ClientService for ClientSvc {
         &self,
         _request: Request<pb::MasterStatusRequest>,
     ) -> Result<Response<pb::MasterStatusResponse>, Status> {
-        let (lease, members) = self.store_call(self.shared.store.group()).await?;
+        let (lease, members) = self.store_call("group", self.shared.store.group()).await?;
         let lease = lease.unwrap_or(cloudai_queue::Lease {
             holder: String::new(),
             url: String::new(),
@@ -299,7 +336,9 @@ impl pb::client_service_server::ClientService for ClientSvc {
         &self,
         _request: Request<pb::QueueStatsRequest>,
     ) -> Result<Response<pb::QueueStatsResponse>, Status> {
-        let stats = self.store_call(self.shared.store.stats(Utc::now())).await?;
+        let stats = self
+            .store_call("stats", self.shared.store.stats(Utc::now()))
+            .await?;
         Ok(Response::new(stats.into()))
     }
 }

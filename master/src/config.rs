@@ -46,6 +46,14 @@ pub struct MasterConfig {
     #[arg(long, env = "CLOUDAI_LISTEN", default_value = DEFAULT_LISTEN)]
     pub listen: SocketAddr,
 
+    /// HTTP address for /metrics (Prometheus): HOST:PORT, or `off`. Default 127.0.0.1:8080
+    /// when that port is free (a second master on the host then serves no HTTP, and says
+    /// so). The gRPC port's auth rules apply: with auth required a scrape needs a token;
+    /// without auth only loopback is served.
+    #[arg(long, env = "CLOUDAI_HTTP_LISTEN", value_name = "ADDR|off",
+          value_parser = crate::http::parse_http_listen, default_value = "default", hide_default_value = true)]
+    pub http_listen: crate::http::HttpListen,
+
     /// Store URI: `sqlite://PATH` (relative), `sqlite:///ABS/PATH`, or `mongodb://…`.
     #[arg(long, env = "CLOUDAI_STORE", default_value = cloudai_queue::DEFAULT_STORE_URI)]
     pub store: String,
@@ -135,6 +143,7 @@ impl Default for MasterConfig {
             listen: DEFAULT_LISTEN
                 .parse()
                 .expect("default listen address parses"),
+            http_listen: crate::http::HttpListen::Default,
             store: cloudai_queue::DEFAULT_STORE_URI.to_string(),
             heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
             dead_after: DEFAULT_DEAD_AFTER,

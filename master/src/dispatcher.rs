@@ -55,7 +55,12 @@ pub async fn run(shared: Arc<Shared>) {
             _ = tokio::time::sleep(sleep) => {}
             _ = shared.until_shutdown() => return,
         }
+        let t0 = std::time::Instant::now();
         pass(&shared).await;
+        shared
+            .metrics
+            .dispatch_pass
+            .observe(t0.elapsed().as_secs_f64());
     }
 }
 

@@ -23,6 +23,9 @@ pub enum MasterError {
     /// The listener given to `serve` is unusable.
     #[error("listener: {0}")]
     Listener(#[from] std::io::Error),
+    /// Flags that do not go together (e.g. a public --http-listen without auth).
+    #[error("{0}")]
+    Config(String),
     /// Auth or TLS could not be set up (secret file, join token, certificates, flags).
     #[error("security: {0}")]
     Security(#[from] crate::auth::setup::SetupError),

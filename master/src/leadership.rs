@@ -215,6 +215,17 @@ pub async fn run(shared: Arc<Shared>) {
                 continue;
             }
         };
+        if held.is_some() {
+            let result = match &outcome {
+                Ok(l) if l.holder == me.id => "ok",
+                Ok(_) => "lost",
+                Err(_) => "error",
+            };
+            let label = crate::metrics::ReasonLabel {
+                reason: result.to_string(),
+            };
+            shared.metrics.lease_renewals.get_or_create(&label).inc();
+        }
         match outcome {
             Ok(lease) => settle(&shared, &me, lease, sent, &mut watch, &mut duties).await,
             Err(e) if held.is_some() => {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use backoff::backoff::Backoff;
 use backoff::ExponentialBackoffBuilder;
 use chrono::Utc;
-use cloudai_queue::{LostCause, QueueError, ReportEvent, Task, TaskId, TaskStatus};
+use cloudai_queue::{LostCause, QueueError, ReportBody, ReportEvent, Task, TaskId, TaskStatus};
 
 use crate::conn::Outbound;
 use crate::shared::Shared;
@@ -41,7 +41,10 @@ where
         .build();
     let mut tries = 0u32;
     loop {
-        match f().await {
+        let t0 = std::time::Instant::now();
+        let r = f().await;
+        shared.metrics.store_call(op, t0.elapsed(), r.is_err());
+        match r {
             // A master that no longer leads gives its writes up: the next leader redoes
             // them from the store.
             Err(e) if e.is_retryable() && !shared.shutting_down() && shared.leading() => {
@@ -122,6 +125,17 @@ pub async fn report(
                     }
                 }
             }
+            if applied.changed {
+                shared.metrics.attempt_stored(&applied.task, token);
+                let bytes: usize = events
+                    .iter()
+                    .map(|e| match &e.body {
+                        ReportBody::Output { data, .. } => data.len(),
+                        _ => 0,
+                    })
+                    .sum();
+                shared.metrics.log_bytes_stored.inc_by(bytes as u64);
+            }
             sync(shared, &applied.task);
             Settled::Ack(applied.through)
         }
@@ -164,6 +178,7 @@ pub async fn lose(shared: &Shared, task: TaskId, token: u64, cause: LostCause) {
     match result {
         Ok(t) => {
             tracing::info!(task_id = %task, token, status = %t.status, reason = %cause.describe(), "attempt lost");
+            shared.metrics.attempt_stored(&t, token);
             sync(shared, &t);
         }
         Err(QueueError::StaleToken { .. } | QueueError::IllegalTransition { .. }) => {

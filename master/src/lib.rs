@@ -17,6 +17,8 @@
 //!   [`reports`] applies what workers report, in order, off the stream's reader.
 //! - [`wire`]: master-only conversions to and from `cloudai.v1` messages.
 //! - [`auth`]: tokens and their keyed hashes, roles and permissions, the auth mode.
+//! - [`metrics`]: the Prometheus metric families; [`http`]: the HTTP listener serving
+//!   `/metrics` (`--http-listen`) and [`api`], the JSON API over the client handlers.
 //! - [`tls`]: the TLS listener, which logs each failed handshake (rate-limited).
 //! - [`limits`]: backpressure on enqueue (per-client rate limit, cap on queued tasks).
 //! - [`error`]: [`MasterError`] and the one mapping of queue errors to gRPC statuses.
@@ -26,6 +28,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod agent_service;
+pub mod api;
 pub mod auth;
 pub mod client_service;
 pub mod cluster;
@@ -33,10 +36,12 @@ pub mod config;
 pub mod conn;
 pub mod dispatcher;
 pub mod error;
+pub mod http;
 pub mod leadership;
 pub mod ledger;
 pub mod limits;
 pub mod logs;
+pub mod metrics;
 pub mod placement;
 pub mod registry;
 pub mod reports;

@@ -42,6 +42,7 @@ pub async fn serve(
         &shared.config.security,
         listener.local_addr()?,
         shared.store.clone(),
+        Some(shared.metrics.auth_refusals.clone()),
     )
     .await?;
 
@@ -64,10 +65,22 @@ pub async fn serve(
         pb::worker_service_server::WorkerServiceServer::new(WorkerSvc::new(shared.clone()))
             .max_decoding_message_size(max_msg)
             .max_encoding_message_size(max_msg);
-    let client =
-        pb::client_service_server::ClientServiceServer::new(ClientSvc::new(shared.clone()))
-            .max_decoding_message_size(max_msg)
-            .max_encoding_message_size(max_msg);
+    let client_svc = Arc::new(ClientSvc::new(shared.clone()));
+    // The HTTP API runs the same client handlers.
+    crate::http::start(
+        shared.clone(),
+        security.auth.clone(),
+        client_svc.clone(),
+        stop_rx.clone(),
+    )
+    .await
+    .map_err(|e| match e.kind() {
+        std::io::ErrorKind::InvalidInput => MasterError::Config(e.to_string()),
+        _ => MasterError::Listener(e),
+    })?;
+    let client = pb::client_service_server::ClientServiceServer::from_arc(client_svc)
+        .max_decoding_message_size(max_msg)
+        .max_encoding_message_size(max_msg);
     let agent = pb::agent_service_server::AgentServiceServer::new(AgentSvc::new(shared.clone()))
         .max_decoding_message_size(max_msg)
         .max_encoding_message_size(max_msg);

@@ -42,6 +42,8 @@ pub struct Shared {
     pub shutdown: watch::Receiver<bool>,
     /// What this master is to the group (leader or standby); see `leadership`.
     role: watch::Sender<Role>,
+    /// Prometheus metrics (`/metrics`).
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl Shared {
@@ -64,6 +66,7 @@ impl Shared {
             workers_dirty: Notify::new(),
             shutdown,
             role: watch::Sender::new(Role::Starting),
+            metrics: crate::metrics::Metrics::new(),
         }
     }
 

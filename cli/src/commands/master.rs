@@ -144,6 +144,9 @@ pub async fn run(mut a: MasterArgs) -> CliResult<i32> {
         Ok(Err(cloudai_master::MasterError::Store(
             e @ cloudai_queue::QueueError::StoreLocked { .. },
         ))) => Err(CliError::new(Kind::InvalidArgument, e.to_string())),
+        Ok(Err(e @ cloudai_master::MasterError::Config(_))) => {
+            Err(CliError::new(Kind::InvalidArgument, e.to_string()))
+        }
         Ok(Err(e)) => Err(CliError::new(Kind::Other, format!("master failed: {e}"))),
         Err(e) => Err(CliError::new(
             Kind::Other,

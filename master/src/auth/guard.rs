@@ -23,10 +23,14 @@ use tonic::body::BoxBody;
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tonic::Status;
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+
 use super::join::JoinCheck;
 use super::mode::AuthMode;
 use super::roles::{allowed, cancel_action, least_role, rpc_rule, Action, RpcRule};
 use super::token::ServerSecret;
+use crate::metrics::ReasonLabel;
 
 /// Who is calling, once authenticated.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -47,6 +51,8 @@ pub struct Auth {
     require_worker_cert: bool,
     /// Hash of the in-memory admin token of the master's own shell.
     shell_token_hash: Option<String>,
+    /// Where refusals are counted (`cloudai_auth_refusals_total`), when metrics are on.
+    refusals: Option<Family<ReasonLabel, Counter>>,
 }
 
 impl Auth {
@@ -58,6 +64,7 @@ impl Auth {
             store,
             require_worker_cert,
             shell_token_hash: None,
+            refusals: None,
         }
     }
 
@@ -72,10 +79,37 @@ impl Auth {
         Auth {
             mode: AuthMode::Required,
             shell_token_hash: shell_token.map(|t| secret.hash(t)),
+            refusals: None,
             secret: Some(secret),
             store,
             require_worker_cert,
         }
+    }
+
+    /// Counts each refusal in `family`, by reason (`unauthenticated`, `permission_denied`).
+    pub fn count_refusals_in(mut self, family: Family<ReasonLabel, Counter>) -> Self {
+        self.refusals = Some(family);
+        self
+    }
+
+    fn refused(
+        &self,
+        path: &str,
+        peer: Option<SocketAddr>,
+        user: Option<&str>,
+        s: Status,
+    ) -> Status {
+        if let Some(f) = &self.refusals {
+            let reason = match s.code() {
+                tonic::Code::PermissionDenied => "permission_denied",
+                _ => "unauthenticated",
+            };
+            f.get_or_create(&ReasonLabel {
+                reason: reason.to_string(),
+            })
+            .inc();
+        }
+        refused(path, peer, user, s)
     }
 
     /// The mode in force.
@@ -96,7 +130,7 @@ impl Auth {
                         "workers must present a client certificate signed by the master's \
                          --client-ca (worker flags --tls-cert and --tls-key)",
                     );
-                    return Err(refused(&path, peer, None, s));
+                    return Err(self.refused(&path, peer, None, s));
                 }
                 let bound = client_cert(req).and_then(|der| super::pki::bound_worker_id(&der));
                 req.extensions_mut()
@@ -110,10 +144,10 @@ impl Auth {
                 let principal = self
                     .authenticate(req.headers(), peer)
                     .await
-                    .map_err(|s| refused(&path, peer, None, s))?;
+                    .map_err(|s| self.refused(&path, peer, None, s))?;
                 if !allowed(principal.role, action) {
                     let s = denied(&principal, action);
-                    return Err(refused(&path, peer, Some(&principal.name), s));
+                    return Err(self.refused(&path, peer, Some(&principal.name), s));
                 }
                 req.extensions_mut().insert(principal);
                 Ok(())
@@ -121,7 +155,8 @@ impl Auth {
         }
     }
 
-    async fn authenticate(
+    /// The user a call's `authorization: Bearer` header names (used by the HTTP API too).
+    pub async fn authenticate(
         &self,
         headers: &http::HeaderMap,
         peer: Option<SocketAddr>,

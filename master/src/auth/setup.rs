@@ -12,10 +12,14 @@ use std::sync::Arc;
 use chrono::Utc;
 use cloudai_queue::{QueueError, QueueStore, Role, UserRecord};
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+
 use super::config::SecurityConfig;
 use super::guard::Auth;
 use super::mode::{decide, AuthDecision, AuthFlags, Severity};
 use super::token::{new_api_token, new_join_token, SecretError, ServerSecret};
+use crate::metrics::ReasonLabel;
 
 /// Why security could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +53,7 @@ pub async fn prepare(
     cfg: &SecurityConfig,
     local: SocketAddr,
     store: Arc<dyn QueueStore>,
+    refusals: Option<Family<ReasonLabel, Counter>>,
 ) -> Result<Prepared, SetupError> {
     let decision = decide(
         local,
@@ -89,6 +94,10 @@ pub async fn prepare(
             Some(tls)
         }
         _ => None,
+    };
+    let auth = match refusals {
+        Some(f) => auth.count_refusals_in(f),
+        None => auth,
     };
     Ok(Prepared {
         auth: Arc::new(auth),
@@ -207,7 +216,7 @@ mod tests {
             secret_file: dir.path().join("s"),
             ..SecurityConfig::default()
         };
-        let dev = prepare(&cfg, "127.0.0.1:1".parse().unwrap(), store.clone())
+        let dev = prepare(&cfg, "127.0.0.1:1".parse().unwrap(), store.clone(), None)
             .await
             .unwrap();
         assert_eq!(dev.decision.mode, AuthMode::LocalDev);
@@ -215,7 +224,7 @@ mod tests {
         assert!(!cfg.secret_file.exists(), "local-dev mode sets nothing up");
         assert_eq!(store.join_token_hash().await.unwrap(), None);
 
-        let prod = prepare(&cfg, "0.0.0.0:1".parse().unwrap(), store.clone())
+        let prod = prepare(&cfg, "0.0.0.0:1".parse().unwrap(), store.clone(), None)
             .await
             .unwrap();
         assert_eq!(prod.decision.mode, AuthMode::Required);
@@ -263,7 +272,7 @@ mod tests {
             ..cfg.clone()
         };
         assert!(matches!(
-            prepare(&bad_tls, "127.0.0.1:1".parse().unwrap(), store).await,
+            prepare(&bad_tls, "127.0.0.1:1".parse().unwrap(), store, None).await,
             Err(SetupError::Tls(_))
         ));
     }
