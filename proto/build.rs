@@ -8,6 +8,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "cloudai/v1/worker.proto",
         "cloudai/v1/client.proto",
         "cloudai/v1/agent.proto",
+        "cloudai/v1/admin.proto",
     ];
     for f in &files {
         println!("cargo:rerun-if-changed={f}");

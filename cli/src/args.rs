@@ -83,9 +83,20 @@ pub enum Command {
         after_help = "Examples:\n  cloudai logs 0192f3c4-6d1e\n  cloudai logs -f --stderr-only 0192f3c4-6d1e\n  cloudai logs --attempt 1 0192f3c4-6d1e      # the first try of a retried task\n  cloudai logs --all-attempts 0192f3c4-6d1e"
     )]
     Logs(LogsCmd),
-    /// Cancel a task
-    #[command(after_help = "Example:\n  cloudai cancel 0192f3c4-6d1e")]
+    /// Cancel a task, or every unfinished task a filter matches
+    #[command(after_help = "Examples:\n  cloudai cancel 0192f3c4-6d1e\n  \
+cloudai cancel --status queued --image registry.example/ml/* --dry-run   # which, first\n  \
+cloudai cancel --status queued --image registry.example/ml/*\n\n\
+A filter needs an admin's token when auth is on.")]
     Cancel(CancelCmd),
+    /// Run an ended task again (a new task), or every ended task a filter matches
+    #[command(
+        after_help = "The new task has the same spec and the label cloudai.retry-of=OLD_ID; \
+the old task is left as it is.\n\nExamples:\n  cloudai retry 0192f3c4-6d1e\n  \
+cloudai retry --status failed --image cloudai/sample-task:latest --dry-run\n  \
+cloudai retry --status failed,timed_out --worker gpu-01"
+    )]
+    Retry(crate::commands::admin::RetryCmd),
     /// List workers with health, capacity and load
     #[command(after_help = "Example:\n  cloudai workers --output json")]
     Workers(WorkersCmd),
@@ -354,8 +365,11 @@ pub struct CancelCmd {
     /// Connection.
     #[command(flatten)]
     pub connect: ConnectArgs,
-    /// Task id or unambiguous prefix.
-    pub id: String,
+    /// Task id or unambiguous prefix; or give a filter instead.
+    pub id: Option<String>,
+    /// Which tasks, instead of an id.
+    #[command(flatten)]
+    pub filter: crate::commands::admin::BulkFilter,
     /// Format.
     #[command(flatten)]
     pub output: OutputArgs,

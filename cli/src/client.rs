@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use cloudai_proto::pb;
+use cloudai_proto::pb::admin_service_client::AdminServiceClient;
 use cloudai_proto::pb::client_service_client::ClientServiceClient;
 use cloudai_queue as q;
 use futures::{Stream, StreamExt};
@@ -25,6 +26,7 @@ pub struct Client {
     url: String,
     creds: Credentials,
     inner: ClientServiceClient<InterceptedService<Channel, Bearer>>,
+    admin: AdminServiceClient<InterceptedService<Channel, Bearer>>,
 }
 
 /// The innermost cause of an error, which names the real problem ("Connection refused").
@@ -88,7 +90,10 @@ impl Client {
         Ok(Client {
             url,
             creds: creds.clone(),
-            inner: ClientServiceClient::with_interceptor(channel, creds.bearer()?)
+            inner: ClientServiceClient::with_interceptor(channel.clone(), creds.bearer()?)
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            admin: AdminServiceClient::with_interceptor(channel, creds.bearer()?)
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
         })
@@ -187,6 +192,33 @@ impl Client {
             CliError::new(Kind::Other, "the master answered a cancel without the task")
         })?;
         TaskView::from_pb(t)
+    }
+
+    /// Enqueues the ended task `id` again; the new task's id.
+    pub async fn retry(&self, id: &str) -> CliResult<String> {
+        let r = self
+            .admin
+            .clone()
+            .retry_task(pb::RetryTaskRequest { id: id.to_string() })
+            .await
+            .map_err(|s| self.status(s))?
+            .into_inner();
+        Ok(r.task_id)
+    }
+
+    /// Cancels (`cancel`) or retries every task `req`'s filter matches.
+    pub async fn matching(
+        &self,
+        cancel: bool,
+        req: pb::MatchRequest,
+    ) -> CliResult<pb::MatchResponse> {
+        let mut admin = self.admin.clone();
+        let r = if cancel {
+            admin.cancel_matching(req).await
+        } else {
+            admin.retry_matching(req).await
+        };
+        Ok(r.map_err(|s| self.status(s))?.into_inner())
     }
 
     /// Every worker the master knows.

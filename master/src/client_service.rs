@@ -27,8 +27,8 @@ const FOLLOW_POLL_STANDBY: std::time::Duration = std::time::Duration::from_milli
 
 /// The client-facing service.
 pub struct ClientSvc {
-    shared: Arc<Shared>,
-    limits: EnqueueLimits,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) limits: EnqueueLimits,
 }
 
 impl ClientSvc {
@@ -63,7 +63,7 @@ impl ClientSvc {
         Ok(())
     }
 
-    async fn resolve(&self, id: &str) -> Result<TaskId, Status> {
+    pub(crate) async fn resolve(&self, id: &str) -> Result<TaskId, Status> {
         if id.is_empty() {
             return Err(Status::invalid_argument("missing task id"));
         }
@@ -74,7 +74,7 @@ impl ClientSvc {
 
     /// A store call on behalf of a client: bounded by `--store-timeout`, its error mapped
     /// to the client's status.
-    fn refused(&self, reason: &str) {
+    pub(crate) fn refused(&self, reason: &str) {
         let label = crate::metrics::ReasonLabel {
             reason: reason.to_string(),
         };
@@ -92,7 +92,7 @@ impl ClientSvc {
         }
     }
 
-    async fn store_call<T>(
+    pub(crate) async fn store_call<T>(
         &self,
         op: &str,
         fut: impl std::future::Future<Output = Result<T, QueueError>>,

@@ -66,11 +66,13 @@ pub async fn serve(
             .max_decoding_message_size(max_msg)
             .max_encoding_message_size(max_msg);
     let client_svc = Arc::new(ClientSvc::new(shared.clone()));
+    let admin_svc = Arc::new(crate::admin_service::AdminSvc::new(client_svc.clone()));
     // The HTTP API runs the same client handlers.
     crate::http::start(
         shared.clone(),
         security.auth.clone(),
         client_svc.clone(),
+        admin_svc.clone(),
         stop_rx.clone(),
     )
     .await
@@ -78,6 +80,8 @@ pub async fn serve(
         std::io::ErrorKind::InvalidInput => MasterError::Config(e.to_string()),
         _ => MasterError::Listener(e),
     })?;
+
+    let admin = pb::admin_service_server::AdminServiceServer::from_arc(admin_svc);
     let client = pb::client_service_server::ClientServiceServer::from_arc(client_svc)
         .max_decoding_message_size(max_msg)
         .max_encoding_message_size(max_msg);
@@ -103,6 +107,7 @@ pub async fn serve(
         .add_service(reflection)
         .add_service(worker)
         .add_service(client)
+        .add_service(admin)
         .add_service(agent);
     let stopped = async move {
         let _ = stop.wait_for(|s| *s).await;

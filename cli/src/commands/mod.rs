@@ -7,7 +7,9 @@
 //! - [`logs`]: `logs [-f]`.
 //! - [`master`], [`worker`]: the long-running processes.
 //! - [`security`]: `users`, `token` and `certs`, the operator commands of a secure cluster.
+//! - [`admin`]: `retry`, and `cancel`/`retry` of every task a filter matches.
 
+pub mod admin;
 pub mod enqueue;
 pub mod inspect;
 pub mod logs;
@@ -64,8 +66,23 @@ pub async fn run(command: Command) -> CliResult<i32> {
             Ok(0)
         }
         Command::Cancel(a) => {
+            admin::one_target(a.id.as_deref(), &a.filter, "cancel")?;
             let client = Client::connect_with(&a.connect.master, &a.connect.credentials()).await?;
-            print(&inspect::cancel(&client, &a.id, a.output.output).await?);
+            let out = match &a.id {
+                Some(id) => inspect::cancel(&client, id, a.output.output).await?,
+                None => admin::bulk(&client, true, &a.filter, a.output.output).await?,
+            };
+            print(&out);
+            Ok(0)
+        }
+        Command::Retry(a) => {
+            admin::one_target(a.id.as_deref(), &a.filter, "retry")?;
+            let client = Client::connect_with(&a.connect.master, &a.connect.credentials()).await?;
+            let out = match &a.id {
+                Some(id) => admin::retry_one(&client, id).await?,
+                None => admin::bulk(&client, false, &a.filter, a.output.output).await?,
+            };
+            print(&out);
             Ok(0)
         }
         Command::Workers(a) => {

@@ -30,6 +30,8 @@ pub enum Action {
     Agent,
     /// Add, remove or rotate users and the join token.
     ManageUsers,
+    /// Cancel or retry every task a filter matches.
+    Bulk,
 }
 
 impl Action {
@@ -42,6 +44,7 @@ impl Action {
             Action::CancelAny => "cancel tasks submitted by other users",
             Action::Agent => "use the agent API",
             Action::ManageUsers => "manage users",
+            Action::Bulk => "act on many tasks at once",
         }
     }
 }
@@ -51,7 +54,9 @@ pub fn allowed(role: Role, action: Action) -> bool {
     match action {
         Action::Read => true,
         Action::Enqueue | Action::CancelOwn => role >= Role::Submitter,
-        Action::CancelAny | Action::Agent | Action::ManageUsers => role == Role::Admin,
+        Action::CancelAny | Action::Agent | Action::ManageUsers | Action::Bulk => {
+            role == Role::Admin
+        }
     }
 }
 
@@ -102,6 +107,11 @@ pub fn rpc_rule(path: &str) -> RpcRule {
             _ => Action::ManageUsers,
         }),
         "cloudai.v1.AgentService" => RpcRule::Client(Action::Agent),
+        "cloudai.v1.AdminService" => RpcRule::Client(match method {
+            // The new task is the caller's, as an enqueue's.
+            "RetryTask" => Action::Enqueue,
+            _ => Action::Bulk,
+        }),
         _ => RpcRule::Client(Action::ManageUsers),
     }
 }
@@ -120,6 +130,7 @@ mod tests {
             (CancelAny, [false, false, true]),
             (Agent, [false, false, true]),
             (ManageUsers, [false, false, true]),
+            (Bulk, [false, false, true]),
         ];
         for (action, by_role) in expect {
             for (role, want) in Role::ALL.into_iter().zip(by_role) {
@@ -175,6 +186,16 @@ mod tests {
             RpcRule::Public
         );
         assert_eq!(rpc_rule("/evil.Service/X"), RpcRule::Client(ManageUsers));
+        assert_eq!(
+            rpc_rule("/cloudai.v1.AdminService/RetryTask"),
+            RpcRule::Client(Enqueue)
+        );
+        for m in ["CancelMatching", "RetryMatching", "Unknown"] {
+            assert_eq!(
+                rpc_rule(&format!("/cloudai.v1.AdminService/{m}")),
+                RpcRule::Client(Bulk)
+            );
+        }
         assert_eq!(rpc_rule(""), RpcRule::Client(ManageUsers));
     }
 }

@@ -1,0 +1,155 @@
+//! `cloudai retry` and the bulk forms of `cancel` and `retry`: the master's
+//! `AdminService`. A bulk action takes a filter (`--status`, `--worker`, `--submitter`,
+//! `--image`), never none, and `--dry-run` shows what it would touch first.
+
+use clap::Args;
+use cloudai_proto::pb;
+use serde::Serialize;
+
+use super::inspect::parse_statuses;
+use crate::args::{ConnectArgs, OutputArgs};
+use crate::client::Client;
+use crate::exit::{CliError, CliResult};
+use crate::output::{self, OutputFormat};
+
+/// Which tasks a bulk cancel or retry acts on.
+#[derive(Debug, Clone, Default, Args)]
+pub struct BulkFilter {
+    /// Only tasks in this status (repeatable or comma-separated). Default: for cancel,
+    /// every unfinished one; for retry, failed, timed_out, lost and cancelled.
+    #[arg(long, value_name = "STATUS")]
+    pub status: Vec<String>,
+    /// Only tasks whose current or last attempt is on this worker.
+    #[arg(long, value_name = "ID")]
+    pub worker: Option<String>,
+    /// Only tasks this user submitted.
+    #[arg(long, value_name = "NAME")]
+    pub submitter: Option<String>,
+    /// Only tasks of this image (exact), or of images starting with a prefix ending in `*`.
+    #[arg(long, value_name = "IMAGE")]
+    pub image: Option<String>,
+    /// Show which tasks would be changed; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Act on at most this many (the newest first); the answer says when more matched.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub limit: u32,
+}
+
+impl BulkFilter {
+    /// True when no criterion is given.
+    pub fn is_empty(&self) -> bool {
+        self.status.is_empty()
+            && self.worker.is_none()
+            && self.submitter.is_none()
+            && self.image.is_none()
+    }
+
+    fn request(&self) -> CliResult<pb::MatchRequest> {
+        let statuses = parse_statuses(&self.status)?
+            .into_iter()
+            .map(|s| pb::TaskStatus::from(s) as i32)
+            .collect();
+        Ok(pb::MatchRequest {
+            filter: Some(pb::TaskFilter {
+                statuses,
+                worker_id: self.worker.clone(),
+                submitted_by: self.submitter.clone(),
+                image: self.image.clone(),
+            }),
+            dry_run: self.dry_run,
+            limit: self.limit,
+        })
+    }
+}
+
+/// `cloudai retry <id>` or `cloudai retry --status failed --image X`.
+#[derive(Debug, Args)]
+pub struct RetryCmd {
+    /// Connection.
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// The ended task to run again (full id or prefix); or give a filter instead.
+    pub id: Option<String>,
+    /// Which tasks, instead of an id.
+    #[command(flatten)]
+    pub filter: BulkFilter,
+    /// Format.
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// Checks that exactly one of an id and a filter is given.
+pub fn one_target(id: Option<&str>, filter: &BulkFilter, verb: &str) -> CliResult<()> {
+    match (id, filter.is_empty()) {
+        (Some(_), false) => Err(CliError::invalid(format!(
+            "give a task id or a filter to {verb}, not both"
+        ))),
+        (None, true) => Err(CliError::invalid(format!(
+            "give a task id, or a filter (--status, --worker, --submitter, --image) to {verb} \
+             every task it matches"
+        ))),
+        (Some(_), true) if filter.dry_run => Err(CliError::invalid(
+            "--dry-run goes with a filter: a single task is shown by `cloudai task ID`",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// What a bulk call did, as shown.
+#[derive(Debug, Serialize)]
+struct BulkView {
+    dry_run: bool,
+    task_ids: Vec<String>,
+    new_task_ids: Vec<String>,
+    truncated: bool,
+    skipped: Vec<String>,
+}
+
+/// `cloudai cancel --status ...` (`cancel` true) or `cloudai retry --status ...`.
+pub async fn bulk(
+    c: &Client,
+    cancel: bool,
+    f: &BulkFilter,
+    fmt: OutputFormat,
+) -> CliResult<String> {
+    let r = c.matching(cancel, f.request()?).await?;
+    let v = BulkView {
+        dry_run: f.dry_run,
+        task_ids: r.task_ids,
+        new_task_ids: r.new_task_ids,
+        truncated: r.truncated,
+        skipped: r.skipped,
+    };
+    if fmt == OutputFormat::Json {
+        return Ok(output::json(&v));
+    }
+    let verb = match (cancel, v.dry_run) {
+        (true, true) => "would cancel",
+        (true, false) => "cancel requested for",
+        (false, true) => "would retry",
+        (false, false) => "retried",
+    };
+    let mut out = format!("{verb} {} task(s)\n", v.task_ids.len());
+    for (i, id) in v.task_ids.iter().enumerate() {
+        match v.new_task_ids.get(i) {
+            Some(new) => out.push_str(&format!("{id} -> {new}\n")),
+            None => out.push_str(&format!("{id}\n")),
+        }
+    }
+    for s in &v.skipped {
+        out.push_str(&format!("skipped {s}\n"));
+    }
+    if v.truncated {
+        out.push_str(&format!(
+            "more tasks match than --limit {}: run it again for the rest\n",
+            f.limit
+        ));
+    }
+    Ok(out)
+}
+
+/// `cloudai retry <id>`: prints the new task's id.
+pub async fn retry_one(c: &Client, id: &str) -> CliResult<String> {
+    Ok(format!("{}\n", c.retry(id).await?))
+}

@@ -1,0 +1,83 @@
+//! `/api/v1/workers` and `/api/v1/queue/stats`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State};
+use axum::http::HeaderMap;
+use axum::response::IntoResponse;
+use axum::Json;
+use cloudai_proto::pb;
+use cloudai_proto::pb::client_service_server::ClientService;
+use serde_json::{json, Value};
+
+use super::{request, Api, ApiResult};
+use crate::auth::Action;
+
+pub(super) async fn workers(
+    State(api): State<Api>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let req = request(
+        &api,
+        &headers,
+        peer,
+        Action::Read,
+        pb::ListWorkersRequest {},
+    )
+    .await?;
+    let r = api.svc.list_workers(req).await?.into_inner();
+    let res = |r: Option<pb::Resources>| {
+        let r = r.unwrap_or_default();
+        json!({ "cpu": r.cpu_millis as f64 / 1000.0, "memory_bytes": r.memory_bytes, "gpus": r.gpus })
+    };
+    let health = |h: i32| match pb::WorkerHealth::try_from(h) {
+        Ok(pb::WorkerHealth::Healthy) => "healthy",
+        Ok(pb::WorkerHealth::Suspect) => "suspect",
+        Ok(pb::WorkerHealth::Dead) => "dead",
+        _ => "unknown",
+    };
+    let list: Vec<Value> = r
+        .workers
+        .into_iter()
+        .map(|w| {
+            json!({
+                "id": w.id,
+                "health": health(w.health),
+                "labels": w.labels.into_iter().collect::<BTreeMap<_, _>>(),
+                "capacity": res(w.capacity),
+                "free": res(w.free),
+                "running_task_ids": w.running_task_ids,
+                "hostname": w.hostname,
+                "version": w.version,
+                "last_heartbeat": w.last_heartbeat.and_then(|t| chrono::DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32)),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "workers": list })).into_response())
+}
+
+pub(super) async fn stats(
+    State(api): State<Api>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let req = request(&api, &headers, peer, Action::Read, pb::QueueStatsRequest {}).await?;
+    let r = api.svc.queue_stats(req).await?.into_inner();
+    let mut counts = BTreeMap::new();
+    for c in r.counts {
+        if let Ok(s) = cloudai_proto::convert::task_status("counts", c.status) {
+            counts.insert(s.as_str().to_string(), c.count);
+        }
+    }
+    let oldest = r
+        .oldest_queued_at
+        .and_then(|t| chrono::DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32));
+    Ok(Json(json!({
+        "counts": counts,
+        "oldest_queued_at": oldest,
+        "finished_last_minute": r.finished_last_minute,
+    }))
+    .into_response())
+}
