@@ -1,8 +1,9 @@
 //! The master's HTTP listener (`--http-listen`, default 127.0.0.1:8080): `/metrics` in
-//! the Prometheus (OpenMetrics) text format, and the JSON API (`api`, `/api/v1`). The same auth rules as the gRPC port: with
-//! auth required, a scrape needs an API token (any role; Prometheus sends it with
-//! `authorization: { credentials: ... }`), and a master without auth (local-dev mode)
-//! serves HTTP on loopback only.
+//! the Prometheus (OpenMetrics) text format, the JSON API (`api`, `/api/v1`) and the web
+//! dashboard (`dashboard`, `/`; its pages hold no data and call the API). The same auth
+//! rules as the gRPC port: with auth required, a scrape needs an API token (any role;
+//! Prometheus sends it with `authorization: { credentials: ... }`), and a master without
+//! auth (local-dev mode) serves HTTP on loopback only.
 //!
 //! The default address is taken only if free: a second master on one host says so and
 //! serves no HTTP. An address given with `--http-listen` must be free; `off` turns the
@@ -64,6 +65,7 @@ pub async fn start(
     shared: Arc<Shared>,
     auth: Arc<Auth>,
     svc: Arc<crate::client_service::ClientSvc>,
+    admin: Arc<crate::admin_service::AdminSvc>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<Option<SocketAddr>, std::io::Error> {
     let (addr, required) = match shared.config.http_listen {
@@ -98,12 +100,14 @@ pub async fn start(
     let local = listener.local_addr()?;
     let api = crate::api::routes(crate::api::Api {
         svc,
+        admin,
         auth: auth.clone(),
     });
     let app = Router::new()
         .route("/metrics", get(metrics))
         .with_state(App { shared, auth })
-        .merge(api);
+        .merge(api)
+        .merge(crate::dashboard::routes());
     tokio::spawn(async move {
         let served = axum::serve(
             listener,
@@ -117,7 +121,7 @@ pub async fn start(
             tracing::error!(error = %e, "the HTTP listener failed");
         }
     });
-    tracing::info!(addr = %local, "http serving: /metrics, /api/v1");
+    tracing::info!(addr = %local, "dashboard at http://{local}/ (JSON API under /api/v1, metrics at /metrics)");
     Ok(Some(local))
 }
 

@@ -13,12 +13,14 @@
 //!   until stored, and memory updated only from what it returned.
 //! - [`shared`]: state shared by services and loops.
 //! - [`logs`]: waking `StreamLogs` followers.
-//! - [`worker_service`], [`client_service`], [`agent_service`]: the gRPC services;
+//! - [`worker_service`], [`client_service`], [`agent_service`], [`admin_service`]
+//!   (retry, bulk cancel and retry by filter): the gRPC services;
 //!   [`reports`] applies what workers report, in order, off the stream's reader.
 //! - [`wire`]: master-only conversions to and from `cloudai.v1` messages.
 //! - [`auth`]: tokens and their keyed hashes, roles and permissions, the auth mode.
 //! - [`metrics`]: the Prometheus metric families; [`http`]: the HTTP listener serving
-//!   `/metrics` (`--http-listen`) and [`api`], the JSON API over the client handlers.
+//!   `/metrics` (`--http-listen`) and [`api`], the JSON API over the client handlers;
+//!   [`dashboard`]: the web pages at `/` (embedded assets that call the API).
 //! - [`tls`]: the TLS listener, which logs each failed handshake (rate-limited).
 //! - [`limits`]: backpressure on enqueue (per-client rate limit, cap on queued tasks).
 //! - [`error`]: [`MasterError`] and the one mapping of queue errors to gRPC statuses.
@@ -27,6 +29,7 @@
 // Handlers return `tonic::Status` by value, as tonic's own traits do.
 #![allow(clippy::result_large_err)]
 
+pub mod admin_service;
 pub mod agent_service;
 pub mod api;
 pub mod auth;
@@ -34,6 +37,7 @@ pub mod client_service;
 pub mod cluster;
 pub mod config;
 pub mod conn;
+pub mod dashboard;
 pub mod dispatcher;
 pub mod error;
 pub mod http;
