@@ -60,7 +60,11 @@ pub enum Command {
     Master(MasterArgs),
     /// Run a worker that executes tasks with Docker
     #[command(
-        after_help = "Example:\n  cloudai worker --master http://10.0.0.1:50051 --id gpu-box-1"
+        args_conflicts_with_subcommands = true,
+        after_help = "Examples:\n  cloudai worker --master http://10.0.0.1:50051 --id gpu-box-1\n  \
+cloudai worker cordon gpu-box-1            # no new tasks there\n  \
+cloudai worker drain gpu-box-1 --deadline 10m   # and stop what still runs then\n  \
+cloudai worker uncordon gpu-box-1"
     )]
     Worker(WorkerArgs),
     /// Enqueue a task; prints its id
@@ -202,6 +206,9 @@ pub struct WorkerArgs {
     /// Run tasks with a fake executor that sleeps instead of Docker (tests, benchmarks).
     #[arg(long, hide = true)]
     pub fake_executor: bool,
+    /// Take a worker out of service (or back) instead of running one.
+    #[command(subcommand)]
+    pub action: Option<crate::commands::admin::WorkerAction>,
 }
 
 /// What to run, shared by `cloudai enqueue` and the shell's `enqueue` and `task`.

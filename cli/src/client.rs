@@ -221,6 +221,33 @@ impl Client {
         Ok(r.map_err(|s| self.status(s))?.into_inner())
     }
 
+    /// Cordons `id` (with `drain`: drains it, stopping what still runs after that
+    /// long), or (`cordon` false) lifts it; the worker as it is then.
+    pub async fn cordon(
+        &self,
+        id: &str,
+        cordon: bool,
+        drain: Option<Duration>,
+    ) -> CliResult<WorkerView> {
+        let mut admin = self.admin.clone();
+        let worker_id = id.to_string();
+        let r = match (cordon, drain) {
+            (false, _) => admin.uncordon_worker(pb::WorkerRequest { worker_id }).await,
+            (true, None) => admin.cordon_worker(pb::WorkerRequest { worker_id }).await,
+            (true, Some(d)) => {
+                let deadline = prost_types::Duration::try_from(d)
+                    .map_err(|_| CliError::invalid("the drain deadline is too far"))?;
+                admin
+                    .drain_worker(pb::DrainRequest {
+                        worker_id,
+                        deadline: Some(deadline),
+                    })
+                    .await
+            }
+        };
+        WorkerView::from_pb(r.map_err(|s| self.status(s))?.into_inner())
+    }
+
     /// Every worker the master knows.
     pub async fn workers(&self) -> CliResult<Vec<WorkerView>> {
         let r = match self

@@ -221,7 +221,11 @@ pub fn workers_table(workers: &[WorkerView], now: DateTime<Utc>) -> String {
     for w in workers {
         t.add_row(vec![
             w.id.clone(),
-            w.health.as_str().to_string(),
+            match (w.drain_deadline, w.cordoned) {
+                (Some(_), _) => format!("{} (draining)", w.health.as_str()),
+                (None, true) => format!("{} (cordoned)", w.health.as_str()),
+                _ => w.health.as_str().to_string(),
+            },
             resources(&w.capacity),
             resources(&w.free),
             w.running_task_ids.len().to_string(),

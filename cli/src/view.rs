@@ -255,6 +255,10 @@ pub struct WorkerView {
     pub labels: BTreeMap<String, String>,
     /// Worker version.
     pub version: String,
+    /// Cordoned: no new tasks.
+    pub cordoned: bool,
+    /// Being drained: what runs there at this time is stopped and retried elsewhere.
+    pub drain_deadline: Option<DateTime<Utc>>,
 }
 
 impl WorkerView {
@@ -281,6 +285,13 @@ impl WorkerView {
             memory_used_bytes: w.usage.as_ref().map(|u| u.memory_used_bytes),
             labels: w.labels.into_iter().collect(),
             version: w.version,
+            cordoned: w.cordoned,
+            drain_deadline: w
+                .drain_deadline
+                .as_ref()
+                .map(|t| convert::from_timestamp("drain_deadline", t))
+                .transpose()
+                .map_err(bad_answer)?,
         })
     }
 }

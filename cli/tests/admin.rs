@@ -234,4 +234,106 @@ fn bulk_actions_over_http_are_an_admins() {
     let (code, v) = post(&format!("/api/v1/tasks/{id}/retry"), &sub, "");
     assert_eq!(code, 201, "a submitter may retry: {v}");
     assert!(v["id"].as_str().is_some_and(|n| n != id), "{v}");
+
+    // Workers: an admin's too; an unknown one is a 404 naming it.
+    let (code, v) = post("/api/v1/workers/gpu-9/cordon", &sub, "");
+    assert_eq!(code, 403, "{v}");
+    let (code, v) = post(
+        "/api/v1/workers/gpu-9/drain",
+        &admin,
+        r#"{"deadline_seconds": 5}"#,
+    );
+    assert_eq!(code, 404, "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("gpu-9"),
+        "{v}"
+    );
+    let (code, v) = post(
+        "/api/v1/workers/gpu-9/drain",
+        &admin,
+        r#"{"deadline_seconds": -1}"#,
+    );
+    assert_eq!(code, 400, "{v}");
+}
+
+#[test]
+fn a_cordoned_worker_gets_no_task_and_a_drain_moves_what_runs_at_its_deadline() {
+    let c = Cluster::master_only();
+    let spawn = |tag: &str| {
+        let id = common::unique_worker_id(tag);
+        let p = common::Proc::spawn(
+            "worker",
+            &[
+                "worker",
+                "--fake-executor",
+                "--master",
+                &c.url,
+                "--id",
+                &id,
+                "--heartbeat-interval",
+                "500ms",
+            ],
+            &[],
+        );
+        common::wait_worker_healthy(&c, &id);
+        (p, id)
+    };
+    let ((_a, a), (_b, b)) = (spawn("a"), spawn("b"));
+    let out = c.run(&["worker", "cordon", &a]);
+    assert!(out.ok().contains("cordoned"), "{out:#?}");
+    let table = c.run(&["workers"]);
+    assert!(table.ok().contains("healthy (cordoned)"), "{table:#?}");
+
+    // Nothing lands on the cordoned worker.
+    let ids: Vec<String> = (0..3)
+        .map(|_| {
+            let out = c.run(&[
+                "enqueue",
+                "cloudai/busybox:test",
+                "--env",
+                "CLOUDAI_FAKE_RUN_MS=60000",
+            ]);
+            out.ok().trim().to_string()
+        })
+        .collect();
+    for id in &ids {
+        let t = c.wait_status(id, "running");
+        assert_eq!(t["worker"], b.as_str(), "{t}");
+    }
+
+    // Drain b (after lifting a's cordon): at the deadline its attempts are stopped and
+    // the tasks run again on a, the first attempt recorded lost to the drain.
+    c.run(&["worker", "uncordon", &a]).ok();
+    let out = c.run(&["worker", "drain", &b, "--deadline", "1s"]);
+    assert!(out.ok().contains("draining"), "{out:#?}");
+    for id in &ids {
+        let t = eventually(
+            "the task to run again on the other worker",
+            Duration::from_secs(60),
+            || {
+                let t = c.task_json(id);
+                (t["status"] == "running" && t["worker"] == a.as_str()).then_some(t)
+            },
+        );
+        let first = &t["attempts"][0];
+        assert_eq!(first["outcome"], "lost", "{t}");
+        assert!(first["error"].as_str().unwrap().contains("drained"), "{t}");
+    }
+    let w = c.run(&["workers", "--output", "json"]).json();
+    let bw = w
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["id"] == b.as_str())
+        .unwrap();
+    assert_eq!(bw["cordoned"], true, "{bw}");
+    assert!(
+        bw["running_task_ids"].as_array().unwrap().is_empty(),
+        "{bw}"
+    );
+    let out = c.run(&["worker", "uncordon", &b]);
+    assert!(out.ok().contains("uncordoned"), "{out:#?}");
+    // An unknown worker is named.
+    let out = c.run(&["worker", "cordon", "nobody"]);
+    assert_eq!(out.code, 15, "{out:#?}");
 }

@@ -168,6 +168,42 @@ fn limit_of(n: u32) -> usize {
 
 #[tonic::async_trait]
 impl pb::admin_service_server::AdminService for AdminSvc {
+    async fn cordon_worker(
+        &self,
+        request: Request<pb::WorkerRequest>,
+    ) -> Result<Response<pb::WorkerInfo>, Status> {
+        let id = request.into_inner().worker_id;
+        Ok(Response::new(self.cordon(&id, true, None)?))
+    }
+
+    async fn drain_worker(
+        &self,
+        request: Request<pb::DrainRequest>,
+    ) -> Result<Response<pb::WorkerInfo>, Status> {
+        let r = request.into_inner();
+        let after = match r.deadline {
+            None => std::time::Duration::ZERO,
+            Some(d) => std::time::Duration::try_from(d)
+                .map_err(|_| Status::invalid_argument("the drain deadline must not be negative"))?,
+        };
+        let deadline = Utc::now()
+            + chrono::Duration::from_std(after)
+                .map_err(|_| Status::invalid_argument("the drain deadline is too far"))?;
+        Ok(Response::new(self.cordon(
+            &r.worker_id,
+            true,
+            Some(deadline),
+        )?))
+    }
+
+    async fn uncordon_worker(
+        &self,
+        request: Request<pb::WorkerRequest>,
+    ) -> Result<Response<pb::WorkerInfo>, Status> {
+        let id = request.into_inner().worker_id;
+        Ok(Response::new(self.cordon(&id, false, None)?))
+    }
+
     async fn retry_task(
         &self,
         request: Request<pb::RetryTaskRequest>,
@@ -271,6 +307,35 @@ impl pb::admin_service_server::AdminService for AdminSvc {
             }
         }
         Ok(Response::new(out))
+    }
+}
+
+impl AdminSvc {
+    /// Sets `worker_id`'s cordon (and drain deadline) on the leader, and has it stored.
+    fn cordon(
+        &self,
+        worker_id: &str,
+        cordoned: bool,
+        drain_deadline: Option<chrono::DateTime<Utc>>,
+    ) -> Result<pb::WorkerInfo, Status> {
+        let shared = &self.client.shared;
+        // The leader holds the workers' streams: only it can place or stop their tasks.
+        if !shared.leading() {
+            return Err(crate::error::not_leader(&shared.role()));
+        }
+        let info = {
+            let mut c = shared.cluster();
+            c.set_cordon(worker_id, cordoned, drain_deadline)
+                .ok_or_else(|| {
+                    crate::error::status(QueueError::UnknownWorker(worker_id.to_string()))
+                })?;
+            c.worker(worker_id).map(crate::wire::worker_info)
+        };
+        shared.persist_worker(worker_id);
+        // A lifted cordon may place queued tasks at once.
+        shared.wake_dispatcher();
+        tracing::info!(worker_id, cordoned, drain_deadline = ?drain_deadline, "worker cordon set");
+        info.ok_or_else(|| Status::internal("the worker vanished while cordoned"))
     }
 }
 

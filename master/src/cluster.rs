@@ -75,9 +75,12 @@ impl WorkerEntry {
         self.record.capacity.saturating_sub(&self.reserved)
     }
 
-    /// Healthy with a live stream and nothing left to check: may get new work.
+    /// Healthy with a live stream, nothing left to check, not cordoned: may get new work.
     pub fn schedulable(&self) -> bool {
-        self.record.health == WorkerHealth::Healthy && self.conn.is_some() && !self.reconciling
+        self.record.health == WorkerHealth::Healthy
+            && self.conn.is_some()
+            && !self.reconciling
+            && !self.record.cordoned
     }
 }
 
@@ -219,6 +222,10 @@ impl Cluster {
             }
             record.registered_at = w.record.registered_at;
             record.health = WorkerHealth::Healthy;
+            // An operator's cordon or drain outlives reconnects (and, through the store,
+            // master restarts).
+            record.cordoned = w.record.cordoned;
+            record.drain_deadline = w.record.drain_deadline;
             w.record = record;
             w.version = version;
             w.last_seen = now;
@@ -229,6 +236,35 @@ impl Cluster {
         let w = WorkerEntry::new(record, version, Some(conn), now);
         self.workers.insert(w.record.id.clone(), w);
         Ok(None)
+    }
+
+    /// Cordons `worker_id` (no new tasks) or lifts it; with `drain_deadline`, what
+    /// still runs there at that time is stopped and retried elsewhere. The updated
+    /// record, or `None` for an unknown worker.
+    pub fn set_cordon(
+        &mut self,
+        worker_id: &str,
+        cordoned: bool,
+        drain_deadline: Option<DateTime<Utc>>,
+    ) -> Option<WorkerRecord> {
+        let w = self.workers.get_mut(worker_id)?;
+        w.record.cordoned = cordoned;
+        w.record.drain_deadline = if cordoned { drain_deadline } else { None };
+        Some(w.record.clone())
+    }
+
+    /// Attempts running past their worker's drain deadline at `now`: (worker, task,
+    /// token), each to be stopped and retried elsewhere.
+    pub fn drain_overdue(&self, now: DateTime<Utc>) -> Vec<(String, TaskId, u64)> {
+        let mut out = Vec::new();
+        for w in self.workers.values() {
+            if w.record.drain_deadline.is_some_and(|d| d <= now) {
+                for (task, token) in self.attempts_on(&w.record.id) {
+                    out.push((w.record.id.clone(), task, token));
+                }
+            }
+        }
+        out
     }
 
     /// Marks whether a worker's reported attempts are still being checked (see

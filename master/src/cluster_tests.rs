@@ -20,6 +20,8 @@ fn record(id: &str, cpu: u64) -> WorkerRecord {
         health: WorkerHealth::Healthy,
         registered_at: Utc::now(),
         last_heartbeat: Utc::now(),
+        cordoned: false,
+        drain_deadline: None,
     }
 }
 
@@ -361,4 +363,33 @@ fn a_worker_stored_dead_with_live_attempts_is_declared_dead_again() {
         (ch[0].health, ch[0].lost.clone()),
         (WorkerHealth::Dead, vec![(t, 5)])
     );
+}
+
+#[test]
+fn a_cordon_stops_placement_survives_a_reconnect_and_a_drain_lists_what_is_overdue() {
+    let now = Instant::now();
+    let mut c = connected(&[("w", 1000)], now);
+    let t = TaskId::new();
+    c.try_reserve(t, "w", &cpu(100)).unwrap();
+    let rec = c.set_cordon("w", true, None).unwrap();
+    assert!(rec.cordoned && rec.drain_deadline.is_none());
+    assert!(
+        !c.slots()[0].schedulable,
+        "no new work on a cordoned worker"
+    );
+    assert!(c.set_cordon("nobody", true, None).is_none());
+    // The worker reconnects with a fresh record: the cordon stays.
+    c.disconnect("w", 0);
+    let (k, _rx) = conn(9);
+    c.connect(record("w", 1000), "v".into(), k, now).unwrap();
+    assert!(c.worker("w").unwrap().record.cordoned);
+    // A drain lists its attempts once the deadline passed, not before.
+    let later = Utc::now() + chrono::Duration::seconds(60);
+    c.set_cordon("w", true, Some(later));
+    assert!(c.drain_overdue(Utc::now()).is_empty());
+    assert_eq!(c.drain_overdue(later).len(), c.attempts_on("w").len());
+    // Lifted: placeable again, no deadline left.
+    let rec = c.set_cordon("w", false, Some(later)).unwrap();
+    assert!(!rec.cordoned && rec.drain_deadline.is_none());
+    assert!(c.slots()[0].schedulable);
 }

@@ -86,6 +86,8 @@ fn placeholder(id: &str) -> WorkerRecord {
         health: WorkerHealth::Suspect,
         registered_at: Utc::now(),
         last_heartbeat: Utc::now(),
+        cordoned: false,
+        drain_deadline: None,
     }
 }
 
@@ -97,11 +99,13 @@ pub async fn monitor(shared: Arc<Shared>) {
     let period = (interval / 4).max(std::time::Duration::from_millis(5));
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let draining = Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = shared.until_shutdown() => return,
         }
+        stop_overdue_drains(&shared, &draining);
         let changes = shared
             .cluster()
             .tick(Instant::now(), interval, shared.config.dead_after);
@@ -116,6 +120,46 @@ pub async fn monitor(shared: Arc<Shared>) {
                 });
             }
         }
+    }
+}
+
+/// Attempts still running on a drained worker at its deadline: each is recorded lost
+/// (so its task is retried elsewhere, within its lost retries), then its container is
+/// stopped. `draining` holds those in flight, so a tick does not start one twice.
+fn stop_overdue_drains(
+    shared: &Arc<Shared>,
+    draining: &Arc<std::sync::Mutex<std::collections::HashSet<(TaskId, u64)>>>,
+) {
+    let overdue = shared.cluster().drain_overdue(chrono::Utc::now());
+    for (worker_id, task, token) in overdue {
+        if !draining
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((task, token))
+        {
+            continue;
+        }
+        let (shared, draining) = (shared.clone(), draining.clone());
+        tokio::spawn(async move {
+            let conn = shared.cluster().conn(&worker_id);
+            let cause = LostCause::Gone(format!(
+                "worker {worker_id} was drained: the attempt still ran at the drain deadline"
+            ));
+            tracing::info!(task_id = %task, token, worker_id = %worker_id, "drain deadline: stopping the attempt to retry it elsewhere");
+            ledger::lose(&shared, task, token, cause).await;
+            // The attempt is over in the store, so the worker's report of the stop is
+            // refused and cannot end the task.
+            if let Some(conn) = conn {
+                let _ = conn.tx.send(crate::conn::Outbound::Cancel {
+                    task_id: task,
+                    token,
+                });
+            }
+            draining
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&(task, token));
+        });
     }
 }
 

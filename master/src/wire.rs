@@ -91,6 +91,8 @@ pub fn worker_info(w: &WorkerEntry) -> pb::WorkerInfo {
         }),
         hostname: r.hostname.clone(),
         version: w.version.clone(),
+        cordoned: r.cordoned,
+        drain_deadline: r.drain_deadline.map(timestamp),
     }
 }
 
@@ -129,6 +131,8 @@ pub fn register(reg: pb::Register) -> Result<Registration, Status> {
         health: WorkerHealth::Healthy,
         registered_at: now,
         last_heartbeat: now,
+        cordoned: false,
+        drain_deadline: None,
     };
     Ok(Registration {
         record,

@@ -544,6 +544,13 @@ pub struct WorkerRecord {
     pub registered_at: DateTime<Utc>,
     /// Last heartbeat or registration.
     pub last_heartbeat: DateTime<Utc>,
+    /// An operator cordoned it: no new task is placed on it (running ones go on).
+    #[serde(default)]
+    pub cordoned: bool,
+    /// Being drained: cordoned, and what still runs on it at this time is stopped and
+    /// retried elsewhere.
+    #[serde(default)]
+    pub drain_deadline: Option<DateTime<Utc>>,
 }
 
 #[cfg(test)]

@@ -110,6 +110,8 @@ async fn every_write_only_the_leader_makes_is_fenced_after_a_takeover() {
         health: WorkerHealth::Healthy,
         registered_at: Utc::now(),
         last_heartbeat: Utc::now(),
+        cordoned: false,
+        drain_deadline: None,
     };
     a.campaign(&ma, None, None, Utc::now()).await.unwrap();
     a.upsert_worker(&worker).await.unwrap();

@@ -2,7 +2,7 @@
 //! `AdminService`. A bulk action takes a filter (`--status`, `--worker`, `--submitter`,
 //! `--image`), never none, and `--dry-run` shows what it would touch first.
 
-use clap::Args;
+use clap::{Args, Subcommand};
 use cloudai_proto::pb;
 use serde::Serialize;
 
@@ -152,4 +152,68 @@ pub async fn bulk(
 /// `cloudai retry <id>`: prints the new task's id.
 pub async fn retry_one(c: &Client, id: &str) -> CliResult<String> {
     Ok(format!("{}\n", c.retry(id).await?))
+}
+
+/// `cloudai worker cordon|drain|uncordon ID`: a worker out of service, or back.
+#[derive(Debug, Subcommand)]
+pub enum WorkerAction {
+    /// No new task goes to the worker; what runs there goes on (kept across restarts)
+    Cordon(WorkerTarget),
+    /// Cordon the worker, and at the deadline stop what still runs there and retry it
+    /// elsewhere
+    Drain {
+        /// The worker.
+        #[command(flatten)]
+        target: WorkerTarget,
+        /// How long running tasks may go on (0: stop them now).
+        #[arg(long, default_value = "10m", value_parser = parse_deadline)]
+        deadline: std::time::Duration,
+    },
+    /// Lift a cordon or a drain
+    Uncordon(WorkerTarget),
+}
+
+/// Which worker, on which master.
+#[derive(Debug, Args)]
+pub struct WorkerTarget {
+    /// Connection.
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// The worker's id.
+    pub id: String,
+    /// Format.
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+fn parse_deadline(s: &str) -> Result<std::time::Duration, String> {
+    if s.trim() == "0" {
+        return Ok(std::time::Duration::ZERO);
+    }
+    crate::units::parse_duration(s).map_err(|e| e.0)
+}
+
+/// Runs a `cloudai worker cordon|drain|uncordon`.
+pub async fn worker_action(a: WorkerAction) -> CliResult<i32> {
+    let (t, drain) = match &a {
+        WorkerAction::Cordon(t) | WorkerAction::Uncordon(t) => (t, None),
+        WorkerAction::Drain { target, deadline } => (target, Some(*deadline)),
+    };
+    let c = Client::connect_with(&t.connect.master, &t.connect.credentials()).await?;
+    let cordon = !matches!(a, WorkerAction::Uncordon(_));
+    let w = c.cordon(&t.id, cordon, drain).await?;
+    let text = match t.output.output {
+        OutputFormat::Json => output::json(&w),
+        OutputFormat::Table => match (&a, &w.drain_deadline) {
+            (WorkerAction::Uncordon(_), _) => format!("worker {} uncordoned: it takes new tasks\n", w.id),
+            (_, Some(d)) => format!(
+                "worker {} draining: no new tasks; what still runs at {} is stopped and retried elsewhere\n",
+                w.id,
+                d.format("%Y-%m-%d %H:%M:%S UTC")
+            ),
+            _ => format!("worker {} cordoned: no new tasks; running ones go on\n", w.id),
+        },
+    };
+    super::print(&text);
+    Ok(0)
 }

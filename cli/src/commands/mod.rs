@@ -43,7 +43,10 @@ pub async fn run(command: Command) -> CliResult<i32> {
             Ok(0)
         }
         Command::Master(a) => master::run(a).await,
-        Command::Worker(a) => worker::run(a).await,
+        Command::Worker(a) => match a.action {
+            Some(action) => admin::worker_action(action).await,
+            None => worker::run(a).await,
+        },
         Command::Enqueue(a) => {
             let spec = spec::build(&a.enqueue)?;
             let client = Client::connect_with(&a.connect.master, &a.connect.credentials()).await?;

@@ -108,3 +108,91 @@ pub(super) async fn retry_matching(
     let req = request(&api, &headers, peer, Action::Bulk, msg).await?;
     answer(api.admin.retry_matching(req).await?.into_inner(), dry)
 }
+
+/// `POST /api/v1/workers/{id}/drain` body: how long running tasks may go on.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DrainBody {
+    #[serde(default)]
+    deadline_seconds: f64,
+}
+
+fn worker_json(w: pb::WorkerInfo) -> serde_json::Value {
+    json!({
+        "id": w.id,
+        "cordoned": w.cordoned,
+        "drain_deadline": w
+            .drain_deadline
+            .and_then(|t| chrono::DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32)),
+    })
+}
+
+pub(super) async fn cordon(
+    State(api): State<Api>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(worker_id): Path<String>,
+) -> ApiResult {
+    let req = request(
+        &api,
+        &headers,
+        peer,
+        Action::Bulk,
+        pb::WorkerRequest { worker_id },
+    )
+    .await?;
+    Ok(Json(worker_json(
+        api.admin.cordon_worker(req).await?.into_inner(),
+    ))
+    .into_response())
+}
+
+pub(super) async fn uncordon(
+    State(api): State<Api>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(worker_id): Path<String>,
+) -> ApiResult {
+    let req = request(
+        &api,
+        &headers,
+        peer,
+        Action::Bulk,
+        pb::WorkerRequest { worker_id },
+    )
+    .await?;
+    Ok(Json(worker_json(
+        api.admin.uncordon_worker(req).await?.into_inner(),
+    ))
+    .into_response())
+}
+
+pub(super) async fn drain(
+    State(api): State<Api>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(worker_id): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult {
+    let b: DrainBody = if body.is_empty() {
+        DrainBody::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError(Status::invalid_argument(format!(
+                "not a drain request: {e}"
+            )))
+        })?
+    };
+    if !(b.deadline_seconds.is_finite() && b.deadline_seconds >= 0.0) {
+        return Err(ApiError(Status::invalid_argument(
+            "deadline_seconds must be 0 or more",
+        )));
+    }
+    let d = std::time::Duration::from_secs_f64(b.deadline_seconds);
+    let msg = pb::DrainRequest {
+        worker_id,
+        deadline: prost_types::Duration::try_from(d).ok(),
+    };
+    let req = request(&api, &headers, peer, Action::Bulk, msg).await?;
+    Ok(Json(worker_json(api.admin.drain_worker(req).await?.into_inner())).into_response())
+}

@@ -50,6 +50,8 @@ pub(super) async fn workers(
                 "free": res(w.free),
                 "running_task_ids": w.running_task_ids,
                 "hostname": w.hostname,
+                "cordoned": w.cordoned,
+                "drain_deadline": w.drain_deadline.and_then(|t| chrono::DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32)),
                 "version": w.version,
                 "last_heartbeat": w.last_heartbeat.and_then(|t| chrono::DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32)),
             })

@@ -12,6 +12,7 @@
 //! - `POST /api/v1/tasks/{id}/retry` → `{"id"}` of the new task
 //! - `POST /api/v1/tasks/cancel`, `POST /api/v1/tasks/retry`: every task a JSON filter
 //!   matches (`status`, `worker`, `submitter`, `image`, `dry_run`, `limit`)
+//! - `POST /api/v1/workers/{id}/cordon`, `/uncordon`, `/drain` (`{"deadline_seconds"}`)
 //! - `GET  /api/v1/workers`, `GET /api/v1/queue/stats`
 //!
 //! Errors are `{"error": {"code": "NOT_FOUND", "message": "..."}}` with the HTTP status
@@ -60,6 +61,9 @@ pub fn routes(api: Api) -> Router {
         .route("/api/v1/tasks/retry", post(admin::retry_matching))
         .route("/api/v1/tasks/:id/logs", get(logs::logs))
         .route("/api/v1/workers", get(cluster::workers))
+        .route("/api/v1/workers/:id/cordon", post(admin::cordon))
+        .route("/api/v1/workers/:id/uncordon", post(admin::uncordon))
+        .route("/api/v1/workers/:id/drain", post(admin::drain))
         .route("/api/v1/queue/stats", get(cluster::stats))
         .with_state(api)
 }

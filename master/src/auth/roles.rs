@@ -30,7 +30,7 @@ pub enum Action {
     Agent,
     /// Add, remove or rotate users and the join token.
     ManageUsers,
-    /// Cancel or retry every task a filter matches.
+    /// Cancel or retry every task a filter matches; cordon, drain, uncordon workers.
     Bulk,
 }
 
@@ -44,7 +44,7 @@ impl Action {
             Action::CancelAny => "cancel tasks submitted by other users",
             Action::Agent => "use the agent API",
             Action::ManageUsers => "manage users",
-            Action::Bulk => "act on many tasks at once",
+            Action::Bulk => "act on many tasks at once, or cordon and drain workers",
         }
     }
 }

@@ -37,6 +37,8 @@ fn worker(id: &str, team: &str) -> WorkerRecord {
         health: WorkerHealth::Healthy,
         registered_at: at,
         last_heartbeat: at,
+        cordoned: false,
+        drain_deadline: None,
     }
 }
 
@@ -285,6 +287,10 @@ pub async fn worker_registry(h: &dyn Harness) {
     let mut wa2 = wa.clone();
     wa2.labels.insert("zone".into(), "eu".into());
     wa2.capacity.gpus = 2;
+    // An operator's drain round-trips (the deadline to the millisecond, as stores keep
+    // times).
+    wa2.cordoned = true;
+    wa2.drain_deadline = chrono::DateTime::from_timestamp_millis(now().timestamp_millis() + 60_000);
     store.upsert_worker(&wa2).await.unwrap();
     assert_eq!(store.get_worker("w-a").await.unwrap(), Some(wa2.clone()));
     assert_eq!(store.list_workers().await.unwrap().len(), 2);

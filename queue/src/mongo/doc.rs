@@ -377,6 +377,8 @@ pub(crate) fn worker_doc(w: &WorkerRecord) -> Document {
         "health": w.health.as_str(),
         "registered_at": bdate(w.registered_at),
         "last_heartbeat": bdate(w.last_heartbeat),
+        "cordoned": w.cordoned,
+        "drain_deadline": opt_date(w.drain_deadline),
     }
 }
 
@@ -398,6 +400,9 @@ pub(crate) fn worker_of(d: &Document) -> Result<WorkerRecord> {
         health,
         registered_at: f.date("registered_at")?,
         last_heartbeat: f.date("last_heartbeat")?,
+        // Absent in documents written before cordons existed.
+        cordoned: d.get_bool("cordoned").unwrap_or(false),
+        drain_deadline: f.opt_date("drain_deadline")?,
     })
 }
 
@@ -505,6 +510,8 @@ mod tests {
             health: WorkerHealth::Suspect,
             registered_at: now,
             last_heartbeat: now,
+            cordoned: false,
+            drain_deadline: None,
         };
         assert_eq!(worker_of(&worker_doc(&w)).unwrap(), w);
         let err = task_of(&doc! { "_id": "nope" }).unwrap_err();
