@@ -419,7 +419,7 @@ impl Cluster {
         ask: &TaskAsk<'_>,
     ) -> Result<(), Reject> {
         if self.reservations.contains_key(&task) {
-            return Err(Reject::DoesNotFit(worker_id.to_string()));
+            return Err(Reject::AlreadyPlaced);
         }
         let w = self
             .workers

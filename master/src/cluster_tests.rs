@@ -61,8 +61,8 @@ fn reservations_reduce_free_and_are_released_exactly_once() {
         c.try_reserve(TaskId::new(), "w", &cpu(600)),
         Err(Reject::DoesNotFit(_))
     ));
-    // The same task cannot be reserved twice.
-    assert!(c.try_reserve(t, "w", &cpu(1)).is_err());
+    // The same task cannot be reserved twice, and the refusal says why.
+    assert_eq!(c.try_reserve(t, "w", &cpu(1)), Err(Reject::AlreadyPlaced));
     assert!(matches!(
         c.confirm(t, 7),
         Confirmed::Send { cancel: false, .. }

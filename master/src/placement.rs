@@ -42,6 +42,9 @@ pub enum Reject {
     DoesNotFit(String),
     /// No schedulable worker has room for the request.
     NoWorkerFits,
+    /// The task is being placed already (the dispatcher or another agent call holds it):
+    /// it is no longer queued.
+    AlreadyPlaced,
 }
 
 impl std::fmt::Display for Reject {
@@ -52,6 +55,7 @@ impl std::fmt::Display for Reject {
             Reject::Unschedulable(w) => write!(f, "worker {w} is not healthy and connected"),
             Reject::DoesNotFit(w) => write!(f, "request does not fit the free capacity of {w}"),
             Reject::NoWorkerFits => write!(f, "no healthy worker has room for the request"),
+            Reject::AlreadyPlaced => write!(f, "task is not queued: it is being assigned already"),
         }
     }
 }
