@@ -2,6 +2,9 @@
 //!
 //! - [`model`]: tasks, specs, attempts, log chunks, worker records (plain data).
 //! - [`state`]: the one table of legal status transitions.
+//! - [`history`]: the last hour per minute (starts, ends, queue waits) for the charts.
+//! - [`query`]: [`TaskQuery`], the filter and page of listings, searches and bulk
+//!   actions, with the rule in plain code.
 //! - [`report`]: a worker's ordered report of an attempt, and the master's `lost` verdict.
 //! - [`leader`]: the leader lease among masters sharing a store, and the epoch fence.
 //! - [`retry`]: what a task does when an attempt ends (retry with backoff, or finish).
@@ -23,11 +26,13 @@
 #[cfg(any(test, feature = "testsuite"))]
 pub mod conformance;
 pub mod error;
+pub mod history;
 pub mod leader;
 mod lifecycle;
 pub mod model;
 pub mod mongo;
 pub mod open;
+pub mod query;
 pub mod report;
 mod retention;
 pub mod retry;
@@ -41,6 +46,7 @@ pub use error::{QueueError, Result};
 pub use leader::{Candidate, Lease, Member};
 pub use model::*;
 pub use open::{open_store, parse_store_uri, redact_store_uri, StoreLocation, DEFAULT_STORE_URI};
+pub use query::{TaskQuery, DEFAULT_LIST_LIMIT};
 pub use report::{Applied, AttemptEnd, LostCause, ReportBody, ReportEvent};
 pub use retention::dropped_marker;
 pub use store::{

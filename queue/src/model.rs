@@ -473,24 +473,6 @@ pub struct LogChunk {
     pub data: Vec<u8>,
 }
 
-/// Filter and page for listing tasks, newest first.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct TaskQuery {
-    /// Only these statuses; empty means all.
-    pub statuses: Vec<TaskStatus>,
-    /// Only tasks whose current or last attempt is on this worker.
-    pub worker_id: Option<String>,
-    /// Only tasks submitted by this user (`Task::submitted_by`).
-    pub submitted_by: Option<String>,
-    /// At most this many; 0 means [`DEFAULT_LIST_LIMIT`].
-    pub limit: usize,
-    /// Only tasks with an id lower (older) than this: the cursor of the previous page.
-    pub before: Option<TaskId>,
-}
-
-/// Page size when a query gives none.
-pub const DEFAULT_LIST_LIMIT: usize = 100;
-
 /// Counts for `cloudai queue stats`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct QueueStats {

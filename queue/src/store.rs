@@ -14,11 +14,13 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::error::Result;
+use crate::history::TaskTimes;
 use crate::leader::{Candidate, Lease, Member};
 use crate::model::{
     Attempt, ClaimRequest, Enqueued, LogChunk, NewTask, QueueStats, Resources, Task, TaskId,
-    TaskQuery, WorkerHealth, WorkerRecord,
+    WorkerHealth, WorkerRecord,
 };
+use crate::query::TaskQuery;
 use crate::report::{Applied, LostCause, ReportEvent};
 use crate::users::UserRecord;
 
@@ -116,6 +118,38 @@ pub trait TaskStore: Send + Sync {
             .iter()
             .map(QueuedTask::of)
             .collect())
+    }
+
+    /// The times of tasks that ended at or after `since` (at most `limit` of them, the
+    /// most recent ends first) and of those assigned or running now: what the history
+    /// charts are drawn from (`history::buckets`). Backends answer from an index on the
+    /// end time; this default reads through `list`.
+    async fn recent_times(&self, since: DateTime<Utc>, limit: usize) -> Result<Vec<TaskTimes>> {
+        use crate::model::TaskStatus;
+        let mut out = Vec::new();
+        let live = TaskQuery {
+            statuses: vec![TaskStatus::Assigned, TaskStatus::Running],
+            limit: 10_000,
+            ..TaskQuery::default()
+        };
+        let ended = TaskQuery {
+            statuses: TaskStatus::ALL
+                .into_iter()
+                .filter(|s| s.is_terminal())
+                .collect(),
+            limit: limit.max(1),
+            ..TaskQuery::default()
+        };
+        for q in [live, ended] {
+            let tasks = self.list(&q).await?;
+            out.extend(
+                tasks
+                    .iter()
+                    .filter(|t| t.finished_at.is_none_or(|f| f >= since))
+                    .map(TaskTimes::of),
+            );
+        }
+        Ok(out)
     }
 
     /// Counts per status, oldest queued task, tasks finished in the minute before `now`.

@@ -6,7 +6,8 @@ use chrono::Duration;
 
 use super::{add, all, claim_at, ended, now, passed, prio, spec, Harness};
 use crate::error::QueueError;
-use crate::model::{ClaimRequest, NewTask, Resources, Task, TaskQuery, TaskSpec, TaskStatus};
+use crate::model::{ClaimRequest, NewTask, Resources, Task, TaskSpec, TaskStatus};
+use crate::query::TaskQuery;
 use crate::report::AttemptEnd;
 use crate::store::{QueueStore, StoreOptions};
 

@@ -13,6 +13,7 @@ mod durability;
 mod lifecycle;
 mod limits;
 mod reports;
+mod search;
 mod users;
 
 use std::sync::Arc;
@@ -30,6 +31,7 @@ pub use durability::*;
 pub use lifecycle::*;
 pub use limits::*;
 pub use reports::*;
+pub use search::*;
 pub use users::*;
 
 /// Opens the backend under test. One harness is one empty store: every `open` of the
@@ -86,6 +88,8 @@ macro_rules! conformance_suite {
             worker_registry,
             list_filters_and_pages,
             list_filters_by_submitter,
+            list_searches_match_the_rule,
+            recent_times_are_what_the_history_needs,
             users_add_find_rotate_remove,
             join_token_set_once_then_rotate,
             join_token_concurrent_creation_has_one_winner,
@@ -247,7 +251,7 @@ async fn lost(store: &dyn QueueStore, id: TaskId, token: u64, at: DateTime<Utc>)
 /// Every task in the store, newest first.
 async fn all(store: &dyn QueueStore) -> Vec<Task> {
     store
-        .list(&crate::model::TaskQuery {
+        .list(&crate::query::TaskQuery {
             limit: 10_000,
             ..Default::default()
         })

@@ -30,9 +30,9 @@ use mongodb::{Client, Collection, Database};
 use crate::error::{QueueError, Result};
 use crate::leader::{Candidate, Lease, Member};
 use crate::model::{
-    ClaimRequest, Enqueued, LogChunk, NewTask, QueueStats, Task, TaskId, TaskQuery, WorkerHealth,
-    WorkerRecord,
+    ClaimRequest, Enqueued, LogChunk, NewTask, QueueStats, Task, TaskId, WorkerHealth, WorkerRecord,
 };
+use crate::query::TaskQuery;
 use crate::report::{Applied, LostCause, ReportEvent};
 use crate::store::{
     AttemptLedger, LeaderStore, LogStore, QueueStore, StoreOptions, TaskStore, UserStore,
@@ -165,6 +165,14 @@ impl TaskStore for MongoStore {
 
     async fn stats(&self, now: DateTime<Utc>) -> Result<QueueStats> {
         self.queue_stats(now).await
+    }
+
+    async fn recent_times(
+        &self,
+        since: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<crate::history::TaskTimes>> {
+        self.times_since(since, limit).await
     }
 
     async fn cancel_requests(&self) -> Result<Vec<TaskId>> {

@@ -1,14 +1,15 @@
-//! The worker registry (`WORKER_REGISTRY`) and queue statistics.
+//! The worker registry (`WORKER_REGISTRY`), queue statistics and the history's times.
 
-use bson::{doc, Document};
+use bson::{doc, Bson, Document};
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use mongodb::options::{Hint, ReplaceOptions};
 
-use super::doc::{bdate, worker_doc, worker_of};
+use super::doc::{bdate, worker_doc, worker_of, Fields};
 use super::exec::{in_txn, retry};
 use super::{indexes, MongoStore};
 use crate::error::{QueueError, Result};
+use crate::history::TaskTimes;
 use crate::model::{QueueStats, TaskStatus, WorkerHealth, WorkerRecord};
 use crate::validate::validate_worker_id;
 use futures::FutureExt;
@@ -134,6 +135,63 @@ impl MongoStore {
         })
         .await?;
         Ok(stats)
+    }
+
+    /// `TaskStore::recent_times`: ended since `since` by the `finished_at` index (most
+    /// recent first, at most `limit`), then the live ones by the status index; each
+    /// document projected to its times.
+    pub(super) async fn times_since(
+        &self,
+        since: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<TaskTimes>> {
+        let projection = doc! {
+            "status": 1, "created_at": 1, "finished_at": 1, "attempts.started_at": 1,
+        };
+        let live = [TaskStatus::Assigned.as_str(), TaskStatus::Running.as_str()];
+        let reads = [
+            (
+                doc! { "finished_at": { "$gte": bdate(since) } },
+                doc! { "finished_at": -1 },
+                indexes::FINISHED,
+                i64::try_from(limit).unwrap_or(i64::MAX),
+            ),
+            (
+                doc! { "status": { "$in": live.as_slice() } },
+                doc! { "_id": -1 },
+                indexes::STATUS_ID,
+                0,
+            ),
+        ];
+        let mut out = Vec::new();
+        for (filter, sort, hint, limit) in reads {
+            let docs: Vec<Document> = retry("recent times", || async {
+                let c = self
+                    .tasks
+                    .find(filter.clone())
+                    .projection(projection.clone())
+                    .sort(sort.clone())
+                    .limit(limit)
+                    .hint(Hint::Name(hint.into()))
+                    .await?;
+                Ok(c.try_collect().await?)
+            })
+            .await?;
+            for d in &docs {
+                let f = Fields(d);
+                let first_start = match d.get_array("attempts").ok().and_then(|a| a.first()) {
+                    Some(Bson::Document(a)) => Fields(a).opt_date("started_at")?,
+                    _ => None,
+                };
+                out.push(TaskTimes {
+                    status: f.status("status")?,
+                    created_at: f.date("created_at")?,
+                    first_start,
+                    finished_at: f.opt_date("finished_at")?,
+                });
+            }
+        }
+        Ok(out)
     }
 
     /// Live tasks with a cancel requested, by the status index (ids only).

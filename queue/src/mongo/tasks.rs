@@ -13,9 +13,8 @@ use super::doc::{bdate, ms, task_doc, task_of};
 use super::exec::{in_txn, is_duplicate_key, retry, Fail};
 use super::{indexes, MongoStore};
 use crate::error::{QueueError, Result};
-use crate::model::{
-    Enqueued, NewTask, Task, TaskId, TaskQuery, TaskSpec, TaskStatus, DEFAULT_LIST_LIMIT,
-};
+use crate::model::{Enqueued, NewTask, Task, TaskId, TaskSpec, TaskStatus};
+use crate::query::TaskQuery;
 use crate::validate::validate_spec;
 
 /// `_id` of the `SETTINGS` document every capped enqueue writes (see `admit`).
@@ -261,8 +260,48 @@ impl MongoStore {
         if let Some(who) = &query.submitted_by {
             filter.insert("submitted_by", who);
         }
+        if let Some(image) = &query.image {
+            match query.image_prefix() {
+                Some(prefix) => {
+                    let pattern = format!("^{}", regex_escape(prefix));
+                    filter.insert("spec.image", doc! { "$regex": pattern });
+                }
+                None => {
+                    filter.insert("spec.image", image);
+                }
+            }
+        }
+        let mut all = Vec::new();
+        for (k, v) in &query.labels {
+            // Labels are `{k, v}` pairs (doc.rs): one pair must hold both.
+            all.push(doc! { "spec.labels": { "$elemMatch": { "k": k, "v": v } } });
+        }
+        if let Some(text) = &query.text {
+            let re = doc! { "$regex": regex_escape(text), "$options": "i" };
+            all.push(doc! { "$or": [
+                { "_id": re.clone() }, { "spec.image": re.clone() }, { "spec.command": re },
+            ] });
+        }
+        if !all.is_empty() {
+            filter.insert("$and", all);
+        }
+        let mut created = Document::new();
+        if let Some(a) = query.created_after {
+            created.insert("$gte", bdate(a));
+        }
+        if let Some(b) = query.created_before {
+            created.insert("$lt", bdate(b));
+        }
+        if !created.is_empty() {
+            filter.insert("created_at", created);
+        }
+        let (cmp, order) = if query.oldest_first {
+            ("$gt", 1)
+        } else {
+            ("$lt", -1)
+        };
         if let Some(b) = query.before {
-            filter.insert("_id", doc! { "$lt": b.to_string() });
+            filter.insert("_id", doc! { cmp: b.to_string() });
         }
         let hint = if query.worker_id.is_some() {
             indexes::WORKER_ID
@@ -273,15 +312,11 @@ impl MongoStore {
         } else {
             indexes::ID
         };
-        (filter, doc! { "_id": -1 }, hint.to_string())
+        (filter, doc! { "_id": order }, hint.to_string())
     }
 
     pub(super) async fn list_tasks(&self, query: &TaskQuery) -> Result<Vec<Task>> {
-        let limit = if query.limit == 0 {
-            DEFAULT_LIST_LIMIT
-        } else {
-            query.limit
-        };
+        let limit = query.page_size();
         let (filter, sort, hint) = Self::list_plan(query);
         self.find_tasks("list", filter, sort, hint, limit).await
     }
@@ -324,4 +359,17 @@ impl MongoStore {
         .await?;
         docs.iter().map(task_of).collect()
     }
+}
+
+/// `s` as a regular expression that matches it literally: every ASCII character other
+/// than a letter or digit escaped (PCRE takes `\\` before any of them as the character).
+fn regex_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 2);
+    for c in s.chars() {
+        if c.is_ascii() && !c.is_ascii_alphanumeric() {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }

@@ -29,9 +29,9 @@ use chrono::{DateTime, Utc};
 use crate::error::Result;
 use crate::leader::{Candidate, Lease, Member};
 use crate::model::{
-    ClaimRequest, Enqueued, LogChunk, NewTask, QueueStats, Task, TaskId, TaskQuery, WorkerHealth,
-    WorkerRecord,
+    ClaimRequest, Enqueued, LogChunk, NewTask, QueueStats, Task, TaskId, WorkerHealth, WorkerRecord,
 };
+use crate::query::TaskQuery;
 use crate::report::{Applied, LostCause, ReportEvent};
 use crate::store::{
     AttemptLedger, LeaderStore, LogStore, QueueStore, QueuedTask, StoreOptions, TaskStore,
@@ -127,6 +127,16 @@ impl TaskStore for SqliteStore {
 
     async fn stats(&self, now: DateTime<Utc>) -> Result<QueueStats> {
         self.readers.run(move |c| queries::stats(c, now)).await
+    }
+
+    async fn recent_times(
+        &self,
+        since: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<crate::history::TaskTimes>> {
+        self.readers
+            .run(move |c| queries::recent_times(c, since, limit))
+            .await
     }
 }
 

@@ -10,9 +10,9 @@ use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 
 use super::schema::{backend_error, decode_status, decode_task, from_ts, int, ts};
 use crate::error::{QueueError, Result};
-use crate::model::{
-    QueueStats, Resources, Task, TaskId, TaskQuery, WorkerRecord, DEFAULT_LIST_LIMIT,
-};
+use crate::history::TaskTimes;
+use crate::model::{QueueStats, Resources, Task, TaskId, WorkerRecord};
+use crate::query::TaskQuery;
 use crate::store::QueuedTask;
 
 /// Decodes every `body` column a statement returns.
@@ -54,7 +54,7 @@ pub(crate) fn resolve_prefix(conn: &Connection, prefix: &str) -> Result<TaskId> 
     }
 }
 
-/// Tasks matching `query`, newest first.
+/// Tasks matching `query`, in its order (`TaskQuery::matches` is the rule).
 pub(crate) fn list(conn: &Connection, query: &TaskQuery) -> Result<Vec<Task>> {
     let mut sql = String::from("SELECT body FROM tasks WHERE 1 = 1");
     let mut args: Vec<Value> = Vec::new();
@@ -77,19 +77,71 @@ pub(crate) fn list(conn: &Connection, query: &TaskQuery) -> Result<Vec<Task>> {
         sql.push_str(" AND json_extract(body, '$.submitted_by') = ?");
         args.push(Value::Text(who.clone()));
     }
-    if let Some(before) = query.before {
-        sql.push_str(" AND id < ?");
-        args.push(Value::Text(before.to_string()));
+    if let Some(image) = &query.image {
+        let image_of = "json_extract(body, '$.spec.image')";
+        match query.image_prefix() {
+            Some(prefix) => {
+                sql.push_str(&format!(" AND substr({image_of}, 1, ?) = ?"));
+                args.push(Value::Integer(int(prefix.chars().count() as u64)));
+                args.push(Value::Text(prefix.to_string()));
+            }
+            None => {
+                sql.push_str(&format!(" AND {image_of} = ?"));
+                args.push(Value::Text(image.clone()));
+            }
+        }
     }
-    let limit = if query.limit == 0 {
-        DEFAULT_LIST_LIMIT
+    for (k, v) in &query.labels {
+        sql.push_str(
+            " AND EXISTS (SELECT 1 FROM json_each(body, '$.spec.labels') l \
+             WHERE l.key = ? AND l.value = ?)",
+        );
+        args.push(Value::Text(k.clone()));
+        args.push(Value::Text(v.clone()));
+    }
+    if let Some(after) = query.created_after {
+        sql.push_str(" AND created_at >= ?");
+        args.push(Value::Integer(ts(after)));
+    }
+    if let Some(before) = query.created_before {
+        sql.push_str(" AND created_at < ?");
+        args.push(Value::Integer(ts(before)));
+    }
+    if let Some(text) = &query.text {
+        // LIKE ignores ASCII case, as the rule does (`TaskQuery::matches`).
+        sql.push_str(
+            " AND (id LIKE ? ESCAPE '\\' OR json_extract(body, '$.spec.image') LIKE ? ESCAPE '\\' \
+             OR EXISTS (SELECT 1 FROM json_each(body, '$.spec.command') c \
+             WHERE c.value LIKE ? ESCAPE '\\'))",
+        );
+        let pattern = Value::Text(format!("%{}%", like_escape(text)));
+        args.extend([pattern.clone(), pattern.clone(), pattern]);
+    }
+    let (cmp, order) = if query.oldest_first {
+        (">", "ASC")
     } else {
-        query.limit
+        ("<", "DESC")
     };
-    sql.push_str(" ORDER BY id DESC LIMIT ?");
-    args.push(Value::Integer(int(limit as u64)));
+    if let Some(cursor) = query.before {
+        sql.push_str(&format!(" AND id {cmp} ?"));
+        args.push(Value::Text(cursor.to_string()));
+    }
+    sql.push_str(&format!(" ORDER BY id {order} LIMIT ?"));
+    args.push(Value::Integer(int(query.page_size() as u64)));
     let mut stmt = conn.prepare_cached(&sql)?;
     bodies(&mut stmt, params_from_iter(args))
+}
+
+/// `s` with LIKE's wildcards (and the escape character, a backslash) escaped.
+fn like_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// Eligible queued tasks in dispatch order.
@@ -189,4 +241,51 @@ pub(crate) fn list_workers(conn: &Connection) -> Result<Vec<WorkerRecord>> {
 
 fn decode_worker(body: &str) -> Result<WorkerRecord> {
     serde_json::from_str(body).map_err(|e| backend_error(format!("corrupt worker row: {e}")))
+}
+
+/// `TaskStore::recent_times`: ended since `since` by the `tasks_finished` index (most
+/// recent first, at most `limit`), then the live ones by the status index. Only the
+/// first attempt's start is read from the body.
+pub(crate) fn recent_times(
+    conn: &Connection,
+    since: DateTime<Utc>,
+    limit: usize,
+) -> Result<Vec<TaskTimes>> {
+    const COLUMNS: &str =
+        "SELECT status, created_at, finished_at, json_extract(body, '$.attempts[0].started_at')";
+    let mut out = Vec::new();
+    let mut row =
+        |r: &rusqlite::Row<'_>| -> rusqlite::Result<(String, i64, Option<i64>, Option<String>)> {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        };
+    let mut ended = conn.prepare_cached(&format!(
+        "{COLUMNS} FROM tasks WHERE finished_at >= ?1 ORDER BY finished_at DESC LIMIT ?2"
+    ))?;
+    let mut rows: Vec<_> = ended
+        .query_map(params![ts(since), int(limit as u64)], &mut row)?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut live = conn.prepare_cached(&format!(
+        "{COLUMNS} FROM tasks WHERE status IN ('assigned', 'running')"
+    ))?;
+    rows.extend(
+        live.query_map([], &mut row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?,
+    );
+    for (status, created, finished, start) in rows {
+        let first_start = match start {
+            None => None,
+            Some(s) => Some(
+                DateTime::parse_from_rfc3339(&s)
+                    .map_err(|e| backend_error(format!("corrupt attempt start {s:?}: {e}")))?
+                    .with_timezone(&Utc),
+            ),
+        };
+        out.push(TaskTimes {
+            status: decode_status(&status)?,
+            created_at: from_ts(created),
+            first_start,
+            finished_at: finished.map(from_ts),
+        });
+    }
+    Ok(out)
 }
