@@ -1,8 +1,10 @@
 //! The web dashboard against the real binary: its routes over real HTTP (pages, assets,
 //! their types and cache headers, 404s), then in headless Chromium driven by
-//! `tests/browser/dashboard.py` (Python Playwright, Debian's chromium): the overview's
-//! counts, a task's log arriving live, a cancel, the task list filtered and paged, the
-//! workers, a phone's screen; and with auth on, the login. Workers use the fake executor.
+//! `tests/browser/dashboard.py` (Python Playwright, Debian's chromium), with auth on: the
+//! login, the overview's counts and charts, a task's log arriving live (stream toggles,
+//! search, download), cancel and retry, the task list filtered, sorted and paged, a bulk
+//! cancel by filter after its dry run, a worker drained, a phone's screen, and a viewer's
+//! token, which is shown no button its role may not use. Workers use the fake executor.
 //!
 //! The browser runs when `CLOUDAI_TEST_BROWSER_PYTHON` names a Python with `playwright`
 //! (`.ci/run` makes one); screenshots go to `CLOUDAI_SCREENSHOTS` (default a temp dir).
@@ -12,15 +14,24 @@ mod common;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use common::{eventually, free_port, run_env, Proc};
+
+/// The scripts the shell loads, in order.
+const SCRIPTS: [&str; 6] = [
+    "core.js",
+    "overview.js",
+    "tasks.js",
+    "task.js",
+    "workers.js",
+    "app.js",
+];
 use serde_json::{json, Value};
 
 const QUICK: Duration = Duration::from_secs(30);
 /// The whole browser run, Chromium's start included, on a busy 2-core machine.
-const BROWSER: Duration = Duration::from_secs(300);
+const BROWSER: Duration = Duration::from_secs(170);
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/dashboard.py");
 
 /// An HTTP answer: status, headers (names lowercased), body.
@@ -119,8 +130,8 @@ fn master(dir: &Path, http_addr: &str, extra: &[&str]) -> (Proc, String) {
     (m, format!("http://127.0.0.1:{port}"))
 }
 
-/// A fake-executor worker with `id` and `cpu` cores.
-fn worker(url: &str, id: &str, cpu: &str, labels: &str) -> Proc {
+/// A fake-executor worker with `id` and `cpu` cores, joining with `join`.
+fn worker(url: &str, id: &str, cpu: &str, labels: &str, join: &str) -> Proc {
     Proc::spawn(
         &format!("worker {id}"),
         &[
@@ -137,28 +148,30 @@ fn worker(url: &str, id: &str, cpu: &str, labels: &str) -> Proc {
             "--heartbeat-interval",
             "500ms",
         ],
-        &[],
+        &[("CLOUDAI_JOIN_TOKEN", join)],
     )
 }
 
+/// A call with `token` as the bearer.
+fn call(api: &str, method: &str, path: &str, token: &str, body: &str) -> Answer {
+    let auth = format!("Bearer {token}");
+    let headers = [
+        ("authorization", auth.as_str()),
+        ("content-type", "application/json"),
+    ];
+    http(api, method, path, &headers, body)
+}
+
 /// Enqueues `spec` through the API; returns the task id.
-fn enqueue(api: &str, spec: Value, token: Option<&str>) -> String {
-    let auth = token.map(|t| format!("Bearer {t}"));
-    let headers: Vec<(&str, &str)> = auth
-        .iter()
-        .map(|a| ("authorization", a.as_str()))
-        .chain([("content-type", "application/json")])
-        .collect();
-    let a = http(api, "POST", "/api/v1/tasks", &headers, &spec.to_string());
+fn enqueue(api: &str, spec: Value, token: &str) -> String {
+    let a = call(api, "POST", "/api/v1/tasks", token, &spec.to_string());
     assert_eq!(a.code, 201, "{}", a.body);
     a.json()["id"].as_str().unwrap().to_string()
 }
 
-fn status(api: &str, id: &str) -> String {
-    get(api, &format!("/api/v1/tasks/{id}")).json()["status"]
-        .as_str()
-        .unwrap()
-        .to_string()
+fn status(api: &str, id: &str, token: &str) -> String {
+    let a = call(api, "GET", &format!("/api/v1/tasks/{id}"), token, "");
+    a.json()["status"].as_str().unwrap_or("").to_string()
 }
 
 /// The Python that has Playwright, or None (said on stderr) when the browser test skips.
@@ -172,25 +185,20 @@ fn browser_python() -> Option<String> {
     }
 }
 
-/// One browser at a time: two Chromiums on a 2-core machine starve the workers'
-/// heartbeats.
-static ONE_BROWSER: Mutex<()> = Mutex::new(());
-
 /// Runs the browser script with `args`; `on_ready` is called when it prints "ready:".
-fn run_script(python: &str, args: &[&str], on_ready: impl FnOnce()) {
-    let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+/// Returns what it printed.
+fn run_script(python: &str, args: &[&str], on_ready: impl FnOnce()) -> String {
     let mut all = vec!["-u", SCRIPT];
     all.extend_from_slice(args);
     let mut script = Proc::spawn_program("dashboard.py", python, &all, &[]);
     // Ready, or it ended early (its failure is reported below).
-    let ready = args.contains(&"browse")
-        && eventually("the browser script to be ready", BROWSER, || {
-            if script.stdout().contains("ready:") {
-                Some(true)
-            } else {
-                (!script.running()).then_some(false)
-            }
-        });
+    let ready = eventually("the browser script to be ready", BROWSER, || {
+        if script.stdout().contains("ready:") {
+            Some(true)
+        } else {
+            (!script.running()).then_some(false)
+        }
+    });
     if ready {
         on_ready();
     }
@@ -204,6 +212,7 @@ fn run_script(python: &str, args: &[&str], on_ready: impl FnOnce()) {
         script.stdout(),
         script.stderr()
     );
+    script.stdout()
 }
 
 #[test]
@@ -219,17 +228,32 @@ fn the_dashboard_pages_and_assets_are_served() {
     assert!(root
         .header("content-security-policy")
         .contains("script-src 'self'"));
-    // The shell links its script and style sheet under their content hash.
+    // The shell links its scripts (in order) and style sheet under their content hash.
     let version = |name: &str| {
+        let needle = format!("/assets/{name}?v=");
         let at = root
             .body
-            .find(&format!("/assets/{name}?v="))
+            .find(&needle)
             .unwrap_or_else(|| panic!("/ does not link {name}: {}", root.body));
-        let rest = &root.body[at + name.len() + 11..];
-        rest[..rest.find('"').unwrap()].to_string()
+        let rest = &root.body[at + needle.len()..];
+        (at, rest[..rest.find('"').unwrap()].to_string())
     };
-    let (js, css) = (version("app.js"), version("app.css"));
-    assert_eq!(js.len(), 16, "{js}");
+    let mut last = 0;
+    for name in SCRIPTS {
+        let (at, v) = version(name);
+        assert!(at > last, "{name} is loaded out of order");
+        last = at;
+        assert_eq!(v.len(), 16, "{v}");
+        let a = get(&api, &format!("/assets/{name}?v={v}"));
+        assert_eq!(a.code, 200, "{name}");
+        assert_eq!(a.header("content-type"), "text/javascript; charset=utf-8");
+        assert_eq!(
+            a.header("cache-control"),
+            "public, max-age=31536000, immutable"
+        );
+        assert_eq!(a.header("x-content-type-options"), "nosniff");
+        assert_eq!(a.header("etag"), format!("\"{v}\""));
+    }
     for path in [
         "/tasks",
         "/tasks/0194abcd",
@@ -240,28 +264,24 @@ fn the_dashboard_pages_and_assets_are_served() {
         assert_eq!(a.code, 200, "{path}");
         assert_eq!(a.body, root.body, "{path} is the same shell");
     }
-
-    let a = get(&api, &format!("/assets/app.js?v={js}"));
-    assert_eq!(a.code, 200);
-    assert_eq!(a.header("content-type"), "text/javascript; charset=utf-8");
-    assert_eq!(
-        a.header("cache-control"),
-        "public, max-age=31536000, immutable"
+    let (_, js) = version("core.js");
+    let a = get(&api, &format!("/assets/core.js?v={js}"));
+    assert!(
+        a.body.contains("/api/v1/whoami"),
+        "the script calls the API"
     );
-    assert_eq!(a.header("x-content-type-options"), "nosniff");
-    assert!(a.body.contains("/api/v1/tasks"), "the script calls the API");
-    let etag = a.header("etag").to_string();
-    assert_eq!(etag, format!("\"{js}\""));
+    let (_, css) = version("app.css");
     let a = get(&api, &format!("/assets/app.css?v={css}"));
     assert_eq!(a.code, 200);
     assert_eq!(a.header("content-type"), "text/css; charset=utf-8");
     // Without the current version: revalidated, and a matching etag answers 304.
-    let a = get(&api, "/assets/app.js");
+    let a = get(&api, "/assets/core.js");
     assert_eq!(a.header("cache-control"), "no-cache");
+    let etag = format!("\"{js}\"");
     let a = http(
         &api,
         "GET",
-        "/assets/app.js",
+        "/assets/core.js",
         &[("if-none-match", &etag)],
         "",
     );
@@ -271,6 +291,7 @@ fn the_dashboard_pages_and_assets_are_served() {
     for path in [
         "/nope",
         "/assets/other.js",
+        "/assets/",
         "/tasks/a/b",
         "/workers/w1",
         "/index.html",
@@ -282,81 +303,19 @@ fn the_dashboard_pages_and_assets_are_served() {
     assert_eq!(get(&api, "/metrics").code, 200);
 }
 
-#[test]
-fn the_dashboard_in_a_browser_follows_logs_cancels_and_filters() {
-    let Some(python) = browser_python() else {
-        return;
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let api = format!("127.0.0.1:{}", free_port());
-    let (_m, url) = master(dir.path(), &api, &[]);
-    let tag = std::process::id();
-    let (w1, w2) = (format!("dash-{tag}-one"), format!("dash-{tag}-two"));
-    let _first = worker(&url, &w1, "1", "zone=a");
-    eventually("the first worker in /api/v1/workers", QUICK, || {
-        let v = get(&api, "/api/v1/workers").json();
-        (v["workers"][0]["health"] == "healthy").then_some(())
-    });
-
-    // Two that end, one that runs until cancelled, and one too big for the first worker:
-    // it waits for the second, started once the browser follows its (empty) log.
-    let fake = |env: Value| json!({ "image": "cloudai/busybox:test", "env": env });
-    let succeeded = enqueue(
-        &api,
-        fake(json!({ "CLOUDAI_FAKE_STDOUT": "all good" })),
-        None,
-    );
-    let failed = enqueue(
-        &api,
-        fake(json!({ "CLOUDAI_FAKE_STDERR": "boom", "CLOUDAI_FAKE_EXIT_CODE": "3" })),
-        None,
-    );
-    eventually("the first two to end", QUICK, || {
-        (status(&api, &succeeded) == "succeeded" && status(&api, &failed) == "failed").then_some(())
-    });
-    let long = enqueue(&api, fake(json!({ "CLOUDAI_FAKE_RUN_MS": "600000" })), None);
-    eventually("the long task to run", QUICK, || {
-        (status(&api, &long) == "running").then_some(())
-    });
-    let mut live = fake(json!({
-        "CLOUDAI_FAKE_STDOUT": "live line one\nlive line two",
-        "CLOUDAI_FAKE_STDERR": "a warning on stderr",
-        "CLOUDAI_FAKE_RUN_MS": "12000",
-    }));
-    live["cpu"] = json!(2);
-    live["command"] = json!(["echo", "live"]);
-    let live = enqueue(&api, live, None);
-    assert_eq!(status(&api, &live), "queued");
-
-    let mut second = None;
-    let base = format!("http://{api}");
-    run_script(
-        &python,
-        &[
-            "--url",
-            &base,
-            "browse",
-            "--succeeded",
-            &succeeded,
-            "--failed",
-            &failed,
-            "--long",
-            &long,
-            "--live",
-            &live,
-            "--worker",
-            &w1,
-            "--late-worker",
-            &w2,
-        ],
-        || second = Some(worker(&url, &w2, "2", "zone=b")),
-    );
-    assert_eq!(status(&api, &long), "cancelled");
-    drop(second);
+/// The join token a master with auth prints alone on stdout at its first start.
+fn join_token(master: &Proc) -> String {
+    eventually("the master to print the join token", QUICK, || {
+        master
+            .stdout()
+            .lines()
+            .find(|l| l.starts_with("caj_"))
+            .map(|l| l.trim().to_string())
+    })
 }
 
 #[test]
-fn the_dashboard_asks_for_a_token_when_auth_is_on() {
+fn the_dashboard_in_a_browser_with_auth() {
     let dir = tempfile::tempdir().unwrap();
     let store = format!("sqlite://{}", dir.path().join("x.db").display());
     let secret = dir.path().join("secret").display().to_string();
@@ -380,41 +339,161 @@ fn the_dashboard_asks_for_a_token_when_auth_is_on() {
         .trim()
         .to_string()
     };
-    let (token, viewer) = (add("ada", "admin"), add("vera", "viewer"));
+    let (admin, viewer) = (add("ada", "admin"), add("vera", "viewer"));
     let api = format!("127.0.0.1:{}", free_port());
-    let (_m, _) = master(
+    let (m, url) = master(
         dir.path(),
         &api,
         &["--require-auth", "--secret-file", &secret],
     );
+    let join = join_token(&m);
     // The pages hold no data and are served to anyone; the API they call is not.
     assert_eq!(get(&api, "/").code, 200);
     assert_eq!(get(&api, "/assets/app.js").code, 200);
     assert_eq!(get(&api, "/api/v1/queue/stats").code, 401);
-    // No worker: it stays queued.
-    let task = enqueue(
+
+    let tag = std::process::id();
+    let (w1, w2) = (format!("dash-{tag}-one"), format!("dash-{tag}-two"));
+    let _first = worker(&url, &w1, "1", "zone=a", &join);
+    eventually("the first worker in /api/v1/workers", QUICK, || {
+        let v = call(&api, "GET", "/api/v1/workers", &admin, "").json();
+        (v["workers"][0]["health"] == "healthy").then_some(())
+    });
+
+    // Four that end (two of them images to filter by), three that can never fit (for the
+    // bulk cancel), one that runs until cancelled, and one too big for the first worker:
+    // it waits for the second, started once the browser follows its (empty) log.
+    let fake = |image: &str, env: Value| json!({ "image": image, "env": env });
+    let busybox = "cloudai/busybox:test";
+    let succeeded = enqueue(
         &api,
-        json!({ "image": "cloudai/busybox:test" }),
-        Some(&token),
+        fake(busybox, json!({ "CLOUDAI_FAKE_STDOUT": "all good" })),
+        &admin,
     );
+    let failed = enqueue(
+        &api,
+        fake(
+            busybox,
+            json!({ "CLOUDAI_FAKE_STDERR": "boom", "CLOUDAI_FAKE_EXIT_CODE": "3" }),
+        ),
+        &admin,
+    );
+    let mut train = fake("example.org/ml/train:v1", json!({}));
+    train["command"] = json!(["python", "train.py", "--epochs", "3"]);
+    let train = enqueue(&api, train, &admin);
+    let mut eval = fake("example.org/ml/eval:v1", json!({}));
+    eval["command"] = json!(["python", "evaluate.py"]);
+    let eval = enqueue(&api, eval, &admin);
+    let batch: Vec<String> = (0..3)
+        .map(|i| {
+            let mut b = fake("example.org/batch/nightly:1", json!({}));
+            b["cpu"] = json!(64);
+            b["command"] = json!(["run", format!("part-{i}")]);
+            enqueue(&api, b, &admin)
+        })
+        .collect();
+    eventually("the first four to end", QUICK, || {
+        let st = |id: &str| status(&api, id, &admin);
+        (st(&succeeded) == "succeeded"
+            && st(&failed) == "failed"
+            && st(&train) == "succeeded"
+            && st(&eval) == "succeeded")
+            .then_some(())
+    });
+    let long = enqueue(
+        &api,
+        fake(busybox, json!({ "CLOUDAI_FAKE_RUN_MS": "600000" })),
+        &admin,
+    );
+    eventually("the long task to run", QUICK, || {
+        (status(&api, &long, &admin) == "running").then_some(())
+    });
+    let mut live = fake(
+        busybox,
+        json!({
+            "CLOUDAI_FAKE_STDOUT": "live line one\nlive line two",
+            "CLOUDAI_FAKE_STDERR": "a warning on stderr",
+            "CLOUDAI_FAKE_RUN_MS": "8000",
+        }),
+    );
+    live["cpu"] = json!(2);
+    live["command"] = json!(["echo", "live"]);
+    let live = enqueue(&api, live, &admin);
+    assert_eq!(status(&api, &live, &admin), "queued");
+    for b in &batch {
+        assert_eq!(status(&api, b, &admin), "queued");
+    }
 
     let Some(python) = browser_python() else {
         return;
     };
+    let mut second = None;
     let base = format!("http://{api}");
-    run_script(
+    let out = run_script(
         &python,
         &[
             "--url",
             &base,
-            "login",
             "--token",
-            &token,
+            &admin,
             "--viewer-token",
             &viewer,
-            "--task",
-            &task,
+            "--succeeded",
+            &succeeded,
+            "--failed",
+            &failed,
+            "--train",
+            &train,
+            "--eval",
+            &eval,
+            "--long",
+            &long,
+            "--live",
+            &live,
+            "--worker",
+            &w1,
+            "--late-worker",
+            &w2,
         ],
-        || {},
+        || second = Some(worker(&url, &w2, "2", "zone=b", &join)),
     );
+    // What the pages did, as the API sees it.
+    assert_eq!(status(&api, &long, &admin), "cancelled");
+    for b in &batch {
+        assert_eq!(status(&api, b, &admin), "cancelled", "{b}");
+    }
+    let retried = out
+        .lines()
+        .find_map(|l| l.strip_prefix("retried as: "))
+        .expect("the script names the retry")
+        .trim()
+        .to_string();
+    let t = call(&api, "GET", &format!("/api/v1/tasks/{retried}"), &admin, "").json();
+    assert_eq!(
+        t["spec"]["labels"]["cloudai.retry-of"],
+        long.as_str(),
+        "{t}"
+    );
+    let ws = call(&api, "GET", "/api/v1/workers", &admin, "").json();
+    let one = ws["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["id"] == w1.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(one["cordoned"], true, "{one}");
+    assert!(one["drain_deadline"].is_string(), "{one}");
+    // The buttons a viewer is not shown are refused anyway.
+    for path in [
+        format!("/api/v1/tasks/{retried}/cancel"),
+        format!("/api/v1/tasks/{succeeded}/retry"),
+        format!("/api/v1/workers/{w1}/uncordon"),
+    ] {
+        assert_eq!(call(&api, "POST", &path, &viewer, "{}").code, 403, "{path}");
+    }
+    let bulk = r#"{"image": "cloudai/*", "dry_run": true}"#;
+    let a = call(&api, "POST", "/api/v1/tasks/cancel", &viewer, bulk);
+    assert_eq!(a.code, 403, "{}", a.body);
+    drop(second);
 }

@@ -1,5 +1,5 @@
 //! The web dashboard on the `--http-listen` port: `/` (overview), `/tasks`, `/tasks/{id}`
-//! and `/workers`, with its script and style sheet under `/assets/`. Everything is
+//! and `/workers`, with its scripts and style sheet under `/assets/`. Everything is
 //! embedded in the binary at build time (`master/assets/`), hand-written, no third-party
 //! code.
 //!
@@ -8,28 +8,50 @@
 //! logged in with, sent as `authorization: Bearer` (live logs too: the script reads the
 //! Server-Sent Events with `fetch`, which can send the header, not with `EventSource`).
 //! So the pages carry no data and need no auth of their own, the API's checks and roles
-//! are the only ones, and there is no cookie to guard against cross-site requests.
+//! are the only ones, and there is no cookie to guard against cross-site requests. The
+//! script asks `/api/v1/whoami` what the token may do only to hide the buttons that would
+//! be refused.
 //!
-//! The shell names the assets with a hash of their content (`/assets/app.js?v=HASH`):
+//! The script is split by page (`core.js` shared, then one file per page, `app.js`
+//! last, which starts the page for the address); the shell loads them in that order.
+//! The shell names the assets with a hash of their content (`/assets/core.js?v=HASH`):
 //! an asset fetched under its current hash may be cached for good, anything else is
 //! revalidated with its `etag`. A content security policy allows only the master's own
 //! scripts, styles and API, so a value that slipped into the page could not run.
 
 use std::sync::LazyLock;
 
-use axum::extract::RawQuery;
+use axum::extract::{Path, RawQuery};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
-/// The page shell, with `{{js_version}}` and `{{css_version}}` where the hashes go.
+/// The page shell, with `{{scripts}}` and `{{css_version}}` where the assets go.
 const SHELL: &str = include_str!("../../assets/index.html");
-const JS: Asset = Asset::new(
-    include_str!("../../assets/app.js"),
-    "text/javascript; charset=utf-8",
-);
-const CSS: Asset = Asset::new(
+
+const JS_TYPE: &str = "text/javascript; charset=utf-8";
+
+/// The scripts, in the order the shell loads them (each page file adds to `core.js`'s
+/// `CA`; `app.js` starts the page).
+static SCRIPTS: [Asset; 6] = [
+    Asset::new("core.js", include_str!("../../assets/core.js"), JS_TYPE),
+    Asset::new(
+        "overview.js",
+        include_str!("../../assets/overview.js"),
+        JS_TYPE,
+    ),
+    Asset::new("tasks.js", include_str!("../../assets/tasks.js"), JS_TYPE),
+    Asset::new("task.js", include_str!("../../assets/task.js"), JS_TYPE),
+    Asset::new(
+        "workers.js",
+        include_str!("../../assets/workers.js"),
+        JS_TYPE,
+    ),
+    Asset::new("app.js", include_str!("../../assets/app.js"), JS_TYPE),
+];
+static CSS: Asset = Asset::new(
+    "app.css",
     include_str!("../../assets/app.css"),
     "text/css; charset=utf-8",
 );
@@ -40,8 +62,18 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
     frame-ancestors 'none'";
 
 static PAGE: LazyLock<String> = LazyLock::new(|| {
+    let scripts: Vec<String> = SCRIPTS
+        .iter()
+        .map(|a| {
+            format!(
+                "<script src=\"/assets/{}?v={}\" defer></script>",
+                a.name,
+                a.version()
+            )
+        })
+        .collect();
     SHELL
-        .replace("{{js_version}}", &JS.version())
+        .replace("{{scripts}}", &scripts.join("\n"))
         .replace("{{css_version}}", &CSS.version())
 });
 
@@ -52,20 +84,21 @@ pub fn routes() -> Router {
         .route("/tasks", get(page))
         .route("/tasks/:id", get(page))
         .route("/workers", get(page))
-        .route("/assets/app.js", get(js))
-        .route("/assets/app.css", get(css))
+        .route("/assets/:name", get(asset))
 }
 
 /// An embedded file and the hash that names its version.
 struct Asset {
+    name: &'static str,
     body: &'static str,
     content_type: &'static str,
     hash: u64,
 }
 
 impl Asset {
-    const fn new(body: &'static str, content_type: &'static str) -> Asset {
+    const fn new(name: &'static str, body: &'static str, content_type: &'static str) -> Asset {
         Asset {
+            name,
             body,
             content_type,
             hash: fnv1a(body.as_bytes()),
@@ -122,12 +155,19 @@ async fn page() -> Response {
         .into_response()
 }
 
-async fn js(RawQuery(q): RawQuery, headers: HeaderMap) -> Response {
-    serve(&JS, q.as_deref(), &headers)
+/// The embedded asset called `name`, if there is one.
+fn find(name: &str) -> Option<&'static Asset> {
+    SCRIPTS
+        .iter()
+        .chain(std::iter::once(&CSS))
+        .find(|a| a.name == name)
 }
 
-async fn css(RawQuery(q): RawQuery, headers: HeaderMap) -> Response {
-    serve(&CSS, q.as_deref(), &headers)
+async fn asset(Path(name): Path<String>, RawQuery(q): RawQuery, headers: HeaderMap) -> Response {
+    match find(&name) {
+        Some(a) => serve(a, q.as_deref(), &headers),
+        None => (StatusCode::NOT_FOUND, [NOSNIFF]).into_response(),
+    }
 }
 
 /// The asset, or 304 when the browser holds this version already.
@@ -180,12 +220,34 @@ mod tests {
             .unwrap_or("")
     }
 
+    fn js() -> &'static Asset {
+        find("core.js").unwrap()
+    }
+
     #[test]
-    fn the_shell_names_each_asset_by_its_current_hash() {
+    fn the_shell_names_each_asset_by_its_current_hash_in_order() {
         assert!(!PAGE.contains("{{"), "a placeholder was left: {}", *PAGE);
-        assert!(PAGE.contains(&format!("/assets/app.js?v={}", JS.version())));
+        let mut at = 0;
+        for a in &SCRIPTS {
+            let tag = format!(
+                "<script src=\"/assets/{}?v={}\" defer>",
+                a.name,
+                a.version()
+            );
+            let i = PAGE
+                .find(&tag)
+                .unwrap_or_else(|| panic!("no {tag} in {}", *PAGE));
+            assert!(i > at, "{} is out of order", a.name);
+            at = i;
+        }
         assert!(PAGE.contains(&format!("/assets/app.css?v={}", CSS.version())));
-        assert_ne!(JS.hash, CSS.hash);
+        assert_eq!(
+            SCRIPTS.last().unwrap().name,
+            "app.js",
+            "the page starts last"
+        );
+        assert_ne!(js().hash, CSS.hash);
+        assert!(find("other.js").is_none());
         assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
         assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
     }
@@ -205,8 +267,8 @@ mod tests {
     #[test]
     fn assets_are_cached_for_good_only_under_their_current_hash() {
         let none = HeaderMap::new();
-        let v = format!("v={}", JS.version());
-        let r = serve(&JS, Some(&v), &none);
+        let v = format!("v={}", js().version());
+        let r = serve(js(), Some(&v), &none);
         assert_eq!(r.status(), StatusCode::OK);
         assert_eq!(
             header_of(&r, header::CONTENT_TYPE),
@@ -214,7 +276,7 @@ mod tests {
         );
         assert!(header_of(&r, header::CACHE_CONTROL).contains("immutable"));
         for q in [None, Some("v=0"), Some("x=1")] {
-            let r = serve(&JS, q, &none);
+            let r = serve(js(), q, &none);
             assert_eq!(header_of(&r, header::CACHE_CONTROL), "no-cache", "{q:?}");
         }
         let r = serve(&CSS, None, &none);
