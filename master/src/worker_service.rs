@@ -14,6 +14,7 @@ use futures::{FutureExt, Stream, StreamExt};
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::auth::rotation::{until_rotated, JoinWatch, Rotated};
 use crate::cluster::Beat;
 use crate::conn::{Conn, Outbound};
 use crate::registry;
@@ -23,12 +24,16 @@ use crate::wire;
 /// The worker-facing service.
 pub struct WorkerSvc {
     shared: Arc<Shared>,
+    /// The join token each connected worker registered with, to end its stream when a
+    /// rotation's grace is over.
+    joins: Arc<JoinWatch>,
 }
 
 impl WorkerSvc {
     /// A service over the master's shared state.
     pub fn new(shared: Arc<Shared>) -> Self {
-        WorkerSvc { shared }
+        let joins = JoinWatch::new(shared.store.clone(), shared.shutdown.clone());
+        WorkerSvc { shared, joins }
     }
 }
 
@@ -57,9 +62,10 @@ impl pb::worker_service_server::WorkerService for WorkerSvc {
                 "the first message must be Register",
             ));
         };
-        if let Some(check) = &join {
-            check.verify(&reg.worker_id, &reg.token).await?;
-        }
+        let joined = match &join {
+            Some(check) => check.verify(&reg.worker_id, &reg.token).await?,
+            None => None,
+        };
         let wire::Registration {
             record,
             version,
@@ -93,6 +99,7 @@ impl pb::worker_service_server::WorkerService for WorkerSvc {
             c.set_reconciling(&worker_id, unknown);
             registry::unreported(&c, &worker_id, &running, &finished)
         };
+        let rotated = self.joins.watch(conn_id, &worker_id, joined);
         shared.persist_worker(&worker_id);
         tracing::info!(worker_id = %worker_id, running = running.len(), finished = finished.len(), "worker connected");
         tokio::spawn(registry::after_register(
@@ -103,14 +110,21 @@ impl pb::worker_service_server::WorkerService for WorkerSvc {
         ));
         shared.wake_dispatcher();
 
-        tokio::spawn(read_loop(shared.clone(), worker_id, conn_id, inbound));
+        tokio::spawn(read_loop(
+            shared.clone(),
+            worker_id,
+            conn_id,
+            inbound,
+            (self.joins.clone(), rotated.clone()),
+        ));
 
         // The stream ends at shutdown or when this master stops leading: the worker then
-        // goes to the next leader (a standby's refusal names it).
+        // goes to the next leader (a standby's refusal names it). It ends with
+        // UNAUTHENTICATED once the worker's join token was rotated out.
         let ender = shared.clone();
-        let out = UnboundedReceiverStream::new(rx)
-            .map(|m| Ok(wire::outbound(m)))
-            .take_until(async move { ender.until_deposed().await });
+        let messages = UnboundedReceiverStream::new(rx).map(|m| Ok(wire::outbound(m)));
+        let out =
+            until_rotated(messages, rotated).take_until(async move { ender.until_deposed().await });
         Ok(Response::new(Box::pin(out)))
     }
 }
@@ -118,12 +132,14 @@ impl pb::worker_service_server::WorkerService for WorkerSvc {
 /// Reads a worker's messages until its stream ends: each group is what is ready now (up
 /// to [`GROUP_MAX`]). Heartbeats are answered here at once, from memory; report events go
 /// to this stream's applier ([`crate::reports`]), so a slow or unavailable store never
-/// holds up a heartbeat. Any message counts as a sign of life.
+/// holds up a heartbeat. Any message counts as a sign of life. It also ends when the
+/// worker's join token was rotated out (`rotated`).
 async fn read_loop(
     shared: Arc<Shared>,
     worker_id: String,
     conn_id: u64,
     mut inbound: Streaming<pb::WorkerMessage>,
+    (joins, mut rotated): (Arc<JoinWatch>, Rotated),
 ) {
     let (reports, rx) = tokio::sync::mpsc::unbounded_channel();
     let pending = Arc::new(AtomicUsize::new(0));
@@ -139,6 +155,13 @@ async fn read_loop(
         let first = tokio::select! {
             m = inbound.next() => m,
             _ = shared.until_deposed() => break,
+            _ = rotated.fired() => {
+                // The outbound stream ends with the reason; reading on until the worker
+                // hangs up (briefly) lets the reason reach it before the stream is reset.
+                let drained = async { while inbound.next().await.is_some() {} };
+                let _ = tokio::time::timeout(ROTATED_HANGUP, drained).await;
+                break;
+            }
         };
         let mut group = match first {
             Some(Ok(m)) => vec![m],
@@ -192,9 +215,13 @@ async fn read_loop(
     }
     // The applier settles what it was given, then ends.
     drop(reports);
+    joins.forget(conn_id);
     shared.cluster().disconnect(&worker_id, conn_id);
     tracing::info!(worker_id = %worker_id, "worker stream closed");
 }
+
+/// How long a rotated-out worker's stream is read on, for its hang-up.
+const ROTATED_HANGUP: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Most worker messages applied as one group.
 pub const GROUP_MAX: usize = 512;

@@ -58,7 +58,7 @@ pub enum WorkerError {
     /// The master refused the registration for a reason retrying will not fix
     /// (bad id, bad join token); permanent. `code` says which (Unauthenticated for a
     /// join token, PermissionDenied, InvalidArgument).
-    #[error("master rejected registration: {code:?}: {message}")]
+    #[error("the master refused this worker: {code:?}: {message}")]
     Rejected {
         /// The gRPC code of the refusal.
         code: tonic::Code,

@@ -1,30 +1,43 @@
 //! `cloudai users`, `cloudai token` and `cloudai certs`: the operator commands of a secure
-//! cluster. Users and the join token are written straight into the store (with the
-//! master's server secret keying the hashes), so they work before any admin exists and
-//! while no master runs; run them where the store and the secret file are reachable.
-//! Tokens are printed once, on stdout alone (scripts can capture them); nothing but
-//! their keyed hash is stored.
+//! cluster. Users and the join token are managed through the master's `AdminService`
+//! (`--master`, an admin's `--token`), so they work from anywhere a client does. With
+//! `--store` they write the store directly instead (keyed with the server secret of
+//! `--secret-file`): that is for bootstrap and recovery only, the first admin before any
+//! exists or a lost admin token, on the master's host. Tokens are printed once, on stdout
+//! alone (scripts can capture them); nothing but their keyed hash is stored.
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 use cloudai_master::auth::certs;
 use cloudai_master::auth::pki::{self, Purpose};
-use cloudai_master::auth::setup::{add_user, rotate_join_token, SetupError};
+use cloudai_master::auth::setup::{add_user, rotate_join_token};
 use cloudai_master::auth::{ServerSecret, DEFAULT_SECRET_FILE};
+use cloudai_proto::pb;
 use cloudai_queue::{open_store, QueueError, QueueStore, Role, StoreOptions};
+use serde::Serialize;
 
+use crate::args::{ConnectArgs, OutputArgs};
+use crate::client::Client;
 use crate::exit::{CliError, CliResult, Kind};
+use crate::output::{self, OutputFormat};
 
-/// Where the store and the server secret are (the same flags and defaults as the master).
+/// Which master to ask or, for bootstrap and recovery, which store to write directly.
 #[derive(Debug, Clone, Args)]
-pub struct StoreArgs {
-    /// The master's store URI.
-    #[arg(long, env = "CLOUDAI_STORE", default_value = cloudai_queue::DEFAULT_STORE_URI)]
-    pub store: String,
-    /// The master's server secret file (created when absent).
-    #[arg(long, env = "CLOUDAI_SECRET_FILE", default_value = DEFAULT_SECRET_FILE)]
+pub struct Target {
+    /// The master (an admin's --token when it requires auth).
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// Bootstrap or recovery only: write this store directly instead of asking a master
+    /// (the first admin before any exists, or a lost admin token). Run it on the master's
+    /// host with the master's --store and --secret-file.
+    #[arg(long, value_name = "URI")]
+    pub store: Option<String>,
+    /// With --store: the master's server secret file (created when absent).
+    #[arg(long, env = "CLOUDAI_SECRET_FILE", default_value = DEFAULT_SECRET_FILE, value_name = "PATH")]
     pub secret_file: PathBuf,
 }
 
@@ -32,30 +45,38 @@ pub struct StoreArgs {
 #[derive(Debug, Subcommand)]
 pub enum UsersCmd {
     /// Add a user; prints its API token once
-    #[command(after_help = "Example:\n  cloudai users add alice --role submitter")]
+    #[command(after_help = "Examples:\n  \
+cloudai users add alice --role submitter --master https://m1:50051 --token $ADMIN_TOKEN\n  \
+cloudai users add root --role admin --store sqlite:///var/lib/cloudai.db --secret-file /var/lib/cloudai.secret\n    \
+# bootstrap: the first admin, written into the store on the master's host")]
     Add {
         /// The user's name (recorded on the tasks it submits).
         name: String,
         /// viewer (read), submitter (also enqueue and cancel own tasks) or admin.
         #[arg(long, value_parser = parse_role)]
         role: Role,
-        /// Store and secret.
+        /// Master or store.
         #[command(flatten)]
-        store: StoreArgs,
+        target: Target,
     },
     /// List users and their roles
+    #[command(after_help = "Examples:\n  cloudai users list\n  cloudai users list --output json")]
     List {
-        /// Store and secret.
+        /// Master or store.
         #[command(flatten)]
-        store: StoreArgs,
+        target: Target,
+        /// Format.
+        #[command(flatten)]
+        output: OutputArgs,
     },
-    /// Remove a user (its token stops working at once)
+    /// Remove a user (its token stops working at once, on every master)
+    #[command(after_help = "Example:\n  cloudai users remove alice")]
     Remove {
         /// The user's name.
         name: String,
-        /// Store and secret.
+        /// Master or store.
         #[command(flatten)]
-        store: StoreArgs,
+        target: Target,
     },
 }
 
@@ -64,19 +85,22 @@ pub enum UsersCmd {
 pub enum TokenCmd {
     /// Replace the worker join token; prints the new one once
     #[command(
-        after_help = "Connected workers stay connected. During the grace, the old token \
-still admits workers that reconnect (a network blip, a master restart) or start before they \
-get the new one; after it, only the new token does. After a leak, rotate with --grace 0.\n\n\
-Examples:\n  cloudai token rotate --store sqlite:///var/lib/cloudai.db\n  \
-cloudai token rotate --grace 0     # the old token stops at once"
+        after_help = "During the grace, the old token still admits workers that reconnect \
+(a network blip, a master restart) or start before they get the new one. When it is over, \
+every master disconnects the workers that joined with the old token (they log \"join token \
+was rotated; restart with the new --join-token\" and stop): restart them with the new token \
+before then. After a leak, rotate with --grace 0: the old token stops at once.\n\n\
+Examples:\n  cloudai token rotate --grace 1h\n  \
+cloudai token rotate --grace 0     # the old token stops at once\n  \
+cloudai token rotate --store sqlite:///var/lib/cloudai.db   # recovery, on the master's host"
     )]
     Rotate {
         /// How long the replaced token is still accepted (0: not at all).
         #[arg(long, default_value = "15m", value_parser = parse_grace)]
-        grace: std::time::Duration,
-        /// Store and secret.
+        grace: Duration,
+        /// Master or store.
         #[command(flatten)]
-        store: StoreArgs,
+        target: Target,
     },
 }
 
@@ -135,9 +159,9 @@ cloudai certs revoke gpu-01 --ca-dir ./certs"
     },
 }
 
-fn parse_grace(s: &str) -> Result<std::time::Duration, String> {
+fn parse_grace(s: &str) -> Result<Duration, String> {
     if s.trim() == "0" {
-        return Ok(std::time::Duration::ZERO);
+        return Ok(Duration::ZERO);
     }
     crate::units::parse_duration(s).map_err(|e| e.0)
 }
@@ -146,32 +170,129 @@ fn parse_role(s: &str) -> Result<Role, String> {
     s.parse::<Role>().map_err(|e| e.to_string())
 }
 
-async fn open(a: &StoreArgs) -> CliResult<(Arc<dyn QueueStore>, ServerSecret)> {
-    let store = open_store(&a.store, StoreOptions::default())
-        .await
-        .map_err(|e| CliError::invalid(format!("cannot open the store: {e}")))?;
-    let (secret, _) = ServerSecret::load_or_create(&a.secret_file)
-        .map_err(|e| CliError::new(Kind::Other, e.to_string()))?;
-    Ok((store, secret))
-}
-
 fn failed(e: impl std::fmt::Display) -> CliError {
     CliError::invalid(e.to_string())
+}
+
+/// The master's admin service, or the store and secret (`--store`).
+enum Via {
+    Master(Admin),
+    Store(Arc<dyn QueueStore>, ServerSecret),
+}
+
+impl Via {
+    async fn open(t: &Target) -> CliResult<Via> {
+        let Some(uri) = &t.store else {
+            return Ok(Via::Master(Admin::connect(&t.connect).await?));
+        };
+        let store = open_store(uri, StoreOptions::default())
+            .await
+            .map_err(|e| CliError::invalid(format!("cannot open the store: {e}")))?;
+        let (secret, _) = ServerSecret::load_or_create(&t.secret_file)
+            .map_err(|e| CliError::new(Kind::Other, e.to_string()))?;
+        Ok(Via::Store(store, secret))
+    }
+}
+
+/// A client of one master's `AdminService` (of a group, the first that answers: any
+/// master serves these calls).
+struct Admin {
+    url: String,
+    inner: crate::client::AdminClient,
+}
+
+/// What to do when the master cannot help (none runs yet, or no admin token is left).
+const BOOTSTRAP_HINT: &str = "the first admin, or a lost admin token: on the master's host, \
+`cloudai users add NAME --role admin --store URI --secret-file FILE`";
+
+impl Admin {
+    async fn connect(c: &ConnectArgs) -> CliResult<Admin> {
+        let client = Client::connect_with(&c.master, &c.credentials())
+            .await
+            .map_err(hint)?;
+        Ok(Admin {
+            url: client.url().to_string(),
+            inner: client.admin(),
+        })
+    }
+
+    fn status(&self, s: tonic::Status) -> CliError {
+        let e = CliError::from_status(&self.url, &s);
+        match s.code() {
+            // Not a task: the name given is wrong, as with --store.
+            tonic::Code::NotFound => CliError::invalid(e.message),
+            _ => hint(e),
+        }
+    }
+}
+
+/// `e` with the way in for when no admin can ask the master.
+fn hint(e: CliError) -> CliError {
+    match e.kind {
+        Kind::Unreachable | Kind::Unauthenticated => {
+            CliError::new(e.kind, format!("{} ({BOOTSTRAP_HINT})", e.message))
+        }
+        _ => e,
+    }
+}
+
+/// A user as `users list` shows it.
+#[derive(Debug, Serialize)]
+struct UserView {
+    name: String,
+    role: String,
+    created_at: Option<DateTime<Utc>>,
+}
+
+impl From<pb::UserInfo> for UserView {
+    fn from(u: pb::UserInfo) -> Self {
+        UserView {
+            name: u.name,
+            role: u.role,
+            created_at: u
+                .created_at
+                .and_then(|t| DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32)),
+        }
+    }
+}
+
+fn users_text(users: &[UserView], format: OutputFormat) -> String {
+    if format == OutputFormat::Json {
+        return output::json(users);
+    }
+    let mut out = String::from("NAME\tROLE\tCREATED\n");
+    for u in users {
+        let created = u
+            .created_at
+            .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+            .unwrap_or_else(|| "-".into());
+        out.push_str(&format!("{}\t{}\t{created}\n", u.name, u.role));
+    }
+    out
 }
 
 /// Runs `cloudai users ...`.
 pub async fn users(cmd: UsersCmd) -> CliResult<i32> {
     match cmd {
-        UsersCmd::Add { name, role, store } => {
-            let (store, secret) = open(&store).await?;
-            let token = add_user(store.as_ref(), &secret, &name, role)
-                .await
-                .map_err(|e| match e {
-                    SetupError::Store(e @ QueueError::UserExists(_)) => {
-                        CliError::new(Kind::Conflict, e.to_string())
+        UsersCmd::Add { name, role, target } => {
+            let token = match Via::open(&target).await? {
+                Via::Master(mut a) => {
+                    let req = pb::AddUserRequest {
+                        name: name.clone(),
+                        role: role.as_str().to_string(),
+                    };
+                    match a.inner.add_user(req).await {
+                        Ok(r) => r.into_inner().token,
+                        Err(s) => return Err(a.status(s)),
                     }
+                }
+                Via::Store(store, secret) => add_user(store.as_ref(), &secret, &name, role)
+                    .await
+                    .map_err(|e| match e {
+                    e @ QueueError::UserExists(_) => CliError::new(Kind::Conflict, e.to_string()),
                     e => failed(e),
-                })?;
+                })?,
+            };
             eprintln!(
                 "user {name} ({role}) added; its API token is shown only this once: clients \
                  pass it with --token or CLOUDAI_TOKEN"
@@ -179,27 +300,43 @@ pub async fn users(cmd: UsersCmd) -> CliResult<i32> {
             super::print(&format!("{token}\n"));
             Ok(0)
         }
-        UsersCmd::List { store } => {
-            let (store, _) = open(&store).await?;
-            let users = store.list_users().await.map_err(failed)?;
-            let mut out = String::from("NAME\tROLE\tCREATED\n");
-            for u in users {
-                out.push_str(&format!(
-                    "{}\t{}\t{}\n",
-                    u.name,
-                    u.role,
-                    u.created_at.format("%Y-%m-%d %H:%M:%S UTC")
-                ));
-            }
-            super::print(&out);
+        UsersCmd::List { target, output } => {
+            let users: Vec<UserView> = match Via::open(&target).await? {
+                Via::Master(mut a) => match a.inner.list_users(pb::ListUsersRequest {}).await {
+                    Ok(r) => r.into_inner().users.into_iter().map(Into::into).collect(),
+                    Err(s) => return Err(a.status(s)),
+                },
+                Via::Store(store, _) => {
+                    let mut users = store.list_users().await.map_err(failed)?;
+                    users.sort_by(|a, b| a.name.cmp(&b.name));
+                    users
+                        .into_iter()
+                        .map(|u| UserView {
+                            name: u.name,
+                            role: u.role.to_string(),
+                            created_at: Some(u.created_at),
+                        })
+                        .collect()
+                }
+            };
+            super::print(&users_text(&users, output.output));
             Ok(0)
         }
-        UsersCmd::Remove { name, store } => {
-            let (store, _) = open(&store).await?;
-            if !store.remove_user(&name).await.map_err(failed)? {
-                return Err(CliError::invalid(format!("no user named {name:?}")));
+        UsersCmd::Remove { name, target } => {
+            match Via::open(&target).await? {
+                Via::Master(mut a) => {
+                    let req = pb::RemoveUserRequest { name: name.clone() };
+                    if let Err(s) = a.inner.remove_user(req).await {
+                        return Err(a.status(s));
+                    }
+                }
+                Via::Store(store, _) => {
+                    if !store.remove_user(&name).await.map_err(failed)? {
+                        return Err(CliError::invalid(format!("no user named {name:?}")));
+                    }
+                }
             }
-            eprintln!("user {name} removed");
+            eprintln!("user {name} removed: its token is refused from now on");
             Ok(0)
         }
     }
@@ -207,28 +344,47 @@ pub async fn users(cmd: UsersCmd) -> CliResult<i32> {
 
 /// Runs `cloudai token ...`.
 pub async fn token(cmd: TokenCmd) -> CliResult<i32> {
-    match cmd {
-        TokenCmd::Rotate { grace, store } => {
-            let (store, secret) = open(&store).await?;
-            let (token, until) = rotate_join_token(store.as_ref(), &secret, grace)
-                .await
-                .map_err(failed)?;
-            let old = match until {
-                Some(t) => format!(
-                    "the old token still admits workers until {} (--grace)",
-                    t.format("%Y-%m-%d %H:%M:%S UTC")
+    let TokenCmd::Rotate { grace, target } = cmd;
+    let (token, until) = match Via::open(&target).await? {
+        Via::Master(mut a) => {
+            let req = pb::RotateJoinTokenRequest {
+                grace: Some(
+                    prost_types::Duration::try_from(grace)
+                        .map_err(|_| CliError::invalid("the grace is too long"))?,
                 ),
-                None => "the old token admits no worker from now on".to_string(),
             };
-            eprintln!(
-                "new worker join token, shown only this once (give it to workers with \
-                 CLOUDAI_JOIN_TOKEN or --join-token-file): connected workers stay connected; \
-                 {old}; after that a worker that reconnects needs the new one"
-            );
-            super::print(&format!("{token}\n"));
-            Ok(0)
+            match a.inner.rotate_join_token(req).await {
+                Ok(r) => {
+                    let r = r.into_inner();
+                    let until = r
+                        .previous_valid_until
+                        .and_then(|t| DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32));
+                    (r.join_token, until)
+                }
+                Err(s) => return Err(a.status(s)),
+            }
         }
-    }
+        Via::Store(store, secret) => rotate_join_token(store.as_ref(), &secret, grace)
+            .await
+            .map_err(failed)?,
+    };
+    let old = match until {
+        Some(t) => format!(
+            "the old token still admits workers until {} (--grace); then every master \
+             disconnects the workers that joined with it, so restart them with the new one \
+             before then",
+            t.format("%Y-%m-%d %H:%M:%S UTC")
+        ),
+        None => "the old token admits no worker from now on, and the workers that joined \
+                 with it are disconnected within seconds"
+            .to_string(),
+    };
+    eprintln!(
+        "new worker join token, shown only this once (give it to workers with \
+         CLOUDAI_JOIN_TOKEN or --join-token-file): {old}"
+    );
+    super::print(&format!("{token}\n"));
+    Ok(0)
 }
 
 /// Runs `cloudai certs ...`.

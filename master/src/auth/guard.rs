@@ -117,6 +117,11 @@ impl Auth {
         self.mode
     }
 
+    /// The server secret that keys the stored hashes (`None` when auth is off).
+    pub fn secret(&self) -> Option<&ServerSecret> {
+        self.secret.as_ref()
+    }
+
     /// Admits or refuses a request before routing; on success an authenticated client
     /// call carries its [`Principal`], and a worker stream a [`JoinCheck`].
     pub async fn admit<B>(self: &Arc<Self>, req: &mut http::Request<B>) -> Result<(), Status> {
@@ -138,6 +143,8 @@ impl Auth {
                 Ok(())
             }
             RpcRule::Client(action) => {
+                // The handlers that add users and rotate the join token hash with its secret.
+                req.extensions_mut().insert(self.clone());
                 if !self.mode.enforced() {
                     return Ok(());
                 }

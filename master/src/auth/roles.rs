@@ -7,7 +7,7 @@
 //! | cancel own task   | no     | yes       | yes   |
 //! | cancel any task   | no     | no        | yes   |
 //! | agent API         | no     | no        | yes   |
-//! | manage users      | no     | no        | yes   |
+//! | manage users and the join token | no | no | yes |
 //!
 //! Unknown methods of `cloudai.v1` need admin (deny by default). Health checking and
 //! reflection are public, so standard gRPC tools keep working; workers authenticate with
@@ -43,7 +43,7 @@ impl Action {
             Action::CancelOwn => "cancel tasks",
             Action::CancelAny => "cancel tasks submitted by other users",
             Action::Agent => "use the agent API",
-            Action::ManageUsers => "manage users",
+            Action::ManageUsers => "manage users and the join token",
             Action::Bulk => "act on many tasks at once, or cordon and drain workers",
         }
     }
@@ -110,6 +110,7 @@ pub fn rpc_rule(path: &str) -> RpcRule {
         "cloudai.v1.AdminService" => RpcRule::Client(match method {
             // The new task is the caller's, as an enqueue's.
             "RetryTask" => Action::Enqueue,
+            "AddUser" | "ListUsers" | "RemoveUser" | "RotateJoinToken" => Action::ManageUsers,
             _ => Action::Bulk,
         }),
         _ => RpcRule::Client(Action::ManageUsers),
@@ -190,6 +191,13 @@ mod tests {
             rpc_rule("/cloudai.v1.AdminService/RetryTask"),
             RpcRule::Client(Enqueue)
         );
+        for m in ["AddUser", "ListUsers", "RemoveUser", "RotateJoinToken"] {
+            assert_eq!(
+                rpc_rule(&format!("/cloudai.v1.AdminService/{m}")),
+                RpcRule::Client(ManageUsers),
+                "{m}"
+            );
+        }
         for m in ["CancelMatching", "RetryMatching", "Unknown"] {
             assert_eq!(
                 rpc_rule(&format!("/cloudai.v1.AdminService/{m}")),

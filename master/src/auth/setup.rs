@@ -1,5 +1,6 @@
 //! Putting security in place when a master starts, and the operator actions behind
-//! `cloudai token rotate` and `cloudai users add`.
+//! `cloudai token rotate` and `cloudai users add` (run by `AdminService`, and by the CLI
+//! straight on the store with `--store` for bootstrap and recovery).
 //!
 //! At start: the auth mode is decided from the address actually bound (and said in the
 //! log); when auth is required, the server secret is loaded (or created) and the worker
@@ -154,15 +155,16 @@ pub async fn ensure_join_token(
 }
 
 /// Replaces the join token; returns the new one (the caller shows it once) and, with a
-/// `grace` above zero, until when the replaced one is still accepted. Workers already
-/// connected stay connected either way; the grace covers those that reconnect (a blip, a
-/// master restart) or start before they are given the new token. After a leak, rotate
-/// with no grace: the old token stops at once.
+/// `grace` above zero, until when the replaced one is still accepted. The grace covers
+/// workers that reconnect (a blip, a master restart) or start before they are given the
+/// new token; once it is over, every master ends the streams of the workers that joined
+/// with the replaced token ([`super::rotation`]). After a leak, rotate with no grace: the
+/// old token stops at once, and its workers are disconnected.
 pub async fn rotate_join_token(
     store: &dyn QueueStore,
     secret: &ServerSecret,
     grace: std::time::Duration,
-) -> Result<(String, Option<chrono::DateTime<Utc>>), SetupError> {
+) -> Result<(String, Option<chrono::DateTime<Utc>>), QueueError> {
     let token = new_join_token();
     let mut until = None;
     if let Some(current) = store.join_token_hash().await? {
@@ -184,17 +186,28 @@ pub async fn add_user(
     secret: &ServerSecret,
     name: &str,
     role: Role,
-) -> Result<String, SetupError> {
+) -> Result<String, QueueError> {
+    Ok(add_user_record(store, secret, name, role).await?.1)
+}
+
+/// [`add_user`], returning the user as stored too. A taken name is
+/// [`QueueError::UserExists`], a bad one [`QueueError::Invalid`].
+pub async fn add_user_record(
+    store: &dyn QueueStore,
+    secret: &ServerSecret,
+    name: &str,
+    role: Role,
+) -> Result<(UserRecord, String), QueueError> {
+    cloudai_queue::users::validate_user_name(name)?;
     let token = new_api_token();
-    store
-        .add_user(&UserRecord {
-            name: name.to_string(),
-            role,
-            token_hash: secret.hash(&token),
-            created_at: Utc::now(),
-        })
-        .await?;
-    Ok(token)
+    let user = UserRecord {
+        name: name.to_string(),
+        role,
+        token_hash: secret.hash(&token),
+        created_at: Utc::now(),
+    };
+    store.add_user(&user).await?;
+    Ok((user, token))
 }
 
 #[cfg(test)]
@@ -252,8 +265,16 @@ mod tests {
         let (c, _) = rotate_join_token(store.as_ref(), &secret, std::time::Duration::ZERO)
             .await
             .unwrap();
-        assert!(prod.auth.verify_join_token(&a).await.is_err());
-        assert!(prod.auth.verify_join_token(&b).await.is_err());
+        let e = prod.auth.verify_join_token(&a).await.unwrap_err();
+        assert!(e.message().starts_with("invalid join token"), "{e}");
+        // The one just replaced is refused with the reason.
+        let e = prod.auth.verify_join_token(&b).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::Unauthenticated);
+        assert!(
+            e.message()
+                .starts_with("invalid join token: join token was rotated;"),
+            "{e}"
+        );
         prod.auth.verify_join_token(&c).await.unwrap();
 
         let token = add_user(store.as_ref(), &secret, "ann", Role::Admin)
