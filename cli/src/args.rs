@@ -107,11 +107,24 @@ cloudai retry --status failed,timed_out --worker gpu-01"
     /// Inspect the queue
     #[command(subcommand, after_help = "Example:\n  cloudai queue stats")]
     Queue(QueueCmd),
-    /// Manage API users (writes the store directly; run where the master's store is)
-    #[command(subcommand)]
+    /// Manage API users through the master (an admin's token), or with --store directly
+    #[command(
+        subcommand,
+        after_help = "Through the master: --master and an admin's --token (or CLOUDAI_MASTER, \
+CLOUDAI_TOKEN), like every client command.\n\
+Bootstrap and recovery only (the first admin before any exists, or a lost admin token): \
+--store URI (and --secret-file) writes the master's store directly, on the master's host.\n\n\
+Examples:\n  cloudai users add root --role admin --store sqlite:///var/lib/cloudai.db --secret-file /var/lib/cloudai.secret\n  \
+cloudai users add ci --role submitter --token $ADMIN_TOKEN\n  \
+cloudai users list\n  cloudai users remove ci"
+    )]
     Users(crate::commands::security::UsersCmd),
-    /// Manage the worker join token
-    #[command(subcommand)]
+    /// Manage the worker join token through the master (an admin's token), or with --store
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  cloudai token rotate --grace 1h --token $ADMIN_TOKEN\n  \
+cloudai token rotate --store sqlite:///var/lib/cloudai.db   # recovery, on the master's host"
+    )]
     Token(crate::commands::security::TokenCmd),
     /// Create TLS certificates (a CA, the master's and the workers')
     #[command(subcommand)]
@@ -284,17 +297,12 @@ pub struct EnqueueArgs {
 /// Filters of `tasks`, shared with the shell.
 #[derive(Debug, Clone, Args)]
 pub struct TasksFilter {
-    /// Only this status (repeatable): queued, assigned, running, succeeded, failed,
-    /// cancelled, timed_out, lost.
-    #[arg(long, value_name = "STATUS")]
-    pub status: Vec<String>,
-    /// Only tasks whose current or last attempt is on this worker.
-    #[arg(long, value_name = "ID")]
-    pub worker: Option<String>,
-    /// Only tasks this user submitted (the SUBMITTER column; tasks enqueued without auth
-    /// have none).
-    #[arg(long, value_name = "NAME")]
-    pub submitter: Option<String>,
+    /// Which tasks.
+    #[command(flatten)]
+    pub criteria: crate::criteria::TaskCriteria,
+    /// Oldest first (default: newest first).
+    #[arg(long)]
+    pub oldest_first: bool,
     /// At most this many.
     #[arg(long, value_name = "N", default_value_t = 50)]
     pub limit: usize,
@@ -466,7 +474,7 @@ mod tests {
         let Command::Tasks(t) = cli.command else {
             panic!("not tasks")
         };
-        assert_eq!(t.filter.submitter.as_deref(), Some("alice"));
+        assert_eq!(t.filter.criteria.submitter.as_deref(), Some("alice"));
     }
 
     #[test]

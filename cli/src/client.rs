@@ -20,13 +20,16 @@ use crate::view::{StatsView, TaskView, WorkerView};
 /// The master's address when neither `--master` nor `CLOUDAI_MASTER` is given.
 pub const DEFAULT_MASTER_URL: &str = "http://127.0.0.1:50051";
 
+/// The master's `AdminService`, with the caller's credentials.
+pub type AdminClient = AdminServiceClient<InterceptedService<Channel, Bearer>>;
+
 /// A connected client of one master (of a group, the first that answered).
 #[derive(Clone)]
 pub struct Client {
     url: String,
     creds: Credentials,
     inner: ClientServiceClient<InterceptedService<Channel, Bearer>>,
-    admin: AdminServiceClient<InterceptedService<Channel, Bearer>>,
+    admin: AdminClient,
 }
 
 /// The innermost cause of an error, which names the real problem ("Connection refused").
@@ -104,6 +107,11 @@ impl Client {
         &self.url
     }
 
+    /// Its `AdminService` client, for calls this type does not wrap.
+    pub fn admin(&self) -> AdminClient {
+        self.admin.clone()
+    }
+
     fn status(&self, s: tonic::Status) -> CliError {
         CliError::from_status(&self.url, &s)
     }
@@ -139,9 +147,8 @@ impl Client {
     /// The master filters (by status, worker and submitter) before it pages.
     pub async fn tasks(
         &self,
-        statuses: &[q::TaskStatus],
-        worker: Option<&str>,
-        submitter: Option<&str>,
+        filter: pb::TaskFilter,
+        oldest_first: bool,
         limit: usize,
     ) -> CliResult<Vec<TaskView>> {
         let mut out = Vec::new();
@@ -152,14 +159,17 @@ impl Client {
                 .inner
                 .clone()
                 .list_tasks(pb::ListTasksRequest {
-                    statuses: statuses
-                        .iter()
-                        .map(|s| pb::TaskStatus::from(*s) as i32)
-                        .collect(),
-                    worker_id: worker.map(str::to_string),
+                    statuses: filter.statuses.clone(),
+                    worker_id: filter.worker_id.clone(),
                     limit: want.min(u32::MAX as usize) as u32,
                     page_token: page_token.clone(),
-                    submitted_by: submitter.map(str::to_string),
+                    submitted_by: filter.submitted_by.clone(),
+                    image: filter.image.clone(),
+                    labels: filter.labels.clone(),
+                    created_after: filter.created_after,
+                    created_before: filter.created_before,
+                    text: filter.text.clone(),
+                    oldest_first,
                 })
                 .await
                 .map_err(|s| self.status(s))?

@@ -14,6 +14,7 @@ mod args;
 mod client;
 mod commands;
 mod credentials;
+mod criteria;
 mod exit;
 mod output;
 mod shell;

@@ -5,71 +5,14 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::Path;
 use std::time::Duration;
 
+use common::http::{http, json_of};
 use common::{eventually, free_port, run_env, unique_worker_id, Proc};
 use serde_json::{json, Value};
 
 const QUICK: Duration = Duration::from_secs(30);
-
-/// One HTTP/1.1 exchange: (status, body). The connection closes after the answer.
-fn http(
-    addr: &str,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    body: Option<&str>,
-) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    let auth = token
-        .map(|t| format!("authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    let body = body.unwrap_or("");
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\n{auth}content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut raw = Vec::new();
-    let _ = s.read_to_end(&mut raw);
-    let text = String::from_utf8_lossy(&raw).to_string();
-    let (head, rest) = text.split_once("\r\n\r\n").expect("an HTTP answer");
-    let code = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(rest)
-    } else {
-        rest.to_string()
-    };
-    (code, body)
-}
-
-fn dechunk(body: &str) -> String {
-    let mut out = String::new();
-    let mut rest = body;
-    while let Some((size, after)) = rest.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 || after.len() < n {
-            break;
-        }
-        out.push_str(&after[..n]);
-        rest = after[n..].trim_start_matches("\r\n");
-    }
-    out
-}
-
-fn json_of(code_body: (u16, String)) -> (u16, Value) {
-    let (code, body) = code_body;
-    let v = serde_json::from_str(&body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"));
-    (code, v)
-}
 
 fn master(dir: &Path, http_addr: &str, extra: &[&str]) -> (Proc, String) {
     let port = free_port();
@@ -333,6 +276,22 @@ fn the_api_checks_tokens_and_roles_as_grpc_does() {
     assert_eq!(v["error"]["code"], "UNAUTHENTICATED");
     let (code, _) = json_of(http(&api, "GET", "/api/v1/tasks", Some(&viewer), None));
     assert_eq!(code, 200);
+    // What the dashboard shows to each: the buttons its role may use.
+    let (code, me) = json_of(http(&api, "GET", "/api/v1/whoami", Some(&viewer), None));
+    assert_eq!(code, 200, "{me}");
+    assert_eq!(
+        (&me["user"], &me["role"]),
+        (&json!("vera"), &json!("viewer"))
+    );
+    assert_eq!(me["may"]["enqueue"], false, "{me}");
+    let (_, me) = json_of(http(&api, "GET", "/api/v1/whoami", Some(&alice), None));
+    assert_eq!(me["auth_enforced"], true, "{me}");
+    assert_eq!(
+        (&me["may"]["enqueue"], &me["may"]["bulk"]),
+        (&json!(true), &json!(false))
+    );
+    let (code, _) = json_of(http(&api, "GET", "/api/v1/whoami", Some("wrong"), None));
+    assert_eq!(code, 401);
     let (code, v) = json_of(http(
         &api,
         "POST",

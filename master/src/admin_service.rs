@@ -6,12 +6,11 @@
 use std::sync::Arc;
 
 use chrono::Utc;
-use cloudai_proto::{convert, pb};
+use cloudai_proto::pb;
 use cloudai_queue::{NewTask, QueueError, Task, TaskId, TaskQuery, TaskStatus};
 use tonic::{Request, Response, Status};
 
 use crate::client_service::ClientSvc;
-use crate::error::convert_status;
 use crate::limits::client_key;
 
 /// The label a retried task carries: the id of the task it repeats.
@@ -20,8 +19,6 @@ pub const RETRY_OF_LABEL: &str = "cloudai.retry-of";
 pub const DEFAULT_MATCH_LIMIT: usize = 1000;
 /// Most tasks one bulk call acts on.
 pub const MAX_MATCH_LIMIT: usize = 10_000;
-/// Tasks read per page while matching.
-const PAGE: usize = 500;
 
 /// The admin service over the client handlers.
 pub struct AdminSvc {
@@ -52,85 +49,37 @@ fn default_statuses(cancel: bool) -> Vec<TaskStatus> {
     }
 }
 
-/// A filter in domain terms.
-struct Filter {
-    statuses: Vec<TaskStatus>,
-    worker_id: Option<String>,
-    submitted_by: Option<String>,
-    image: Option<String>,
-}
-
-impl Filter {
-    fn from_pb(f: Option<pb::TaskFilter>, cancel: bool) -> Result<Filter, Status> {
-        let f = f.unwrap_or_default();
-        let keep = |s: Option<String>| s.filter(|s| !s.trim().is_empty());
-        let (worker_id, submitted_by, image) =
-            (keep(f.worker_id), keep(f.submitted_by), keep(f.image));
-        if f.statuses.is_empty() && worker_id.is_none() && submitted_by.is_none() && image.is_none()
-        {
-            return Err(Status::invalid_argument(
-                "give a filter (statuses, worker, submitter or image): an empty one would \
-                 match every task",
-            ));
-        }
-        let statuses = f
-            .statuses
-            .iter()
-            .map(|s| convert::task_status("statuses", *s))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(convert_status)?;
-        Ok(Filter {
-            statuses: if statuses.is_empty() {
-                default_statuses(cancel)
-            } else {
-                statuses
-            },
-            worker_id,
-            submitted_by,
-            image,
-        })
+/// The query a bulk action's filter means: at least one criterion, and with no status
+/// named, the statuses the action can change (`default_statuses`).
+fn bulk_query(f: Option<pb::TaskFilter>, cancel: bool) -> Result<TaskQuery, Status> {
+    let mut q = crate::task_filter::query_of(f.unwrap_or_default())?;
+    if crate::task_filter::is_empty(&q) {
+        return Err(Status::invalid_argument(
+            "give a filter (statuses, worker, submitter, image, labels, creation time or \
+             text): an empty one would match every task",
+        ));
     }
-
-    fn image_matches(&self, image: &str) -> bool {
-        match self.image.as_deref() {
-            None => true,
-            Some(p) => match p.strip_suffix('*') {
-                Some(prefix) => image.starts_with(prefix),
-                None => image == p,
-            },
-        }
+    if q.statuses.is_empty() {
+        q.statuses = default_statuses(cancel);
     }
+    Ok(q)
 }
 
 impl AdminSvc {
-    /// Up to `limit` tasks matching `f`, newest first, and whether more matched.
-    async fn matching(&self, f: &Filter, limit: usize) -> Result<(Vec<Task>, bool), Status> {
+    /// Up to `limit` tasks matching `q`, newest first, and whether more matched.
+    async fn matching(&self, q: &TaskQuery, limit: usize) -> Result<(Vec<Task>, bool), Status> {
+        let query = TaskQuery {
+            // One more than asked: whether more matched.
+            limit: limit + 1,
+            before: None,
+            oldest_first: false,
+            ..q.clone()
+        };
         let store = &self.client.shared.store;
-        let mut found = Vec::new();
-        let mut before: Option<TaskId> = None;
-        loop {
-            let query = TaskQuery {
-                statuses: f.statuses.clone(),
-                worker_id: f.worker_id.clone(),
-                submitted_by: f.submitted_by.clone(),
-                limit: PAGE,
-                before,
-            };
-            let page = self.client.store_call("list", store.list(&query)).await?;
-            let full = page.len() == PAGE;
-            before = page.last().map(|t| t.id);
-            for t in page {
-                if f.image_matches(&t.spec.image) {
-                    if found.len() == limit {
-                        return Ok((found, true));
-                    }
-                    found.push(t);
-                }
-            }
-            if !full {
-                return Ok((found, false));
-            }
-        }
+        let mut found = self.client.store_call("list", store.list(&query)).await?;
+        let truncated = found.len() > limit;
+        found.truncate(limit);
+        Ok((found, truncated))
     }
 
     /// Enqueues `old` again for `submitted_by`; the new task's id.
@@ -186,9 +135,10 @@ impl pb::admin_service_server::AdminService for AdminSvc {
             Some(d) => std::time::Duration::try_from(d)
                 .map_err(|_| Status::invalid_argument("the drain deadline must not be negative"))?,
         };
-        let deadline = Utc::now()
-            + chrono::Duration::from_std(after)
-                .map_err(|_| Status::invalid_argument("the drain deadline is too far"))?;
+        let deadline = chrono::Duration::from_std(after)
+            .ok()
+            .and_then(|d| Utc::now().checked_add_signed(d))
+            .ok_or_else(|| Status::invalid_argument("the drain deadline is too far"))?;
         Ok(Response::new(self.cordon(
             &r.worker_id,
             true,
@@ -202,6 +152,42 @@ impl pb::admin_service_server::AdminService for AdminSvc {
     ) -> Result<Response<pb::WorkerInfo>, Status> {
         let id = request.into_inner().worker_id;
         Ok(Response::new(self.cordon(&id, false, None)?))
+    }
+
+    async fn add_user(
+        &self,
+        request: Request<pb::AddUserRequest>,
+    ) -> Result<Response<pb::AddUserResponse>, Status> {
+        crate::admin_users::add_user(&self.client, request)
+            .await
+            .map(Response::new)
+    }
+
+    async fn list_users(
+        &self,
+        request: Request<pb::ListUsersRequest>,
+    ) -> Result<Response<pb::ListUsersResponse>, Status> {
+        crate::admin_users::list_users(&self.client, request)
+            .await
+            .map(Response::new)
+    }
+
+    async fn remove_user(
+        &self,
+        request: Request<pb::RemoveUserRequest>,
+    ) -> Result<Response<pb::RemoveUserResponse>, Status> {
+        crate::admin_users::remove_user(&self.client, request)
+            .await
+            .map(Response::new)
+    }
+
+    async fn rotate_join_token(
+        &self,
+        request: Request<pb::RotateJoinTokenRequest>,
+    ) -> Result<Response<pb::RotateJoinTokenResponse>, Status> {
+        crate::admin_users::rotate_join_token(&self.client, request)
+            .await
+            .map(Response::new)
     }
 
     async fn retry_task(
@@ -236,7 +222,7 @@ impl pb::admin_service_server::AdminService for AdminSvc {
         request: Request<pb::MatchRequest>,
     ) -> Result<Response<pb::MatchResponse>, Status> {
         let r = request.into_inner();
-        let filter = Filter::from_pb(r.filter, true)?;
+        let filter = bulk_query(r.filter, true)?;
         let (tasks, truncated) = self.matching(&filter, limit_of(r.limit)).await?;
         let mut out = pb::MatchResponse {
             truncated,
@@ -281,7 +267,7 @@ impl pb::admin_service_server::AdminService for AdminSvc {
         let submitted_by = crate::auth::submitter(&request);
         let key = client_key(&request);
         let r = request.into_inner();
-        let filter = Filter::from_pb(r.filter, false)?;
+        let filter = bulk_query(r.filter, false)?;
         let (tasks, truncated) = self.matching(&filter, limit_of(r.limit)).await?;
         let mut out = pb::MatchResponse {
             truncated,
@@ -344,9 +330,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn filters_need_a_criterion_and_match_images_exactly_or_by_prefix() {
-        assert!(Filter::from_pb(None, true).is_err());
-        let f = Filter::from_pb(
+    fn filters_need_a_criterion_and_default_to_what_the_action_changes() {
+        assert!(bulk_query(None, true).is_err());
+        let f = bulk_query(
             Some(pb::TaskFilter {
                 image: Some("registry.example/ml/*".into()),
                 ..Default::default()
@@ -354,23 +340,22 @@ mod tests {
             true,
         )
         .unwrap();
-        assert!(f.image_matches("registry.example/ml/train:1"));
-        assert!(!f.image_matches("registry.example/web:1"));
+        assert_eq!(f.image_prefix(), Some("registry.example/ml/"));
         assert!(
             f.statuses.iter().all(|s| !s.is_terminal()),
             "a cancel looks at unfinished tasks"
         );
-        let f = Filter::from_pb(
+        let f = bulk_query(
             Some(pb::TaskFilter {
-                image: Some("busybox".into()),
+                text: Some("train".into()),
                 ..Default::default()
             }),
             false,
         )
         .unwrap();
-        assert!(f.image_matches("busybox") && !f.image_matches("busybox:1"));
         assert!(
-            !f.statuses.contains(&TaskStatus::Succeeded),
+            !f.statuses.contains(&TaskStatus::Succeeded)
+                && f.statuses.contains(&TaskStatus::Failed),
             "a retry skips successes"
         );
         assert_eq!(limit_of(0), DEFAULT_MATCH_LIMIT);

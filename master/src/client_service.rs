@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use cloudai_proto::{convert, pb};
-use cloudai_queue::{LogStream, NewTask, QueueError, TaskId, TaskQuery, TaskSpec, TaskStatus};
+use cloudai_queue::{LogStream, NewTask, QueueError, TaskId, TaskQuery, TaskSpec};
 use futures::Stream;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -193,12 +193,6 @@ impl pb::client_service_server::ClientService for ClientSvc {
         request: Request<pb::ListTasksRequest>,
     ) -> Result<Response<pb::ListTasksResponse>, Status> {
         let r = request.into_inner();
-        let statuses = r
-            .statuses
-            .iter()
-            .map(|s| convert::task_status("statuses", *s))
-            .collect::<Result<Vec<TaskStatus>, _>>()
-            .map_err(convert_status)?;
         let limit = match r.limit as usize {
             0 => cloudai_queue::DEFAULT_LIST_LIMIT,
             n => n.min(MAX_LIST_LIMIT),
@@ -213,11 +207,10 @@ impl pb::client_service_server::ClientService for ClientSvc {
             )
         };
         let query = TaskQuery {
-            statuses,
-            worker_id: r.worker_id.filter(|w| !w.is_empty()),
-            submitted_by: r.submitted_by.filter(|s| !s.is_empty()),
+            oldest_first: r.oldest_first,
             limit,
             before,
+            ..crate::task_filter::query_of(crate::task_filter::filter_of(&r))?
         };
         let tasks = self
             .store_call("list", self.shared.store.list(&query))

@@ -14,8 +14,10 @@
 //! - [`shared`]: state shared by services and loops.
 //! - [`logs`]: waking `StreamLogs` followers.
 //! - [`worker_service`], [`client_service`], [`agent_service`], [`admin_service`]
-//!   (retry, bulk cancel and retry by filter): the gRPC services;
+//!   (retry, bulk cancel and retry by filter): the gRPC services; [`admin_users`]: its
+//!   users and join-token rotation;
 //!   [`reports`] applies what workers report, in order, off the stream's reader.
+//! - [`task_filter`]: the search criteria of listings and bulk actions, as a `TaskQuery`.
 //! - [`wire`]: master-only conversions to and from `cloudai.v1` messages.
 //! - [`auth`]: tokens and their keyed hashes, roles and permissions, the auth mode.
 //! - [`metrics`]: the Prometheus metric families; [`http`]: the HTTP listener serving
@@ -30,6 +32,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod admin_service;
+pub mod admin_users;
 pub mod agent_service;
 pub mod api;
 pub mod auth;
@@ -51,6 +54,7 @@ pub mod registry;
 pub mod reports;
 pub mod server;
 pub mod shared;
+pub mod task_filter;
 pub mod tls;
 pub mod wire;
 pub mod worker_service;

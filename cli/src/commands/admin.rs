@@ -1,33 +1,24 @@
 //! `cloudai retry` and the bulk forms of `cancel` and `retry`: the master's
-//! `AdminService`. A bulk action takes a filter (`--status`, `--worker`, `--submitter`,
-//! `--image`), never none, and `--dry-run` shows what it would touch first.
+//! `AdminService`. A bulk action takes a filter (`criteria::TaskCriteria`: `--status`,
+//! `--image`, `--label`, `--search`...), never none, and `--dry-run` shows what it would
+//! touch first.
 
 use clap::{Args, Subcommand};
 use cloudai_proto::pb;
 use serde::Serialize;
 
-use super::inspect::parse_statuses;
 use crate::args::{ConnectArgs, OutputArgs};
 use crate::client::Client;
 use crate::exit::{CliError, CliResult};
 use crate::output::{self, OutputFormat};
 
-/// Which tasks a bulk cancel or retry acts on.
+/// Which tasks a bulk cancel or retry acts on. With no --status: for cancel, every
+/// unfinished one; for retry, failed, timed_out, lost and cancelled.
 #[derive(Debug, Clone, Default, Args)]
 pub struct BulkFilter {
-    /// Only tasks in this status (repeatable or comma-separated). Default: for cancel,
-    /// every unfinished one; for retry, failed, timed_out, lost and cancelled.
-    #[arg(long, value_name = "STATUS")]
-    pub status: Vec<String>,
-    /// Only tasks whose current or last attempt is on this worker.
-    #[arg(long, value_name = "ID")]
-    pub worker: Option<String>,
-    /// Only tasks this user submitted.
-    #[arg(long, value_name = "NAME")]
-    pub submitter: Option<String>,
-    /// Only tasks of this image (exact), or of images starting with a prefix ending in `*`.
-    #[arg(long, value_name = "IMAGE")]
-    pub image: Option<String>,
+    /// Which tasks.
+    #[command(flatten)]
+    pub criteria: crate::criteria::TaskCriteria,
     /// Show which tasks would be changed; change nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -39,24 +30,12 @@ pub struct BulkFilter {
 impl BulkFilter {
     /// True when no criterion is given.
     pub fn is_empty(&self) -> bool {
-        self.status.is_empty()
-            && self.worker.is_none()
-            && self.submitter.is_none()
-            && self.image.is_none()
+        self.criteria.is_empty()
     }
 
     fn request(&self) -> CliResult<pb::MatchRequest> {
-        let statuses = parse_statuses(&self.status)?
-            .into_iter()
-            .map(|s| pb::TaskStatus::from(s) as i32)
-            .collect();
         Ok(pb::MatchRequest {
-            filter: Some(pb::TaskFilter {
-                statuses,
-                worker_id: self.worker.clone(),
-                submitted_by: self.submitter.clone(),
-                image: self.image.clone(),
-            }),
+            filter: Some(self.criteria.to_filter(chrono::Utc::now())?),
             dry_run: self.dry_run,
             limit: self.limit,
         })

@@ -2,7 +2,6 @@
 //! Each returns the text to print, so the shell prints the same thing.
 
 use chrono::Utc;
-use cloudai_queue::validate::validate_worker_id;
 use cloudai_queue::TaskStatus;
 
 use crate::args::TasksFilter;
@@ -27,21 +26,8 @@ pub fn parse_statuses(v: &[String]) -> CliResult<Vec<TaskStatus>> {
 
 /// `cloudai tasks`.
 pub async fn tasks(c: &Client, f: &TasksFilter, fmt: OutputFormat) -> CliResult<String> {
-    let statuses = parse_statuses(&f.status)?;
-    if let Some(w) = &f.worker {
-        validate_worker_id(w).map_err(|e| CliError::invalid(e.to_string()))?;
-    }
-    if f.submitter.as_deref().is_some_and(|s| s.trim().is_empty()) {
-        return Err(CliError::invalid("--submitter needs a user name"));
-    }
-    let tasks = c
-        .tasks(
-            &statuses,
-            f.worker.as_deref(),
-            f.submitter.as_deref(),
-            f.limit,
-        )
-        .await?;
+    let filter = f.criteria.to_filter(Utc::now())?;
+    let tasks = c.tasks(filter, f.oldest_first, f.limit).await?;
     Ok(match fmt {
         OutputFormat::Json => output::json(&tasks),
         OutputFormat::Table => output::tasks_table(&tasks, Utc::now()),

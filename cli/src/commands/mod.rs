@@ -53,7 +53,8 @@ pub async fn run(command: Command) -> CliResult<i32> {
             enqueue::run(&client, spec, a.enqueue.spec.wait).await
         }
         Command::Tasks(a) => {
-            inspect::parse_statuses(&a.filter.status)?;
+            // Bad criteria fail before any connection is tried.
+            a.filter.criteria.to_filter(chrono::Utc::now())?;
             let client = Client::connect_with(&a.connect.master, &a.connect.credentials()).await?;
             print(&inspect::tasks(&client, &a.filter, a.output.output).await?);
             Ok(0)

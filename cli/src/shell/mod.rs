@@ -197,7 +197,9 @@ async fn connect_with_retry(url: &str) -> CliResult<Client> {
 
 async fn refresh(client: Client, into: Arc<Mutex<Candidates>>) {
     let workers = client.workers().await;
-    let tasks = client.tasks(&[], None, None, 200).await;
+    let tasks = client
+        .tasks(cloudai_proto::pb::TaskFilter::default(), false, 200)
+        .await;
     if let Ok(mut c) = into.lock() {
         if let Ok(w) = workers {
             c.workers = w.into_iter().map(|w| w.id).collect();

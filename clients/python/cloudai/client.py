@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import time
+from datetime import datetime, timezone
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Protocol
@@ -213,16 +214,31 @@ class Client:
         worker: str | None = None,
         submitter: str | None = None,
         *,
+        image: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        text: str | None = None,
+        oldest_first: bool = False,
         page_size: int | None = None,
         limit: int | None = None,
     ) -> Iterator[Task]:
-        """Tasks, newest first, fetched a page at a time as the iterator is consumed.
+        """Tasks, newest first (or oldest first), fetched a page at a time as the
+        iterator is consumed. Every criterion given must hold.
 
         Args:
             status: only these statuses (``TaskStatus.FAILED``, ``"failed"``,
                 ``["queued", "running"]`` or ``"queued,running"``).
             worker: only tasks whose current or last attempt is on this worker.
             submitter: only this user's tasks.
+            image: only this image, or images starting with a prefix ending in ``*``
+                (``"registry.example/ml/*"``).
+            labels: only tasks carrying every one of these labels with these values.
+            since: only tasks created at or after this time (timezone-aware).
+            until: only tasks created before this time (timezone-aware).
+            text: only tasks whose id, image or a command word contains this text,
+                ignoring case.
+            oldest_first: ascending creation order instead of newest first.
             page_size: tasks per call (the master's default when ``None``; it caps pages
                 at 1000).
             limit: stop after this many tasks.
@@ -234,13 +250,29 @@ class Client:
             raise InvalidArgument(f"invalid page_size {page_size}: not positive")
         if limit is not None and limit < 0:
             raise InvalidArgument(f"invalid limit {limit}: negative")
-        return self._tasks(statuses, worker, submitter, page_size or 0, limit)
+        base = client_pb2.ListTasksRequest(
+            statuses=statuses, labels=dict(labels or {}), oldest_first=oldest_first
+        )
+        if worker is not None:
+            base.worker_id = worker
+        if submitter is not None:
+            base.submitted_by = submitter
+        if image is not None:
+            base.image = image
+        if text is not None:
+            base.text = text
+        for name, t in (("since", since), ("until", until)):
+            if t is None:
+                continue
+            if t.tzinfo is None:
+                raise InvalidArgument(f"{name} must be timezone-aware, not {t!r}")
+            field = base.created_after if name == "since" else base.created_before
+            field.FromDatetime(t.astimezone(timezone.utc))
+        return self._tasks(base, page_size or 0, limit)
 
     def _tasks(
         self,
-        statuses: list[types_pb2.TaskStatus],
-        worker: str | None,
-        submitter: str | None,
+        base: client_pb2.ListTasksRequest,
         page_size: int,
         limit: int | None,
     ) -> Iterator[Task]:
@@ -250,13 +282,10 @@ class Client:
             size = page_size
             if limit is not None:
                 size = min(size or limit, limit - given)
-            req = client_pb2.ListTasksRequest(
-                statuses=statuses, limit=size, page_token=token
-            )
-            if worker is not None:
-                req.worker_id = worker
-            if submitter is not None:
-                req.submitted_by = submitter
+            req = client_pb2.ListTasksRequest()
+            req.CopyFrom(base)
+            req.limit = size
+            req.page_token = token
             page = self._t.call(
                 lambda m: m.list_tasks(req, metadata=self._md(), timeout=self._timeout),
                 idempotent=True,

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from cloudai import TaskStatus
+import pytest
+
+from cloudai import InvalidArgument, TaskStatus
 from conftest import Master
 
 
@@ -45,3 +47,22 @@ def test_tasks_pages_across_many_pages(master: Callable[..., Master]) -> None:
         it = c.tasks(page_size=10)
         first = [next(it) for _ in range(3)]
         assert len(first) == 3 and pages == [10]
+
+
+def test_tasks_searches_by_image_labels_text_and_time(master: Callable[..., Master]) -> None:
+    m = master()
+    with m.client() as c:
+        a = c.enqueue("cloudai/fake:test", command=["echo", "Hello"], labels={"team": "ml"})
+        b = c.enqueue("cloudai/other:1", command=["train"], labels={"team": "ml", "env": "prod"})
+        d = c.enqueue("elsewhere/image:2", command=["say", "HELLO"])
+        created = {t.id: t.created_at for t in c.tasks()}
+        assert [t.id for t in c.tasks(image="cloudai/*", oldest_first=True)] == [a.id, b.id]
+        assert [t.id for t in c.tasks(image="cloudai/fake:test")] == [a.id]
+        assert [t.id for t in c.tasks(labels={"team": "ml", "env": "prod"})] == [b.id]
+        assert [t.id for t in c.tasks(text="hello")] == [d.id, a.id]
+        since = created[b.id]
+        assert since is not None
+        assert [t.id for t in c.tasks(since=since)] == [d.id, b.id]
+        assert [t.id for t in c.tasks(until=since)] == [a.id]
+        with pytest.raises(InvalidArgument, match="timezone-aware"):
+            list(c.tasks(since=since.replace(tzinfo=None)))

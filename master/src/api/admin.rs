@@ -13,9 +13,10 @@ use serde::Deserialize;
 use serde_json::json;
 use tonic::Status;
 
-use super::{request, status_of, Api, ApiError, ApiResult};
+use super::{request, status_of, Api, ApiError, ApiResult, ErrorBody};
 use crate::auth::Action;
 
+#[utoipa::path(post, path = "/api/v1/tasks/{id}/retry", tag = "tasks", params(("id" = String, Path, description = "A task id, or an unambiguous prefix of one")), responses((status = 201, description = "`{\"id\"}` of the new task (label `cloudai.retry-of`)"), (status = "4XX", description = "Refused; `error.code` is the gRPC code's name", body = ErrorBody), (status = "5XX", description = "The store or the master failed", body = ErrorBody)))]
 pub(super) async fn retry(
     State(api): State<Api>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -35,16 +36,32 @@ pub(super) async fn retry(
 }
 
 /// A bulk action's filter, in JSON.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct Bulk {
+    /// Statuses; none: for a cancel every unfinished one, for a retry failed, timed_out,
+    /// lost and cancelled.
     #[serde(default)]
     status: Vec<String>,
+    /// Only tasks whose current or last attempt is on this worker.
     worker: Option<String>,
+    /// Only tasks this user submitted.
     submitter: Option<String>,
+    /// An image, exact, or a prefix ending in `*`.
     image: Option<String>,
+    /// Every one of these labels with these values.
+    #[serde(default)]
+    labels: std::collections::HashMap<String, String>,
+    /// Created at or after this RFC 3339 time.
+    since: Option<String>,
+    /// Created before this RFC 3339 time.
+    until: Option<String>,
+    /// Free text over id, image and command.
+    q: Option<String>,
+    /// Say which tasks, change nothing.
     #[serde(default)]
     dry_run: bool,
+    /// Act on at most this many (default 1000, at most 10000).
     #[serde(default)]
     limit: u32,
 }
@@ -67,6 +84,10 @@ impl Bulk {
                 worker_id: b.worker,
                 submitted_by: b.submitter,
                 image: b.image,
+                labels: b.labels,
+                created_after: super::tasks::time_of("since", b.since.as_deref())?,
+                created_before: super::tasks::time_of("until", b.until.as_deref())?,
+                text: b.q,
             }),
             dry_run: b.dry_run,
             limit: b.limit,
@@ -85,6 +106,7 @@ fn answer(r: pb::MatchResponse, dry_run: bool) -> ApiResult {
     .into_response())
 }
 
+#[utoipa::path(post, path = "/api/v1/tasks/cancel", tag = "bulk", request_body = Bulk, responses((status = 200, description = "`{\"dry_run\", \"task_ids\", \"truncated\", \"skipped\"}`"), (status = "4XX", description = "Refused; `error.code` is the gRPC code's name", body = ErrorBody), (status = "5XX", description = "The store or the master failed", body = ErrorBody)))]
 pub(super) async fn cancel_matching(
     State(api): State<Api>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -97,6 +119,7 @@ pub(super) async fn cancel_matching(
     answer(api.admin.cancel_matching(req).await?.into_inner(), dry)
 }
 
+#[utoipa::path(post, path = "/api/v1/tasks/retry", tag = "bulk", request_body = Bulk, responses((status = 200, description = "`{\"dry_run\", \"task_ids\", \"new_task_ids\", \"truncated\", \"skipped\"}`"), (status = "4XX", description = "Refused; `error.code` is the gRPC code's name", body = ErrorBody), (status = "5XX", description = "The store or the master failed", body = ErrorBody)))]
 pub(super) async fn retry_matching(
     State(api): State<Api>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -110,9 +133,10 @@ pub(super) async fn retry_matching(
 }
 
 /// `POST /api/v1/workers/{id}/drain` body: how long running tasks may go on.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct DrainBody {
+pub(super) struct DrainBody {
+    /// Seconds running tasks may go on before they are stopped and retried elsewhere.
     #[serde(default)]
     deadline_seconds: f64,
 }
@@ -127,6 +151,7 @@ fn worker_json(w: pb::WorkerInfo) -> serde_json::Value {
     })
 }
 
+#[utoipa::path(post, path = "/api/v1/workers/{id}/cordon", tag = "workers", params(("id" = String, Path, description = "A worker id")), responses((status = 200, description = "`{\"id\", \"cordoned\", \"drain_deadline\"}`"), (status = "4XX", description = "Refused; `error.code` is the gRPC code's name", body = ErrorBody), (status = "5XX", description = "The store or the master failed", body = ErrorBody)))]
 pub(super) async fn cordon(
     State(api): State<Api>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -147,6 +172,7 @@ pub(super) async fn cordon(
     .into_response())
 }
 
+#[utoipa::path(post, path = "/api/v1/workers/{id}/uncordon", tag = "workers", params(("id" = String, Path, description = "A worker id")), responses((status = 200, description = "`{\"id\", \"cordoned\", \"drain_deadline\"}`"), (status = "4XX", description = "Refused; `error.code` is the gRPC code's name", body = ErrorBody), (status = "5XX", description = "The store or the master failed", body = ErrorBody)))]
 pub(super) async fn uncordon(
     State(api): State<Api>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -167,6 +193,7 @@ pub(super) async fn uncordon(
     .into_response())
 }
 
+#[utoipa::path(post, path = "/api/v1/workers/{id}/drain", tag = "workers", params(("id" = String, Path, description = "A worker id")), request_body(content = Option<DrainBody>, description = "How long running tasks may go on (default 0: stopped at once)"), responses((status = 200, description = "`{\"id\", \"cordoned\", \"drain_deadline\"}`"), (status = "4XX", description = "Refused; `error.code` is the gRPC code's name", body = ErrorBody), (status = "5XX", description = "The store or the master failed", body = ErrorBody)))]
 pub(super) async fn drain(
     State(api): State<Api>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -183,10 +210,13 @@ pub(super) async fn drain(
             )))
         })?
     };
-    if !(b.deadline_seconds.is_finite() && b.deadline_seconds >= 0.0) {
-        return Err(ApiError(Status::invalid_argument(
-            "deadline_seconds must be 0 or more",
-        )));
+    // A drain that long is no drain: the bound also keeps the time arithmetic in range.
+    const MAX_DEADLINE_SECONDS: f64 = 366.0 * 24.0 * 3600.0;
+    if !(0.0..=MAX_DEADLINE_SECONDS).contains(&b.deadline_seconds) {
+        return Err(ApiError(Status::invalid_argument(format!(
+            "deadline_seconds must be 0 to {MAX_DEADLINE_SECONDS} (a year), not {}",
+            b.deadline_seconds
+        ))));
     }
     let d = std::time::Duration::from_secs_f64(b.deadline_seconds);
     let msg = pb::DrainRequest {

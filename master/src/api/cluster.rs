@@ -11,9 +11,10 @@ use cloudai_proto::pb;
 use cloudai_proto::pb::client_service_server::ClientService;
 use serde_json::{json, Value};
 
-use super::{request, Api, ApiResult};
+use super::{request, Api, ApiResult, ErrorBody};
 use crate::auth::Action;
 
+#[utoipa::path(get, path = "/api/v1/workers", tag = "workers", responses((status = 200, description = "`{\"workers\": [...]}` with health, labels, capacity, free, running tasks"), (status = "4XX", description = "Refused; `error.code` is the gRPC code's name", body = ErrorBody), (status = "5XX", description = "The store or the master failed", body = ErrorBody)))]
 pub(super) async fn workers(
     State(api): State<Api>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -60,6 +61,7 @@ pub(super) async fn workers(
     Ok(Json(json!({ "workers": list })).into_response())
 }
 
+#[utoipa::path(get, path = "/api/v1/queue/stats", tag = "queue", responses((status = 200, description = "`{\"counts\", \"oldest_queued_at\", \"finished_last_minute\"}`"), (status = "4XX", description = "Refused; `error.code` is the gRPC code's name", body = ErrorBody), (status = "5XX", description = "The store or the master failed", body = ErrorBody)))]
 pub(super) async fn stats(
     State(api): State<Api>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,

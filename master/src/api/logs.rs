@@ -15,13 +15,16 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tonic::Status;
 
-use super::{code_name, request, Api, ApiError, ApiResult};
+use super::{code_name, request, Api, ApiError, ApiResult, ErrorBody};
 use crate::auth::Action;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(super) struct LogQuery {
+    /// Server-Sent Events until the task ends.
     #[serde(default)]
     follow: bool,
+    /// Only this attempt's output (1 is the first); default the deciding one.
     attempt: Option<u32>,
     /// `stdout` or `stderr`; both when absent.
     stream: Option<String>,
@@ -45,6 +48,7 @@ fn chunk_json(c: pb::LogChunk) -> Value {
     })
 }
 
+#[utoipa::path(get, path = "/api/v1/tasks/{id}/logs", tag = "tasks", params(("id" = String, Path, description = "A task id, or an unambiguous prefix of one"), LogQuery), responses((status = 200, description = "`{\"lines\": [...]}`; with follow=true, Server-Sent Events (`event: log`, then `event: end`)"), (status = "4XX", description = "Refused; `error.code` is the gRPC code's name", body = ErrorBody), (status = "5XX", description = "The store or the master failed", body = ErrorBody)))]
 pub(super) async fn logs(
     State(api): State<Api>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,

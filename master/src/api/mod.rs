@@ -3,7 +3,8 @@
 //! refusals and ownership checks have one source. Each route names the [`Action`] it
 //! needs; a bearer token is checked exactly as for gRPC (roles in `auth/roles.rs`).
 //!
-//! - `GET  /api/v1/tasks?status=queued,running&worker=W&submitter=S&limit=N&page_token=T`
+//! - `GET  /api/v1/tasks?status=queued,running&worker=W&submitter=S&image=I&label=k=v,k2=v2`
+//!   `&since=T&until=T&q=TEXT&order=asc|desc&limit=N&page_token=P` (criteria: `task_filter`)
 //! - `POST /api/v1/tasks` (a JSON [`ApiSpec`]) → `{"id", "created"}`
 //! - `GET  /api/v1/tasks/{id}` (full id or prefix), with its attempts
 //! - `POST /api/v1/tasks/{id}/cancel`
@@ -11,9 +12,16 @@
 //!   with `follow=true`, Server-Sent Events (`event: log`, then `event: end`)
 //! - `POST /api/v1/tasks/{id}/retry` → `{"id"}` of the new task
 //! - `POST /api/v1/tasks/cancel`, `POST /api/v1/tasks/retry`: every task a JSON filter
-//!   matches (`status`, `worker`, `submitter`, `image`, `dry_run`, `limit`)
+//!   matches (`status`, `worker`, `submitter`, `image`, `labels`, `since`, `until`, `q`,
+//!   `dry_run`, `limit`)
 //! - `POST /api/v1/workers/{id}/cordon`, `/uncordon`, `/drain` (`{"deadline_seconds"}`)
-//! - `GET  /api/v1/workers`, `GET /api/v1/queue/stats`
+//! - `GET  /api/v1/workers`, `GET /api/v1/queue/stats`, `GET /api/v1/queue/history?minutes=60`
+//!   (per minute: starts, ends by outcome, queue-wait p50/p95)
+//! - `GET  /api/v1/whoami`: the token's user, role and what it may do
+//! - `GET  /api/v1/users`; `POST /api/v1/users` (`{"name", "role"}`) → 201 `{"name",
+//!   "role", "token"}`; `DELETE /api/v1/users/{name}` → 204 (admin)
+//! - `POST /api/v1/join-token/rotate` (`{"grace_seconds"}`) → `{"join_token",
+//!   "grace_seconds", "previous_valid_until"}` (admin)
 //!
 //! Errors are `{"error": {"code": "NOT_FOUND", "message": "..."}}` with the HTTP status
 //! of the gRPC code (and `leader_url` when a standby refuses).
@@ -23,12 +31,15 @@ use std::sync::Arc;
 
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{Json, Router};
 use cloudai_proto::pb;
-use serde_json::{json, Value};
+use serde_json::Value;
 use tonic::transport::server::TcpConnectInfo;
 use tonic::{Code, Status};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::admin_service::AdminSvc;
 use crate::auth::{allowed, Action, Auth, Principal};
@@ -37,7 +48,10 @@ use crate::client_service::ClientSvc;
 mod admin;
 mod cluster;
 mod logs;
+mod openapi;
+mod overview;
 mod tasks;
+mod users;
 
 /// What the API routes share.
 #[derive(Clone)]
@@ -50,22 +64,56 @@ pub struct Api {
     pub auth: Arc<Auth>,
 }
 
-/// The `/api/v1` routes.
+/// The `/api/v1` routes and, at `/api/v1/openapi.json`, their OpenAPI document: each
+/// handler's `#[utoipa::path]` registers its route and its documentation together.
 pub fn routes(api: Api) -> Router {
-    Router::new()
-        .route("/api/v1/tasks", get(tasks::list).post(tasks::enqueue))
-        .route("/api/v1/tasks/:id", get(tasks::get_one))
-        .route("/api/v1/tasks/:id/cancel", post(tasks::cancel))
-        .route("/api/v1/tasks/:id/retry", post(admin::retry))
-        .route("/api/v1/tasks/cancel", post(admin::cancel_matching))
-        .route("/api/v1/tasks/retry", post(admin::retry_matching))
-        .route("/api/v1/tasks/:id/logs", get(logs::logs))
-        .route("/api/v1/workers", get(cluster::workers))
-        .route("/api/v1/workers/:id/cordon", post(admin::cordon))
-        .route("/api/v1/workers/:id/uncordon", post(admin::uncordon))
-        .route("/api/v1/workers/:id/drain", post(admin::drain))
-        .route("/api/v1/queue/stats", get(cluster::stats))
+    let (router, doc) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(tasks::list, tasks::enqueue))
+        .routes(routes!(tasks::get_one))
+        .routes(routes!(tasks::cancel))
+        .routes(routes!(admin::retry))
+        .routes(routes!(admin::cancel_matching))
+        .routes(routes!(admin::retry_matching))
+        .routes(routes!(logs::logs))
+        .routes(routes!(cluster::workers))
+        .routes(routes!(admin::cordon))
+        .routes(routes!(admin::uncordon))
+        .routes(routes!(admin::drain))
+        .routes(routes!(cluster::stats))
+        .routes(routes!(overview::history))
+        .routes(routes!(overview::whoami))
+        .routes(routes!(users::list, users::add))
+        .routes(routes!(users::remove))
+        .routes(routes!(users::rotate))
+        .split_for_parts();
+    let doc = Arc::new(doc);
+    router
+        .route(
+            "/api/v1/openapi.json",
+            get(move || {
+                let doc = doc.clone();
+                async move { Json(doc.as_ref().clone()) }
+            }),
+        )
         .with_state(api)
+}
+
+/// The body of every error answer.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct ErrorBody {
+    error: ErrorDetail,
+}
+
+/// What went wrong.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct ErrorDetail {
+    /// The gRPC code's name: `NOT_FOUND`, `INVALID_ARGUMENT`, `PERMISSION_DENIED`...
+    code: String,
+    /// What to do about it, for a person.
+    message: String,
+    /// When a standby refused: the leader's URL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    leader_url: Option<String>,
 }
 
 /// An error answered as JSON with the HTTP status of its gRPC code.
@@ -86,15 +134,19 @@ impl IntoResponse for ApiError {
             Code::Unimplemented => StatusCode::NOT_IMPLEMENTED,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        let mut err = json!({ "code": code_name(s.code()), "message": s.message() });
-        if let Some(url) = s
+        let leader_url = s
             .metadata()
             .get("cloudai-leader-url")
             .and_then(|v| v.to_str().ok())
-        {
-            err["leader_url"] = json!(url);
-        }
-        (http, Json(json!({ "error": err }))).into_response()
+            .map(str::to_string);
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: code_name(s.code()),
+                message: s.message().to_string(),
+                leader_url,
+            },
+        };
+        (http, Json(body)).into_response()
     }
 }
 

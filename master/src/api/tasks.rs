@@ -12,20 +12,39 @@ use serde::Deserialize;
 use serde_json::json;
 use tonic::Status;
 
-use super::{request, status_of, task_json, Api, ApiError, ApiResult};
+use super::{request, status_of, task_json, Api, ApiError, ApiResult, ErrorBody};
 use crate::auth::Action;
 use cloudai_proto::pb::client_service_server::ClientService;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(super) struct ListQuery {
-    /// Comma-separated statuses.
+    /// Comma-separated statuses (queued, assigned, running, succeeded, failed, cancelled,
+    /// timed_out, lost).
     status: Option<String>,
+    /// Only tasks whose current or last attempt is on this worker.
     worker: Option<String>,
+    /// Only tasks this user submitted.
     submitter: Option<String>,
+    /// Exact, or a prefix ending in `*`.
+    image: Option<String>,
+    /// `key=value`, several comma-separated; all must hold.
+    label: Option<String>,
+    /// Created at or after this RFC 3339 time.
+    since: Option<String>,
+    /// Created before this RFC 3339 time.
+    until: Option<String>,
+    /// Free text over id, image and command.
+    q: Option<String>,
+    /// `desc` (newest first, the default) or `asc`.
+    order: Option<String>,
+    /// Page size (default 100, at most 1000).
     limit: Option<u32>,
+    /// `next_page_token` of the previous page.
     page_token: Option<String>,
 }
 
+#[utoipa::path(get, path = "/api/v1/tasks", tag = "tasks", params(ListQuery), responses((status = 200, description = "A page of tasks: `{\"tasks\": [...], \"next_page_token\"}` (empty token: the last page)"), (status = "4XX", description = "Refused; `error.code` is the gRPC code's name", body = ErrorBody), (status = "5XX", description = "The store or the master failed", body = ErrorBody)))]
 pub(super) async fn list(
     State(api): State<Api>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -40,12 +59,30 @@ pub(super) async fn list(
             .map(|s| status_of(s.trim()).map(|st| pb::TaskStatus::from(st) as i32))
             .collect::<Result<_, _>>()?,
     };
+    let oldest_first = match q.order.as_deref().map(str::trim) {
+        None | Some("") | Some("desc") => false,
+        Some("asc") => true,
+        Some(o) => {
+            return Err(ApiError(Status::invalid_argument(format!(
+                "order must be asc or desc, not {o:?}"
+            ))))
+        }
+    };
     let msg = pb::ListTasksRequest {
         statuses,
         worker_id: q.worker,
         limit: q.limit.unwrap_or(0),
         page_token: q.page_token.unwrap_or_default(),
         submitted_by: q.submitter,
+        image: q.image,
+        labels: match &q.label {
+            None => Default::default(),
+            Some(l) => labels_of(l)?,
+        },
+        created_after: time_of("since", q.since.as_deref())?,
+        created_before: time_of("until", q.until.as_deref())?,
+        text: q.q,
+        oldest_first,
     };
     let req = request(&api, &headers, peer, Action::Read, msg).await?;
     let r = api.svc.list_tasks(req).await?.into_inner();
@@ -57,8 +94,42 @@ pub(super) async fn list(
     Ok(Json(json!({ "tasks": tasks, "next_page_token": r.next_page_token })).into_response())
 }
 
+/// `key=value,key2=value2` as a label map.
+fn labels_of(s: &str) -> Result<std::collections::HashMap<String, String>, ApiError> {
+    s.split(',')
+        .filter(|p| !p.trim().is_empty())
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+            _ => Err(ApiError(Status::invalid_argument(format!(
+                "label filter {p:?} is not key=value"
+            )))),
+        })
+        .collect()
+}
+
+/// An RFC 3339 time parameter as a protobuf timestamp.
+pub(super) fn time_of(
+    name: &str,
+    v: Option<&str>,
+) -> Result<Option<prost_types::Timestamp>, ApiError> {
+    match v.map(str::trim).filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(v) => chrono::DateTime::parse_from_rfc3339(v)
+            .map(|t| {
+                Some(cloudai_proto::convert::timestamp(
+                    t.with_timezone(&chrono::Utc),
+                ))
+            })
+            .map_err(|e| {
+                ApiError(Status::invalid_argument(format!(
+                    "{name} must be an RFC 3339 time such as 2026-12-01T18:00:00Z, not {v:?}: {e}"
+                )))
+            }),
+    }
+}
+
 /// A task to enqueue, in JSON. Units: CPU in cores, memory in bytes, timeout in seconds.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApiSpec {
     /// The image.
@@ -139,6 +210,7 @@ impl ApiSpec {
     }
 }
 
+#[utoipa::path(post, path = "/api/v1/tasks", tag = "tasks", request_body = ApiSpec, responses((status = 201, description = "Enqueued: `{\"id\", \"created\": true}`"), (status = 200, description = "The idempotency key named an existing task: `{\"id\", \"created\": false}`"), (status = "4XX", description = "Refused; `error.code` is the gRPC code's name", body = ErrorBody), (status = "5XX", description = "The store or the master failed", body = ErrorBody)))]
 pub(super) async fn enqueue(
     State(api): State<Api>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -164,6 +236,7 @@ pub(super) async fn enqueue(
     Ok((code, Json(json!({ "id": r.task_id, "created": r.created }))).into_response())
 }
 
+#[utoipa::path(get, path = "/api/v1/tasks/{id}", tag = "tasks", params(("id" = String, Path, description = "A task id, or an unambiguous prefix of one")), responses((status = 200, description = "The task, with its attempts"), (status = "4XX", description = "Refused; `error.code` is the gRPC code's name", body = ErrorBody), (status = "5XX", description = "The store or the master failed", body = ErrorBody)))]
 pub(super) async fn get_one(
     State(api): State<Api>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -182,6 +255,7 @@ pub(super) async fn get_one(
     Ok(Json(task_json(t)?).into_response())
 }
 
+#[utoipa::path(post, path = "/api/v1/tasks/{id}/cancel", tag = "tasks", params(("id" = String, Path, description = "A task id, or an unambiguous prefix of one")), responses((status = 200, description = "`{\"task\"}` as it is after the request (queued: cancelled at once; running: stopping)"), (status = "4XX", description = "Refused; `error.code` is the gRPC code's name", body = ErrorBody), (status = "5XX", description = "The store or the master failed", body = ErrorBody)))]
 pub(super) async fn cancel(
     State(api): State<Api>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,

@@ -69,6 +69,26 @@ class AdminServiceStub:
                 request_serializer=cloudai_dot_v1_dot_admin__pb2.WorkerRequest.SerializeToString,
                 response_deserializer=cloudai_dot_v1_dot_types__pb2.WorkerInfo.FromString,
                 _registered_method=True)
+        self.AddUser = channel.unary_unary(
+                '/cloudai.v1.AdminService/AddUser',
+                request_serializer=cloudai_dot_v1_dot_admin__pb2.AddUserRequest.SerializeToString,
+                response_deserializer=cloudai_dot_v1_dot_admin__pb2.AddUserResponse.FromString,
+                _registered_method=True)
+        self.ListUsers = channel.unary_unary(
+                '/cloudai.v1.AdminService/ListUsers',
+                request_serializer=cloudai_dot_v1_dot_admin__pb2.ListUsersRequest.SerializeToString,
+                response_deserializer=cloudai_dot_v1_dot_admin__pb2.ListUsersResponse.FromString,
+                _registered_method=True)
+        self.RemoveUser = channel.unary_unary(
+                '/cloudai.v1.AdminService/RemoveUser',
+                request_serializer=cloudai_dot_v1_dot_admin__pb2.RemoveUserRequest.SerializeToString,
+                response_deserializer=cloudai_dot_v1_dot_admin__pb2.RemoveUserResponse.FromString,
+                _registered_method=True)
+        self.RotateJoinToken = channel.unary_unary(
+                '/cloudai.v1.AdminService/RotateJoinToken',
+                request_serializer=cloudai_dot_v1_dot_admin__pb2.RotateJoinTokenRequest.SerializeToString,
+                response_deserializer=cloudai_dot_v1_dot_admin__pb2.RotateJoinTokenResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -124,6 +144,45 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AddUser(self, request, context):
+        """Users and the worker join token (admin only). They read and write the store alone,
+        so any master answers them, a standby too: every master checks tokens against the
+        same store. Each needs an admin's token when the master requires auth; AddUser and
+        RotateJoinToken need a master that requires auth (FAILED_PRECONDITION otherwise: it
+        has no server secret to key the hashes with, and would check no token).
+
+        A new user with a new API token, returned once (only its keyed hash is stored). A
+        taken name is ALREADY_EXISTS; a bad name or role INVALID_ARGUMENT.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListUsers(self, request, context):
+        """Every user, by name.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveUser(self, request, context):
+        """Removes a user: its token is refused from the next call on, by every master. An
+        unknown name is NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RotateJoinToken(self, request, context):
+        """Replaces the worker join token; the new one is returned once. The replaced token
+        still admits workers for `grace`; once the grace is over, every master ends the
+        stream of each worker that registered with it (UNAUTHENTICATED, "join token was
+        rotated") within about a second, and it admits none again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -156,6 +215,26 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.UncordonWorker,
                     request_deserializer=cloudai_dot_v1_dot_admin__pb2.WorkerRequest.FromString,
                     response_serializer=cloudai_dot_v1_dot_types__pb2.WorkerInfo.SerializeToString,
+            ),
+            'AddUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddUser,
+                    request_deserializer=cloudai_dot_v1_dot_admin__pb2.AddUserRequest.FromString,
+                    response_serializer=cloudai_dot_v1_dot_admin__pb2.AddUserResponse.SerializeToString,
+            ),
+            'ListUsers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListUsers,
+                    request_deserializer=cloudai_dot_v1_dot_admin__pb2.ListUsersRequest.FromString,
+                    response_serializer=cloudai_dot_v1_dot_admin__pb2.ListUsersResponse.SerializeToString,
+            ),
+            'RemoveUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveUser,
+                    request_deserializer=cloudai_dot_v1_dot_admin__pb2.RemoveUserRequest.FromString,
+                    response_serializer=cloudai_dot_v1_dot_admin__pb2.RemoveUserResponse.SerializeToString,
+            ),
+            'RotateJoinToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateJoinToken,
+                    request_deserializer=cloudai_dot_v1_dot_admin__pb2.RotateJoinTokenRequest.FromString,
+                    response_serializer=cloudai_dot_v1_dot_admin__pb2.RotateJoinTokenResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -323,6 +402,114 @@ class AdminService:
             '/cloudai.v1.AdminService/UncordonWorker',
             cloudai_dot_v1_dot_admin__pb2.WorkerRequest.SerializeToString,
             cloudai_dot_v1_dot_types__pb2.WorkerInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cloudai.v1.AdminService/AddUser',
+            cloudai_dot_v1_dot_admin__pb2.AddUserRequest.SerializeToString,
+            cloudai_dot_v1_dot_admin__pb2.AddUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListUsers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cloudai.v1.AdminService/ListUsers',
+            cloudai_dot_v1_dot_admin__pb2.ListUsersRequest.SerializeToString,
+            cloudai_dot_v1_dot_admin__pb2.ListUsersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cloudai.v1.AdminService/RemoveUser',
+            cloudai_dot_v1_dot_admin__pb2.RemoveUserRequest.SerializeToString,
+            cloudai_dot_v1_dot_admin__pb2.RemoveUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateJoinToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cloudai.v1.AdminService/RotateJoinToken',
+            cloudai_dot_v1_dot_admin__pb2.RotateJoinTokenRequest.SerializeToString,
+            cloudai_dot_v1_dot_admin__pb2.RotateJoinTokenResponse.FromString,
             options,
             channel_credentials,
             insecure,

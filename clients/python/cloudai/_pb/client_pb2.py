@@ -26,13 +26,15 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from . import types_pb2 as cloudai_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x63loudai/v1/client.proto\x12\ncloudai.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16\x63loudai/v1/types.proto\"4\n\x0e\x45nqueueRequest\x12\"\n\x04spec\x18\x01 \x01(\x0b\x32\x14.cloudai.v1.TaskSpec\"3\n\x0f\x45nqueueResponse\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\":\n\x13\x45nqueueBatchRequest\x12#\n\x05specs\x18\x01 \x03(\x0b\x32\x14.cloudai.v1.TaskSpec\"D\n\x14\x45nqueueBatchResponse\x12,\n\x07results\x18\x01 \x03(\x0b\x32\x1b.cloudai.v1.EnqueueResponse\"\x1c\n\x0eGetTaskRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\xb1\x01\n\x10ListTasksRequest\x12(\n\x08statuses\x18\x01 \x03(\x0e\x32\x16.cloudai.v1.TaskStatus\x12\x16\n\tworker_id\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\r\n\x05limit\x18\x03 \x01(\r\x12\x12\n\npage_token\x18\x04 \x01(\t\x12\x19\n\x0csubmitted_by\x18\x05 \x01(\tH\x01\x88\x01\x01\x42\x0c\n\n_worker_idB\x0f\n\r_submitted_by\"M\n\x11ListTasksResponse\x12\x1f\n\x05tasks\x18\x01 \x03(\x0b\x32\x10.cloudai.v1.Task\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x1f\n\x11\x43\x61ncelTaskRequest\x12\n\n\x02id\x18\x01 \x01(\t\"4\n\x12\x43\x61ncelTaskResponse\x12\x1e\n\x04task\x18\x01 \x01(\x0b\x32\x10.cloudai.v1.Task\"\x97\x01\n\x11StreamLogsRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x02 \x01(\x08\x12\x16\n\tafter_seq\x18\x03 \x01(\x04H\x00\x88\x01\x01\x12\x0e\n\x06stdout\x18\x04 \x01(\x08\x12\x0e\n\x06stderr\x18\x05 \x01(\x08\x12\x14\n\x07\x61ttempt\x18\x06 \x01(\rH\x01\x88\x01\x01\x42\x0c\n\n_after_seqB\n\n\x08_attempt\"\x14\n\x12ListWorkersRequest\">\n\x13ListWorkersResponse\x12\'\n\x07workers\x18\x01 \x03(\x0b\x32\x16.cloudai.v1.WorkerInfo\"\x13\n\x11QueueStatsRequest\"D\n\x0bStatusCount\x12&\n\x06status\x18\x01 \x01(\x0e\x32\x16.cloudai.v1.TaskStatus\x12\r\n\x05\x63ount\x18\x02 \x01(\x04\"\xab\x01\n\x12QueueStatsResponse\x12\'\n\x06\x63ounts\x18\x01 \x03(\x0b\x32\x17.cloudai.v1.StatusCount\x12\x39\n\x10oldest_queued_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x00\x88\x01\x01\x12\x1c\n\x14\x66inished_last_minute\x18\x03 \x01(\x04\x42\x13\n\x11_oldest_queued_at\"\x15\n\x13MasterStatusRequest\"d\n\nMasterInfo\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12-\n\tlast_seen\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06leader\x18\x04 \x01(\x08\"\x98\x01\n\x14MasterStatusResponse\x12\x11\n\tleader_id\x18\x01 \x01(\t\x12\x12\n\nleader_url\x18\x02 \x01(\t\x12\r\n\x05\x65poch\x18\x03 \x01(\x04\x12\'\n\x07masters\x18\x04 \x03(\x0b\x32\x16.cloudai.v1.MasterInfo\x12\x13\n\x0b\x61nswered_by\x18\x05 \x01(\t\x12\x0c\n\x04role\x18\x06 \x01(\t2\xab\x05\n\rClientService\x12\x42\n\x07\x45nqueue\x12\x1a.cloudai.v1.EnqueueRequest\x1a\x1b.cloudai.v1.EnqueueResponse\x12Q\n\x0c\x45nqueueBatch\x12\x1f.cloudai.v1.EnqueueBatchRequest\x1a .cloudai.v1.EnqueueBatchResponse\x12\x37\n\x07GetTask\x12\x1a.cloudai.v1.GetTaskRequest\x1a\x10.cloudai.v1.Task\x12H\n\tListTasks\x12\x1c.cloudai.v1.ListTasksRequest\x1a\x1d.cloudai.v1.ListTasksResponse\x12K\n\nCancelTask\x12\x1d.cloudai.v1.CancelTaskRequest\x1a\x1e.cloudai.v1.CancelTaskResponse\x12\x43\n\nStreamLogs\x12\x1d.cloudai.v1.StreamLogsRequest\x1a\x14.cloudai.v1.LogChunk0\x01\x12N\n\x0bListWorkers\x12\x1e.cloudai.v1.ListWorkersRequest\x1a\x1f.cloudai.v1.ListWorkersResponse\x12K\n\nQueueStats\x12\x1d.cloudai.v1.QueueStatsRequest\x1a\x1e.cloudai.v1.QueueStatsResponse\x12Q\n\x0cMasterStatus\x12\x1f.cloudai.v1.MasterStatusRequest\x1a .cloudai.v1.MasterStatusResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x63loudai/v1/client.proto\x12\ncloudai.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16\x63loudai/v1/types.proto\"4\n\x0e\x45nqueueRequest\x12\"\n\x04spec\x18\x01 \x01(\x0b\x32\x14.cloudai.v1.TaskSpec\"3\n\x0f\x45nqueueResponse\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\":\n\x13\x45nqueueBatchRequest\x12#\n\x05specs\x18\x01 \x03(\x0b\x32\x14.cloudai.v1.TaskSpec\"D\n\x14\x45nqueueBatchResponse\x12,\n\x07results\x18\x01 \x03(\x0b\x32\x1b.cloudai.v1.EnqueueResponse\"\x1c\n\x0eGetTaskRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\xd1\x03\n\x10ListTasksRequest\x12(\n\x08statuses\x18\x01 \x03(\x0e\x32\x16.cloudai.v1.TaskStatus\x12\x16\n\tworker_id\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\r\n\x05limit\x18\x03 \x01(\r\x12\x12\n\npage_token\x18\x04 \x01(\t\x12\x19\n\x0csubmitted_by\x18\x05 \x01(\tH\x01\x88\x01\x01\x12\x12\n\x05image\x18\x06 \x01(\tH\x02\x88\x01\x01\x12\x38\n\x06labels\x18\x07 \x03(\x0b\x32(.cloudai.v1.ListTasksRequest.LabelsEntry\x12\x31\n\rcreated_after\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0e\x63reated_before\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\x04text\x18\n \x01(\tH\x03\x88\x01\x01\x12\x14\n\x0coldest_first\x18\x0b \x01(\x08\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x0c\n\n_worker_idB\x0f\n\r_submitted_byB\x08\n\x06_imageB\x07\n\x05_text\"M\n\x11ListTasksResponse\x12\x1f\n\x05tasks\x18\x01 \x03(\x0b\x32\x10.cloudai.v1.Task\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x1f\n\x11\x43\x61ncelTaskRequest\x12\n\n\x02id\x18\x01 \x01(\t\"4\n\x12\x43\x61ncelTaskResponse\x12\x1e\n\x04task\x18\x01 \x01(\x0b\x32\x10.cloudai.v1.Task\"\x97\x01\n\x11StreamLogsRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x02 \x01(\x08\x12\x16\n\tafter_seq\x18\x03 \x01(\x04H\x00\x88\x01\x01\x12\x0e\n\x06stdout\x18\x04 \x01(\x08\x12\x0e\n\x06stderr\x18\x05 \x01(\x08\x12\x14\n\x07\x61ttempt\x18\x06 \x01(\rH\x01\x88\x01\x01\x42\x0c\n\n_after_seqB\n\n\x08_attempt\"\x14\n\x12ListWorkersRequest\">\n\x13ListWorkersResponse\x12\'\n\x07workers\x18\x01 \x03(\x0b\x32\x16.cloudai.v1.WorkerInfo\"\x13\n\x11QueueStatsRequest\"D\n\x0bStatusCount\x12&\n\x06status\x18\x01 \x01(\x0e\x32\x16.cloudai.v1.TaskStatus\x12\r\n\x05\x63ount\x18\x02 \x01(\x04\"\xab\x01\n\x12QueueStatsResponse\x12\'\n\x06\x63ounts\x18\x01 \x03(\x0b\x32\x17.cloudai.v1.StatusCount\x12\x39\n\x10oldest_queued_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x00\x88\x01\x01\x12\x1c\n\x14\x66inished_last_minute\x18\x03 \x01(\x04\x42\x13\n\x11_oldest_queued_at\"\x15\n\x13MasterStatusRequest\"d\n\nMasterInfo\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12-\n\tlast_seen\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06leader\x18\x04 \x01(\x08\"\x98\x01\n\x14MasterStatusResponse\x12\x11\n\tleader_id\x18\x01 \x01(\t\x12\x12\n\nleader_url\x18\x02 \x01(\t\x12\r\n\x05\x65poch\x18\x03 \x01(\x04\x12\'\n\x07masters\x18\x04 \x03(\x0b\x32\x16.cloudai.v1.MasterInfo\x12\x13\n\x0b\x61nswered_by\x18\x05 \x01(\t\x12\x0c\n\x04role\x18\x06 \x01(\t2\xab\x05\n\rClientService\x12\x42\n\x07\x45nqueue\x12\x1a.cloudai.v1.EnqueueRequest\x1a\x1b.cloudai.v1.EnqueueResponse\x12Q\n\x0c\x45nqueueBatch\x12\x1f.cloudai.v1.EnqueueBatchRequest\x1a .cloudai.v1.EnqueueBatchResponse\x12\x37\n\x07GetTask\x12\x1a.cloudai.v1.GetTaskRequest\x1a\x10.cloudai.v1.Task\x12H\n\tListTasks\x12\x1c.cloudai.v1.ListTasksRequest\x1a\x1d.cloudai.v1.ListTasksResponse\x12K\n\nCancelTask\x12\x1d.cloudai.v1.CancelTaskRequest\x1a\x1e.cloudai.v1.CancelTaskResponse\x12\x43\n\nStreamLogs\x12\x1d.cloudai.v1.StreamLogsRequest\x1a\x14.cloudai.v1.LogChunk0\x01\x12N\n\x0bListWorkers\x12\x1e.cloudai.v1.ListWorkersRequest\x1a\x1f.cloudai.v1.ListWorkersResponse\x12K\n\nQueueStats\x12\x1d.cloudai.v1.QueueStatsRequest\x1a\x1e.cloudai.v1.QueueStatsResponse\x12Q\n\x0cMasterStatus\x12\x1f.cloudai.v1.MasterStatusRequest\x1a .cloudai.v1.MasterStatusResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'cloudai.v1.client_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_LISTTASKSREQUEST_LABELSENTRY']._loaded_options = None
+  _globals['_LISTTASKSREQUEST_LABELSENTRY']._serialized_options = b'8\001'
   _globals['_ENQUEUEREQUEST']._serialized_start=96
   _globals['_ENQUEUEREQUEST']._serialized_end=148
   _globals['_ENQUEUERESPONSE']._serialized_start=150
@@ -44,31 +46,33 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETTASKREQUEST']._serialized_start=333
   _globals['_GETTASKREQUEST']._serialized_end=361
   _globals['_LISTTASKSREQUEST']._serialized_start=364
-  _globals['_LISTTASKSREQUEST']._serialized_end=541
-  _globals['_LISTTASKSRESPONSE']._serialized_start=543
-  _globals['_LISTTASKSRESPONSE']._serialized_end=620
-  _globals['_CANCELTASKREQUEST']._serialized_start=622
-  _globals['_CANCELTASKREQUEST']._serialized_end=653
-  _globals['_CANCELTASKRESPONSE']._serialized_start=655
-  _globals['_CANCELTASKRESPONSE']._serialized_end=707
-  _globals['_STREAMLOGSREQUEST']._serialized_start=710
-  _globals['_STREAMLOGSREQUEST']._serialized_end=861
-  _globals['_LISTWORKERSREQUEST']._serialized_start=863
-  _globals['_LISTWORKERSREQUEST']._serialized_end=883
-  _globals['_LISTWORKERSRESPONSE']._serialized_start=885
-  _globals['_LISTWORKERSRESPONSE']._serialized_end=947
-  _globals['_QUEUESTATSREQUEST']._serialized_start=949
-  _globals['_QUEUESTATSREQUEST']._serialized_end=968
-  _globals['_STATUSCOUNT']._serialized_start=970
-  _globals['_STATUSCOUNT']._serialized_end=1038
-  _globals['_QUEUESTATSRESPONSE']._serialized_start=1041
-  _globals['_QUEUESTATSRESPONSE']._serialized_end=1212
-  _globals['_MASTERSTATUSREQUEST']._serialized_start=1214
-  _globals['_MASTERSTATUSREQUEST']._serialized_end=1235
-  _globals['_MASTERINFO']._serialized_start=1237
-  _globals['_MASTERINFO']._serialized_end=1337
-  _globals['_MASTERSTATUSRESPONSE']._serialized_start=1340
-  _globals['_MASTERSTATUSRESPONSE']._serialized_end=1492
-  _globals['_CLIENTSERVICE']._serialized_start=1495
-  _globals['_CLIENTSERVICE']._serialized_end=2178
+  _globals['_LISTTASKSREQUEST']._serialized_end=829
+  _globals['_LISTTASKSREQUEST_LABELSENTRY']._serialized_start=734
+  _globals['_LISTTASKSREQUEST_LABELSENTRY']._serialized_end=779
+  _globals['_LISTTASKSRESPONSE']._serialized_start=831
+  _globals['_LISTTASKSRESPONSE']._serialized_end=908
+  _globals['_CANCELTASKREQUEST']._serialized_start=910
+  _globals['_CANCELTASKREQUEST']._serialized_end=941
+  _globals['_CANCELTASKRESPONSE']._serialized_start=943
+  _globals['_CANCELTASKRESPONSE']._serialized_end=995
+  _globals['_STREAMLOGSREQUEST']._serialized_start=998
+  _globals['_STREAMLOGSREQUEST']._serialized_end=1149
+  _globals['_LISTWORKERSREQUEST']._serialized_start=1151
+  _globals['_LISTWORKERSREQUEST']._serialized_end=1171
+  _globals['_LISTWORKERSRESPONSE']._serialized_start=1173
+  _globals['_LISTWORKERSRESPONSE']._serialized_end=1235
+  _globals['_QUEUESTATSREQUEST']._serialized_start=1237
+  _globals['_QUEUESTATSREQUEST']._serialized_end=1256
+  _globals['_STATUSCOUNT']._serialized_start=1258
+  _globals['_STATUSCOUNT']._serialized_end=1326
+  _globals['_QUEUESTATSRESPONSE']._serialized_start=1329
+  _globals['_QUEUESTATSRESPONSE']._serialized_end=1500
+  _globals['_MASTERSTATUSREQUEST']._serialized_start=1502
+  _globals['_MASTERSTATUSREQUEST']._serialized_end=1523
+  _globals['_MASTERINFO']._serialized_start=1525
+  _globals['_MASTERINFO']._serialized_end=1625
+  _globals['_MASTERSTATUSRESPONSE']._serialized_start=1628
+  _globals['_MASTERSTATUSRESPONSE']._serialized_end=1780
+  _globals['_CLIENTSERVICE']._serialized_start=1783
+  _globals['_CLIENTSERVICE']._serialized_end=2466
 # @@protoc_insertion_point(module_scope)

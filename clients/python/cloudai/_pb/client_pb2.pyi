@@ -43,18 +43,37 @@ class GetTaskRequest(_message.Message):
     def __init__(self, id: _Optional[str] = ...) -> None: ...
 
 class ListTasksRequest(_message.Message):
-    __slots__ = ("statuses", "worker_id", "limit", "page_token", "submitted_by")
+    __slots__ = ("statuses", "worker_id", "limit", "page_token", "submitted_by", "image", "labels", "created_after", "created_before", "text", "oldest_first")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     STATUSES_FIELD_NUMBER: _ClassVar[int]
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     SUBMITTED_BY_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AFTER_FIELD_NUMBER: _ClassVar[int]
+    CREATED_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    OLDEST_FIRST_FIELD_NUMBER: _ClassVar[int]
     statuses: _containers.RepeatedScalarFieldContainer[_types_pb2.TaskStatus]
     worker_id: str
     limit: int
     page_token: str
     submitted_by: str
-    def __init__(self, statuses: _Optional[_Iterable[_Union[_types_pb2.TaskStatus, str]]] = ..., worker_id: _Optional[str] = ..., limit: _Optional[int] = ..., page_token: _Optional[str] = ..., submitted_by: _Optional[str] = ...) -> None: ...
+    image: str
+    labels: _containers.ScalarMap[str, str]
+    created_after: _timestamp_pb2.Timestamp
+    created_before: _timestamp_pb2.Timestamp
+    text: str
+    oldest_first: bool
+    def __init__(self, statuses: _Optional[_Iterable[_Union[_types_pb2.TaskStatus, str]]] = ..., worker_id: _Optional[str] = ..., limit: _Optional[int] = ..., page_token: _Optional[str] = ..., submitted_by: _Optional[str] = ..., image: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., created_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., text: _Optional[str] = ..., oldest_first: _Optional[bool] = ...) -> None: ...
 
 class ListTasksResponse(_message.Message):
     __slots__ = ("tasks", "next_page_token")
