@@ -254,6 +254,18 @@ pub struct TaskSpecArgs {
     /// Enqueueing again with the same key returns the first task instead of a new one.
     #[arg(long, value_name = "KEY")]
     pub idempotency_key: Option<String>,
+    /// Run after these tasks have ended (repeatable, or comma-separated): ID (it must
+    /// succeed), ID:notok (it must fail, time out, be lost or cancelled) or ID:any. Ids
+    /// may be prefixes. Until then the task is `waiting`; when a parent ends otherwise,
+    /// it is cancelled, and so are the tasks after it.
+    #[arg(long, value_name = "ID[:ok|notok|any]")]
+    pub after: Vec<String>,
+    /// Start no earlier than this time (RFC 3339: 2026-12-01T18:00:00Z).
+    #[arg(long, value_name = "TIME", conflicts_with = "in_")]
+    pub at: Option<String>,
+    /// Start no earlier than this long from now: 10m, 2h.
+    #[arg(long = "in", value_name = "DURATION")]
+    pub in_: Option<String>,
     /// Wait for the task: live status, then its logs; exit with its exit code.
     #[arg(long)]
     pub wait: bool,

@@ -118,13 +118,22 @@ impl Client {
 
     /// Enqueues one task; returns its id and whether it was created (false when the
     /// idempotency key matched an existing task).
-    pub async fn enqueue(&self, spec: q::TaskSpec) -> CliResult<(String, bool)> {
+    pub async fn enqueue(
+        &self,
+        spec: q::TaskSpec,
+        parents: &[(String, q::DependencyCondition)],
+    ) -> CliResult<(String, bool)> {
+        let mut wire: pb::TaskSpec = spec.into();
+        // Ids as given (prefixes too): the master resolves them.
+        wire.after
+            .extend(parents.iter().map(|(id, c)| pb::Dependency {
+                task_id: id.clone(),
+                condition: pb::DependencyCondition::from(*c) as i32,
+            }));
         let r = self
             .inner
             .clone()
-            .enqueue(pb::EnqueueRequest {
-                spec: Some(spec.into()),
-            })
+            .enqueue(pb::EnqueueRequest { spec: Some(wire) })
             .await
             .map_err(|s| self.status(s))?
             .into_inner();

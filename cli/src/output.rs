@@ -170,6 +170,22 @@ pub fn task_detail(t: &TaskView, now: DateTime<Utc>) -> String {
         ("env", kv(&t.env)),
         ("labels", kv(&t.labels)),
         ("idempotency key", opt(&t.idempotency_key)),
+        (
+            "after",
+            if t.after.is_empty() {
+                "-".to_string()
+            } else {
+                t.after.join(", ")
+            },
+        ),
+        (
+            "not before",
+            if t.not_before > t.created_at + chrono::Duration::milliseconds(1) {
+                ts(Some(t.not_before))
+            } else {
+                "-".to_string()
+            },
+        ),
     ]);
     if t.cancel_requested {
         lines.push(("cancel", "requested".into()));

@@ -108,6 +108,10 @@ pub struct TaskView {
     pub labels: BTreeMap<String, String>,
     /// Idempotency key it was enqueued with.
     pub idempotency_key: Option<String>,
+    /// The tasks it runs after, as `ID:condition` (`ok`, `notok`, `any`).
+    pub after: Vec<String>,
+    /// Not dispatched before this time (a delayed start, or a retry's backoff).
+    pub not_before: DateTime<Utc>,
     /// The user who enqueued it; null when the master did not require auth.
     pub submitted_by: Option<String>,
     /// A cancel was asked for and is in progress.
@@ -169,6 +173,13 @@ impl TaskView {
             env: t.spec.env,
             labels: t.spec.labels,
             idempotency_key: t.spec.idempotency_key,
+            after: t
+                .spec
+                .after
+                .iter()
+                .map(|d| format!("{}:{}", d.task, d.condition))
+                .collect(),
+            not_before: t.not_before,
             submitted_by: t.submitted_by,
             cancel_requested: t.cancel_requested,
         }
@@ -464,7 +475,7 @@ mod tests {
             finished_last_minute: 2,
         };
         let v = StatsView::from_pb(s, now).unwrap();
-        assert_eq!(v.counts.len(), 8);
+        assert_eq!(v.counts.len(), q::TaskStatus::ALL.len());
         assert_eq!(v.count(q::TaskStatus::Queued), 3);
         assert_eq!(v.total, 3);
         assert_eq!(v.oldest_queued_age_ms, Some(60_000));

@@ -7,11 +7,11 @@
 
 const CA = (() => {
   const TOKEN_KEY = "cloudai.token";
-  const STATUSES = ["queued", "assigned", "running", "succeeded", "failed", "cancelled", "timed_out", "lost"];
+  const STATUSES = ["waiting", "queued", "assigned", "running", "succeeded", "failed", "cancelled", "timed_out", "lost"];
   const TERMINAL = new Set(["succeeded", "failed", "cancelled", "timed_out", "lost"]);
   // A glyph beside each status's name: the name is the cue, the colour and glyph help.
   const MARK = {
-    queued: "○", assigned: "◔", running: "▶", succeeded: "✓", failed: "✗",
+    waiting: "⧗", queued: "○", assigned: "◔", running: "▶", succeeded: "✓", failed: "✗",
     cancelled: "⊘", timed_out: "◷", lost: "?", healthy: "✓", suspect: "!", dead: "✗", unknown: "?",
     cordoned: "‖", draining: "⇥",
   };

@@ -102,6 +102,7 @@ impl AdminSvc {
             )
             .await?;
         shared.metrics.enqueued.inc();
+        crate::workflow::enqueued(shared, &e.task);
         shared.wake_dispatcher();
         tracing::info!(task_id = %e.task.id, retry_of = %old.id, "task retried");
         Ok(e.task.id)
@@ -238,6 +239,9 @@ impl pb::admin_service_server::AdminService for AdminSvc {
                 Ok(task) => {
                     if task.status.is_active() {
                         shared.send_cancel(t.id);
+                    }
+                    if task.status.is_terminal() {
+                        shared.task_ended(t.id);
                     }
                     shared.logs.notify(t.id);
                     out.task_ids.push(t.id.to_string());

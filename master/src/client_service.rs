@@ -120,7 +120,9 @@ impl pb::client_service_server::ClientService for ClientSvc {
             .check_rate(&client_key(&request), 1)
             .inspect_err(|_| self.refused("rate"))?;
         let submitted_by = crate::auth::submitter(&request);
-        let spec = self.spec(request.into_inner().spec)?;
+        let mut wire = request.into_inner().spec.ok_or_else(|| missing("spec"))?;
+        crate::workflow::resolve_parents(self, &mut wire).await?;
+        let spec = self.spec(Some(wire))?;
         self.check_pinned(&[&spec]).await?;
         let e = self
             .store_call(
@@ -131,6 +133,7 @@ impl pb::client_service_server::ClientService for ClientSvc {
             .inspect_err(|s| self.refused_by_store(s))?;
         if e.created {
             self.shared.metrics.enqueued.inc();
+            crate::workflow::enqueued(&self.shared, &e.task);
             self.shared.wake_dispatcher();
         }
         Ok(Response::new(pb::EnqueueResponse {
@@ -148,17 +151,14 @@ impl pb::client_service_server::ClientService for ClientSvc {
             .check_rate(&client_key(&request), n)
             .inspect_err(|_| self.refused("rate"))?;
         let submitted_by = crate::auth::submitter(&request);
-        let tasks = request
-            .into_inner()
-            .specs
-            .into_iter()
-            .map(|s| {
-                self.spec(Some(s)).map(|spec| NewTask {
-                    spec,
-                    submitted_by: submitted_by.clone(),
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut tasks = Vec::with_capacity(n);
+        for mut wire in request.into_inner().specs {
+            crate::workflow::resolve_parents(self, &mut wire).await?;
+            tasks.push(NewTask {
+                spec: self.spec(Some(wire))?,
+                submitted_by: submitted_by.clone(),
+            });
+        }
         self.check_pinned(&tasks.iter().map(|t| &t.spec).collect::<Vec<_>>())
             .await?;
         let done = self
@@ -167,6 +167,9 @@ impl pb::client_service_server::ClientService for ClientSvc {
             .inspect_err(|s| self.refused_by_store(s))?;
         let created = done.iter().filter(|e| e.created).count();
         self.shared.metrics.enqueued.inc_by(created as u64);
+        for e in done.iter().filter(|e| e.created) {
+            crate::workflow::enqueued(&self.shared, &e.task);
+        }
         self.shared.wake_dispatcher();
         Ok(Response::new(pb::EnqueueBatchResponse {
             results: done
@@ -240,6 +243,9 @@ impl pb::client_service_server::ClientService for ClientSvc {
             .await?;
         if task.status.is_active() {
             self.shared.send_cancel(id);
+        }
+        if task.status.is_terminal() {
+            self.shared.task_ended(id);
         }
         self.shared.logs.notify(id);
         tracing::info!(task_id = %id, status = %task.status, "cancel requested");

@@ -103,6 +103,7 @@ impl Duties {
             tokio::spawn(registry::monitor(shared.clone())),
             tokio::spawn(registry::persist_workers(shared.clone())),
             tokio::spawn(registry::watch_store(shared.clone())),
+            tokio::spawn(crate::workflow::run(shared.clone())),
         ])
     }
 

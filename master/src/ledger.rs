@@ -75,6 +75,9 @@ pub fn sync(shared: &Shared, task: &Task) {
     if shared.cluster().settle(task) {
         shared.wake_dispatcher();
     }
+    if task.status.is_terminal() {
+        shared.task_ended(task.id);
+    }
     if task.status == TaskStatus::Queued {
         shared.schedule_retry(task.not_before);
     }

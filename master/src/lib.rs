@@ -8,6 +8,8 @@
 //! - [`registry`]: rebuilding that view from the store at start, the health monitor,
 //!   reconciling what a reconnecting worker runs.
 //! - [`dispatcher`]: the event-driven loop that assigns queued tasks to workers.
+//! - [`workflow`]: the leader's duty that decides waiting tasks (dependencies) and arms
+//!   the timers of delayed ones.
 //! - [`leadership`]: the election among masters sharing a store; the leader's duties.
 //! - [`ledger`]: every change to an attempt as one conditional store write, retried
 //!   until stored, and memory updated only from what it returned.
@@ -58,6 +60,7 @@ pub mod task_filter;
 pub mod tls;
 pub mod wire;
 pub mod worker_service;
+pub mod workflow;
 
 pub use config::{MasterConfig, PlacementPolicy};
 pub use error::{MasterError, Result};

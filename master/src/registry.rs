@@ -58,14 +58,7 @@ pub async fn recover(shared: &Shared) -> Result<(), QueueError> {
             live += 1;
         }
     }
-    let horizon = Utc::now() + chrono::Duration::hours(1);
-    let mut retries = 0usize;
-    for task in shared.store.queued(horizon, 10_000).await? {
-        if task.not_before > Utc::now() {
-            shared.schedule_retry(task.not_before);
-            retries += 1;
-        }
-    }
+    let retries = schedule_due_within_the_hour(shared).await?;
     tracing::info!(
         live_attempts = live,
         retries,
@@ -73,6 +66,28 @@ pub async fn recover(shared: &Shared) -> Result<(), QueueError> {
     );
     shared.wake_dispatcher();
     Ok(())
+}
+
+/// Arms the dispatcher's timers for queued tasks that become due within the hour (a
+/// retry's backoff, a delayed start); how many.
+async fn schedule_due_within_the_hour(shared: &Shared) -> Result<usize, QueueError> {
+    let horizon = Utc::now() + chrono::Duration::hours(1);
+    let mut n = 0usize;
+    for task in shared.store.queued(horizon, 10_000).await? {
+        if task.not_before > Utc::now() {
+            shared.schedule_retry(task.not_before);
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// Re-arms the timers (`workflow` calls it every minute, so a start delayed by hours is
+/// armed an hour ahead, across restarts too).
+pub async fn schedule_due(shared: &Shared) {
+    if let Err(e) = schedule_due_within_the_hour(shared).await {
+        tracing::warn!(error = %e, "could not read the delayed tasks; trying again in a minute");
+    }
 }
 
 /// A registry record for a worker that holds attempts but has no record of its own.

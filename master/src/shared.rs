@@ -44,6 +44,19 @@ pub struct Shared {
     role: watch::Sender<Role>,
     /// Prometheus metrics (`/metrics`).
     pub metrics: crate::metrics::Metrics,
+    /// Dependencies to decide (`workflow`), in the order they were reported.
+    deps_work: Mutex<Vec<DepsWork>>,
+    /// Wakes `workflow::run`.
+    pub deps_wake: Notify,
+}
+
+/// Something `workflow::run` must decide.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DepsWork {
+    /// This task ended: decide what waits on it.
+    Ended(TaskId),
+    /// This task was enqueued waiting: decide it (its parents may have ended already).
+    Waiting(TaskId),
 }
 
 impl Shared {
@@ -67,7 +80,29 @@ impl Shared {
             shutdown,
             role: watch::Sender::new(Role::Starting),
             metrics: crate::metrics::Metrics::new(),
+            deps_work: Mutex::new(Vec::new()),
+            deps_wake: Notify::new(),
         }
+    }
+
+    /// Reports that `task` ended (its dependents are decided next).
+    pub fn task_ended(&self, task: TaskId) {
+        self.push_deps(DepsWork::Ended(task));
+    }
+
+    /// Reports that `task` was enqueued waiting.
+    pub fn task_waiting(&self, task: TaskId) {
+        self.push_deps(DepsWork::Waiting(task));
+    }
+
+    fn push_deps(&self, work: DepsWork) {
+        self.deps_work.lock().expect("deps lock").push(work);
+        self.deps_wake.notify_one();
+    }
+
+    /// What was reported since the last call.
+    pub fn take_deps_work(&self) -> Vec<DepsWork> {
+        std::mem::take(&mut *self.deps_work.lock().expect("deps lock"))
     }
 
     /// What this master is to the group now.

@@ -230,6 +230,17 @@ fn hostile_seeds_are_typed_errors() {
     // A spec that converts but breaks every bound is refused by validation.
     let mut spec = pb::TaskSpec::decode(get("task_spec_hostile").as_slice()).unwrap();
     spec.timeout = None;
+    // Its parent is no task id: a typed error too.
+    assert!(matches!(
+        q::TaskSpec::try_from(spec.clone()),
+        Err(ConvertError::Invalid { field: "after", .. })
+    ));
+    spec.after.clear();
+    assert!(matches!(
+        q::TaskSpec::try_from(spec.clone()),
+        Err(ConvertError::Invalid { field: "not_before", .. })
+    ));
+    spec.not_before = None;
     let spec = q::TaskSpec::try_from(spec).unwrap();
     assert!(q::validate::validate_spec(&spec).is_err());
 }

@@ -1,6 +1,7 @@
 //! cloudai's task model and durable queue.
 //!
 //! - [`model`]: tasks, specs, attempts, log chunks, worker records (plain data).
+//! - [`deps`]: dependencies between tasks: the rule (pure) and the passes that apply it.
 //! - [`state`]: the one table of legal status transitions.
 //! - [`history`]: the last hour per minute (starts, ends, queue waits) for the charts.
 //! - [`query`]: [`TaskQuery`], the filter and page of listings, searches and bulk
@@ -25,6 +26,7 @@
 
 #[cfg(any(test, feature = "testsuite"))]
 pub mod conformance;
+pub mod deps;
 pub mod error;
 pub mod history;
 pub mod leader;

@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+pub use crate::deps::{Dependency, DependencyCondition};
 use crate::error::QueueError;
 
 /// A task's id: a UUID v7, so ids sort by creation time and never come from the clock alone.
@@ -130,6 +131,13 @@ pub struct TaskSpec {
     pub labels: BTreeMap<String, String>,
     /// Enqueueing again with the same key returns the first task.
     pub idempotency_key: Option<String>,
+    /// Tasks that must end first, each with the outcome it needs (`deps`): until they
+    /// have, the task is `waiting`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after: Vec<Dependency>,
+    /// Not started before this time (`--at`, `--in`); `None`: as soon as it can.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<DateTime<Utc>>,
 }
 
 impl TaskSpec {
@@ -148,6 +156,8 @@ impl TaskSpec {
             pinned_worker: None,
             labels: BTreeMap::new(),
             idempotency_key: None,
+            after: Vec::new(),
+            not_before: None,
         }
     }
 }
@@ -192,6 +202,8 @@ mod opt_duration_ms {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskStatus {
+    /// Waiting for the tasks it runs after (`TaskSpec::after`) to end.
+    Waiting,
     /// Waiting for a worker.
     Queued,
     /// Handed to a worker, not yet started.
@@ -212,7 +224,8 @@ pub enum TaskStatus {
 
 impl TaskStatus {
     /// Every status, in lifecycle order.
-    pub const ALL: [TaskStatus; 8] = [
+    pub const ALL: [TaskStatus; 9] = [
+        TaskStatus::Waiting,
         TaskStatus::Queued,
         TaskStatus::Assigned,
         TaskStatus::Running,
@@ -226,6 +239,7 @@ impl TaskStatus {
     /// The snake_case name used in the CLI, JSON and the stores.
     pub fn as_str(&self) -> &'static str {
         match self {
+            TaskStatus::Waiting => "waiting",
             TaskStatus::Queued => "queued",
             TaskStatus::Assigned => "assigned",
             TaskStatus::Running => "running",
@@ -271,7 +285,7 @@ impl FromStr for TaskStatus {
                 QueueError::invalid(
                     "status",
                     format!(
-                        "{s:?} is not one of queued, assigned, running, succeeded, failed, cancelled, timed_out, lost"
+                        "{s:?} is not one of waiting, queued, assigned, running, succeeded, failed, cancelled, timed_out, lost"
                     ),
                 )
             })

@@ -32,6 +32,8 @@ pub struct TaskQuery {
     pub created_before: Option<DateTime<Utc>>,
     /// Only tasks whose id, image or command contains this text, ignoring ASCII case.
     pub text: Option<String>,
+    /// Only tasks that run after this one (`TaskSpec::after` names it).
+    pub depends_on: Option<TaskId>,
     /// Oldest first (ascending ids) instead of newest first.
     pub oldest_first: bool,
     /// At most this many; 0 means [`DEFAULT_LIST_LIMIT`].
@@ -80,6 +82,9 @@ impl TaskQuery {
             && self.created_after.is_none_or(|a| t.created_at >= a)
             && self.created_before.is_none_or(|b| t.created_at < b)
             && self.text.as_deref().is_none_or(|q| text_matches(t, q))
+            && self
+                .depends_on
+                .is_none_or(|p| t.spec.after.iter().any(|d| d.task == p))
     }
 
     fn image_matches(&self, image: &str) -> bool {

@@ -1,6 +1,7 @@
 //! The status state machine: one table of legal transitions.
 //!
 //! ```text
+//! waiting ──► queued (its parents ended as it needs: `deps`) | cancelled
 //! queued ──► assigned ──► running ──► succeeded | failed | cancelled | timed_out | lost
 //!   │  ▲        │  │                      (and back to queued for a retry)
 //!   │  └────────┘  └──► failed | cancelled | timed_out | lost   (never started)
@@ -15,6 +16,8 @@ use TaskStatus::*;
 
 /// Every legal `(from, to)` pair. Anything else is an [`QueueError::IllegalTransition`].
 pub const TRANSITIONS: &[(TaskStatus, TaskStatus)] = &[
+    (Waiting, Queued),
+    (Waiting, Cancelled),
     (Queued, Assigned),
     (Queued, Cancelled),
     (Assigned, Running),
@@ -88,6 +91,8 @@ mod tests {
     #[test]
     fn legal_transitions_listed_explicitly() {
         let expected_legal = [
+            ("waiting", "queued"),
+            ("waiting", "cancelled"),
             ("queued", "assigned"),
             ("queued", "cancelled"),
             ("assigned", "running"),
@@ -110,6 +115,10 @@ mod tests {
             );
         }
         let illegal = [
+            ("waiting", "assigned"),
+            ("waiting", "running"),
+            ("waiting", "succeeded"),
+            ("queued", "waiting"),
             ("queued", "running"),
             ("queued", "succeeded"),
             ("queued", "failed"),
@@ -137,7 +146,11 @@ mod tests {
     #[test]
     fn active_and_terminal_partition_the_statuses() {
         for s in TaskStatus::ALL {
-            let kinds = [s == Queued, s.is_active(), s.is_terminal()];
+            let kinds = [
+                matches!(s, Waiting | Queued),
+                s.is_active(),
+                s.is_terminal(),
+            ];
             assert_eq!(kinds.iter().filter(|k| **k).count(), 1, "{s}");
         }
     }

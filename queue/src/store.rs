@@ -152,6 +152,15 @@ pub trait TaskStore: Send + Sync {
         Ok(out)
     }
 
+    /// Ends `waiting` for task `id` as the dependency rule decided: queued, or cancelled
+    /// with the reason. `IllegalTransition` when it is no longer waiting. The leader's.
+    async fn settle_waiting(
+        &self,
+        id: TaskId,
+        res: crate::deps::Resolution,
+        now: DateTime<Utc>,
+    ) -> Result<Task>;
+
     /// Counts per status, oldest queued task, tasks finished in the minute before `now`.
     async fn stats(&self, now: DateTime<Utc>) -> Result<QueueStats>;
 

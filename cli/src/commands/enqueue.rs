@@ -5,7 +5,7 @@
 use std::io::IsTerminal;
 use std::time::Duration;
 
-use cloudai_queue::{TaskSpec, TaskStatus};
+use cloudai_queue::{DependencyCondition, TaskSpec, TaskStatus};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::client::Client;
@@ -16,8 +16,13 @@ use crate::view::TaskView;
 const POLL: Duration = Duration::from_millis(200);
 
 /// Enqueues `spec`, prints the id; with `wait`, waits and returns the task's exit code.
-pub async fn run(c: &Client, spec: TaskSpec, wait: bool) -> CliResult<i32> {
-    let (id, created) = c.enqueue(spec).await?;
+pub async fn run(
+    c: &Client,
+    spec: TaskSpec,
+    parents: &[(String, DependencyCondition)],
+    wait: bool,
+) -> CliResult<i32> {
+    let (id, created) = c.enqueue(spec, parents).await?;
     super::print(&format!("{id}\n"));
     if !created {
         eprintln!("note: the idempotency key matched existing task {id}");
@@ -66,6 +71,10 @@ pub fn summary(t: &TaskView) -> String {
 
 fn status_line(t: &TaskView) -> String {
     match (&t.status, &t.worker) {
+        (TaskStatus::Waiting, _) => format!("waiting for {}", t.after.join(", ")),
+        (TaskStatus::Queued, _) if t.attempts.is_empty() && t.not_before > chrono::Utc::now() => {
+            format!("queued, not before {}", t.not_before.to_rfc3339())
+        }
         (TaskStatus::Queued, _) if t.attempts.is_empty() => "queued, waiting for a worker".into(),
         (TaskStatus::Queued, _) => {
             format!("queued for a retry (attempt {} done)", t.attempts.len())
@@ -98,7 +107,10 @@ pub async fn wait_for(c: &Client, id: &str) -> CliResult<TaskView> {
             }
             last = line;
         }
-        if t.status == TaskStatus::Queued || t.status == TaskStatus::Assigned {
+        if matches!(
+            t.status,
+            TaskStatus::Waiting | TaskStatus::Queued | TaskStatus::Assigned
+        ) {
             tokio::time::sleep(POLL).await;
             continue;
         }

@@ -49,8 +49,9 @@ pub async fn run(command: Command) -> CliResult<i32> {
         },
         Command::Enqueue(a) => {
             let spec = spec::build(&a.enqueue)?;
+            let parents = spec::parents(&a.enqueue)?;
             let client = Client::connect_with(&a.connect.master, &a.connect.credentials()).await?;
-            enqueue::run(&client, spec, a.enqueue.spec.wait).await
+            enqueue::run(&client, spec, &parents, a.enqueue.spec.wait).await
         }
         Command::Tasks(a) => {
             // Bad criteria fail before any connection is tried.

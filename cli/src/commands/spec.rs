@@ -2,7 +2,7 @@
 //! its precise error (and exit code) before any network round trip. Pure.
 
 use cloudai_queue::validate::{validate_image, validate_spec, validate_worker_id};
-use cloudai_queue::{QueueError, TaskSpec};
+use cloudai_queue::{DependencyCondition, QueueError, TaskSpec};
 
 use crate::args::EnqueueArgs;
 use crate::exit::{CliError, CliResult, Kind};
@@ -52,8 +52,45 @@ pub fn build(a: &EnqueueArgs) -> CliResult<TaskSpec> {
     spec.command = s.command.clone();
     // One program, as `docker run --entrypoint`; `''` becomes Docker's `[""]` (cleared).
     spec.entrypoint = s.entrypoint.iter().cloned().collect();
+    spec.not_before = match (&s.at, &s.in_) {
+        (Some(at), _) => Some(
+            chrono::DateTime::parse_from_rfc3339(at.trim())
+                .map_err(|e| {
+                    CliError::invalid(format!(
+                        "--at {at:?} is not an RFC 3339 time such as 2026-12-01T18:00:00Z: {e}"
+                    ))
+                })?
+                .with_timezone(&chrono::Utc),
+        ),
+        (None, Some(d)) => {
+            let d = chrono::Duration::from_std(parse_duration(d)?)
+                .map_err(|_| CliError::invalid(format!("--in {d:?} is too long")))?;
+            Some(chrono::Utc::now() + d)
+        }
+        (None, None) => None,
+    };
     validate_spec(&spec).map_err(queue_error)?;
     Ok(spec)
+}
+
+/// `--after` as (id or prefix, condition) pairs; the master resolves the prefixes.
+pub fn parents(a: &EnqueueArgs) -> CliResult<Vec<(String, DependencyCondition)>> {
+    let mut out = Vec::new();
+    for item in a.spec.after.iter().flat_map(|s| s.split(',')) {
+        let item = item.trim();
+        if item.is_empty() {
+            continue;
+        }
+        let (id, cond) = match item.rsplit_once(':') {
+            Some((id, c)) => (id, c.parse::<DependencyCondition>().map_err(queue_error)?),
+            None => (item, DependencyCondition::Ok),
+        };
+        if id.is_empty() {
+            return Err(CliError::invalid(format!("--after {item:?} names no task")));
+        }
+        out.push((id.to_string(), cond));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -77,6 +114,9 @@ mod tests {
                 labels: vec![],
                 idempotency_key: None,
                 wait: false,
+                after: vec![],
+                at: None,
+                in_: None,
                 entrypoint: None,
                 command: vec![],
             },

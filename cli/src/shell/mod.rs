@@ -219,8 +219,9 @@ async fn refresh_loop(client: Client, into: Arc<Mutex<Candidates>>, stop: Arc<At
 
 async fn enqueue(c: &Client, args: EnqueueArgs) -> CliResult<()> {
     let spec = spec::build(&args)?;
+    let parents = spec::parents(&args)?;
     let pinned = spec.pinned_worker.clone();
-    let (id, created) = c.enqueue(spec).await?;
+    let (id, created) = c.enqueue(spec, &parents).await?;
     let note = if created {
         ""
     } else {

@@ -13,6 +13,8 @@ class TaskStatus(str, Enum):
     """Where a task is in its life. Compares equal to its lowercase name
     (``TaskStatus.SUCCEEDED == "succeeded"``)."""
 
+    #: Its parents (``after``) have not ended as it needs; not dispatched yet.
+    WAITING = "waiting"
     QUEUED = "queued"
     ASSIGNED = "assigned"
     RUNNING = "running"
@@ -54,6 +56,7 @@ class TaskStatus(str, Enum):
 
 
 _STATUS_TO_PB: dict[TaskStatus, types_pb2.TaskStatus] = {
+    TaskStatus.WAITING: types_pb2.TASK_STATUS_WAITING,
     TaskStatus.QUEUED: types_pb2.TASK_STATUS_QUEUED,
     TaskStatus.ASSIGNED: types_pb2.TASK_STATUS_ASSIGNED,
     TaskStatus.RUNNING: types_pb2.TASK_STATUS_RUNNING,

@@ -167,6 +167,22 @@ pub struct ApiSpec {
     pub labels: BTreeMap<String, String>,
     /// Enqueueing twice with the same key returns the first task.
     pub idempotency_key: Option<String>,
+    /// Run after these tasks have ended as each needs.
+    #[serde(default)]
+    pub after: Vec<ApiDependency>,
+    /// Start no earlier than this RFC 3339 time.
+    pub not_before: Option<String>,
+}
+
+/// One parent of a task, in JSON.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApiDependency {
+    /// The parent's id, or an unambiguous prefix.
+    pub task: String,
+    /// `ok` (it must succeed; the default), `notok` or `any`.
+    #[serde(default)]
+    pub condition: Option<String>,
 }
 
 impl ApiSpec {
@@ -205,6 +221,23 @@ impl ApiSpec {
             pinned_worker: self.worker,
             labels: self.labels.into_iter().collect(),
             idempotency_key: self.idempotency_key,
+            after: self
+                .after
+                .into_iter()
+                .map(|d| {
+                    let c = match d.condition.as_deref() {
+                        None => cloudai_queue::DependencyCondition::Ok,
+                        Some(c) => c.parse().map_err(|e: cloudai_queue::QueueError| {
+                            ApiError(Status::invalid_argument(e.to_string()))
+                        })?,
+                    };
+                    Ok(pb::Dependency {
+                        task_id: d.task,
+                        condition: pb::DependencyCondition::from(c) as i32,
+                    })
+                })
+                .collect::<Result<_, ApiError>>()?,
+            not_before: time_of("not_before", self.not_before.as_deref())?,
             ..Default::default()
         })
     }

@@ -154,6 +154,15 @@ impl TaskStore for FaultStore {
         self.check("stats", None).await?;
         self.inner.stats(now).await
     }
+    async fn settle_waiting(
+        &self,
+        id: TaskId,
+        res: cloudai_queue::deps::Resolution,
+        now: DateTime<Utc>,
+    ) -> Result<Task> {
+        self.check("settle_waiting", Some(id)).await?;
+        self.inner.settle_waiting(id, res, now).await
+    }
 }
 
 #[async_trait]

@@ -127,8 +127,47 @@ impl From<q::TaskSpec> for pb::TaskSpec {
             labels: s.labels.into_iter().collect(),
             idempotency_key: s.idempotency_key,
             max_lost_retries: Some(s.max_lost_retries),
+            after: s
+                .after
+                .into_iter()
+                .map(|d| pb::Dependency {
+                    task_id: d.task.to_string(),
+                    condition: pb::DependencyCondition::from(d.condition) as i32,
+                })
+                .collect(),
+            not_before: s.not_before.map(timestamp),
         }
     }
+}
+
+impl From<q::DependencyCondition> for pb::DependencyCondition {
+    fn from(c: q::DependencyCondition) -> Self {
+        match c {
+            q::DependencyCondition::Ok => pb::DependencyCondition::Ok,
+            q::DependencyCondition::NotOk => pb::DependencyCondition::NotOk,
+            q::DependencyCondition::Any => pb::DependencyCondition::Any,
+        }
+    }
+}
+
+/// A wire dependency (its id whole: the master resolves prefixes first).
+pub fn dependency(d: &pb::Dependency) -> Result<q::Dependency, ConvertError> {
+    let task = d
+        .task_id
+        .parse::<q::TaskId>()
+        .map_err(|_| invalid("after", format!("{:?} is not a task id", d.task_id)))?;
+    let condition = match pb::DependencyCondition::try_from(d.condition) {
+        Ok(pb::DependencyCondition::Ok) => q::DependencyCondition::Ok,
+        Ok(pb::DependencyCondition::NotOk) => q::DependencyCondition::NotOk,
+        Ok(pb::DependencyCondition::Any) => q::DependencyCondition::Any,
+        Err(_) => {
+            return Err(invalid(
+                "after",
+                format!("unknown dependency condition {}", d.condition),
+            ))
+        }
+    };
+    Ok(q::Dependency { task, condition })
 }
 
 impl TryFrom<pb::TaskSpec> for q::TaskSpec {
@@ -156,6 +195,8 @@ impl TryFrom<pb::TaskSpec> for q::TaskSpec {
             pinned_worker: s.pinned_worker.filter(|w| !w.is_empty()),
             labels: s.labels.into_iter().collect(),
             idempotency_key: s.idempotency_key.filter(|k| !k.is_empty()),
+            after: s.after.iter().map(dependency).collect::<Result<_, _>>()?,
+            not_before: opt_ts("not_before", &s.not_before)?,
         })
     }
 }
@@ -164,6 +205,7 @@ impl From<q::TaskStatus> for pb::TaskStatus {
     fn from(s: q::TaskStatus) -> Self {
         use q::TaskStatus as S;
         match s {
+            S::Waiting => pb::TaskStatus::Waiting,
             S::Queued => pb::TaskStatus::Queued,
             S::Assigned => pb::TaskStatus::Assigned,
             S::Running => pb::TaskStatus::Running,
@@ -180,6 +222,7 @@ impl From<q::TaskStatus> for pb::TaskStatus {
 pub fn task_status(field: &'static str, v: i32) -> Result<q::TaskStatus, ConvertError> {
     use q::TaskStatus as S;
     match pb::TaskStatus::try_from(v) {
+        Ok(pb::TaskStatus::Waiting) => Ok(S::Waiting),
         Ok(pb::TaskStatus::Queued) => Ok(S::Queued),
         Ok(pb::TaskStatus::Assigned) => Ok(S::Assigned),
         Ok(pb::TaskStatus::Running) => Ok(S::Running),

@@ -38,6 +38,14 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         labels: [("team".to_string(), "ml".to_string())].into(),
         idempotency_key: Some("k1".into()),
         max_lost_retries: Some(2),
+        after: vec![pb::Dependency {
+            task_id: "0190d9a3-7c1e-7b2a-9f00-000000000002".into(),
+            condition: pb::DependencyCondition::NotOk as i32,
+        }],
+        not_before: Some(prost_types::Timestamp {
+            seconds: 1_800_000_000,
+            nanos: 0,
+        }),
     };
     let hostile_spec = pb::TaskSpec {
         image: "UPPER//bad::".into(),
@@ -60,6 +68,14 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         labels: [(String::new(), "v".to_string())].into(),
         idempotency_key: Some(String::new()),
         max_lost_retries: Some(u32::MAX),
+        after: vec![pb::Dependency {
+            task_id: "not-an-id".into(),
+            condition: 99,
+        }],
+        not_before: Some(prost_types::Timestamp {
+            seconds: i64::MAX,
+            nanos: -1,
+        }),
     };
     let attempt = pb::Attempt {
         number: 1,

@@ -85,11 +85,16 @@ pub fn wire_spec() -> impl Strategy<Value = pb::TaskSpec> {
             prop::option::of(prop_oneof![0u32..5, any::<u32>()]),
             prop::collection::vec(text(), 0..3),
         ),
+        (
+            prop::collection::vec(wire_dependency(), 0..3),
+            prop::option::of(wire_ts()),
+        ),
     )
         .prop_map(
             |(
                 (image, command, env, resources, priority, max_attempts),
                 (timeout, pinned_worker, labels, idempotency_key, max_lost_retries, entrypoint),
+                (after, not_before),
             )| pb::TaskSpec {
                 image,
                 command,
@@ -103,12 +108,26 @@ pub fn wire_spec() -> impl Strategy<Value = pb::TaskSpec> {
                 labels,
                 idempotency_key,
                 max_lost_retries,
+                after,
+                not_before,
             },
         )
 }
 
+/// A parent: a real id or any text, any condition value.
+pub fn wire_dependency() -> impl Strategy<Value = pb::Dependency> {
+    (
+        prop_oneof![
+            any::<u128>().prop_map(|n| uuid::Uuid::from_u128(n).to_string()),
+            text()
+        ],
+        prop_oneof![0i32..3, any::<i32>()],
+    )
+        .prop_map(|(task_id, condition)| pb::Dependency { task_id, condition })
+}
+
 pub fn status_value() -> impl Strategy<Value = i32> {
-    prop_oneof![0i32..9, any::<i32>()]
+    prop_oneof![0i32..10, any::<i32>()]
 }
 
 pub fn wire_attempt() -> impl Strategy<Value = pb::Attempt> {
@@ -306,12 +325,27 @@ pub fn domain_spec() -> impl Strategy<Value = q::TaskSpec> {
             prop::option::of(non_empty()),
         ),
         prop::collection::vec(text(), 0..3),
+        (
+            prop::collection::vec(
+                (
+                    any::<u128>(),
+                    prop::sample::select(q::DependencyCondition::ALL.to_vec()),
+                )
+                    .prop_map(|(n, condition)| q::Dependency {
+                        task: q::TaskId(uuid::Uuid::from_u128(n)),
+                        condition,
+                    }),
+                0..3,
+            ),
+            prop::option::of(domain_time()),
+        ),
     )
         .prop_map(
             |(
                 (image, command, env, (cpu_millis, memory_bytes, gpus, disk_bytes), priority),
                 (max_attempts, max_lost_retries, timeout, pinned_worker, labels, idempotency_key),
                 entrypoint,
+                (after, not_before),
             )| q::TaskSpec {
                 image,
                 command,
@@ -330,6 +364,8 @@ pub fn domain_spec() -> impl Strategy<Value = q::TaskSpec> {
                 pinned_worker,
                 labels,
                 idempotency_key,
+                after,
+                not_before,
             },
         )
 }

@@ -8,6 +8,7 @@
 //! Each case keeps to a few hundred documents so slow servers run it in seconds.
 
 mod basics;
+mod deps;
 mod dispatch;
 mod durability;
 mod lifecycle;
@@ -26,6 +27,7 @@ use crate::report::{Applied, AttemptEnd, LostCause, ReportBody, ReportEvent};
 use crate::store::{QueueStore, StoreOptions};
 
 pub use basics::*;
+pub use deps::*;
 pub use dispatch::*;
 pub use durability::*;
 pub use lifecycle::*;
@@ -90,6 +92,9 @@ macro_rules! conformance_suite {
             list_filters_by_submitter,
             list_searches_match_the_rule,
             recent_times_are_what_the_history_needs,
+            dependents_are_released_or_cancelled_down_the_chain,
+            dependents_wait_through_retries_and_the_sweep_catches_up,
+            not_before_in_the_spec_delays_the_task,
             users_add_find_rotate_remove,
             join_token_set_once_then_rotate,
             join_token_concurrent_creation_has_one_winner,

@@ -14,21 +14,29 @@ pub(crate) use report::{apply_report, lose};
 
 use chrono::{DateTime, Utc};
 
+use crate::deps::Resolution;
 use crate::error::{QueueError, Result};
 use crate::model::{Attempt, AttemptOutcome, NewTask, Task, TaskId, TaskStatus};
 use crate::retry::{self, Disposition};
 use crate::state;
 use crate::validate::validate_worker_id;
 
-/// A fresh queued task.
+/// A fresh task: `waiting` when it runs after others, else `queued`; not dispatched
+/// before its spec's `not_before`.
 pub(crate) fn new_task(new: NewTask, now: DateTime<Utc>) -> Task {
+    let status = if new.spec.after.is_empty() {
+        TaskStatus::Queued
+    } else {
+        TaskStatus::Waiting
+    };
+    let not_before = new.spec.not_before.map_or(now, |t| t.max(now));
     Task {
         id: TaskId::new(),
         spec: new.spec,
-        status: TaskStatus::Queued,
+        status,
         created_at: now,
         updated_at: now,
-        not_before: now,
+        not_before,
         finished_at: None,
         attempts: Vec::new(),
         cancel_requested: false,
@@ -134,13 +142,37 @@ pub(crate) fn finish(
 /// A user's cancel: queued ends at once, assigned or running gets `cancel_requested`.
 pub(crate) fn request_cancel(task: &mut Task, now: DateTime<Utc>) -> Result<()> {
     state::check(task.id, task.status, TaskStatus::Cancelled)?;
-    if task.status == TaskStatus::Queued {
+    if matches!(task.status, TaskStatus::Queued | TaskStatus::Waiting) {
         task.status = TaskStatus::Cancelled;
         task.finished_at = Some(now);
     } else {
         task.cancel_requested = true;
     }
     task.updated_at = now;
+    Ok(())
+}
+
+/// `waiting -> queued` or `waiting -> cancelled` (with the reason as its error), as the
+/// dependency rule decided (`deps::verdict`).
+pub(crate) fn settle_waiting(task: &mut Task, res: &Resolution, now: DateTime<Utc>) -> Result<()> {
+    let to = match res {
+        Resolution::Release => TaskStatus::Queued,
+        Resolution::Cancel(_) => TaskStatus::Cancelled,
+    };
+    if task.status != TaskStatus::Waiting {
+        return Err(QueueError::IllegalTransition {
+            task: task.id,
+            from: task.status,
+            to,
+        });
+    }
+    state::check(task.id, task.status, to)?;
+    task.status = to;
+    task.updated_at = now;
+    if let Resolution::Cancel(reason) = res {
+        task.finished_at = Some(now);
+        task.error = Some(reason.clone());
+    }
     Ok(())
 }
 

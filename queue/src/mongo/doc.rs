@@ -11,8 +11,8 @@ use chrono::{DateTime, Utc};
 
 use crate::error::{QueueError, Result};
 use crate::model::{
-    Attempt, LogChunk, LogStream, Resources, Task, TaskId, TaskSpec, TaskStatus, WorkerHealth,
-    WorkerRecord,
+    Attempt, Dependency, LogChunk, LogStream, Resources, Task, TaskId, TaskSpec, TaskStatus,
+    WorkerHealth, WorkerRecord,
 };
 
 /// A chrono time as a BSON date (truncated to milliseconds).
@@ -199,7 +199,31 @@ pub(crate) fn spec_doc(s: &TaskSpec) -> Document {
         "pinned_worker": opt_str(&s.pinned_worker),
         "labels": map_bson(&s.labels),
         "idempotency_key": opt_str(&s.idempotency_key),
+        "after": s.after.iter().map(|d| Bson::Document(doc! {
+            "task": d.task.to_string(), "condition": d.condition.as_str(),
+        })).collect::<Vec<_>>(),
+        "not_before": opt_date(s.not_before),
     }
+}
+
+/// `after`: absent in documents written before the field existed.
+fn after_of(f: &Fields<'_>) -> Result<Vec<Dependency>> {
+    let Some(Bson::Array(items)) = f.0.get("after") else {
+        return Ok(Vec::new());
+    };
+    items
+        .iter()
+        .map(|b| {
+            let Bson::Document(d) = b else {
+                return Err(corrupt("after holds a non-document"));
+            };
+            let g = Fields(d);
+            Ok(Dependency {
+                task: g.str("task")?.parse().map_err(corrupt)?,
+                condition: g.str("condition")?.parse().map_err(corrupt)?,
+            })
+        })
+        .collect()
 }
 
 fn spec_of(d: &Document) -> Result<TaskSpec> {
@@ -220,6 +244,8 @@ fn spec_of(d: &Document) -> Result<TaskSpec> {
         pinned_worker: f.opt_str("pinned_worker")?,
         labels: f.map("labels")?,
         idempotency_key: f.opt_str("idempotency_key")?,
+        after: after_of(&f)?,
+        not_before: f.opt_date("not_before")?,
     })
 }
 

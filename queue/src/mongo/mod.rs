@@ -167,6 +167,15 @@ impl TaskStore for MongoStore {
         self.queue_stats(now).await
     }
 
+    async fn settle_waiting(
+        &self,
+        id: TaskId,
+        res: crate::deps::Resolution,
+        now: DateTime<Utc>,
+    ) -> Result<Task> {
+        self.end_waiting(id, res, now).await
+    }
+
     async fn recent_times(
         &self,
         since: DateTime<Utc>,

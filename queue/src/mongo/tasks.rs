@@ -282,6 +282,9 @@ impl MongoStore {
                 { "_id": re.clone() }, { "spec.image": re.clone() }, { "spec.command": re },
             ] });
         }
+        if let Some(parent) = query.depends_on {
+            all.push(doc! { "spec.after.task": parent.to_string() });
+        }
         if !all.is_empty() {
             filter.insert("$and", all);
         }

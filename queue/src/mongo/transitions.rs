@@ -324,6 +324,17 @@ impl MongoStore {
         self.modify("request cancel", id, now, false, &lifecycle::request_cancel)
             .await
     }
+
+    /// `waiting` ends as the dependency rule decided; the leader's.
+    pub(super) async fn end_waiting(
+        &self,
+        id: TaskId,
+        res: crate::deps::Resolution,
+        now: DateTime<Utc>,
+    ) -> Result<Task> {
+        let change = move |t: &mut Task, now| lifecycle::settle_waiting(t, &res, now);
+        self.modify("settle waiting", id, now, true, &change).await
+    }
 }
 
 /// The `RESULTS` document of a finished task.

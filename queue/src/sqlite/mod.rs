@@ -129,6 +129,17 @@ impl TaskStore for SqliteStore {
         self.readers.run(move |c| queries::stats(c, now)).await
     }
 
+    async fn settle_waiting(
+        &self,
+        id: TaskId,
+        res: crate::deps::Resolution,
+        now: DateTime<Utc>,
+    ) -> Result<Task> {
+        self.writer
+            .run(move |c| ops::settle_waiting(c, id, &res, now))
+            .await
+    }
+
     async fn recent_times(
         &self,
         since: DateTime<Utc>,

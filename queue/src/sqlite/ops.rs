@@ -178,6 +178,15 @@ pub(crate) fn lose(
 }
 
 /// A user's cancel.
+pub(crate) fn settle_waiting(
+    conn: &Connection,
+    id: TaskId,
+    res: &crate::deps::Resolution,
+    now: DateTime<Utc>,
+) -> Result<Task> {
+    modify(conn, id, |t| lifecycle::settle_waiting(t, res, now))
+}
+
 pub(crate) fn request_cancel(conn: &Connection, id: TaskId, now: DateTime<Utc>) -> Result<Task> {
     modify(conn, id, |t| lifecycle::request_cancel(t, now))
 }

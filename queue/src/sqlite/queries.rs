@@ -117,6 +117,13 @@ pub(crate) fn list(conn: &Connection, query: &TaskQuery) -> Result<Vec<Task>> {
         let pattern = Value::Text(format!("%{}%", like_escape(text)));
         args.extend([pattern.clone(), pattern.clone(), pattern]);
     }
+    if let Some(parent) = query.depends_on {
+        sql.push_str(
+            " AND EXISTS (SELECT 1 FROM json_each(body, '$.spec.after') d \
+             WHERE json_extract(d.value, '$.task') = ?)",
+        );
+        args.push(Value::Text(parent.to_string()));
+    }
     let (cmp, order) = if query.oldest_first {
         (">", "ASC")
     } else {

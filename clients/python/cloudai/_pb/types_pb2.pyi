@@ -11,6 +11,12 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class DependencyCondition(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DEPENDENCY_CONDITION_OK: _ClassVar[DependencyCondition]
+    DEPENDENCY_CONDITION_NOT_OK: _ClassVar[DependencyCondition]
+    DEPENDENCY_CONDITION_ANY: _ClassVar[DependencyCondition]
+
 class TaskStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     TASK_STATUS_UNSPECIFIED: _ClassVar[TaskStatus]
@@ -22,6 +28,7 @@ class TaskStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TASK_STATUS_CANCELLED: _ClassVar[TaskStatus]
     TASK_STATUS_TIMED_OUT: _ClassVar[TaskStatus]
     TASK_STATUS_LOST: _ClassVar[TaskStatus]
+    TASK_STATUS_WAITING: _ClassVar[TaskStatus]
 
 class LogStream(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -36,6 +43,9 @@ class WorkerHealth(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     WORKER_HEALTH_HEALTHY: _ClassVar[WorkerHealth]
     WORKER_HEALTH_SUSPECT: _ClassVar[WorkerHealth]
     WORKER_HEALTH_DEAD: _ClassVar[WorkerHealth]
+DEPENDENCY_CONDITION_OK: DependencyCondition
+DEPENDENCY_CONDITION_NOT_OK: DependencyCondition
+DEPENDENCY_CONDITION_ANY: DependencyCondition
 TASK_STATUS_UNSPECIFIED: TaskStatus
 TASK_STATUS_QUEUED: TaskStatus
 TASK_STATUS_ASSIGNED: TaskStatus
@@ -45,6 +55,7 @@ TASK_STATUS_FAILED: TaskStatus
 TASK_STATUS_CANCELLED: TaskStatus
 TASK_STATUS_TIMED_OUT: TaskStatus
 TASK_STATUS_LOST: TaskStatus
+TASK_STATUS_WAITING: TaskStatus
 LOG_STREAM_UNSPECIFIED: LogStream
 LOG_STREAM_STDOUT: LogStream
 LOG_STREAM_STDERR: LogStream
@@ -67,7 +78,7 @@ class Resources(_message.Message):
     def __init__(self, cpu_millis: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., gpus: _Optional[int] = ..., disk_bytes: _Optional[int] = ...) -> None: ...
 
 class TaskSpec(_message.Message):
-    __slots__ = ("image", "command", "env", "resources", "priority", "max_attempts", "timeout", "pinned_worker", "labels", "idempotency_key", "max_lost_retries", "entrypoint")
+    __slots__ = ("image", "command", "env", "resources", "priority", "max_attempts", "timeout", "pinned_worker", "labels", "idempotency_key", "max_lost_retries", "entrypoint", "after", "not_before")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -94,6 +105,8 @@ class TaskSpec(_message.Message):
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     MAX_LOST_RETRIES_FIELD_NUMBER: _ClassVar[int]
     ENTRYPOINT_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    NOT_BEFORE_FIELD_NUMBER: _ClassVar[int]
     image: str
     command: _containers.RepeatedScalarFieldContainer[str]
     env: _containers.ScalarMap[str, str]
@@ -106,7 +119,17 @@ class TaskSpec(_message.Message):
     idempotency_key: str
     max_lost_retries: int
     entrypoint: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, image: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., priority: _Optional[int] = ..., max_attempts: _Optional[int] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., pinned_worker: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., idempotency_key: _Optional[str] = ..., max_lost_retries: _Optional[int] = ..., entrypoint: _Optional[_Iterable[str]] = ...) -> None: ...
+    after: _containers.RepeatedCompositeFieldContainer[Dependency]
+    not_before: _timestamp_pb2.Timestamp
+    def __init__(self, image: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., priority: _Optional[int] = ..., max_attempts: _Optional[int] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., pinned_worker: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., idempotency_key: _Optional[str] = ..., max_lost_retries: _Optional[int] = ..., entrypoint: _Optional[_Iterable[str]] = ..., after: _Optional[_Iterable[_Union[Dependency, _Mapping]]] = ..., not_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class Dependency(_message.Message):
+    __slots__ = ("task_id", "condition")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    CONDITION_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    condition: DependencyCondition
+    def __init__(self, task_id: _Optional[str] = ..., condition: _Optional[_Union[DependencyCondition, str]] = ...) -> None: ...
 
 class Attempt(_message.Message):
     __slots__ = ("number", "token", "worker_id", "assigned_at", "started_at", "finished_at", "outcome", "exit_code", "error", "reported_seq", "lost_to_silence")

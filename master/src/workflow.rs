@@ -1,0 +1,113 @@
+//! The leader's side of dependencies and delayed starts (`cloudai_queue::deps` holds
+//! the rule and the passes): a duty that settles what it is told about at once (a task
+//! that ended, so its dependents; a task enqueued waiting, whose parents may have ended
+//! already) and sweeps every waiting task every [`SWEEP`], which catches up what a crash
+//! or another master left undecided. Released tasks wake the dispatcher (at their
+//! `not_before` when that is later); cancelled ones wake their log followers.
+//!
+//! Services report through [`Shared::task_ended`] and [`Shared::task_waiting`]; on a
+//! standby nothing drains them, and the new leader's first sweep decides instead.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use cloudai_proto::pb;
+use cloudai_queue::{deps, Task, TaskStatus};
+use tonic::Status;
+
+use crate::client_service::ClientSvc;
+use crate::shared::{DepsWork, Shared};
+
+/// How often every waiting task is decided again.
+pub const SWEEP: Duration = Duration::from_secs(2);
+/// Waiting tasks one sweep decides at most (the oldest).
+const SWEEP_LIMIT: usize = 10_000;
+/// How often the dispatcher's timers are re-armed from the store (delayed tasks due
+/// within the next hour).
+const RESCHEDULE: Duration = Duration::from_secs(60);
+
+/// The wire spec's parents with prefixes resolved to whole ids: each must name one task.
+pub async fn resolve_parents(svc: &ClientSvc, spec: &mut pb::TaskSpec) -> Result<(), Status> {
+    for d in &mut spec.after {
+        let id = svc.resolve(d.task_id.trim()).await.map_err(|s| {
+            if s.code() == tonic::Code::NotFound || s.code() == tonic::Code::InvalidArgument {
+                Status::invalid_argument(format!("after: {}", s.message()))
+            } else {
+                s
+            }
+        })?;
+        d.task_id = id.to_string();
+    }
+    Ok(())
+}
+
+/// What a new task needs from the leader: a decision if it waits, a timer if delayed.
+pub fn enqueued(shared: &Shared, task: &Task) {
+    if task.status == TaskStatus::Waiting {
+        shared.task_waiting(task.id);
+    } else if task.not_before > Utc::now() {
+        shared.schedule_retry(task.not_before);
+    }
+}
+
+/// The leader's duty: settles what it is told, sweeps, re-arms timers, until shutdown.
+pub async fn run(shared: Arc<Shared>) {
+    let mut sweep = tokio::time::interval(SWEEP);
+    let mut reschedule = tokio::time::interval(RESCHEDULE);
+    loop {
+        tokio::select! {
+            _ = shared.deps_wake.notified() => {
+                for work in shared.take_deps_work() {
+                    settle(&shared, work).await;
+                }
+            }
+            _ = sweep.tick() => {
+                match deps::sweep(shared.store.as_ref(), Utc::now(), SWEEP_LIMIT).await {
+                    Ok(changed) => apply(&shared, &changed),
+                    Err(e) => tracing::warn!(error = %e, "dependency sweep failed; the next one tries again"),
+                }
+            }
+            _ = reschedule.tick() => crate::registry::schedule_due(&shared).await,
+            _ = shared.until_shutdown() => return,
+        }
+    }
+}
+
+async fn settle(shared: &Shared, work: DepsWork) {
+    let now = Utc::now();
+    let store = shared.store.as_ref();
+    let result = match work {
+        DepsWork::Ended(parent) => deps::resolve(store, parent, now).await,
+        DepsWork::Waiting(id) => match deps::settle(store, id, now).await {
+            // A task cancelled at enqueue (a parent that had ended otherwise): its own
+            // dependents cannot exist yet, so nothing cascades.
+            Ok(t) => Ok(t.into_iter().collect()),
+            Err(e) => Err(e),
+        },
+    };
+    match result {
+        Ok(changed) => apply(shared, &changed),
+        // The sweep decides it within `SWEEP`.
+        Err(e) => tracing::warn!(error = %e, "could not settle dependencies; the sweep will"),
+    }
+}
+
+/// Memory follows what the store changed.
+fn apply(shared: &Shared, changed: &[Task]) {
+    for t in changed {
+        match t.status {
+            TaskStatus::Queued => {
+                tracing::info!(task_id = %t.id, "dependencies met: queued");
+                if t.not_before > Utc::now() {
+                    shared.schedule_retry(t.not_before);
+                } else {
+                    shared.wake_dispatcher();
+                }
+            }
+            _ => tracing::info!(task_id = %t.id, status = %t.status,
+                reason = t.error.as_deref().unwrap_or(""), "a dependency cannot be met"),
+        }
+        shared.logs.notify(t.id);
+    }
+}
