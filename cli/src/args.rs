@@ -101,6 +101,18 @@ cloudai retry --status failed --image cloudai/sample-task:latest --dry-run\n  \
 cloudai retry --status failed,timed_out --worker gpu-01"
     )]
     Retry(crate::commands::admin::RetryCmd),
+    /// Submit a workflow file: named steps that run after one another
+    #[command(
+        after_help = "The file is checked whole first (its schema, units, unknown and \
+cyclic `needs`), and errors name its line. Prints the workflow's id; `cloudai workflow show ID` \
+then lists the steps. The format, with an example: cli/WORKFLOWS.md and \
+sample_task/flow.yaml.\n\nExamples:\n  cloudai submit sample_task/flow.yaml\n  \
+cloudai submit flow.yaml --dry-run    # check it, print the steps in order"
+    )]
+    Submit(crate::commands::workflow::SubmitCmd),
+    /// Show or cancel a submitted workflow
+    #[command(subcommand)]
+    Workflow(crate::commands::workflow::WorkflowCmd),
     /// List workers with health, capacity and load
     #[command(after_help = "Example:\n  cloudai workers --output json")]
     Workers(WorkersCmd),

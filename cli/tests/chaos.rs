@@ -1,5 +1,6 @@
 //! Chaos: a master and several workers run as real `cloudai` processes while a few hundred
-//! short tasks go through them, and meanwhile workers and the master are killed with
+//! short tasks and a workflow of dependent tasks (two diamonds, `chaos/dag.rs`) go
+//! through them, and meanwhile workers and the master are killed with
 //! SIGKILL or frozen with SIGSTOP at random (seeded) moments and restarted, often while
 //! tasks end. Most workers use the fake executor; one runs real containers through Docker.
 //!
@@ -20,6 +21,8 @@ mod check;
 mod clients;
 #[path = "chaos/cluster.rs"]
 mod cluster;
+#[path = "chaos/dag.rs"]
+mod dag;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -68,6 +71,10 @@ fn chaos_kills_lose_nothing_and_complete_nothing_twice() {
         Duration::from_millis(60),
         acked.clone(),
     ));
+    // The workflow goes through the same kills; its own keys share the acked map.
+    let nodes = dag::plan();
+    let dag_total = nodes.len();
+    let workflow = rt.spawn(dag::enqueue(cl.url(), nodes, acked.clone()));
 
     // Chaos: kill or freeze something every 0.5-2 s, bring it back 0.1-1.2 s later.
     let chaos_end = Instant::now() + CHAOS_FOR;
@@ -115,13 +122,16 @@ fn chaos_kills_lose_nothing_and_complete_nothing_twice() {
         }
     }
     let _refused = rt.block_on(enqueuer).expect("every task was acknowledged");
+    rt.block_on(workflow)
+        .expect("every workflow task was acknowledged");
 
-    check::wait_settled(&rt, &cl, total, SETTLE_WITHIN, seed);
+    check::wait_settled(&rt, &cl, total + dag_total, SETTLE_WITHIN, seed);
     let mut problems = check::reservation_problems(&rt, &cl.urls());
     problems.extend(check::stop_all(&mut cl));
     let acked = acked.lock().unwrap().clone();
     let (mut verdict, tasks) = check::judge_store(&rt, &cl.store_uri(), &kinds, &acked);
     problems.append(&mut verdict.problems);
+    problems.extend(dag::judge(&dag::plan(), &acked, &tasks));
     let left = check::leftover_containers(&docker_id);
     if !left.is_empty() {
         problems.push(format!("containers left behind: {left:?}"));

@@ -18,6 +18,8 @@ mod check;
 mod clients;
 #[path = "chaos/cluster.rs"]
 mod cluster;
+#[path = "chaos/dag.rs"]
+mod dag;
 #[path = "chaos/secantus.rs"]
 mod secantus;
 
@@ -62,6 +64,10 @@ fn chaos_store_outages_lose_nothing_and_complete_nothing_twice() {
         Duration::from_millis(150),
         acked.clone(),
     ));
+    // The workflow goes through the same kills; its own keys share the acked map.
+    let nodes = dag::plan();
+    let dag_total = nodes.len();
+    let workflow = rt.spawn(dag::enqueue(cl.url(), nodes, acked.clone()));
 
     // Store outages of 3-10 s (one of 10 s), with the master and a worker killed in
     // between (never while the store is down: a master cannot start without it).
@@ -92,8 +98,10 @@ fn chaos_store_outages_lose_nothing_and_complete_nothing_twice() {
         }
     }
     let refused = rt.block_on(enqueuer).expect("every task was acknowledged");
+    rt.block_on(workflow)
+        .expect("every workflow task was acknowledged");
 
-    check::wait_settled(&rt, &cl, total, Duration::from_secs(240), seed);
+    check::wait_settled(&rt, &cl, total + dag_total, Duration::from_secs(240), seed);
     let mut problems = check::reservation_problems(&rt, &cl.urls());
     let lease_stops: usize = cl
         .workers
@@ -105,6 +113,7 @@ fn chaos_store_outages_lose_nothing_and_complete_nothing_twice() {
     let acked = acked.lock().unwrap().clone();
     let (mut verdict, tasks) = check::judge_store(&rt, &uri, &kinds, &acked);
     problems.append(&mut verdict.problems);
+    problems.extend(dag::judge(&dag::plan(), &acked, &tasks));
     let left = check::leftover_containers(&docker_id);
     if !left.is_empty() {
         problems.push(format!("containers left behind: {left:?}"));

@@ -238,7 +238,10 @@ fn hostile_seeds_are_typed_errors() {
     spec.after.clear();
     assert!(matches!(
         q::TaskSpec::try_from(spec.clone()),
-        Err(ConvertError::Invalid { field: "not_before", .. })
+        Err(ConvertError::Invalid {
+            field: "not_before",
+            ..
+        })
     ));
     spec.not_before = None;
     let spec = q::TaskSpec::try_from(spec).unwrap();

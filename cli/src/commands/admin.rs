@@ -65,8 +65,8 @@ pub fn one_target(id: Option<&str>, filter: &BulkFilter, verb: &str) -> CliResul
             "give a task id or a filter to {verb}, not both"
         ))),
         (None, true) => Err(CliError::invalid(format!(
-            "give a task id, or a filter (--status, --worker, --submitter, --image) to {verb} \
-             every task it matches"
+            "give a task id, or a filter (--status, --worker, --submitter, --image, --label, \
+             --since, --until, --search) to {verb} every task it matches"
         ))),
         (Some(_), true) if filter.dry_run => Err(CliError::invalid(
             "--dry-run goes with a filter: a single task is shown by `cloudai task ID`",

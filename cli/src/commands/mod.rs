@@ -11,12 +11,14 @@
 
 pub mod admin;
 pub mod enqueue;
+pub mod flow_file;
 pub mod inspect;
 pub mod logs;
 pub mod master;
 pub mod security;
 pub mod spec;
 pub mod worker;
+pub mod workflow;
 
 use std::io::Write;
 
@@ -86,6 +88,31 @@ pub async fn run(command: Command) -> CliResult<i32> {
             let out = match &a.id {
                 Some(id) => admin::retry_one(&client, id).await?,
                 None => admin::bulk(&client, false, &a.filter, a.output.output).await?,
+            };
+            print(&out);
+            Ok(0)
+        }
+        Command::Submit(a) => {
+            // The whole file is checked before any connection.
+            let flow = workflow::load(&a.file)?;
+            if a.dry_run {
+                print(&workflow::plan_text(&flow));
+                return Ok(0);
+            }
+            let client = Client::connect_with(&a.connect.master, &a.connect.credentials()).await?;
+            print(&workflow::submit(&client, flow, a.output.output).await?);
+            Ok(0)
+        }
+        Command::Workflow(w) => {
+            let (a, show) = match &w {
+                workflow::WorkflowCmd::Show(a) => (a, true),
+                workflow::WorkflowCmd::Cancel(a) => (a, false),
+            };
+            let client = Client::connect_with(&a.connect.master, &a.connect.credentials()).await?;
+            let out = if show {
+                workflow::show(&client, &a.id, a.output.output).await?
+            } else {
+                workflow::cancel(&client, &a.id, a.output.output).await?
             };
             print(&out);
             Ok(0)

@@ -124,7 +124,10 @@ pub async fn settled(urls: &str, total: usize) -> bool {
         .filter(|c| {
             matches!(
                 pb::TaskStatus::try_from(c.status),
-                Ok(pb::TaskStatus::Queued | pb::TaskStatus::Assigned | pb::TaskStatus::Running)
+                Ok(pb::TaskStatus::Waiting
+                    | pb::TaskStatus::Queued
+                    | pb::TaskStatus::Assigned
+                    | pb::TaskStatus::Running)
             )
         })
         .map(|c| c.count)
