@@ -331,7 +331,7 @@ pub fn judge(
             t.spec
                 .idempotency_key
                 .as_deref()
-                .is_none_or(|k| k.starts_with("chaos-"))
+                .map_or(true, |k| k.starts_with("chaos-"))
         })
         .count();
     if planned != kinds.len() {
