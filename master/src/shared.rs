@@ -48,6 +48,9 @@ pub struct Shared {
     deps_work: Mutex<Vec<DepsWork>>,
     /// Wakes `workflow::run`.
     pub deps_wake: Notify,
+    /// A waiting task may exist (one was enqueued, or the last sweep found one): until
+    /// then a task's end needs no look for dependents, and costs the store nothing.
+    pub waiting_seen: std::sync::atomic::AtomicBool,
 }
 
 /// Something `workflow::run` must decide.
@@ -82,16 +85,20 @@ impl Shared {
             metrics: crate::metrics::Metrics::new(),
             deps_work: Mutex::new(Vec::new()),
             deps_wake: Notify::new(),
+            waiting_seen: std::sync::atomic::AtomicBool::new(true),
         }
     }
 
-    /// Reports that `task` ended (its dependents are decided next).
+    /// Reports that `task` ended (its dependents are decided next, when any may wait).
     pub fn task_ended(&self, task: TaskId) {
-        self.push_deps(DepsWork::Ended(task));
+        if self.waiting_seen.load(Ordering::Relaxed) {
+            self.push_deps(DepsWork::Ended(task));
+        }
     }
 
     /// Reports that `task` was enqueued waiting.
     pub fn task_waiting(&self, task: TaskId) {
+        self.waiting_seen.store(true, Ordering::Relaxed);
         self.push_deps(DepsWork::Waiting(task));
     }
 

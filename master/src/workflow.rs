@@ -6,7 +6,9 @@
 //! `not_before` when that is later); cancelled ones wake their log followers.
 //!
 //! Services report through [`Shared::task_ended`] and [`Shared::task_waiting`]; on a
-//! standby nothing drains them, and the new leader's first sweep decides instead.
+//! standby nothing drains them, and the new leader's first sweep decides instead. While
+//! no task waits (the last sweep found none and none was enqueued since), a task's end
+//! costs no store read: the common case of a queue without dependencies pays nothing.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -64,7 +66,14 @@ pub async fn run(shared: Arc<Shared>) {
             }
             _ = sweep.tick() => {
                 match deps::sweep(shared.store.as_ref(), Utc::now(), SWEEP_LIMIT).await {
-                    Ok(changed) => apply(&shared, &changed),
+                    Ok(swept) => {
+                        // None waits: ends need no look until one is enqueued (one that
+                        // another master enqueues meanwhile is decided by the next sweep).
+                        if swept.waiting == 0 {
+                            shared.waiting_seen.store(false, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        apply(&shared, &swept.changed)
+                    }
                     Err(e) => tracing::warn!(error = %e, "dependency sweep failed; the next one tries again"),
                 }
             }
@@ -80,9 +89,17 @@ async fn settle(shared: &Shared, work: DepsWork) {
     let result = match work {
         DepsWork::Ended(parent) => deps::resolve(store, parent, now).await,
         DepsWork::Waiting(id) => match deps::settle(store, id, now).await {
+            // Still waiting: ends must be looked at (a sweep that ran since the enqueue
+            // may have read the store before it and said none waits).
+            Ok(None) => {
+                shared
+                    .waiting_seen
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                Ok(Vec::new())
+            }
             // A task cancelled at enqueue (a parent that had ended otherwise): its own
             // dependents cannot exist yet, so nothing cascades.
-            Ok(t) => Ok(t.into_iter().collect()),
+            Ok(Some(t)) => Ok(vec![t]),
             Err(e) => Err(e),
         },
     };

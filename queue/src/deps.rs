@@ -189,9 +189,18 @@ pub async fn resolve(
     Ok(changed)
 }
 
+/// What a sweep did.
+#[derive(Debug, Default)]
+pub struct Swept {
+    /// Every task it changed.
+    pub changed: Vec<Task>,
+    /// Waiting tasks it found (before deciding them).
+    pub waiting: usize,
+}
+
 /// Decides every waiting task (at most `limit`, oldest first), cascading cancellations:
 /// what a pass lost in a crash, or a parent's end another master stored, is caught up.
-pub async fn sweep(store: &dyn QueueStore, now: DateTime<Utc>, limit: usize) -> Result<Vec<Task>> {
+pub async fn sweep(store: &dyn QueueStore, now: DateTime<Utc>, limit: usize) -> Result<Swept> {
     let query = TaskQuery {
         statuses: vec![TaskStatus::Waiting],
         oldest_first: true,
@@ -199,7 +208,9 @@ pub async fn sweep(store: &dyn QueueStore, now: DateTime<Utc>, limit: usize) -> 
         ..TaskQuery::default()
     };
     let mut changed = Vec::new();
-    for w in store.list(&query).await? {
+    let waiting = store.list(&query).await?;
+    let found = waiting.len();
+    for w in waiting {
         if let Some(t) = settle(store, w.id, now).await? {
             let cancelled = t.status.is_terminal().then_some(t.id);
             changed.push(t);
@@ -208,7 +219,10 @@ pub async fn sweep(store: &dyn QueueStore, now: DateTime<Utc>, limit: usize) -> 
             }
         }
     }
-    Ok(changed)
+    Ok(Swept {
+        changed,
+        waiting: found,
+    })
 }
 
 #[cfg(test)]
