@@ -69,6 +69,7 @@ pub async fn list_searches_match_the_rule(h: &dyn Harness) {
             &[("env", "prod")],
         ),
         task_spec("alpine:3", &["sleep", "1"], &[("team", "web")]),
+        task_spec("alpine:3", &["say", "\"quoted\" back\\slash"], &[]),
     ];
     let mut made: Vec<Task> = Vec::new();
     for s in specs {
@@ -124,6 +125,11 @@ pub async fn list_searches_match_the_rule(h: &dyn Harness) {
         },
         TaskQuery {
             text: Some(".py".into()),
+            ..TaskQuery::default()
+        },
+        TaskQuery {
+            // Characters JSON escapes in the stored body.
+            text: Some("\"QUOTED\" BACK\\".into()),
             ..TaskQuery::default()
         },
         TaskQuery {
