@@ -97,6 +97,22 @@ pub struct Config {
     #[arg(long = "failover-runs", env = "CLOUDAI_BENCH_FAILOVER_RUNS")]
     pub failover_runs_flag: Option<usize>,
 
+    /// Tasks in the store of the api workload (at least 5000). Default 100000 (10000 quick).
+    #[arg(long = "api-tasks", env = "CLOUDAI_BENCH_API_TASKS")]
+    pub api_tasks_flag: Option<usize>,
+    /// Timed requests of each kind in the api workload. Default 200 (50 quick).
+    #[arg(long = "api-requests", env = "CLOUDAI_BENCH_API_REQUESTS")]
+    pub api_requests_flag: Option<usize>,
+    /// Simulated workers registered while `/metrics` is timed.
+    #[arg(long, env = "CLOUDAI_BENCH_API_WORKERS", default_value_t = 1000)]
+    pub api_workers: usize,
+
+    /// Resolved by [`Config::resolve`].
+    #[arg(skip)]
+    pub api_tasks: usize,
+    /// Resolved by [`Config::resolve`].
+    #[arg(skip)]
+    pub api_requests: usize,
     /// Resolved by [`Config::resolve`].
     #[arg(skip)]
     pub failover_runs: usize,
@@ -147,6 +163,8 @@ impl Config {
         self.latency_secs = self.latency_secs_flag.unwrap_or(if q { 3.0 } else { 10.0 });
         self.scale_queued = pick(self.scale_queued_flag, 1_000_000, 100_000);
         self.failover_runs = pick(self.failover_runs_flag, 10, 3).max(1);
+        self.api_tasks = pick(self.api_tasks_flag, 100_000, 10_000).max(5000);
+        self.api_requests = pick(self.api_requests_flag, 200, 50).max(1);
         self
     }
 }
@@ -178,5 +196,7 @@ mod tests {
             (1, 500, 100_000)
         );
         assert_eq!(quick.latency_rates, vec![50.0, 1000.0]);
+        assert_eq!((full.api_tasks, full.api_requests), (100_000, 200));
+        assert_eq!((quick.api_tasks, quick.api_requests), (10_000, 50));
     }
 }

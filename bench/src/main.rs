@@ -1,17 +1,18 @@
-//! `cloudai-bench`: the benchmark harness. Runs cloudai's five workloads against a real
+//! `cloudai-bench`: the benchmark harness. Runs cloudai's workloads against a real
 //! master process, beside their peers, and prints one Markdown table (figure, cloudai,
 //! peer, ratio, target, met). `bench/run` sets up the peers and calls this.
 //!
 //! - [`config`]: every flag (sizes, repetitions, peers), `--quick`.
 //! - [`suite`]: runs each workload's repetitions and makes the table rows.
-//! - [`drain`], [`enqueue`], [`latency`], [`container`], [`scale`], [`failover`]: the
-//!   workloads.
+//! - [`drain`], [`enqueue`], [`latency`], [`container`], [`scale`], [`failover`], [`api`]:
+//!   the workloads.
 //! - [`master`]: the master under test, as a child process of this binary.
 //! - [`workers`]: real worker runtimes on the fake executor, with start timestamps.
 //! - [`sim`]: raw protocol-level simulated workers, a thousand per process.
 //! - [`celery`]: the Celery + Redis peer (`peers/celery_peer.py`).
 //! - [`stats`], [`report`]: percentiles, median and spread; the table.
 
+mod api;
 mod celery;
 mod config;
 mod container;
@@ -58,6 +59,9 @@ enum Cmd {
     Scale(Run),
     /// 6: masters sharing a Mongo store: failover time, drain with 3 masters vs 1.
     Failover(Run),
+    /// 7: the HTTP API over 100,000 tasks (the dashboard's pages), `/metrics` under 1,000
+    /// simulated workers.
+    Api(Run),
     /// Internal: serve a master (used by the harness itself).
     #[command(hide = true)]
     ServeMaster {
@@ -67,6 +71,14 @@ enum Cmd {
         heartbeat_ms: u64,
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
+    },
+    /// Internal: serve a master with HTTP on a free loopback port (the api workload).
+    #[command(hide = true)]
+    ServeApiMaster {
+        #[arg(long)]
+        store: String,
+        #[arg(long, default_value_t = 5000)]
+        heartbeat_ms: u64,
     },
 }
 
@@ -94,6 +106,10 @@ fn main() -> Result<()> {
             heartbeat_ms,
             listen,
         } => return master::serve_child(&store, heartbeat_ms, listen),
+        Cmd::ServeApiMaster {
+            store,
+            heartbeat_ms,
+        } => return api::serve_child(&store, heartbeat_ms),
         Cmd::All(r) => ("all", r),
         Cmd::Drain(r) => ("drain", r),
         Cmd::Enqueue(r) => ("enqueue", r),
@@ -101,6 +117,7 @@ fn main() -> Result<()> {
         Cmd::Container(r) => ("container", r),
         Cmd::Scale(r) => ("scale", r),
         Cmd::Failover(r) => ("failover", r),
+        Cmd::Api(r) => ("api", r),
     };
     let cfg = run.config.resolve();
     std::fs::create_dir_all(&cfg.workdir)?;
@@ -125,6 +142,9 @@ fn main() -> Result<()> {
         }
         if all || which == "failover" {
             rows.extend(suite::failover(&cfg).await?);
+        }
+        if all || which == "api" {
+            rows.extend(suite::api(&cfg).await?);
         }
         anyhow::Ok(rows)
     })?;

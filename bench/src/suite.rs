@@ -9,7 +9,7 @@ use crate::celery::{self, CeleryOpts};
 use crate::config::Config;
 use crate::report::{Row, Target};
 use crate::stats::{percentile, Summary};
-use crate::{container, drain, enqueue, latency, scale};
+use crate::{api, container, drain, enqueue, latency, scale};
 
 /// Progress on stderr (the table goes to stdout).
 macro_rules! say {
@@ -24,7 +24,7 @@ fn sqlite(dir: &Path, name: &str, rep: usize) -> (String, PathBuf) {
 }
 
 fn cleanup(db: &Path) {
-    for suffix in ["", "-wal", "-shm"] {
+    for suffix in ["", "-wal", "-shm", ".master.lock"] {
         let mut p = db.as_os_str().to_owned();
         p.push(suffix);
         let _ = std::fs::remove_file(PathBuf::from(p));
@@ -394,6 +394,109 @@ pub async fn failover(cfg: &Config) -> Result<Vec<Row>> {
             ),
         },
     ])
+}
+
+/// Workload 7: the HTTP API on a filled store (the dashboard's task list, the overview,
+/// `/metrics`), then `/metrics` under the simulated fleet. The store is filled once; each
+/// repetition is a fresh master on it. One row per request kind: p50 of each repetition,
+/// p95 and p99 (medians over the repetitions) in its note.
+pub async fn api(cfg: &Config) -> Result<Vec<Row>> {
+    let (uri, path) = sqlite(&cfg.workdir, "api-tasks", 0);
+    let measured = async {
+        let f = api::fill(&uri, cfg.api_tasks, 40).await?;
+        say!("api: filled {} tasks ({} succeeded, {} failed, {} cancelled, the rest queued) in {:.1} s", f.tasks, f.succeeded, f.failed, f.cancelled, f.secs);
+        let mut reps = Vec::new();
+        for rep in 0..cfg.reps {
+            let r = api::tasks_page(&uri, cfg.api_requests).await?;
+            r.iter().for_each(|t| say!("api rep {rep}: {}", line(t)));
+            reps.push(r);
+        }
+        anyhow::Ok((f, reps))
+    }
+    .await;
+    cleanup(&path);
+    let (filled, reps) = measured?;
+    let (w, conns) = (cfg.api_workers, cfg.scale_connections);
+    let mut under = Vec::new();
+    for rep in 0..cfg.reps {
+        let (uri, path) = sqlite(&cfg.workdir, "api-metrics", rep);
+        let r = api::metrics_under_workers(&uri, w, conns, cfg.api_requests).await;
+        cleanup(&path);
+        let r = r?;
+        say!("api rep {rep}, {w} workers: {}", line(&r));
+        under.push(r);
+    }
+    let n = cfg.api_tasks;
+    let mut rows = Vec::new();
+    for (i, first) in reps.first().into_iter().flatten().enumerate() {
+        let of: Vec<&api::Timed> = reps.iter().filter_map(|r| r.get(i)).collect();
+        let (target, what) = match first.name {
+            "stats" | "history" => (Target::None, ""),
+            "metrics" => (Target::None, ", no worker"),
+            _ => (Target::AtMost(100.0), ""),
+        };
+        let mut note = pcts(&of, cfg.api_requests);
+        if i == 0 {
+            note.push_str(&format!(
+                "; store: SQLite, {n} tasks written through the store API before the master starts ({} succeeded, {} failed, {} cancelled, the rest queued), 4 images, 2 labels, 3 kinds of command; no worker; one request at a time on one kept-alive loopback connection, wall time to the last body byte",
+                filled.succeeded, filled.failed, filled.cancelled
+            ));
+        }
+        rows.push(Row {
+            figure: format!("7. api: GET {} over {n} tasks{what}, p50 (ms)", first.label),
+            cloudai: summary(&pct(&of, 50.0)),
+            peer: None,
+            target,
+            note,
+        });
+    }
+    let of: Vec<&api::Timed> = under.iter().collect();
+    rows.push(Row {
+        figure: format!("7. api: GET /metrics, {w} simulated workers heartbeating, p50 (ms)"),
+        cloudai: summary(&pct(&of, 50.0)),
+        peer: None,
+        target: Target::AtMost(50.0),
+        note: format!(
+            "{}; empty store (the fleet would drain a queue), heartbeats every 1 s over {conns} connections",
+            pcts(&of, cfg.api_requests)
+        ),
+    });
+    let kib: Vec<f64> = under.iter().map(|t| t.bytes as f64 / 1024.0).collect();
+    rows.push(Row {
+        figure: format!("7. api: /metrics body, {w} workers (KiB)"),
+        cloudai: summary(&kib),
+        peer: None,
+        target: Target::None,
+        note: String::new(),
+    });
+    Ok(rows)
+}
+
+/// The `p`-th percentile of each repetition.
+fn pct(of: &[&api::Timed], p: f64) -> Vec<f64> {
+    of.iter().filter_map(|t| percentile(&t.ms, p)).collect()
+}
+
+/// p95 and p99 (medians over the repetitions), requests, body size: a row's note.
+fn pcts(of: &[&api::Timed], requests: usize) -> String {
+    let at = |p| crate::report::num(summary(&pct(of, p)).median);
+    let bytes = of.last().map_or(0, |t| t.bytes);
+    format!(
+        "p95 {} ms, p99 {} ms (median over repetitions), {requests} requests per repetition after {} warm-ups, body {bytes} bytes",
+        at(95.0),
+        at(99.0),
+        api::WARMUP
+    )
+}
+
+/// One repetition of one request kind, for the progress log.
+fn line(t: &api::Timed) -> String {
+    let p = |q| percentile(&t.ms, q).map_or("-".into(), crate::report::num);
+    let (a, b, c, d) = (p(50.0), p(95.0), p(99.0), p(100.0));
+    format!(
+        "{}: p50 {a} ms, p95 {b} ms, p99 {c} ms, max {d} ms, {} bytes",
+        t.label, t.bytes
+    )
 }
 
 #[cfg(test)]
