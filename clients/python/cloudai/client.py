@@ -123,6 +123,8 @@ class Client:
         worker: str | None = None,
         labels: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
+        after: Sequence[str | tuple[str, str]] | None = None,
+        not_before: datetime | None = None,
     ) -> Task:
         """Submits a task and returns it as stored, read right after (``queued``, or
         already further along).
@@ -147,6 +149,10 @@ class Client:
                 instead of a new one. With a key, an enqueue that met an unavailable
                 master is retried on the next one; without one it is not (it may have
                 been stored).
+            after: tasks this one runs after: ids (or unambiguous prefixes), each alone
+                (it must succeed) or as ``(id, "ok" | "notok" | "any")``. Until then the
+                task is ``waiting``; when a parent ends otherwise it is cancelled.
+            not_before: not started before this time (timezone-aware).
 
         Raises:
             InvalidArgument: a bad image or field (the master's message names it), or a
@@ -170,6 +176,8 @@ class Client:
             worker=worker,
             labels=labels,
             idempotency_key=idempotency_key,
+            after=after,
+            not_before=not_before,
         )
         req = client_pb2.EnqueueRequest(spec=spec.to_pb())
         r = self._t.call(

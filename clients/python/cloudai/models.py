@@ -34,6 +34,15 @@ def _frozen_map(m: Mapping[str, str] | None) -> Mapping[str, str]:
     return MappingProxyType(dict(m or {}))
 
 
+#: A dependency's condition by its name, as the protocol numbers it.
+_CONDITIONS: dict[str, types_pb2.DependencyCondition] = {
+    "ok": types_pb2.DEPENDENCY_CONDITION_OK,
+    "notok": types_pb2.DEPENDENCY_CONDITION_NOT_OK,
+    "any": types_pb2.DEPENDENCY_CONDITION_ANY,
+}
+_CONDITION_NAMES: dict[int, str] = {v: k for k, v in _CONDITIONS.items()}
+
+
 @dataclass(frozen=True)
 class TaskSpec:
     """What to run. Build one with :meth:`TaskSpec.of` (which takes units as strings and
@@ -56,6 +65,10 @@ class TaskSpec:
         worker: run only on this worker id.
         labels: labels, for the user and for cloudai (``cloudai.retry-of``).
         idempotency_key: enqueueing twice with the same key returns the first task.
+        after: the tasks it runs after, as ``(task id, condition)`` pairs; the condition
+            is ``"ok"`` (the parent succeeded), ``"notok"`` or ``"any"``. Until they have
+            ended as each needs, the task is ``waiting``.
+        not_before: not started before this time (timezone-aware), or ``None``.
     """
 
     image: str
@@ -71,6 +84,8 @@ class TaskSpec:
     worker: str | None = None
     labels: Mapping[str, str] = field(default_factory=lambda: _frozen_map(None), hash=False)
     idempotency_key: str | None = None
+    after: tuple[tuple[str, str], ...] = ()
+    not_before: datetime | None = None
 
     @classmethod
     def of(
@@ -88,6 +103,8 @@ class TaskSpec:
         worker: str | None = None,
         labels: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
+        after: Sequence[str | tuple[str, str]] | None = None,
+        not_before: datetime | None = None,
     ) -> TaskSpec:
         """A spec from the arguments of :meth:`cloudai.Client.enqueue` (memory as ``int``
         bytes or ``"256M"``, CPU as cores or ``"500m"``, timeout as seconds or a
@@ -108,6 +125,16 @@ class TaskSpec:
             raise InvalidArgument(f"invalid gpus {gpus}: negative")
         if retries is not None and retries < 0:
             raise InvalidArgument(f"invalid retries {retries}: negative")
+        parents: list[tuple[str, str]] = []
+        for a in after or ():
+            task, cond = (a, "ok") if isinstance(a, str) else a
+            if cond not in _CONDITIONS:
+                raise InvalidArgument(
+                    f"invalid condition {cond!r} for {task}: expected ok, notok or any"
+                )
+            parents.append((task, cond))
+        if not_before is not None and not_before.tzinfo is None:
+            raise InvalidArgument(f"not_before must be timezone-aware, not {not_before!r}")
         return cls(
             image=image,
             command=tuple(command or ()),
@@ -122,6 +149,8 @@ class TaskSpec:
             worker=worker,
             labels=_frozen_map(labels),
             idempotency_key=idempotency_key,
+            after=tuple(parents),
+            not_before=not_before,
         )
 
     def to_pb(self) -> types_pb2.TaskSpec:
@@ -145,6 +174,12 @@ class TaskSpec:
             spec.pinned_worker = self.worker
         if self.idempotency_key is not None:
             spec.idempotency_key = self.idempotency_key
+        for task, cond in self.after:
+            spec.after.append(
+                types_pb2.Dependency(task_id=task, condition=_CONDITIONS[cond])
+            )
+        if self.not_before is not None:
+            spec.not_before.FromDatetime(self.not_before.astimezone(timezone.utc))
         return spec
 
     @classmethod
@@ -164,6 +199,12 @@ class TaskSpec:
             worker=s.pinned_worker if s.HasField("pinned_worker") else None,
             labels=_frozen_map(s.labels),
             idempotency_key=s.idempotency_key if s.HasField("idempotency_key") else None,
+            after=tuple((d.task_id, _CONDITION_NAMES[d.condition]) for d in s.after),
+            not_before=(
+                s.not_before.ToDatetime(tzinfo=timezone.utc)
+                if s.HasField("not_before")
+                else None
+            ),
         )
 
 

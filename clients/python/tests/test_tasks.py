@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -199,3 +200,31 @@ def test_tasks_filter_by_status_and_worker(client: cloudai.Client, cluster: Mast
     assert list(client.tasks(worker="no-such-worker")) == []
     with pytest.raises(cloudai.InvalidArgument):
         client.tasks(status="finished")
+
+
+def test_enqueue_after_waits_for_the_parent_and_not_before_holds_a_task(
+    master: Callable[..., Master],
+) -> None:
+    m = master()
+    with m.client() as c:
+        parent = c.enqueue("cloudai/fake:test")
+        child = c.enqueue("cloudai/fake:test", after=[parent.id[:13]])
+        on_fail = c.enqueue("cloudai/fake:test", after=[(parent.id, "notok")])
+        assert child.status is TaskStatus.WAITING
+        assert child.spec.after == ((parent.id, "ok"),)
+        later = datetime.now(timezone.utc) + timedelta(hours=1)
+        held = c.enqueue("cloudai/fake:test", not_before=later)
+        assert held.spec.not_before is not None
+        assert abs((held.spec.not_before - later).total_seconds()) < 0.001
+        c.cancel(parent.id)
+        assert c.wait(child.id, timeout=30).status is TaskStatus.CANCELLED
+        assert c.get(child.id).error == f"dependency {parent.id} ended cancelled"
+        # `notok` holds for a cancelled parent: released (no worker here, so it queues).
+        eventually(
+            "the notok child to be released",
+            lambda: c.get(on_fail.id).status is TaskStatus.QUEUED,
+        )
+        with pytest.raises(cloudai.InvalidArgument, match="condition"):
+            c.enqueue("cloudai/fake:test", after=[(parent.id, "maybe")])
+        with pytest.raises(cloudai.InvalidArgument, match="after"):
+            c.enqueue("cloudai/fake:test", after=["ffffffff-0000"])
