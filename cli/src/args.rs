@@ -69,7 +69,7 @@ cloudai worker uncordon gpu-box-1"
     Worker(WorkerArgs),
     /// Enqueue a task; prints its id
     #[command(
-        after_help = "Examples:\n  cloudai enqueue cloudai/sample-task:latest\n  cloudai enqueue cloudai/sample-task:latest -- foo bar         # the image's entrypoint gets foo bar\n  cloudai enqueue --entrypoint /bin/echo cloudai/sample-task:latest -- hi\n  cloudai enqueue cloudai/busybox:test --cpu 0.5 --memory 256M --timeout 30s -e MODE=fast --wait -- sh -c 'echo hi'"
+        after_help = "Examples:\n  cloudai enqueue cloudai/sample-task:latest\n  cloudai enqueue cloudai/sample-task:latest -- foo bar         # the image's entrypoint gets foo bar\n  cloudai enqueue --entrypoint /bin/echo cloudai/sample-task:latest -- hi\n  cloudai enqueue cloudai/busybox:test --cpu 0.5 --memory 256M --timeout 30s -e MODE=fast --wait -- sh -c 'echo hi'\n  cloudai enqueue cloudai/busybox:test --after 01a227db:ok,01a227dc:any -- echo next   # waits for both (cli/WORKFLOWS.md)\n  cloudai enqueue cloudai/sample-task:latest --in 10m            # or --at 2026-12-01T18:00:00Z"
     )]
     Enqueue(EnqueueCmd),
     /// List tasks, newest first
