@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{eventually, run_env, Cluster, Out};
+use common::{eventually, Cluster, Out};
 
 const QUICK: Duration = Duration::from_secs(30);
 
@@ -141,28 +141,8 @@ fn retry_and_bulk_cancel_act_on_what_the_filter_matches_after_a_dry_run() {
 fn bulk_actions_over_http_are_an_admins() {
     use std::io::{Read, Write};
     let dir = tempfile::tempdir().unwrap();
-    let store = format!("sqlite://{}", dir.path().join("x.db").display());
     let secret = dir.path().join("secret").display().to_string();
-    let add = |name: &str, role: &str| {
-        run_env(
-            &[
-                "users",
-                "add",
-                name,
-                "--role",
-                role,
-                "--store",
-                &store,
-                "--secret-file",
-                &secret,
-            ],
-            &[],
-            QUICK,
-        )
-        .ok()
-        .trim()
-        .to_string()
-    };
+    let add = |name: &str, role: &str| common::add_user(dir.path(), name, role);
     let (admin, sub) = (add("root", "admin"), add("sam", "submitter"));
     let http = format!("127.0.0.1:{}", common::free_port());
     let port = common::free_port();

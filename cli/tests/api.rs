@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::http::{http, json_of};
-use common::{eventually, free_port, run_env, unique_worker_id, Proc};
+use common::{eventually, free_port, unique_worker_id, Proc};
 use serde_json::{json, Value};
 
 const QUICK: Duration = Duration::from_secs(30);
@@ -233,28 +233,8 @@ fn the_api_enqueues_reads_follows_logs_and_cancels() {
 #[test]
 fn the_api_checks_tokens_and_roles_as_grpc_does() {
     let dir = tempfile::tempdir().unwrap();
-    let store = format!("sqlite://{}", dir.path().join("x.db").display());
     let secret = dir.path().join("secret").display().to_string();
-    let add = |name: &str, role: &str| {
-        run_env(
-            &[
-                "users",
-                "add",
-                name,
-                "--role",
-                role,
-                "--store",
-                &store,
-                "--secret-file",
-                &secret,
-            ],
-            &[],
-            QUICK,
-        )
-        .ok()
-        .trim()
-        .to_string()
-    };
+    let add = |name: &str, role: &str| common::add_user(dir.path(), name, role);
     let (viewer, alice, bob) = (
         add("vera", "viewer"),
         add("alice", "submitter"),

@@ -16,7 +16,7 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{eventually, free_port, run_env, Proc};
+use common::{eventually, free_port, Proc};
 
 /// The scripts the shell loads, in order.
 const SCRIPTS: [&str; 6] = [
@@ -303,42 +303,11 @@ fn the_dashboard_pages_and_assets_are_served() {
     assert_eq!(get(&api, "/metrics").code, 200);
 }
 
-/// The join token a master with auth prints alone on stdout at its first start.
-fn join_token(master: &Proc) -> String {
-    eventually("the master to print the join token", QUICK, || {
-        master
-            .stdout()
-            .lines()
-            .find(|l| l.starts_with("caj_"))
-            .map(|l| l.trim().to_string())
-    })
-}
-
 #[test]
 fn the_dashboard_in_a_browser_with_auth() {
     let dir = tempfile::tempdir().unwrap();
-    let store = format!("sqlite://{}", dir.path().join("x.db").display());
     let secret = dir.path().join("secret").display().to_string();
-    let add = |name: &str, role: &str| {
-        run_env(
-            &[
-                "users",
-                "add",
-                name,
-                "--role",
-                role,
-                "--store",
-                &store,
-                "--secret-file",
-                &secret,
-            ],
-            &[],
-            QUICK,
-        )
-        .ok()
-        .trim()
-        .to_string()
-    };
+    let add = |name: &str, role: &str| common::add_user(dir.path(), name, role);
     let (admin, viewer) = (add("ada", "admin"), add("vera", "viewer"));
     let api = format!("127.0.0.1:{}", free_port());
     let (m, url) = master(
@@ -346,7 +315,7 @@ fn the_dashboard_in_a_browser_with_auth() {
         &api,
         &["--require-auth", "--secret-file", &secret],
     );
-    let join = join_token(&m);
+    let join = common::join_token(&m);
     // The pages hold no data and are served to anyone; the API they call is not.
     assert_eq!(get(&api, "/").code, 200);
     assert_eq!(get(&api, "/assets/app.js").code, 200);

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::http::{http, json_of};
-use common::{eventually, free_port, run_env, unique_worker_id, Proc};
+use common::{eventually, free_port, unique_worker_id, Proc};
 use serde_json::Value;
 
 const QUICK: Duration = Duration::from_secs(60);
@@ -114,38 +114,17 @@ fn schemathesis_finds_no_server_error_with_auth_on() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let store = format!("sqlite://{}", dir.path().join("x.db").display());
     let secret = dir.path().join("secret").display().to_string();
-    let admin = run_env(
-        &[
-            "users",
-            "add",
-            "root",
-            "--role",
-            "admin",
-            "--store",
-            &store,
-            "--secret-file",
-            &secret,
-        ],
-        &[],
-        QUICK,
-    )
-    .ok()
-    .trim()
-    .to_string();
+    let admin = common::add_user(dir.path(), "root", "admin");
+    // The user the fuzz may remove (`path.name`): not the admin whose token it sends.
+    common::add_user(dir.path(), "fuzzed", "viewer");
     let api = format!("127.0.0.1:{}", free_port());
     let (m, url) = master(
         dir.path(),
         &api,
         &["--require-auth", "--secret-file", &secret],
     );
-    let join = eventually("the master to print the join token", QUICK, || {
-        m.stdout()
-            .lines()
-            .find(|l| l.starts_with("caj_"))
-            .map(|l| l.trim().to_string())
-    });
+    let join = common::join_token(&m);
     let wid = unique_worker_id("fuzz");
     let _w = Proc::spawn(
         "worker",

@@ -356,6 +356,36 @@ impl Cluster {
     }
 }
 
+/// Adds API user `name` with `role` straight into the store of a master started with
+/// `master_args(_, dir)` and `--secret-file dir/secret` (the bootstrap path); its token.
+pub fn add_user(dir: &Path, name: &str, role: &str) -> String {
+    let store = format!("sqlite://{}", dir.join("x.db").display());
+    let secret = dir.join("secret").display().to_string();
+    let args = [
+        "users",
+        "add",
+        name,
+        "--role",
+        role,
+        "--store",
+        &store,
+        "--secret-file",
+        &secret,
+    ];
+    run_env(&args, &[], SLOW).ok().trim().to_string()
+}
+
+/// The worker join token a master printed at its first start.
+pub fn join_token(master: &Proc) -> String {
+    eventually("the master to print the join token", SLOW, || {
+        master
+            .stdout()
+            .lines()
+            .find(|l| l.starts_with("caj_"))
+            .map(|l| l.trim().to_string())
+    })
+}
+
 /// Waits until `cloudai workers` shows `id` healthy.
 pub fn wait_worker_healthy(c: &Cluster, id: &str) {
     eventually(

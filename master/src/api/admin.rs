@@ -145,9 +145,7 @@ fn worker_json(w: pb::WorkerInfo) -> serde_json::Value {
     json!({
         "id": w.id,
         "cordoned": w.cordoned,
-        "drain_deadline": w
-            .drain_deadline
-            .and_then(|t| chrono::DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32)),
+        "drain_deadline": super::time_json(w.drain_deadline),
     })
 }
 
@@ -158,18 +156,7 @@ pub(super) async fn cordon(
     headers: HeaderMap,
     Path(worker_id): Path<String>,
 ) -> ApiResult {
-    let req = request(
-        &api,
-        &headers,
-        peer,
-        Action::Bulk,
-        pb::WorkerRequest { worker_id },
-    )
-    .await?;
-    Ok(Json(worker_json(
-        api.admin.cordon_worker(req).await?.into_inner(),
-    ))
-    .into_response())
+    set_cordon(&api, &headers, peer, worker_id, true).await
 }
 
 #[utoipa::path(post, path = "/api/v1/workers/{id}/uncordon", tag = "workers", params(("id" = String, Path, description = "A worker id")), responses((status = 200, description = "`{\"id\", \"cordoned\", \"drain_deadline\"}`"), (status = "4XX", description = "Refused; `error.code` is the gRPC code's name", body = ErrorBody), (status = "5XX", description = "The store or the master failed", body = ErrorBody)))]
@@ -179,18 +166,31 @@ pub(super) async fn uncordon(
     headers: HeaderMap,
     Path(worker_id): Path<String>,
 ) -> ApiResult {
+    set_cordon(&api, &headers, peer, worker_id, false).await
+}
+
+/// Cordons (`on`) or uncordons a worker; the worker as it is after.
+async fn set_cordon(
+    api: &Api,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+    worker_id: String,
+    on: bool,
+) -> ApiResult {
     let req = request(
-        &api,
-        &headers,
+        api,
+        headers,
         peer,
         Action::Bulk,
         pb::WorkerRequest { worker_id },
     )
     .await?;
-    Ok(Json(worker_json(
-        api.admin.uncordon_worker(req).await?.into_inner(),
-    ))
-    .into_response())
+    let w = if on {
+        api.admin.cordon_worker(req).await?
+    } else {
+        api.admin.uncordon_worker(req).await?
+    };
+    Ok(Json(worker_json(w.into_inner())).into_response())
 }
 
 #[utoipa::path(post, path = "/api/v1/workers/{id}/drain", tag = "workers", params(("id" = String, Path, description = "A worker id")), request_body(content = Option<DrainBody>, description = "How long running tasks may go on (default 0: stopped at once)"), responses((status = 200, description = "`{\"id\", \"cordoned\", \"drain_deadline\"}`"), (status = "4XX", description = "Refused; `error.code` is the gRPC code's name", body = ErrorBody), (status = "5XX", description = "The store or the master failed", body = ErrorBody)))]

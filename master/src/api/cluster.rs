@@ -52,9 +52,9 @@ pub(super) async fn workers(
                 "running_task_ids": w.running_task_ids,
                 "hostname": w.hostname,
                 "cordoned": w.cordoned,
-                "drain_deadline": w.drain_deadline.and_then(|t| chrono::DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32)),
+                "drain_deadline": super::time_json(w.drain_deadline),
                 "version": w.version,
-                "last_heartbeat": w.last_heartbeat.and_then(|t| chrono::DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32)),
+                "last_heartbeat": super::time_json(w.last_heartbeat),
             })
         })
         .collect();
@@ -75,9 +75,7 @@ pub(super) async fn stats(
             counts.insert(s.as_str().to_string(), c.count);
         }
     }
-    let oldest = r
-        .oldest_queued_at
-        .and_then(|t| chrono::DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32));
+    let oldest = super::time_json(r.oldest_queued_at);
     Ok(Json(json!({
         "counts": counts,
         "oldest_queued_at": oldest,

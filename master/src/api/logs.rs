@@ -36,9 +36,7 @@ fn chunk_json(c: pb::LogChunk) -> Value {
         Ok(pb::LogStream::System) => "system",
         _ => "stdout",
     };
-    let time = c
-        .time
-        .and_then(|t| chrono::DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32));
+    let time = super::time_json(c.time);
     json!({
         "seq": c.seq,
         "attempt": c.attempt,

@@ -215,6 +215,13 @@ pub(crate) fn status_of(s: &str) -> Result<cloudai_queue::TaskStatus, ApiError> 
         })
 }
 
+/// A protobuf timestamp as the API writes times (RFC 3339 in JSON); `None` when absent.
+pub(crate) fn time_json(
+    t: Option<prost_types::Timestamp>,
+) -> Option<chrono::DateTime<chrono::Utc>> {
+    t.and_then(|t| cloudai_proto::convert::from_timestamp("time", &t).ok())
+}
+
 pub(crate) fn task_json(t: pb::Task) -> Result<Value, ApiError> {
     let t: cloudai_queue::Task = t
         .try_into()

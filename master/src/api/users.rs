@@ -42,9 +42,7 @@ fn user_json(u: &pb::UserInfo) -> Value {
     json!({
         "name": u.name,
         "role": u.role,
-        "created_at": u
-            .created_at
-            .and_then(|t| chrono::DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32)),
+        "created_at": super::time_json(u.created_at),
     })
 }
 
@@ -141,9 +139,7 @@ pub(super) async fn rotate(
     };
     let req = admin_request(&api, &headers, peer, msg).await?;
     let r = api.admin.rotate_join_token(req).await?.into_inner();
-    let until = r
-        .previous_valid_until
-        .and_then(|t| chrono::DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32));
+    let until = super::time_json(r.previous_valid_until);
     Ok(Json(json!({
         "join_token": r.join_token,
         "grace_seconds": b.grace_seconds,
