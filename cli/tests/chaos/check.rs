@@ -392,7 +392,9 @@ pub fn wait_settled(
     while !rt.block_on(settled(&cl.urls(), total)) {
         assert!(
             Instant::now() < deadline,
-            "tasks did not all finish within {within:?} of the chaos (seed {seed})\n{}",
+            "tasks did not all finish within {within:?} of the chaos (seed {seed}); by \
+             status: {}\n{}",
+            rt.block_on(status_counts(&cl.urls())),
             cl.diagnostics()
         );
         std::thread::sleep(Duration::from_millis(250));

@@ -135,6 +135,28 @@ pub async fn settled(urls: &str, total: usize) -> bool {
     sum == total as u64 && live == 0
 }
 
+/// The count of tasks per status, as the first answering master reports it (for a failure
+/// message: what did not finish).
+pub async fn status_counts(urls: &str) -> String {
+    for mut c in clients(urls).await {
+        if let Ok(s) = c.queue_stats(pb::QueueStatsRequest {}).await {
+            let counts: Vec<String> = s
+                .into_inner()
+                .counts
+                .iter()
+                .map(|c| {
+                    let name = pb::TaskStatus::try_from(c.status)
+                        .map(|s| s.as_str_name().to_string())
+                        .unwrap_or_else(|_| c.status.to_string());
+                    format!("{name}={}", c.count)
+                })
+                .collect();
+            return counts.join(" ");
+        }
+    }
+    "no master answered".to_string()
+}
+
 /// Workers whose free capacity is not their whole capacity (a leaked reservation), as
 /// the master reports them; empty when every reservation was released.
 pub async fn leaked_reservations(urls: &str) -> Option<Vec<String>> {
