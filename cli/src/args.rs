@@ -69,9 +69,14 @@ cloudai worker uncordon gpu-box-1"
     Worker(WorkerArgs),
     /// Enqueue a task; prints its id
     #[command(
-        after_help = "Examples:\n  cloudai enqueue cloudai/sample-task:latest\n  cloudai enqueue cloudai/sample-task:latest -- foo bar         # the image's entrypoint gets foo bar\n  cloudai enqueue --entrypoint /bin/echo cloudai/sample-task:latest -- hi\n  cloudai enqueue cloudai/busybox:test --cpu 0.5 --memory 256M --timeout 30s -e MODE=fast --wait -- sh -c 'echo hi'\n  cloudai enqueue cloudai/busybox:test --after 01a227db:ok,01a227dc:any -- echo next   # waits for both (cli/WORKFLOWS.md)\n  cloudai enqueue cloudai/sample-task:latest --in 10m            # or --at 2026-12-01T18:00:00Z"
+        after_help = "Examples:\n  cloudai enqueue cloudai/sample-task:latest\n  cloudai enqueue cloudai/sample-task:latest -- foo bar         # the image's entrypoint gets foo bar\n  cloudai enqueue --entrypoint /bin/echo cloudai/sample-task:latest -- hi\n  cloudai enqueue cloudai/busybox:test --cpu 0.5 --memory 256M --timeout 30s -e MODE=fast --wait -- sh -c 'echo hi'\n  cloudai enqueue cloudai/busybox:test --after 01a227db:ok,01a227dc:any -- echo next   # waits for both (cli/WORKFLOWS.md)\n  cloudai enqueue cloudai/sample-task:latest --in 10m            # or --at 2026-12-01T18:00:00Z\n  cloudai enqueue --array 0-99%8 cloudai/busybox:test -- sh -c 'echo part $CLOUDAI_ARRAY_INDEX'   # 100 tasks, 8 at once"
     )]
     Enqueue(EnqueueCmd),
+    /// Show a job array: its size, cap and tasks per status
+    #[command(
+        after_help = "Its tasks are ordinary tasks with the label cloudai.array=ID.\n\nExamples:\n  cloudai array 01a2345b-0c9d-7e6f-8a7b-6c5d4e3f2a1b\n  cloudai tasks --array 01a2345b-0c9d-7e6f-8a7b-6c5d4e3f2a1b --status failed\n  cloudai cancel --array 01a2345b-0c9d-7e6f-8a7b-6c5d4e3f2a1b   # what has not ended"
+    )]
+    Array(crate::commands::array::ArrayCmd),
     /// List tasks, newest first
     #[command(
         after_help = "Examples:\n  cloudai tasks\n  cloudai tasks --status running --status queued --worker w1 --limit 20 --output json\n  cloudai tasks --submitter alice"
@@ -313,6 +318,11 @@ pub struct EnqueueArgs {
     /// Run only on this worker.
     #[arg(long, value_name = "ID")]
     pub worker: Option<String>,
+    /// A job array: the task once per index, each with CLOUDAI_ARRAY_INDEX (and
+    /// CLOUDAI_ARRAY_ID) in its env. Indices: N, N-M or N-M:STEP, comma-separated (at most
+    /// 100000); `%N` at the end runs at most N at once (0-99%8). Prints the array's id.
+    #[arg(long, value_name = "INDICES", conflicts_with = "wait")]
+    pub array: Option<String>,
     /// Spec flags.
     #[command(flatten)]
     pub spec: TaskSpecArgs,

@@ -140,6 +140,42 @@ impl Client {
         Ok((r.task_id, r.created))
     }
 
+    /// Enqueues a job array of `spec` over `indices` (`0-99%8`).
+    pub async fn enqueue_array(
+        &self,
+        spec: q::TaskSpec,
+        parents: &[(String, q::DependencyCondition)],
+        indices: &str,
+    ) -> CliResult<pb::EnqueueArrayResponse> {
+        let mut wire: pb::TaskSpec = spec.into();
+        wire.after
+            .extend(parents.iter().map(|(id, c)| pb::Dependency {
+                task_id: id.clone(),
+                condition: pb::DependencyCondition::from(*c) as i32,
+            }));
+        Ok(self
+            .inner
+            .clone()
+            .enqueue_array(pb::EnqueueArrayRequest {
+                spec: Some(wire),
+                indices: indices.to_string(),
+            })
+            .await
+            .map_err(|s| self.status(s))?
+            .into_inner())
+    }
+
+    /// An array's summary.
+    pub async fn array(&self, id: &str) -> CliResult<pb::ArraySummary> {
+        Ok(self
+            .inner
+            .clone()
+            .get_array(pb::GetArrayRequest { id: id.to_string() })
+            .await
+            .map_err(|s| self.status(s))?
+            .into_inner())
+    }
+
     /// One task by full id or unambiguous prefix.
     pub async fn task(&self, id: &str) -> CliResult<TaskView> {
         let t = self
@@ -179,6 +215,7 @@ impl Client {
                     created_before: filter.created_before,
                     text: filter.text.clone(),
                     oldest_first,
+                    array: filter.array.clone(),
                 })
                 .await
                 .map_err(|s| self.status(s))?

@@ -1,5 +1,5 @@
 //! [`TaskCriteria`]: the search flags `cloudai tasks`, `cloudai cancel` and `cloudai retry`
-//! share (status, worker, submitter, image, labels, creation time, free text), and their
+//! share (status, worker, submitter, image, labels, creation time, free text, array), and their
 //! one translation into the protocol's `TaskFilter`. The master checks them again
 //! (`master/src/task_filter.rs`); here they fail early with the flag's name.
 
@@ -40,6 +40,9 @@ pub struct TaskCriteria {
     /// Only tasks whose id, image or a command word contains this text (any case).
     #[arg(long, value_name = "TEXT")]
     pub search: Option<String>,
+    /// Only the elements of this job array (the whole id `enqueue --array` printed).
+    #[arg(long, value_name = "ARRAY_ID")]
+    pub array: Option<String>,
 }
 
 impl TaskCriteria {
@@ -53,6 +56,7 @@ impl TaskCriteria {
             && self.since.is_none()
             && self.until.is_none()
             && self.search.is_none()
+            && self.array.is_none()
     }
 
     /// The criteria as the protocol's filter, times relative to `now`.
@@ -93,6 +97,7 @@ impl TaskCriteria {
             created_after: time("--since", &self.since)?,
             created_before: time("--until", &self.until)?,
             text: self.search.clone(),
+            array: self.array.clone(),
         })
     }
 }

@@ -187,6 +187,16 @@ pub fn task_detail(t: &TaskView, now: DateTime<Utc>) -> String {
             },
         ),
     ]);
+    if let Some(a) = &t.array {
+        let cap = match a.max_running {
+            0 => String::new(),
+            n => format!(", at most {n} at once"),
+        };
+        lines.push((
+            "array",
+            format!("{} (index {}; {} tasks{cap})", a.id, a.index, a.size),
+        ));
+    }
     if t.cancel_requested {
         lines.push(("cancel", "requested".into()));
     }

@@ -112,6 +112,8 @@ pub struct TaskView {
     pub after: Vec<String>,
     /// Not dispatched before this time (a delayed start, or a retry's backoff).
     pub not_before: DateTime<Utc>,
+    /// The job array it is an element of: id, index, size and cap (`max_running`).
+    pub array: Option<cloudai_queue::array::ArrayMember>,
     /// The user who enqueued it; null when the master did not require auth.
     pub submitted_by: Option<String>,
     /// A cancel was asked for and is in progress.
@@ -180,6 +182,7 @@ impl TaskView {
                 .map(|d| format!("{}:{}", d.task, d.condition))
                 .collect(),
             not_before: t.not_before,
+            array: t.spec.array.clone(),
             submitted_by: t.submitted_by,
             cancel_requested: t.cancel_requested,
         }

@@ -241,7 +241,7 @@ impl pb::admin_service_server::AdminService for AdminSvc {
                         shared.send_cancel(t.id);
                     }
                     if task.status.is_terminal() {
-                        shared.task_ended(t.id);
+                        shared.task_ended(&t);
                     }
                     shared.logs.notify(t.id);
                     out.task_ids.push(t.id.to_string());

@@ -38,16 +38,20 @@ impl ClientSvc {
         ClientSvc { shared, limits }
     }
 
-    /// Wire spec → domain spec.
-    fn spec(&self, spec: Option<pb::TaskSpec>) -> Result<TaskSpec, Status> {
-        spec.ok_or_else(|| missing("spec"))?
-            .try_into()
-            .map_err(convert_status)
+    /// Wire spec → domain spec. Array membership is the master's to give (EnqueueArray).
+    pub(crate) fn spec(&self, spec: Option<pb::TaskSpec>) -> Result<TaskSpec, Status> {
+        let spec = spec.ok_or_else(|| missing("spec"))?;
+        if spec.array.is_some() {
+            return Err(Status::invalid_argument(
+                "spec.array is set by the master: enqueue an array with EnqueueArray",
+            ));
+        }
+        spec.try_into().map_err(convert_status)
     }
 
     /// A pinned worker must be known: to the leader's registry, or (on a standby, which
     /// has no workers of its own) to the store's.
-    async fn check_pinned(&self, specs: &[&TaskSpec]) -> Result<(), Status> {
+    pub(crate) async fn check_pinned(&self, specs: &[&TaskSpec]) -> Result<(), Status> {
         for w in specs.iter().filter_map(|s| s.pinned_worker.as_ref()) {
             let known = if self.shared.leading() {
                 self.shared.cluster().worker(w).is_some()
@@ -86,7 +90,7 @@ impl ClientSvc {
     }
 
     /// A full queue (`--max-queued`) is the store's refusal.
-    fn refused_by_store(&self, s: &Status) {
+    pub(crate) fn refused_by_store(&self, s: &Status) {
         if s.code() == tonic::Code::ResourceExhausted {
             self.refused("queue_full");
         }
@@ -140,6 +144,24 @@ impl pb::client_service_server::ClientService for ClientSvc {
             task_id: e.task.id.to_string(),
             created: e.created,
         }))
+    }
+
+    async fn enqueue_array(
+        &self,
+        request: Request<pb::EnqueueArrayRequest>,
+    ) -> Result<Response<pb::EnqueueArrayResponse>, Status> {
+        crate::arrays::enqueue(self, request)
+            .await
+            .map(Response::new)
+    }
+
+    async fn get_array(
+        &self,
+        request: Request<pb::GetArrayRequest>,
+    ) -> Result<Response<pb::ArraySummary>, Status> {
+        crate::arrays::summary(self, &request.into_inner().id)
+            .await
+            .map(Response::new)
     }
 
     async fn enqueue_batch(
@@ -245,7 +267,7 @@ impl pb::client_service_server::ClientService for ClientSvc {
             self.shared.send_cancel(id);
         }
         if task.status.is_terminal() {
-            self.shared.task_ended(id);
+            self.shared.task_ended(&task);
         }
         self.shared.logs.notify(id);
         tracing::info!(task_id = %id, status = %task.status, "cancel requested");

@@ -76,7 +76,7 @@ pub fn sync(shared: &Shared, task: &Task) {
         shared.wake_dispatcher();
     }
     if task.status.is_terminal() {
-        shared.task_ended(task.id);
+        shared.task_ended(task);
     }
     if task.status == TaskStatus::Queued {
         shared.schedule_retry(task.not_before);

@@ -8,6 +8,7 @@
 //! - [`registry`]: rebuilding that view from the store at start, the health monitor,
 //!   reconciling what a reconnecting worker runs.
 //! - [`dispatcher`]: the event-driven loop that assigns queued tasks to workers.
+//! - [`arrays`]: `EnqueueArray` and `GetArray` (job arrays; the cap is `workflow`'s).
 //! - [`workflow`]: the leader's duty that decides waiting tasks (dependencies) and arms
 //!   the timers of delayed ones.
 //! - [`leadership`]: the election among masters sharing a store; the leader's duties.
@@ -37,6 +38,7 @@ pub mod admin_service;
 pub mod admin_users;
 pub mod agent_service;
 pub mod api;
+pub mod arrays;
 pub mod auth;
 pub mod client_service;
 pub mod cluster;

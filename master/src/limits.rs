@@ -34,6 +34,11 @@ impl EnqueueLimits {
         EnqueueLimits { rate }
     }
 
+    /// The most tasks one call may take (`--enqueue-burst`); `None` without a limit.
+    pub fn burst(&self) -> Option<u32> {
+        self.rate.as_ref().map(|r| r.2)
+    }
+
     /// Takes `n` tasks from `client`'s budget, or says when to come back.
     pub fn check_rate(&self, client: &str, n: usize) -> Result<(), Status> {
         let Some((limiter, per_second, burst)) = &self.rate else {

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, Utc};
-use cloudai_queue::{QueueStore, TaskId};
+use cloudai_queue::{QueueStore, Task, TaskId};
 use tokio::sync::{watch, Notify};
 
 use crate::cluster::Cluster;
@@ -54,12 +54,14 @@ pub struct Shared {
 }
 
 /// Something `workflow::run` must decide.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum DepsWork {
     /// This task ended: decide what waits on it.
     Ended(TaskId),
     /// This task was enqueued waiting: decide it (its parents may have ended already).
     Waiting(TaskId),
+    /// This array has waiting elements that a slot may have freed, or that were enqueued.
+    Array(String),
 }
 
 impl Shared {
@@ -89,27 +91,43 @@ impl Shared {
         }
     }
 
-    /// Reports that `task` ended (its dependents are decided next, when any may wait).
-    pub fn task_ended(&self, task: TaskId) {
+    /// Reports that `task` ended (its dependents are decided next, when any may wait; an
+    /// element of a capped array frees a slot for the next).
+    pub fn task_ended(&self, task: &Task) {
+        if let Some(a) = task.spec.array.as_ref().filter(|a| a.max_running > 0) {
+            self.push_deps(DepsWork::Array(a.id.clone()));
+        }
         if self.waiting_seen.load(Ordering::Relaxed) {
-            self.push_deps(DepsWork::Ended(task));
+            self.push_deps(DepsWork::Ended(task.id));
         }
     }
 
-    /// Reports that `task` was enqueued waiting.
-    pub fn task_waiting(&self, task: TaskId) {
+    /// Reports that `task` was enqueued waiting (an array's element: that its array has
+    /// waiting elements).
+    pub fn task_waiting(&self, task: &Task) {
         self.waiting_seen.store(true, Ordering::Relaxed);
-        self.push_deps(DepsWork::Waiting(task));
+        self.push_deps(match &task.spec.array {
+            Some(a) => DepsWork::Array(a.id.clone()),
+            None => DepsWork::Waiting(task.id),
+        });
     }
 
     fn push_deps(&self, work: DepsWork) {
-        self.deps_work.lock().expect("deps lock").push(work);
+        {
+            let mut w = self.deps_work.lock().expect("deps lock");
+            // An array's elements are reported one by one: its work once is enough.
+            if w.last() != Some(&work) {
+                w.push(work);
+            }
+        }
         self.deps_wake.notify_one();
     }
 
-    /// What was reported since the last call.
+    /// What was reported since the last call, in order, each once.
     pub fn take_deps_work(&self) -> Vec<DepsWork> {
-        std::mem::take(&mut *self.deps_work.lock().expect("deps lock"))
+        let all = std::mem::take(&mut *self.deps_work.lock().expect("deps lock"));
+        let mut seen = std::collections::HashSet::new();
+        all.into_iter().filter(|w| seen.insert(w.clone())).collect()
     }
 
     /// What this master is to the group now.

@@ -60,6 +60,7 @@ pub fn query_of(f: pb::TaskFilter) -> Result<TaskQuery, Status> {
         created_after,
         created_before,
         text,
+        array: keep(f.array),
         ..TaskQuery::default()
     })
 }
@@ -74,6 +75,7 @@ pub fn is_empty(q: &TaskQuery) -> bool {
         && q.created_after.is_none()
         && q.created_before.is_none()
         && q.text.is_none()
+        && q.array.is_none()
 }
 
 /// The criteria of a `ListTasks` request, as a filter.
@@ -87,6 +89,7 @@ pub fn filter_of(r: &pb::ListTasksRequest) -> pb::TaskFilter {
         created_after: r.created_after,
         created_before: r.created_before,
         text: r.text.clone(),
+        array: r.array.clone(),
     }
 }
 

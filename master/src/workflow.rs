@@ -47,7 +47,7 @@ pub async fn resolve_parents(svc: &ClientSvc, spec: &mut pb::TaskSpec) -> Result
 /// What a new task needs from the leader: a decision if it waits, a timer if delayed.
 pub fn enqueued(shared: &Shared, task: &Task) {
     if task.status == TaskStatus::Waiting {
-        shared.task_waiting(task.id);
+        shared.task_waiting(task);
     } else if task.not_before > Utc::now() {
         shared.schedule_retry(task.not_before);
     }
@@ -68,10 +68,11 @@ pub async fn run(shared: Arc<Shared>) {
                 match deps::sweep(shared.store.as_ref(), Utc::now(), SWEEP_LIMIT).await {
                     Ok(swept) => {
                         // None waits: ends need no look until one is enqueued (one that
-                        // another master enqueues meanwhile is decided by the next sweep).
-                        if swept.waiting == 0 {
-                            shared.waiting_seen.store(false, std::sync::atomic::Ordering::Relaxed);
-                        }
+                        // another master enqueues meanwhile is decided by the next sweep,
+                        // which makes ends looked at again).
+                        shared
+                            .waiting_seen
+                            .store(swept.waiting > 0, std::sync::atomic::Ordering::Relaxed);
                         apply(&shared, &swept.changed)
                     }
                     Err(e) => tracing::warn!(error = %e, "dependency sweep failed; the next one tries again"),
@@ -90,18 +91,25 @@ async fn settle(shared: &Shared, work: DepsWork) {
         DepsWork::Ended(parent) => deps::resolve(store, parent, now).await,
         DepsWork::Waiting(id) => match deps::settle(store, id, now).await {
             // Still waiting: ends must be looked at (a sweep that ran since the enqueue
-            // may have read the store before it and said none waits).
-            Ok(None) => {
-                shared
-                    .waiting_seen
-                    .store(true, std::sync::atomic::Ordering::Relaxed);
-                Ok(Vec::new())
+            // may have read the store before it and said none waits). A task cancelled at
+            // enqueue (a parent that had ended otherwise) has no dependents yet.
+            Ok(changed) => {
+                if changed.is_empty() {
+                    shared
+                        .waiting_seen
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+                Ok(changed)
             }
-            // A task cancelled at enqueue (a parent that had ended otherwise): its own
-            // dependents cannot exist yet, so nothing cascades.
-            Ok(Some(t)) => Ok(vec![t]),
             Err(e) => Err(e),
         },
+        DepsWork::Array(id) => {
+            // Elements wait (on the cap at least): ends must be looked at.
+            shared
+                .waiting_seen
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            deps::fill_array(store, &id, now).await
+        }
     };
     match result {
         Ok(changed) => apply(shared, &changed),

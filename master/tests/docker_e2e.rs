@@ -15,6 +15,17 @@ use tokio::task::JoinHandle;
 
 const IMAGE: &str = "cloudai/busybox:test";
 
+/// The test master with a worker lease of 1 s (heartbeats every 500 ms), not the 200 ms
+/// of the fake-worker tests: master, worker and Docker calls share this test's one
+/// thread, and on a loaded machine a stall of 200 ms ended the lease mid-task (the
+/// worker stopped its container and came back without it).
+fn docker_config() -> cloudai_master::MasterConfig {
+    cloudai_master::MasterConfig {
+        heartbeat_interval: std::time::Duration::from_millis(500),
+        ..test_config()
+    }
+}
+
 struct Worker {
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<cloudai_worker::Result<()>>,
@@ -137,7 +148,7 @@ async fn logs_of(
 
 #[tokio::test]
 async fn success_failure_and_exact_logs() {
-    let m = Master::start().await;
+    let m = Master::start_with(docker_config()).await;
     let mut c = m.client().await;
     let w = Worker::start(&m, "e2e-ok", 4000).await;
 
@@ -165,7 +176,7 @@ async fn success_failure_and_exact_logs() {
 
 #[tokio::test]
 async fn timeout_and_cancel_stop_and_remove_the_container() {
-    let m = Master::start().await;
+    let m = Master::start_with(docker_config()).await;
     let mut c = m.client().await;
     let w = Worker::start(&m, "e2e-stop", 4000).await;
 
@@ -204,7 +215,7 @@ async fn timeout_and_cancel_stop_and_remove_the_container() {
 
 #[tokio::test]
 async fn missing_image_fails_with_a_clear_message() {
-    let m = Master::start().await;
+    let m = Master::start_with(docker_config()).await;
     let mut c = m.client().await;
     let w = Worker::start(&m, "e2e-pull", 4000).await;
     let id = enqueue(&mut c, spec("cloudai/does-not-exist:never")).await;
@@ -222,7 +233,7 @@ async fn missing_image_fails_with_a_clear_message() {
 
 #[tokio::test]
 async fn pinning_and_placement_across_workers_of_different_capacity() {
-    let m = Master::start().await;
+    let m = Master::start_with(docker_config()).await;
     let mut c = m.client().await;
     let big = Worker::start(&m, "e2e-big", 2000).await;
     let small = Worker::start(&m, "e2e-small", 500).await;
@@ -292,7 +303,7 @@ async fn pinning_and_placement_across_workers_of_different_capacity() {
 
 #[tokio::test]
 async fn a_killed_worker_loses_its_task_which_is_retried_on_the_other() {
-    let m = Master::start().await;
+    let m = Master::start_with(docker_config()).await;
     let mut c = m.client().await;
     let doomed = Worker::start(&m, "e2e-doomed", 4000).await;
     let id = enqueue(&mut c, sh("echo run; sleep 3")).await;

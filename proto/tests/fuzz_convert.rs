@@ -156,6 +156,18 @@ fn check_bytes(b: &[u8]) {
     if let Ok(r) = pb::EnqueueBatchRequest::decode(b) {
         r.specs.into_iter().for_each(check_spec);
     }
+    if let Ok(r) = pb::EnqueueArrayRequest::decode(b) {
+        // The master parses the indices before anything else: no panic, and what it
+        // accepts stays within the limit.
+        if let Ok(a) = r.indices.parse::<cloudai_queue::array::ArraySpec>() {
+            assert!(
+                !a.indices.is_empty() && a.indices.len() <= cloudai_queue::array::MAX_ARRAY_SIZE
+            );
+        }
+        if let Some(s) = r.spec {
+            check_spec(s);
+        }
+    }
     if let Ok(c) = pb::LogChunk::decode(b) {
         check_log_chunk(c);
     }

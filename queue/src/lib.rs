@@ -1,6 +1,7 @@
 //! cloudai's task model and durable queue.
 //!
 //! - [`model`]: tasks, specs, attempts, log chunks, worker records (plain data).
+//! - [`array`]: job arrays: the index expression (`0-99%8`) and the elements of an array.
 //! - [`deps`]: dependencies between tasks: the rule (pure) and the passes that apply it.
 //! - [`state`]: the one table of legal status transitions.
 //! - [`history`]: the last hour per minute (starts, ends, queue waits) for the charts.
@@ -24,6 +25,7 @@
 
 #![warn(missing_docs)]
 
+pub mod array;
 #[cfg(any(test, feature = "testsuite"))]
 pub mod conformance;
 pub mod deps;

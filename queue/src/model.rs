@@ -138,6 +138,9 @@ pub struct TaskSpec {
     /// Not started before this time (`--at`, `--in`); `None`: as soon as it can.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_before: Option<DateTime<Utc>>,
+    /// The array this task is an element of (`--array`; see [`crate::array`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub array: Option<crate::array::ArrayMember>,
 }
 
 impl TaskSpec {
@@ -158,6 +161,7 @@ impl TaskSpec {
             idempotency_key: None,
             after: Vec::new(),
             not_before: None,
+            array: None,
         }
     }
 }

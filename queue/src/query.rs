@@ -34,6 +34,8 @@ pub struct TaskQuery {
     pub text: Option<String>,
     /// Only tasks that run after this one (`TaskSpec::after` names it).
     pub depends_on: Option<TaskId>,
+    /// Only the elements of this array (`TaskSpec::array`).
+    pub array: Option<String>,
     /// Oldest first (ascending ids) instead of newest first.
     pub oldest_first: bool,
     /// At most this many; 0 means [`DEFAULT_LIST_LIMIT`].
@@ -85,6 +87,10 @@ impl TaskQuery {
             && self
                 .depends_on
                 .is_none_or(|p| t.spec.after.iter().any(|d| d.task == p))
+            && self
+                .array
+                .as_deref()
+                .is_none_or(|a| t.spec.array.as_ref().is_some_and(|m| m.id == a))
     }
 
     fn image_matches(&self, image: &str) -> bool {

@@ -10,6 +10,8 @@
 //! - Concurrent `claim`/`assign` calls (from one or many masters) never hand one queued
 //!   task to two attempts.
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
@@ -18,7 +20,7 @@ use crate::history::TaskTimes;
 use crate::leader::{Candidate, Lease, Member};
 use crate::model::{
     Attempt, ClaimRequest, Enqueued, LogChunk, NewTask, QueueStats, Resources, Task, TaskId,
-    WorkerHealth, WorkerRecord,
+    TaskStatus, WorkerHealth, WorkerRecord,
 };
 use crate::query::TaskQuery;
 use crate::report::{Applied, LostCause, ReportEvent};
@@ -163,6 +165,10 @@ pub trait TaskStore: Send + Sync {
 
     /// Counts per status, oldest queued task, tasks finished in the minute before `now`.
     async fn stats(&self, now: DateTime<Utc>) -> Result<QueueStats>;
+
+    /// The elements of array `id` per status (statuses with none left out); empty when
+    /// no task is an element of it.
+    async fn array_counts(&self, id: &str) -> Result<BTreeMap<TaskStatus, u64>>;
 
     /// Assigned or running tasks a user asked to cancel: what the leader delivers to their
     /// workers when the cancel came through another master.

@@ -125,6 +125,12 @@ async fn claim_and_list_queries_use_indexes() {
             submitted_by: Some("alice".into()),
             ..Default::default()
         },
+        TaskQuery {
+            array: Some("0190d9a3-7c1e-7b2a-9f00-0000000000aa".into()),
+            statuses: vec![TaskStatus::Waiting],
+            oldest_first: true,
+            ..Default::default()
+        },
     ] {
         let (filter, sort, hint) = MongoStore::list_plan(&q);
         lists.push(

@@ -2,7 +2,8 @@
 //! interactive shell runs exactly the same code.
 //!
 //! - [`spec`]: flags → a validated `TaskSpec` (pure).
-//! - [`enqueue`]: `enqueue` and its `--wait` progress.
+//! - [`enqueue`]: `enqueue` and its `--wait` progress; [`array`]: `enqueue --array` and
+//!   `array ID`.
 //! - [`inspect`]: `tasks`, `task`, `workers`, `queue stats`, `cancel`.
 //! - [`logs`]: `logs [-f]`.
 //! - [`master`], [`worker`]: the long-running processes.
@@ -10,6 +11,7 @@
 //! - [`admin`]: `retry`, and `cancel`/`retry` of every task a filter matches.
 
 pub mod admin;
+pub mod array;
 pub mod enqueue;
 pub mod flow_file;
 pub mod inspect;
@@ -52,8 +54,17 @@ pub async fn run(command: Command) -> CliResult<i32> {
         Command::Enqueue(a) => {
             let spec = spec::build(&a.enqueue)?;
             let parents = spec::parents(&a.enqueue)?;
+            let indices = a.enqueue.array.as_deref().map(array::parse).transpose()?;
             let client = Client::connect_with(&a.connect.master, &a.connect.credentials()).await?;
-            enqueue::run(&client, spec, &parents, a.enqueue.spec.wait).await
+            match indices {
+                Some(ix) => array::enqueue(&client, spec, &parents, &ix).await,
+                None => enqueue::run(&client, spec, &parents, a.enqueue.spec.wait).await,
+            }
+        }
+        Command::Array(a) => {
+            let client = Client::connect_with(&a.connect.master, &a.connect.credentials()).await?;
+            print(&array::show(&client, &a.id, a.output.output).await?);
+            Ok(0)
         }
         Command::Tasks(a) => {
             // Bad criteria fail before any connection is tried.

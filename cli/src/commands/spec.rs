@@ -103,6 +103,7 @@ mod tests {
         EnqueueArgs {
             image: image.into(),
             worker: None,
+            array: None,
             spec: TaskSpecArgs {
                 cpu: None,
                 memory: None,

@@ -220,6 +220,11 @@ async fn refresh_loop(client: Client, into: Arc<Mutex<Candidates>>, stop: Arc<At
 async fn enqueue(c: &Client, args: EnqueueArgs) -> CliResult<()> {
     let spec = spec::build(&args)?;
     let parents = spec::parents(&args)?;
+    if let Some(expr) = &args.array {
+        let indices = crate::commands::array::parse(expr)?;
+        crate::commands::array::enqueue(c, spec, &parents, &indices).await?;
+        return Ok(());
+    }
     let pinned = spec.pinned_worker.clone();
     let (id, created) = c.enqueue(spec, &parents).await?;
     let note = if created {
@@ -253,6 +258,7 @@ pub async fn execute(c: &Client, cmd: ShellCmd) -> CliResult<()> {
                 EnqueueArgs {
                     image,
                     worker: Some(worker_id),
+                    array: None,
                     spec,
                 },
             )

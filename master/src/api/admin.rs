@@ -58,6 +58,8 @@ pub(super) struct Bulk {
     until: Option<String>,
     /// Free text over id, image and command.
     q: Option<String>,
+    /// Only the elements of this job array (its whole id).
+    array: Option<String>,
     /// Say which tasks, change nothing.
     #[serde(default)]
     dry_run: bool,
@@ -88,6 +90,7 @@ impl Bulk {
                 created_after: super::tasks::time_of("since", b.since.as_deref())?,
                 created_before: super::tasks::time_of("until", b.until.as_deref())?,
                 text: b.q,
+                array: b.array,
             }),
             dry_run: b.dry_run,
             limit: b.limit,

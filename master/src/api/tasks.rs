@@ -36,6 +36,8 @@ pub(super) struct ListQuery {
     until: Option<String>,
     /// Free text over id, image and command.
     q: Option<String>,
+    /// Only the elements of this job array (its whole id).
+    array: Option<String>,
     /// `desc` (newest first, the default) or `asc`.
     order: Option<String>,
     /// Page size (default 100, at most 1000).
@@ -83,6 +85,7 @@ pub(super) async fn list(
         created_before: time_of("until", q.until.as_deref())?,
         text: q.q,
         oldest_first,
+        array: q.array,
     };
     let req = request(&api, &headers, peer, Action::Read, msg).await?;
     let r = api.svc.list_tasks(req).await?.into_inner();

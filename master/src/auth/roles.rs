@@ -101,8 +101,8 @@ pub fn rpc_rule(path: &str) -> RpcRule {
         "cloudai.v1.WorkerService" => RpcRule::Worker,
         "cloudai.v1.ClientService" => RpcRule::Client(match method {
             "GetTask" | "ListTasks" | "StreamLogs" | "ListWorkers" | "QueueStats"
-            | "MasterStatus" => Action::Read,
-            "Enqueue" | "EnqueueBatch" => Action::Enqueue,
+            | "MasterStatus" | "GetArray" => Action::Read,
+            "Enqueue" | "EnqueueBatch" | "EnqueueArray" => Action::Enqueue,
             "CancelTask" => Action::CancelOwn,
             _ => Action::ManageUsers,
         }),

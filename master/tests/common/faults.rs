@@ -154,6 +154,10 @@ impl TaskStore for FaultStore {
         self.check("stats", None).await?;
         self.inner.stats(now).await
     }
+    async fn array_counts(&self, id: &str) -> Result<std::collections::BTreeMap<TaskStatus, u64>> {
+        self.check("array_counts", None).await?;
+        self.inner.array_counts(id).await
+    }
     async fn settle_waiting(
         &self,
         id: TaskId,

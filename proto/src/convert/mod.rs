@@ -136,6 +136,12 @@ impl From<q::TaskSpec> for pb::TaskSpec {
                 })
                 .collect(),
             not_before: s.not_before.map(timestamp),
+            array: s.array.map(|a| pb::ArrayMember {
+                id: a.id,
+                index: a.index,
+                size: a.size,
+                max_running: a.max_running,
+            }),
         }
     }
 }
@@ -197,6 +203,12 @@ impl TryFrom<pb::TaskSpec> for q::TaskSpec {
             idempotency_key: s.idempotency_key.filter(|k| !k.is_empty()),
             after: s.after.iter().map(dependency).collect::<Result<_, _>>()?,
             not_before: opt_ts("not_before", &s.not_before)?,
+            array: s.array.map(|a| q::array::ArrayMember {
+                id: a.id,
+                index: a.index,
+                size: a.size,
+                max_running: a.max_running,
+            }),
         })
     }
 }

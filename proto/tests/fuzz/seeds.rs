@@ -46,6 +46,12 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
             seconds: 1_800_000_000,
             nanos: 0,
         }),
+        array: Some(pb::ArrayMember {
+            id: "0190d9a3-7c1e-7b2a-9f00-0000000000aa".into(),
+            index: 7,
+            size: 100,
+            max_running: 8,
+        }),
     };
     let hostile_spec = pb::TaskSpec {
         image: "UPPER//bad::".into(),
@@ -75,6 +81,12 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         not_before: Some(prost_types::Timestamp {
             seconds: i64::MAX,
             nanos: -1,
+        }),
+        array: Some(pb::ArrayMember {
+            id: String::new(),
+            index: u32::MAX,
+            size: 0,
+            max_running: u32::MAX,
         }),
     };
     let attempt = pb::Attempt {
@@ -258,7 +270,15 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         (
             "enqueue_batch",
             pb::EnqueueBatchRequest {
-                specs: vec![good_spec, hostile_spec],
+                specs: vec![good_spec.clone(), hostile_spec],
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "enqueue_array",
+            pb::EnqueueArrayRequest {
+                spec: Some(good_spec),
+                indices: "0-99:3,200,300-310%4".into(),
             }
             .encode_to_vec(),
         ),

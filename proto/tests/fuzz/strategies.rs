@@ -88,13 +88,21 @@ pub fn wire_spec() -> impl Strategy<Value = pb::TaskSpec> {
         (
             prop::collection::vec(wire_dependency(), 0..3),
             prop::option::of(wire_ts()),
+            prop::option::of((text(), any::<u32>(), any::<u32>(), any::<u32>()).prop_map(
+                |(id, index, size, max_running)| pb::ArrayMember {
+                    id,
+                    index,
+                    size,
+                    max_running,
+                },
+            )),
         ),
     )
         .prop_map(
             |(
                 (image, command, env, resources, priority, max_attempts),
                 (timeout, pinned_worker, labels, idempotency_key, max_lost_retries, entrypoint),
-                (after, not_before),
+                (after, not_before, array),
             )| pb::TaskSpec {
                 image,
                 command,
@@ -110,6 +118,7 @@ pub fn wire_spec() -> impl Strategy<Value = pb::TaskSpec> {
                 max_lost_retries,
                 after,
                 not_before,
+                array,
             },
         )
 }
@@ -338,6 +347,16 @@ pub fn domain_spec() -> impl Strategy<Value = q::TaskSpec> {
                 0..3,
             ),
             prop::option::of(domain_time()),
+            prop::option::of(
+                (non_empty(), any::<u32>(), any::<u32>(), any::<u32>()).prop_map(
+                    |(id, index, size, max_running)| q::array::ArrayMember {
+                        id,
+                        index,
+                        size,
+                        max_running,
+                    },
+                ),
+            ),
         ),
     )
         .prop_map(
@@ -345,7 +364,7 @@ pub fn domain_spec() -> impl Strategy<Value = q::TaskSpec> {
                 (image, command, env, (cpu_millis, memory_bytes, gpus, disk_bytes), priority),
                 (max_attempts, max_lost_retries, timeout, pinned_worker, labels, idempotency_key),
                 entrypoint,
-                (after, not_before),
+                (after, not_before, array),
             )| q::TaskSpec {
                 image,
                 command,
@@ -366,6 +385,7 @@ pub fn domain_spec() -> impl Strategy<Value = q::TaskSpec> {
                 idempotency_key,
                 after,
                 not_before,
+                array,
             },
         )
 }

@@ -7,6 +7,7 @@
 //! (see `tests/sqlite_conformance.rs`); the macro generates one test per case.
 //! Each case keeps to a few hundred documents so slow servers run it in seconds.
 
+mod arrays;
 mod basics;
 mod deps;
 mod dispatch;
@@ -26,6 +27,7 @@ use crate::model::{ClaimRequest, NewLogChunk, Resources, Task, TaskId, TaskSpec}
 use crate::report::{Applied, AttemptEnd, LostCause, ReportBody, ReportEvent};
 use crate::store::{QueueStore, StoreOptions};
 
+pub use arrays::*;
 pub use basics::*;
 pub use deps::*;
 pub use dispatch::*;
@@ -95,6 +97,8 @@ macro_rules! conformance_suite {
             dependents_are_released_or_cancelled_down_the_chain,
             dependents_wait_through_retries_and_the_sweep_catches_up,
             not_before_in_the_spec_delays_the_task,
+            array_elements_are_found_counted_and_capped,
+            array_elements_wait_for_parents_and_are_cancelled_together,
             users_add_find_rotate_remove,
             join_token_set_once_then_rotate,
             join_token_concurrent_creation_has_one_winner,

@@ -21,10 +21,11 @@ use crate::retry::{self, Disposition};
 use crate::state;
 use crate::validate::validate_worker_id;
 
-/// A fresh task: `waiting` when it runs after others, else `queued`; not dispatched
-/// before its spec's `not_before`.
+/// A fresh task: `waiting` when it runs after others or is an element of a capped array
+/// (the cap releases it), else `queued`; not dispatched before its spec's `not_before`.
 pub(crate) fn new_task(new: NewTask, now: DateTime<Utc>) -> Task {
-    let status = if new.spec.after.is_empty() {
+    let capped = new.spec.array.as_ref().is_some_and(|a| a.max_running > 0);
+    let status = if new.spec.after.is_empty() && !capped {
         TaskStatus::Queued
     } else {
         TaskStatus::Waiting

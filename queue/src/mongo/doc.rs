@@ -9,6 +9,7 @@ use std::time::Duration;
 use bson::{doc, Bson, Document};
 use chrono::{DateTime, Utc};
 
+use crate::array::ArrayMember;
 use crate::error::{QueueError, Result};
 use crate::model::{
     Attempt, Dependency, LogChunk, LogStream, Resources, Task, TaskId, TaskSpec, TaskStatus,
@@ -203,7 +204,30 @@ pub(crate) fn spec_doc(s: &TaskSpec) -> Document {
             "task": d.task.to_string(), "condition": d.condition.as_str(),
         })).collect::<Vec<_>>(),
         "not_before": opt_date(s.not_before),
+        "array": match &s.array {
+            Some(a) => Bson::Document(doc! {
+                "id": &a.id, "index": i64::from(a.index), "size": i64::from(a.size),
+                "max_running": i64::from(a.max_running),
+            }),
+            None => Bson::Null,
+        },
     }
+}
+
+/// `array`: absent in documents written before the field existed, null for a task that
+/// is no element.
+fn array_of(f: &Fields<'_>) -> Result<Option<ArrayMember>> {
+    let Some(Bson::Document(d)) = f.0.get("array") else {
+        return Ok(None);
+    };
+    let g = Fields(d);
+    let small = |k: &str| u32::try_from(g.uint(k)?).map_err(corrupt);
+    Ok(Some(ArrayMember {
+        id: g.str("id")?,
+        index: small("index")?,
+        size: small("size")?,
+        max_running: small("max_running")?,
+    }))
 }
 
 /// `after`: absent in documents written before the field existed.
@@ -246,6 +270,7 @@ fn spec_of(d: &Document) -> Result<TaskSpec> {
         idempotency_key: f.opt_str("idempotency_key")?,
         after: after_of(&f)?,
         not_before: f.opt_date("not_before")?,
+        array: array_of(&f)?,
     })
 }
 

@@ -25,6 +25,8 @@ pub const STATUS_ID: &str = "status_id";
 pub const WORKER_ID: &str = "worker_id";
 /// Listing by submitting user, newest first: `{submitted_by, _id desc}`.
 pub const SUBMITTER_ID: &str = "submitted_by";
+/// An array's elements by status, newest first: `{spec.array.id, status, _id desc}`.
+pub const ARRAY: &str = "array_status_id";
 /// Recently finished tasks, for stats: `{finished_at}`.
 pub const FINISHED: &str = "finished_at";
 /// The default index on `_id`.
@@ -81,6 +83,7 @@ pub fn all() -> Vec<(&'static str, Vec<IndexModel>)> {
                 index(doc! { "worker_id": 1, "_id": -1 }, WORKER_ID),
                 index(doc! { "submitted_by": 1, "_id": -1 }, SUBMITTER_ID),
                 index(doc! { "finished_at": 1 }, FINISHED),
+                index(doc! { "spec.array.id": 1, "status": 1, "_id": -1 }, ARRAY),
             ],
         ),
         (

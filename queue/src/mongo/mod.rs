@@ -21,6 +21,8 @@ mod tasks;
 mod transitions;
 mod users;
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
 use bson::Document;
 use chrono::{DateTime, Utc};
@@ -30,7 +32,8 @@ use mongodb::{Client, Collection, Database};
 use crate::error::{QueueError, Result};
 use crate::leader::{Candidate, Lease, Member};
 use crate::model::{
-    ClaimRequest, Enqueued, LogChunk, NewTask, QueueStats, Task, TaskId, WorkerHealth, WorkerRecord,
+    ClaimRequest, Enqueued, LogChunk, NewTask, QueueStats, Task, TaskId, TaskStatus, WorkerHealth,
+    WorkerRecord,
 };
 use crate::query::TaskQuery;
 use crate::report::{Applied, LostCause, ReportEvent};
@@ -165,6 +168,10 @@ impl TaskStore for MongoStore {
 
     async fn stats(&self, now: DateTime<Utc>) -> Result<QueueStats> {
         self.queue_stats(now).await
+    }
+
+    async fn array_counts(&self, id: &str) -> Result<BTreeMap<TaskStatus, u64>> {
+        self.count_array(id).await
     }
 
     async fn settle_waiting(

@@ -1,5 +1,7 @@
 //! The worker registry (`WORKER_REGISTRY`), queue statistics and the history's times.
 
+use std::collections::BTreeMap;
+
 use bson::{doc, Bson, Document};
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
@@ -135,6 +137,25 @@ impl MongoStore {
         })
         .await?;
         Ok(stats)
+    }
+
+    /// `TaskStore::array_counts`: one count per status by the array index.
+    pub(super) async fn count_array(&self, id: &str) -> Result<BTreeMap<TaskStatus, u64>> {
+        let mut counts = BTreeMap::new();
+        for status in TaskStatus::ALL {
+            let n = retry("array counts", || async {
+                Ok(self
+                    .tasks
+                    .count_documents(doc! { "spec.array.id": id, "status": status.as_str() })
+                    .hint(Hint::Name(indexes::ARRAY.into()))
+                    .await?)
+            })
+            .await?;
+            if n > 0 {
+                counts.insert(status, n);
+            }
+        }
+        Ok(counts)
     }
 
     /// `TaskStore::recent_times`: ended since `since` by the `finished_at` index (most

@@ -285,6 +285,9 @@ impl MongoStore {
         if let Some(parent) = query.depends_on {
             all.push(doc! { "spec.after.task": parent.to_string() });
         }
+        if let Some(array) = &query.array {
+            filter.insert("spec.array.id", array);
+        }
         if !all.is_empty() {
             filter.insert("$and", all);
         }
@@ -306,7 +309,9 @@ impl MongoStore {
         if let Some(b) = query.before {
             filter.insert("_id", doc! { cmp: b.to_string() });
         }
-        let hint = if query.worker_id.is_some() {
+        let hint = if query.array.is_some() {
+            indexes::ARRAY
+        } else if query.worker_id.is_some() {
             indexes::WORKER_ID
         } else if query.submitted_by.is_some() {
             indexes::SUBMITTER_ID

@@ -23,13 +23,16 @@ mod writer;
 use std::path::Path;
 use std::sync::Arc;
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::error::Result;
 use crate::leader::{Candidate, Lease, Member};
 use crate::model::{
-    ClaimRequest, Enqueued, LogChunk, NewTask, QueueStats, Task, TaskId, WorkerHealth, WorkerRecord,
+    ClaimRequest, Enqueued, LogChunk, NewTask, QueueStats, Task, TaskId, TaskStatus, WorkerHealth,
+    WorkerRecord,
 };
 use crate::query::TaskQuery;
 use crate::report::{Applied, LostCause, ReportEvent};
@@ -127,6 +130,13 @@ impl TaskStore for SqliteStore {
 
     async fn stats(&self, now: DateTime<Utc>) -> Result<QueueStats> {
         self.readers.run(move |c| queries::stats(c, now)).await
+    }
+
+    async fn array_counts(&self, id: &str) -> Result<BTreeMap<TaskStatus, u64>> {
+        let id = id.to_string();
+        self.readers
+            .run(move |c| queries::array_counts(c, &id))
+            .await
     }
 
     async fn settle_waiting(

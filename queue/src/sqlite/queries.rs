@@ -11,7 +11,7 @@ use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 use super::schema::{backend_error, decode_status, decode_task, from_ts, int, ts};
 use crate::error::{QueueError, Result};
 use crate::history::TaskTimes;
-use crate::model::{QueueStats, Resources, Task, TaskId, WorkerRecord};
+use crate::model::{QueueStats, Resources, Task, TaskId, TaskStatus, WorkerRecord};
 use crate::query::TaskQuery;
 use crate::store::QueuedTask;
 
@@ -134,6 +134,11 @@ pub(crate) fn list(conn: &Connection, query: &TaskQuery) -> Result<Vec<Task>> {
         );
         args.push(Value::Text(parent.to_string()));
     }
+    if let Some(array) = &query.array {
+        // The expression of the `tasks_array` index, written the same way so it is used.
+        sql.push_str(" AND json_extract(body, '$.spec.array.id') = ?");
+        args.push(Value::Text(array.clone()));
+    }
     let (cmp, order) = if query.oldest_first {
         (">", "ASC")
     } else {
@@ -238,6 +243,21 @@ pub(crate) fn stats(conn: &Connection, now: DateTime<Utc>) -> Result<QueueStats>
         oldest_queued_at: oldest.map(from_ts),
         finished_last_minute: finished as u64,
     })
+}
+
+/// An array's elements per status, by the `tasks_array` index alone.
+pub(crate) fn array_counts(conn: &Connection, id: &str) -> Result<BTreeMap<TaskStatus, u64>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT status, COUNT(*) FROM tasks WHERE json_extract(body, '$.spec.array.id') = ?1 \
+         GROUP BY status",
+    )?;
+    let rows = stmt.query_map([id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+    let mut counts = BTreeMap::new();
+    for row in rows {
+        let (status, n) = row?;
+        counts.insert(decode_status(&status)?, n as u64);
+    }
+    Ok(counts)
 }
 
 /// One worker record.

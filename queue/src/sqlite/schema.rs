@@ -50,6 +50,10 @@ CREATE INDEX IF NOT EXISTS tasks_worker ON tasks (worker_id, id) WHERE worker_id
 -- list by submitter newest first (`tasks --submitter`): an index on the body's field, so
 -- files made before it need no new column, only this index (built at the first open)
 CREATE INDEX IF NOT EXISTS tasks_submitter ON tasks (json_extract(body, '$.submitted_by'), id);
+-- an array's elements by status (`tasks --array`, the cap's count of running elements);
+-- partial, so tasks that are no element cost it nothing
+CREATE INDEX IF NOT EXISTS tasks_array ON tasks (json_extract(body, '$.spec.array.id'), status, id)
+    WHERE json_extract(body, '$.spec.array.id') IS NOT NULL;
 
 CREATE TABLE IF NOT EXISTS logs (
     task_id TEXT NOT NULL,

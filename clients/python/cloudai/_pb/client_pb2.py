@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from . import types_pb2 as cloudai_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x63loudai/v1/client.proto\x12\ncloudai.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16\x63loudai/v1/types.proto\"4\n\x0e\x45nqueueRequest\x12\"\n\x04spec\x18\x01 \x01(\x0b\x32\x14.cloudai.v1.TaskSpec\"3\n\x0f\x45nqueueResponse\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\":\n\x13\x45nqueueBatchRequest\x12#\n\x05specs\x18\x01 \x03(\x0b\x32\x14.cloudai.v1.TaskSpec\"D\n\x14\x45nqueueBatchResponse\x12,\n\x07results\x18\x01 \x03(\x0b\x32\x1b.cloudai.v1.EnqueueResponse\"\x1c\n\x0eGetTaskRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\xd1\x03\n\x10ListTasksRequest\x12(\n\x08statuses\x18\x01 \x03(\x0e\x32\x16.cloudai.v1.TaskStatus\x12\x16\n\tworker_id\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\r\n\x05limit\x18\x03 \x01(\r\x12\x12\n\npage_token\x18\x04 \x01(\t\x12\x19\n\x0csubmitted_by\x18\x05 \x01(\tH\x01\x88\x01\x01\x12\x12\n\x05image\x18\x06 \x01(\tH\x02\x88\x01\x01\x12\x38\n\x06labels\x18\x07 \x03(\x0b\x32(.cloudai.v1.ListTasksRequest.LabelsEntry\x12\x31\n\rcreated_after\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0e\x63reated_before\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\x04text\x18\n \x01(\tH\x03\x88\x01\x01\x12\x14\n\x0coldest_first\x18\x0b \x01(\x08\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x0c\n\n_worker_idB\x0f\n\r_submitted_byB\x08\n\x06_imageB\x07\n\x05_text\"M\n\x11ListTasksResponse\x12\x1f\n\x05tasks\x18\x01 \x03(\x0b\x32\x10.cloudai.v1.Task\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x1f\n\x11\x43\x61ncelTaskRequest\x12\n\n\x02id\x18\x01 \x01(\t\"4\n\x12\x43\x61ncelTaskResponse\x12\x1e\n\x04task\x18\x01 \x01(\x0b\x32\x10.cloudai.v1.Task\"\x97\x01\n\x11StreamLogsRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x02 \x01(\x08\x12\x16\n\tafter_seq\x18\x03 \x01(\x04H\x00\x88\x01\x01\x12\x0e\n\x06stdout\x18\x04 \x01(\x08\x12\x0e\n\x06stderr\x18\x05 \x01(\x08\x12\x14\n\x07\x61ttempt\x18\x06 \x01(\rH\x01\x88\x01\x01\x42\x0c\n\n_after_seqB\n\n\x08_attempt\"\x14\n\x12ListWorkersRequest\">\n\x13ListWorkersResponse\x12\'\n\x07workers\x18\x01 \x03(\x0b\x32\x16.cloudai.v1.WorkerInfo\"\x13\n\x11QueueStatsRequest\"D\n\x0bStatusCount\x12&\n\x06status\x18\x01 \x01(\x0e\x32\x16.cloudai.v1.TaskStatus\x12\r\n\x05\x63ount\x18\x02 \x01(\x04\"\xab\x01\n\x12QueueStatsResponse\x12\'\n\x06\x63ounts\x18\x01 \x03(\x0b\x32\x17.cloudai.v1.StatusCount\x12\x39\n\x10oldest_queued_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x00\x88\x01\x01\x12\x1c\n\x14\x66inished_last_minute\x18\x03 \x01(\x04\x42\x13\n\x11_oldest_queued_at\"\x15\n\x13MasterStatusRequest\"d\n\nMasterInfo\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12-\n\tlast_seen\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06leader\x18\x04 \x01(\x08\"\x98\x01\n\x14MasterStatusResponse\x12\x11\n\tleader_id\x18\x01 \x01(\t\x12\x12\n\nleader_url\x18\x02 \x01(\t\x12\r\n\x05\x65poch\x18\x03 \x01(\x04\x12\'\n\x07masters\x18\x04 \x03(\x0b\x32\x16.cloudai.v1.MasterInfo\x12\x13\n\x0b\x61nswered_by\x18\x05 \x01(\t\x12\x0c\n\x04role\x18\x06 \x01(\t2\xab\x05\n\rClientService\x12\x42\n\x07\x45nqueue\x12\x1a.cloudai.v1.EnqueueRequest\x1a\x1b.cloudai.v1.EnqueueResponse\x12Q\n\x0c\x45nqueueBatch\x12\x1f.cloudai.v1.EnqueueBatchRequest\x1a .cloudai.v1.EnqueueBatchResponse\x12\x37\n\x07GetTask\x12\x1a.cloudai.v1.GetTaskRequest\x1a\x10.cloudai.v1.Task\x12H\n\tListTasks\x12\x1c.cloudai.v1.ListTasksRequest\x1a\x1d.cloudai.v1.ListTasksResponse\x12K\n\nCancelTask\x12\x1d.cloudai.v1.CancelTaskRequest\x1a\x1e.cloudai.v1.CancelTaskResponse\x12\x43\n\nStreamLogs\x12\x1d.cloudai.v1.StreamLogsRequest\x1a\x14.cloudai.v1.LogChunk0\x01\x12N\n\x0bListWorkers\x12\x1e.cloudai.v1.ListWorkersRequest\x1a\x1f.cloudai.v1.ListWorkersResponse\x12K\n\nQueueStats\x12\x1d.cloudai.v1.QueueStatsRequest\x1a\x1e.cloudai.v1.QueueStatsResponse\x12Q\n\x0cMasterStatus\x12\x1f.cloudai.v1.MasterStatusRequest\x1a .cloudai.v1.MasterStatusResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x63loudai/v1/client.proto\x12\ncloudai.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16\x63loudai/v1/types.proto\"4\n\x0e\x45nqueueRequest\x12\"\n\x04spec\x18\x01 \x01(\x0b\x32\x14.cloudai.v1.TaskSpec\"3\n\x0f\x45nqueueResponse\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\":\n\x13\x45nqueueBatchRequest\x12#\n\x05specs\x18\x01 \x03(\x0b\x32\x14.cloudai.v1.TaskSpec\"D\n\x14\x45nqueueBatchResponse\x12,\n\x07results\x18\x01 \x03(\x0b\x32\x1b.cloudai.v1.EnqueueResponse\"J\n\x13\x45nqueueArrayRequest\x12\"\n\x04spec\x18\x01 \x01(\x0b\x32\x14.cloudai.v1.TaskSpec\x12\x0f\n\x07indices\x18\x02 \x01(\t\"s\n\x14\x45nqueueArrayResponse\x12\x10\n\x08\x61rray_id\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\r\x12\x0f\n\x07\x63reated\x18\x03 \x01(\r\x12\x13\n\x0bmax_running\x18\x04 \x01(\r\x12\x15\n\rfirst_task_id\x18\x05 \x01(\t\"\x1d\n\x0fGetArrayRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x86\x01\n\x0c\x41rraySummary\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\r\x12\x13\n\x0bmax_running\x18\x03 \x01(\r\x12\'\n\x06\x63ounts\x18\x04 \x03(\x0b\x32\x17.cloudai.v1.StatusCount\x12\r\n\x05image\x18\x05 \x01(\t\x12\x0f\n\x07\x63ommand\x18\x06 \x03(\t\"\x1c\n\x0eGetTaskRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\xef\x03\n\x10ListTasksRequest\x12(\n\x08statuses\x18\x01 \x03(\x0e\x32\x16.cloudai.v1.TaskStatus\x12\x16\n\tworker_id\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\r\n\x05limit\x18\x03 \x01(\r\x12\x12\n\npage_token\x18\x04 \x01(\t\x12\x19\n\x0csubmitted_by\x18\x05 \x01(\tH\x01\x88\x01\x01\x12\x12\n\x05image\x18\x06 \x01(\tH\x02\x88\x01\x01\x12\x38\n\x06labels\x18\x07 \x03(\x0b\x32(.cloudai.v1.ListTasksRequest.LabelsEntry\x12\x31\n\rcreated_after\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0e\x63reated_before\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\x04text\x18\n \x01(\tH\x03\x88\x01\x01\x12\x14\n\x0coldest_first\x18\x0b \x01(\x08\x12\x12\n\x05\x61rray\x18\x0c \x01(\tH\x04\x88\x01\x01\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x0c\n\n_worker_idB\x0f\n\r_submitted_byB\x08\n\x06_imageB\x07\n\x05_textB\x08\n\x06_array\"M\n\x11ListTasksResponse\x12\x1f\n\x05tasks\x18\x01 \x03(\x0b\x32\x10.cloudai.v1.Task\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x1f\n\x11\x43\x61ncelTaskRequest\x12\n\n\x02id\x18\x01 \x01(\t\"4\n\x12\x43\x61ncelTaskResponse\x12\x1e\n\x04task\x18\x01 \x01(\x0b\x32\x10.cloudai.v1.Task\"\x97\x01\n\x11StreamLogsRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x02 \x01(\x08\x12\x16\n\tafter_seq\x18\x03 \x01(\x04H\x00\x88\x01\x01\x12\x0e\n\x06stdout\x18\x04 \x01(\x08\x12\x0e\n\x06stderr\x18\x05 \x01(\x08\x12\x14\n\x07\x61ttempt\x18\x06 \x01(\rH\x01\x88\x01\x01\x42\x0c\n\n_after_seqB\n\n\x08_attempt\"\x14\n\x12ListWorkersRequest\">\n\x13ListWorkersResponse\x12\'\n\x07workers\x18\x01 \x03(\x0b\x32\x16.cloudai.v1.WorkerInfo\"\x13\n\x11QueueStatsRequest\"D\n\x0bStatusCount\x12&\n\x06status\x18\x01 \x01(\x0e\x32\x16.cloudai.v1.TaskStatus\x12\r\n\x05\x63ount\x18\x02 \x01(\x04\"\xab\x01\n\x12QueueStatsResponse\x12\'\n\x06\x63ounts\x18\x01 \x03(\x0b\x32\x17.cloudai.v1.StatusCount\x12\x39\n\x10oldest_queued_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x00\x88\x01\x01\x12\x1c\n\x14\x66inished_last_minute\x18\x03 \x01(\x04\x42\x13\n\x11_oldest_queued_at\"\x15\n\x13MasterStatusRequest\"d\n\nMasterInfo\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12-\n\tlast_seen\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06leader\x18\x04 \x01(\x08\"\x98\x01\n\x14MasterStatusResponse\x12\x11\n\tleader_id\x18\x01 \x01(\t\x12\x12\n\nleader_url\x18\x02 \x01(\t\x12\r\n\x05\x65poch\x18\x03 \x01(\x04\x12\'\n\x07masters\x18\x04 \x03(\x0b\x32\x16.cloudai.v1.MasterInfo\x12\x13\n\x0b\x61nswered_by\x18\x05 \x01(\t\x12\x0c\n\x04role\x18\x06 \x01(\t2\xc1\x06\n\rClientService\x12\x42\n\x07\x45nqueue\x12\x1a.cloudai.v1.EnqueueRequest\x1a\x1b.cloudai.v1.EnqueueResponse\x12Q\n\x0c\x45nqueueBatch\x12\x1f.cloudai.v1.EnqueueBatchRequest\x1a .cloudai.v1.EnqueueBatchResponse\x12Q\n\x0c\x45nqueueArray\x12\x1f.cloudai.v1.EnqueueArrayRequest\x1a .cloudai.v1.EnqueueArrayResponse\x12\x41\n\x08GetArray\x12\x1b.cloudai.v1.GetArrayRequest\x1a\x18.cloudai.v1.ArraySummary\x12\x37\n\x07GetTask\x12\x1a.cloudai.v1.GetTaskRequest\x1a\x10.cloudai.v1.Task\x12H\n\tListTasks\x12\x1c.cloudai.v1.ListTasksRequest\x1a\x1d.cloudai.v1.ListTasksResponse\x12K\n\nCancelTask\x12\x1d.cloudai.v1.CancelTaskRequest\x1a\x1e.cloudai.v1.CancelTaskResponse\x12\x43\n\nStreamLogs\x12\x1d.cloudai.v1.StreamLogsRequest\x1a\x14.cloudai.v1.LogChunk0\x01\x12N\n\x0bListWorkers\x12\x1e.cloudai.v1.ListWorkersRequest\x1a\x1f.cloudai.v1.ListWorkersResponse\x12K\n\nQueueStats\x12\x1d.cloudai.v1.QueueStatsRequest\x1a\x1e.cloudai.v1.QueueStatsResponse\x12Q\n\x0cMasterStatus\x12\x1f.cloudai.v1.MasterStatusRequest\x1a .cloudai.v1.MasterStatusResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -43,36 +43,44 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ENQUEUEBATCHREQUEST']._serialized_end=261
   _globals['_ENQUEUEBATCHRESPONSE']._serialized_start=263
   _globals['_ENQUEUEBATCHRESPONSE']._serialized_end=331
-  _globals['_GETTASKREQUEST']._serialized_start=333
-  _globals['_GETTASKREQUEST']._serialized_end=361
-  _globals['_LISTTASKSREQUEST']._serialized_start=364
-  _globals['_LISTTASKSREQUEST']._serialized_end=829
-  _globals['_LISTTASKSREQUEST_LABELSENTRY']._serialized_start=734
-  _globals['_LISTTASKSREQUEST_LABELSENTRY']._serialized_end=779
-  _globals['_LISTTASKSRESPONSE']._serialized_start=831
-  _globals['_LISTTASKSRESPONSE']._serialized_end=908
-  _globals['_CANCELTASKREQUEST']._serialized_start=910
-  _globals['_CANCELTASKREQUEST']._serialized_end=941
-  _globals['_CANCELTASKRESPONSE']._serialized_start=943
-  _globals['_CANCELTASKRESPONSE']._serialized_end=995
-  _globals['_STREAMLOGSREQUEST']._serialized_start=998
-  _globals['_STREAMLOGSREQUEST']._serialized_end=1149
-  _globals['_LISTWORKERSREQUEST']._serialized_start=1151
-  _globals['_LISTWORKERSREQUEST']._serialized_end=1171
-  _globals['_LISTWORKERSRESPONSE']._serialized_start=1173
-  _globals['_LISTWORKERSRESPONSE']._serialized_end=1235
-  _globals['_QUEUESTATSREQUEST']._serialized_start=1237
-  _globals['_QUEUESTATSREQUEST']._serialized_end=1256
-  _globals['_STATUSCOUNT']._serialized_start=1258
-  _globals['_STATUSCOUNT']._serialized_end=1326
-  _globals['_QUEUESTATSRESPONSE']._serialized_start=1329
-  _globals['_QUEUESTATSRESPONSE']._serialized_end=1500
-  _globals['_MASTERSTATUSREQUEST']._serialized_start=1502
-  _globals['_MASTERSTATUSREQUEST']._serialized_end=1523
-  _globals['_MASTERINFO']._serialized_start=1525
-  _globals['_MASTERINFO']._serialized_end=1625
-  _globals['_MASTERSTATUSRESPONSE']._serialized_start=1628
-  _globals['_MASTERSTATUSRESPONSE']._serialized_end=1780
-  _globals['_CLIENTSERVICE']._serialized_start=1783
-  _globals['_CLIENTSERVICE']._serialized_end=2466
+  _globals['_ENQUEUEARRAYREQUEST']._serialized_start=333
+  _globals['_ENQUEUEARRAYREQUEST']._serialized_end=407
+  _globals['_ENQUEUEARRAYRESPONSE']._serialized_start=409
+  _globals['_ENQUEUEARRAYRESPONSE']._serialized_end=524
+  _globals['_GETARRAYREQUEST']._serialized_start=526
+  _globals['_GETARRAYREQUEST']._serialized_end=555
+  _globals['_ARRAYSUMMARY']._serialized_start=558
+  _globals['_ARRAYSUMMARY']._serialized_end=692
+  _globals['_GETTASKREQUEST']._serialized_start=694
+  _globals['_GETTASKREQUEST']._serialized_end=722
+  _globals['_LISTTASKSREQUEST']._serialized_start=725
+  _globals['_LISTTASKSREQUEST']._serialized_end=1220
+  _globals['_LISTTASKSREQUEST_LABELSENTRY']._serialized_start=1115
+  _globals['_LISTTASKSREQUEST_LABELSENTRY']._serialized_end=1160
+  _globals['_LISTTASKSRESPONSE']._serialized_start=1222
+  _globals['_LISTTASKSRESPONSE']._serialized_end=1299
+  _globals['_CANCELTASKREQUEST']._serialized_start=1301
+  _globals['_CANCELTASKREQUEST']._serialized_end=1332
+  _globals['_CANCELTASKRESPONSE']._serialized_start=1334
+  _globals['_CANCELTASKRESPONSE']._serialized_end=1386
+  _globals['_STREAMLOGSREQUEST']._serialized_start=1389
+  _globals['_STREAMLOGSREQUEST']._serialized_end=1540
+  _globals['_LISTWORKERSREQUEST']._serialized_start=1542
+  _globals['_LISTWORKERSREQUEST']._serialized_end=1562
+  _globals['_LISTWORKERSRESPONSE']._serialized_start=1564
+  _globals['_LISTWORKERSRESPONSE']._serialized_end=1626
+  _globals['_QUEUESTATSREQUEST']._serialized_start=1628
+  _globals['_QUEUESTATSREQUEST']._serialized_end=1647
+  _globals['_STATUSCOUNT']._serialized_start=1649
+  _globals['_STATUSCOUNT']._serialized_end=1717
+  _globals['_QUEUESTATSRESPONSE']._serialized_start=1720
+  _globals['_QUEUESTATSRESPONSE']._serialized_end=1891
+  _globals['_MASTERSTATUSREQUEST']._serialized_start=1893
+  _globals['_MASTERSTATUSREQUEST']._serialized_end=1914
+  _globals['_MASTERINFO']._serialized_start=1916
+  _globals['_MASTERINFO']._serialized_end=2016
+  _globals['_MASTERSTATUSRESPONSE']._serialized_start=2019
+  _globals['_MASTERSTATUSRESPONSE']._serialized_end=2171
+  _globals['_CLIENTSERVICE']._serialized_start=2174
+  _globals['_CLIENTSERVICE']._serialized_end=3007
 # @@protoc_insertion_point(module_scope)

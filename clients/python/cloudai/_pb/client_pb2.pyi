@@ -36,6 +36,50 @@ class EnqueueBatchResponse(_message.Message):
     results: _containers.RepeatedCompositeFieldContainer[EnqueueResponse]
     def __init__(self, results: _Optional[_Iterable[_Union[EnqueueResponse, _Mapping]]] = ...) -> None: ...
 
+class EnqueueArrayRequest(_message.Message):
+    __slots__ = ("spec", "indices")
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    INDICES_FIELD_NUMBER: _ClassVar[int]
+    spec: _types_pb2.TaskSpec
+    indices: str
+    def __init__(self, spec: _Optional[_Union[_types_pb2.TaskSpec, _Mapping]] = ..., indices: _Optional[str] = ...) -> None: ...
+
+class EnqueueArrayResponse(_message.Message):
+    __slots__ = ("array_id", "size", "created", "max_running", "first_task_id")
+    ARRAY_ID_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    MAX_RUNNING_FIELD_NUMBER: _ClassVar[int]
+    FIRST_TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    array_id: str
+    size: int
+    created: int
+    max_running: int
+    first_task_id: str
+    def __init__(self, array_id: _Optional[str] = ..., size: _Optional[int] = ..., created: _Optional[int] = ..., max_running: _Optional[int] = ..., first_task_id: _Optional[str] = ...) -> None: ...
+
+class GetArrayRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class ArraySummary(_message.Message):
+    __slots__ = ("id", "size", "max_running", "counts", "image", "command")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    MAX_RUNNING_FIELD_NUMBER: _ClassVar[int]
+    COUNTS_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    COMMAND_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    size: int
+    max_running: int
+    counts: _containers.RepeatedCompositeFieldContainer[StatusCount]
+    image: str
+    command: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, id: _Optional[str] = ..., size: _Optional[int] = ..., max_running: _Optional[int] = ..., counts: _Optional[_Iterable[_Union[StatusCount, _Mapping]]] = ..., image: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class GetTaskRequest(_message.Message):
     __slots__ = ("id",)
     ID_FIELD_NUMBER: _ClassVar[int]
@@ -43,7 +87,7 @@ class GetTaskRequest(_message.Message):
     def __init__(self, id: _Optional[str] = ...) -> None: ...
 
 class ListTasksRequest(_message.Message):
-    __slots__ = ("statuses", "worker_id", "limit", "page_token", "submitted_by", "image", "labels", "created_after", "created_before", "text", "oldest_first")
+    __slots__ = ("statuses", "worker_id", "limit", "page_token", "submitted_by", "image", "labels", "created_after", "created_before", "text", "oldest_first", "array")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -62,6 +106,7 @@ class ListTasksRequest(_message.Message):
     CREATED_BEFORE_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     OLDEST_FIRST_FIELD_NUMBER: _ClassVar[int]
+    ARRAY_FIELD_NUMBER: _ClassVar[int]
     statuses: _containers.RepeatedScalarFieldContainer[_types_pb2.TaskStatus]
     worker_id: str
     limit: int
@@ -73,7 +118,8 @@ class ListTasksRequest(_message.Message):
     created_before: _timestamp_pb2.Timestamp
     text: str
     oldest_first: bool
-    def __init__(self, statuses: _Optional[_Iterable[_Union[_types_pb2.TaskStatus, str]]] = ..., worker_id: _Optional[str] = ..., limit: _Optional[int] = ..., page_token: _Optional[str] = ..., submitted_by: _Optional[str] = ..., image: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., created_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., text: _Optional[str] = ..., oldest_first: _Optional[bool] = ...) -> None: ...
+    array: str
+    def __init__(self, statuses: _Optional[_Iterable[_Union[_types_pb2.TaskStatus, str]]] = ..., worker_id: _Optional[str] = ..., limit: _Optional[int] = ..., page_token: _Optional[str] = ..., submitted_by: _Optional[str] = ..., image: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., created_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., text: _Optional[str] = ..., oldest_first: _Optional[bool] = ..., array: _Optional[str] = ...) -> None: ...
 
 class ListTasksResponse(_message.Message):
     __slots__ = ("tasks", "next_page_token")

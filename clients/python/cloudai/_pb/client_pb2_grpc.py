@@ -46,6 +46,16 @@ class ClientServiceStub:
                 request_serializer=cloudai_dot_v1_dot_client__pb2.EnqueueBatchRequest.SerializeToString,
                 response_deserializer=cloudai_dot_v1_dot_client__pb2.EnqueueBatchResponse.FromString,
                 _registered_method=True)
+        self.EnqueueArray = channel.unary_unary(
+                '/cloudai.v1.ClientService/EnqueueArray',
+                request_serializer=cloudai_dot_v1_dot_client__pb2.EnqueueArrayRequest.SerializeToString,
+                response_deserializer=cloudai_dot_v1_dot_client__pb2.EnqueueArrayResponse.FromString,
+                _registered_method=True)
+        self.GetArray = channel.unary_unary(
+                '/cloudai.v1.ClientService/GetArray',
+                request_serializer=cloudai_dot_v1_dot_client__pb2.GetArrayRequest.SerializeToString,
+                response_deserializer=cloudai_dot_v1_dot_client__pb2.ArraySummary.FromString,
+                _registered_method=True)
         self.GetTask = channel.unary_unary(
                 '/cloudai.v1.ClientService/GetTask',
                 request_serializer=cloudai_dot_v1_dot_client__pb2.GetTaskRequest.SerializeToString,
@@ -95,6 +105,24 @@ class ClientServiceServicer:
 
     def EnqueueBatch(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EnqueueArray(self, request, context):
+        """A job array: `spec` once per index, in one store write, all or none. Each element
+        has CLOUDAI_ARRAY_INDEX and CLOUDAI_ARRAY_ID in its env and the cloudai.array label;
+        with a cap (`%8`) at most that many are queued or running at once, the rest WAITING.
+        With an idempotency key, the elements' keys are KEY[INDEX] and enqueueing again
+        returns the same array.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetArray(self, request, context):
+        """An array's size, cap and elements per status. NOT_FOUND when no task is an element.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -156,6 +184,16 @@ def add_ClientServiceServicer_to_server(servicer, server):
                     servicer.EnqueueBatch,
                     request_deserializer=cloudai_dot_v1_dot_client__pb2.EnqueueBatchRequest.FromString,
                     response_serializer=cloudai_dot_v1_dot_client__pb2.EnqueueBatchResponse.SerializeToString,
+            ),
+            'EnqueueArray': grpc.unary_unary_rpc_method_handler(
+                    servicer.EnqueueArray,
+                    request_deserializer=cloudai_dot_v1_dot_client__pb2.EnqueueArrayRequest.FromString,
+                    response_serializer=cloudai_dot_v1_dot_client__pb2.EnqueueArrayResponse.SerializeToString,
+            ),
+            'GetArray': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetArray,
+                    request_deserializer=cloudai_dot_v1_dot_client__pb2.GetArrayRequest.FromString,
+                    response_serializer=cloudai_dot_v1_dot_client__pb2.ArraySummary.SerializeToString,
             ),
             'GetTask': grpc.unary_unary_rpc_method_handler(
                     servicer.GetTask,
@@ -248,6 +286,60 @@ class ClientService:
             '/cloudai.v1.ClientService/EnqueueBatch',
             cloudai_dot_v1_dot_client__pb2.EnqueueBatchRequest.SerializeToString,
             cloudai_dot_v1_dot_client__pb2.EnqueueBatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EnqueueArray(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cloudai.v1.ClientService/EnqueueArray',
+            cloudai_dot_v1_dot_client__pb2.EnqueueArrayRequest.SerializeToString,
+            cloudai_dot_v1_dot_client__pb2.EnqueueArrayResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetArray(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cloudai.v1.ClientService/GetArray',
+            cloudai_dot_v1_dot_client__pb2.GetArrayRequest.SerializeToString,
+            cloudai_dot_v1_dot_client__pb2.ArraySummary.FromString,
             options,
             channel_credentials,
             insecure,

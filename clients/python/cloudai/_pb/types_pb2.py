@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x63loudai/v1/types.proto\x12\ncloudai.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1egoogle/protobuf/duration.proto\"W\n\tResources\x12\x12\n\ncpu_millis\x18\x01 \x01(\x04\x12\x14\n\x0cmemory_bytes\x18\x02 \x01(\x04\x12\x0c\n\x04gpus\x18\x03 \x01(\r\x12\x12\n\ndisk_bytes\x18\x04 \x01(\x04\"\xe0\x04\n\x08TaskSpec\x12\r\n\x05image\x18\x01 \x01(\t\x12\x0f\n\x07\x63ommand\x18\x02 \x03(\t\x12*\n\x03\x65nv\x18\x03 \x03(\x0b\x32\x1d.cloudai.v1.TaskSpec.EnvEntry\x12(\n\tresources\x18\x04 \x01(\x0b\x32\x15.cloudai.v1.Resources\x12\x10\n\x08priority\x18\x05 \x01(\x05\x12\x14\n\x0cmax_attempts\x18\x06 \x01(\r\x12*\n\x07timeout\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x1a\n\rpinned_worker\x18\x08 \x01(\tH\x00\x88\x01\x01\x12\x30\n\x06labels\x18\t \x03(\x0b\x32 .cloudai.v1.TaskSpec.LabelsEntry\x12\x1c\n\x0fidempotency_key\x18\n \x01(\tH\x01\x88\x01\x01\x12\x1d\n\x10max_lost_retries\x18\x0b \x01(\rH\x02\x88\x01\x01\x12\x12\n\nentrypoint\x18\x0c \x03(\t\x12%\n\x05\x61\x66ter\x18\r \x03(\x0b\x32\x16.cloudai.v1.Dependency\x12.\n\nnot_before\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x10\n\x0e_pinned_workerB\x12\n\x10_idempotency_keyB\x13\n\x11_max_lost_retries\"Q\n\nDependency\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x32\n\tcondition\x18\x02 \x01(\x0e\x32\x1f.cloudai.v1.DependencyCondition\"\xda\x02\n\x07\x41ttempt\x12\x0e\n\x06number\x18\x01 \x01(\r\x12\r\n\x05token\x18\x02 \x01(\x04\x12\x11\n\tworker_id\x18\x03 \x01(\t\x12/\n\x0b\x61ssigned_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x07outcome\x18\x07 \x01(\x0e\x32\x16.cloudai.v1.TaskStatus\x12\x16\n\texit_code\x18\x08 \x01(\x05H\x00\x88\x01\x01\x12\r\n\x05\x65rror\x18\t \x01(\t\x12\x14\n\x0creported_seq\x18\n \x01(\x04\x12\x17\n\x0flost_to_silence\x18\x0b \x01(\x08\x42\x0c\n\n_exit_code\"\xbe\x03\n\x04Task\x12\n\n\x02id\x18\x01 \x01(\t\x12\"\n\x04spec\x18\x02 \x01(\x0b\x32\x14.cloudai.v1.TaskSpec\x12&\n\x06status\x18\x03 \x01(\x0e\x32\x16.cloudai.v1.TaskStatus\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nnot_before\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x08\x61ttempts\x18\x07 \x03(\x0b\x32\x13.cloudai.v1.Attempt\x12\x11\n\tworker_id\x18\x08 \x01(\t\x12\x16\n\texit_code\x18\t \x01(\x05H\x00\x88\x01\x01\x12\r\n\x05\x65rror\x18\n \x01(\t\x12\x18\n\x10\x63\x61ncel_requested\x18\x0b \x01(\x08\x12\x14\n\x0csubmitted_by\x18\x0c \x01(\t\x12/\n\x0b\x66inished_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x0c\n\n_exit_code\"\x87\x01\n\x08LogChunk\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12%\n\x06stream\x18\x02 \x01(\x0e\x32\x15.cloudai.v1.LogStream\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\x12\x0f\n\x07\x61ttempt\x18\x05 \x01(\r\"\'\n\x07GpuInfo\x12\r\n\x05\x63ount\x18\x01 \x01(\r\x12\r\n\x05model\x18\x02 \x01(\t\"S\n\x05Usage\x12\x13\n\x0b\x63pu_percent\x18\x01 \x01(\x01\x12\x19\n\x11memory_used_bytes\x18\x02 \x01(\x04\x12\x1a\n\x12memory_total_bytes\x18\x03 \x01(\x04\"\xee\x03\n\nWorkerInfo\x12\n\n\x02id\x18\x01 \x01(\t\x12\x32\n\x06labels\x18\x02 \x03(\x0b\x32\".cloudai.v1.WorkerInfo.LabelsEntry\x12\'\n\x08\x63\x61pacity\x18\x03 \x01(\x0b\x32\x15.cloudai.v1.Resources\x12#\n\x04\x66ree\x18\x04 \x01(\x0b\x32\x15.cloudai.v1.Resources\x12(\n\x06health\x18\x05 \x01(\x0e\x32\x18.cloudai.v1.WorkerHealth\x12\x32\n\x0elast_heartbeat\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10running_task_ids\x18\x07 \x03(\t\x12 \n\x05usage\x18\x08 \x01(\x0b\x32\x11.cloudai.v1.Usage\x12 \n\x03gpu\x18\t \x01(\x0b\x32\x13.cloudai.v1.GpuInfo\x12\x10\n\x08hostname\x18\n \x01(\t\x12\x0f\n\x07version\x18\x0b \x01(\t\x12\x10\n\x08\x63ordoned\x18\x0c \x01(\x08\x12\x32\n\x0e\x64rain_deadline\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01*q\n\x13\x44\x65pendencyCondition\x12\x1b\n\x17\x44\x45PENDENCY_CONDITION_OK\x10\x00\x12\x1f\n\x1b\x44\x45PENDENCY_CONDITION_NOT_OK\x10\x01\x12\x1c\n\x18\x44\x45PENDENCY_CONDITION_ANY\x10\x02*\x8c\x02\n\nTaskStatus\x12\x1b\n\x17TASK_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12TASK_STATUS_QUEUED\x10\x01\x12\x18\n\x14TASK_STATUS_ASSIGNED\x10\x02\x12\x17\n\x13TASK_STATUS_RUNNING\x10\x03\x12\x19\n\x15TASK_STATUS_SUCCEEDED\x10\x04\x12\x16\n\x12TASK_STATUS_FAILED\x10\x05\x12\x19\n\x15TASK_STATUS_CANCELLED\x10\x06\x12\x19\n\x15TASK_STATUS_TIMED_OUT\x10\x07\x12\x14\n\x10TASK_STATUS_LOST\x10\x08\x12\x17\n\x13TASK_STATUS_WAITING\x10\t*l\n\tLogStream\x12\x1a\n\x16LOG_STREAM_UNSPECIFIED\x10\x00\x12\x15\n\x11LOG_STREAM_STDOUT\x10\x01\x12\x15\n\x11LOG_STREAM_STDERR\x10\x02\x12\x15\n\x11LOG_STREAM_SYSTEM\x10\x03*{\n\x0cWorkerHealth\x12\x1d\n\x19WORKER_HEALTH_UNSPECIFIED\x10\x00\x12\x19\n\x15WORKER_HEALTH_HEALTHY\x10\x01\x12\x19\n\x15WORKER_HEALTH_SUSPECT\x10\x02\x12\x16\n\x12WORKER_HEALTH_DEAD\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x63loudai/v1/types.proto\x12\ncloudai.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1egoogle/protobuf/duration.proto\"W\n\tResources\x12\x12\n\ncpu_millis\x18\x01 \x01(\x04\x12\x14\n\x0cmemory_bytes\x18\x02 \x01(\x04\x12\x0c\n\x04gpus\x18\x03 \x01(\r\x12\x12\n\ndisk_bytes\x18\x04 \x01(\x04\"\x88\x05\n\x08TaskSpec\x12\r\n\x05image\x18\x01 \x01(\t\x12\x0f\n\x07\x63ommand\x18\x02 \x03(\t\x12*\n\x03\x65nv\x18\x03 \x03(\x0b\x32\x1d.cloudai.v1.TaskSpec.EnvEntry\x12(\n\tresources\x18\x04 \x01(\x0b\x32\x15.cloudai.v1.Resources\x12\x10\n\x08priority\x18\x05 \x01(\x05\x12\x14\n\x0cmax_attempts\x18\x06 \x01(\r\x12*\n\x07timeout\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x1a\n\rpinned_worker\x18\x08 \x01(\tH\x00\x88\x01\x01\x12\x30\n\x06labels\x18\t \x03(\x0b\x32 .cloudai.v1.TaskSpec.LabelsEntry\x12\x1c\n\x0fidempotency_key\x18\n \x01(\tH\x01\x88\x01\x01\x12\x1d\n\x10max_lost_retries\x18\x0b \x01(\rH\x02\x88\x01\x01\x12\x12\n\nentrypoint\x18\x0c \x03(\t\x12%\n\x05\x61\x66ter\x18\r \x03(\x0b\x32\x16.cloudai.v1.Dependency\x12.\n\nnot_before\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x05\x61rray\x18\x0f \x01(\x0b\x32\x17.cloudai.v1.ArrayMember\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x10\n\x0e_pinned_workerB\x12\n\x10_idempotency_keyB\x13\n\x11_max_lost_retries\"K\n\x0b\x41rrayMember\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05index\x18\x02 \x01(\r\x12\x0c\n\x04size\x18\x03 \x01(\r\x12\x13\n\x0bmax_running\x18\x04 \x01(\r\"Q\n\nDependency\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x32\n\tcondition\x18\x02 \x01(\x0e\x32\x1f.cloudai.v1.DependencyCondition\"\xda\x02\n\x07\x41ttempt\x12\x0e\n\x06number\x18\x01 \x01(\r\x12\r\n\x05token\x18\x02 \x01(\x04\x12\x11\n\tworker_id\x18\x03 \x01(\t\x12/\n\x0b\x61ssigned_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x07outcome\x18\x07 \x01(\x0e\x32\x16.cloudai.v1.TaskStatus\x12\x16\n\texit_code\x18\x08 \x01(\x05H\x00\x88\x01\x01\x12\r\n\x05\x65rror\x18\t \x01(\t\x12\x14\n\x0creported_seq\x18\n \x01(\x04\x12\x17\n\x0flost_to_silence\x18\x0b \x01(\x08\x42\x0c\n\n_exit_code\"\xbe\x03\n\x04Task\x12\n\n\x02id\x18\x01 \x01(\t\x12\"\n\x04spec\x18\x02 \x01(\x0b\x32\x14.cloudai.v1.TaskSpec\x12&\n\x06status\x18\x03 \x01(\x0e\x32\x16.cloudai.v1.TaskStatus\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nnot_before\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x08\x61ttempts\x18\x07 \x03(\x0b\x32\x13.cloudai.v1.Attempt\x12\x11\n\tworker_id\x18\x08 \x01(\t\x12\x16\n\texit_code\x18\t \x01(\x05H\x00\x88\x01\x01\x12\r\n\x05\x65rror\x18\n \x01(\t\x12\x18\n\x10\x63\x61ncel_requested\x18\x0b \x01(\x08\x12\x14\n\x0csubmitted_by\x18\x0c \x01(\t\x12/\n\x0b\x66inished_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x0c\n\n_exit_code\"\x87\x01\n\x08LogChunk\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12%\n\x06stream\x18\x02 \x01(\x0e\x32\x15.cloudai.v1.LogStream\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\x12\x0f\n\x07\x61ttempt\x18\x05 \x01(\r\"\'\n\x07GpuInfo\x12\r\n\x05\x63ount\x18\x01 \x01(\r\x12\r\n\x05model\x18\x02 \x01(\t\"S\n\x05Usage\x12\x13\n\x0b\x63pu_percent\x18\x01 \x01(\x01\x12\x19\n\x11memory_used_bytes\x18\x02 \x01(\x04\x12\x1a\n\x12memory_total_bytes\x18\x03 \x01(\x04\"\xee\x03\n\nWorkerInfo\x12\n\n\x02id\x18\x01 \x01(\t\x12\x32\n\x06labels\x18\x02 \x03(\x0b\x32\".cloudai.v1.WorkerInfo.LabelsEntry\x12\'\n\x08\x63\x61pacity\x18\x03 \x01(\x0b\x32\x15.cloudai.v1.Resources\x12#\n\x04\x66ree\x18\x04 \x01(\x0b\x32\x15.cloudai.v1.Resources\x12(\n\x06health\x18\x05 \x01(\x0e\x32\x18.cloudai.v1.WorkerHealth\x12\x32\n\x0elast_heartbeat\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10running_task_ids\x18\x07 \x03(\t\x12 \n\x05usage\x18\x08 \x01(\x0b\x32\x11.cloudai.v1.Usage\x12 \n\x03gpu\x18\t \x01(\x0b\x32\x13.cloudai.v1.GpuInfo\x12\x10\n\x08hostname\x18\n \x01(\t\x12\x0f\n\x07version\x18\x0b \x01(\t\x12\x10\n\x08\x63ordoned\x18\x0c \x01(\x08\x12\x32\n\x0e\x64rain_deadline\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01*q\n\x13\x44\x65pendencyCondition\x12\x1b\n\x17\x44\x45PENDENCY_CONDITION_OK\x10\x00\x12\x1f\n\x1b\x44\x45PENDENCY_CONDITION_NOT_OK\x10\x01\x12\x1c\n\x18\x44\x45PENDENCY_CONDITION_ANY\x10\x02*\x8c\x02\n\nTaskStatus\x12\x1b\n\x17TASK_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12TASK_STATUS_QUEUED\x10\x01\x12\x18\n\x14TASK_STATUS_ASSIGNED\x10\x02\x12\x17\n\x13TASK_STATUS_RUNNING\x10\x03\x12\x19\n\x15TASK_STATUS_SUCCEEDED\x10\x04\x12\x16\n\x12TASK_STATUS_FAILED\x10\x05\x12\x19\n\x15TASK_STATUS_CANCELLED\x10\x06\x12\x19\n\x15TASK_STATUS_TIMED_OUT\x10\x07\x12\x14\n\x10TASK_STATUS_LOST\x10\x08\x12\x17\n\x13TASK_STATUS_WAITING\x10\t*l\n\tLogStream\x12\x1a\n\x16LOG_STREAM_UNSPECIFIED\x10\x00\x12\x15\n\x11LOG_STREAM_STDOUT\x10\x01\x12\x15\n\x11LOG_STREAM_STDERR\x10\x02\x12\x15\n\x11LOG_STREAM_SYSTEM\x10\x03*{\n\x0cWorkerHealth\x12\x1d\n\x19WORKER_HEALTH_UNSPECIFIED\x10\x00\x12\x19\n\x15WORKER_HEALTH_HEALTHY\x10\x01\x12\x19\n\x15WORKER_HEALTH_SUSPECT\x10\x02\x12\x16\n\x12WORKER_HEALTH_DEAD\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,36 +39,38 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TASKSPEC_LABELSENTRY']._serialized_options = b'8\001'
   _globals['_WORKERINFO_LABELSENTRY']._loaded_options = None
   _globals['_WORKERINFO_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_DEPENDENCYCONDITION']._serialized_start=2445
-  _globals['_DEPENDENCYCONDITION']._serialized_end=2558
-  _globals['_TASKSTATUS']._serialized_start=2561
-  _globals['_TASKSTATUS']._serialized_end=2829
-  _globals['_LOGSTREAM']._serialized_start=2831
-  _globals['_LOGSTREAM']._serialized_end=2939
-  _globals['_WORKERHEALTH']._serialized_start=2941
-  _globals['_WORKERHEALTH']._serialized_end=3064
+  _globals['_DEPENDENCYCONDITION']._serialized_start=2562
+  _globals['_DEPENDENCYCONDITION']._serialized_end=2675
+  _globals['_TASKSTATUS']._serialized_start=2678
+  _globals['_TASKSTATUS']._serialized_end=2946
+  _globals['_LOGSTREAM']._serialized_start=2948
+  _globals['_LOGSTREAM']._serialized_end=3056
+  _globals['_WORKERHEALTH']._serialized_start=3058
+  _globals['_WORKERHEALTH']._serialized_end=3181
   _globals['_RESOURCES']._serialized_start=103
   _globals['_RESOURCES']._serialized_end=190
   _globals['_TASKSPEC']._serialized_start=193
-  _globals['_TASKSPEC']._serialized_end=801
-  _globals['_TASKSPEC_ENVENTRY']._serialized_start=653
-  _globals['_TASKSPEC_ENVENTRY']._serialized_end=695
-  _globals['_TASKSPEC_LABELSENTRY']._serialized_start=697
-  _globals['_TASKSPEC_LABELSENTRY']._serialized_end=742
-  _globals['_DEPENDENCY']._serialized_start=803
-  _globals['_DEPENDENCY']._serialized_end=884
-  _globals['_ATTEMPT']._serialized_start=887
-  _globals['_ATTEMPT']._serialized_end=1233
-  _globals['_TASK']._serialized_start=1236
-  _globals['_TASK']._serialized_end=1682
-  _globals['_LOGCHUNK']._serialized_start=1685
-  _globals['_LOGCHUNK']._serialized_end=1820
-  _globals['_GPUINFO']._serialized_start=1822
-  _globals['_GPUINFO']._serialized_end=1861
-  _globals['_USAGE']._serialized_start=1863
-  _globals['_USAGE']._serialized_end=1946
-  _globals['_WORKERINFO']._serialized_start=1949
-  _globals['_WORKERINFO']._serialized_end=2443
-  _globals['_WORKERINFO_LABELSENTRY']._serialized_start=697
-  _globals['_WORKERINFO_LABELSENTRY']._serialized_end=742
+  _globals['_TASKSPEC']._serialized_end=841
+  _globals['_TASKSPEC_ENVENTRY']._serialized_start=693
+  _globals['_TASKSPEC_ENVENTRY']._serialized_end=735
+  _globals['_TASKSPEC_LABELSENTRY']._serialized_start=737
+  _globals['_TASKSPEC_LABELSENTRY']._serialized_end=782
+  _globals['_ARRAYMEMBER']._serialized_start=843
+  _globals['_ARRAYMEMBER']._serialized_end=918
+  _globals['_DEPENDENCY']._serialized_start=920
+  _globals['_DEPENDENCY']._serialized_end=1001
+  _globals['_ATTEMPT']._serialized_start=1004
+  _globals['_ATTEMPT']._serialized_end=1350
+  _globals['_TASK']._serialized_start=1353
+  _globals['_TASK']._serialized_end=1799
+  _globals['_LOGCHUNK']._serialized_start=1802
+  _globals['_LOGCHUNK']._serialized_end=1937
+  _globals['_GPUINFO']._serialized_start=1939
+  _globals['_GPUINFO']._serialized_end=1978
+  _globals['_USAGE']._serialized_start=1980
+  _globals['_USAGE']._serialized_end=2063
+  _globals['_WORKERINFO']._serialized_start=2066
+  _globals['_WORKERINFO']._serialized_end=2560
+  _globals['_WORKERINFO_LABELSENTRY']._serialized_start=737
+  _globals['_WORKERINFO_LABELSENTRY']._serialized_end=782
 # @@protoc_insertion_point(module_scope)

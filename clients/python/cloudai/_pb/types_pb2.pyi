@@ -78,7 +78,7 @@ class Resources(_message.Message):
     def __init__(self, cpu_millis: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., gpus: _Optional[int] = ..., disk_bytes: _Optional[int] = ...) -> None: ...
 
 class TaskSpec(_message.Message):
-    __slots__ = ("image", "command", "env", "resources", "priority", "max_attempts", "timeout", "pinned_worker", "labels", "idempotency_key", "max_lost_retries", "entrypoint", "after", "not_before")
+    __slots__ = ("image", "command", "env", "resources", "priority", "max_attempts", "timeout", "pinned_worker", "labels", "idempotency_key", "max_lost_retries", "entrypoint", "after", "not_before", "array")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -107,6 +107,7 @@ class TaskSpec(_message.Message):
     ENTRYPOINT_FIELD_NUMBER: _ClassVar[int]
     AFTER_FIELD_NUMBER: _ClassVar[int]
     NOT_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    ARRAY_FIELD_NUMBER: _ClassVar[int]
     image: str
     command: _containers.RepeatedScalarFieldContainer[str]
     env: _containers.ScalarMap[str, str]
@@ -121,7 +122,20 @@ class TaskSpec(_message.Message):
     entrypoint: _containers.RepeatedScalarFieldContainer[str]
     after: _containers.RepeatedCompositeFieldContainer[Dependency]
     not_before: _timestamp_pb2.Timestamp
-    def __init__(self, image: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., priority: _Optional[int] = ..., max_attempts: _Optional[int] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., pinned_worker: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., idempotency_key: _Optional[str] = ..., max_lost_retries: _Optional[int] = ..., entrypoint: _Optional[_Iterable[str]] = ..., after: _Optional[_Iterable[_Union[Dependency, _Mapping]]] = ..., not_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    array: ArrayMember
+    def __init__(self, image: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., priority: _Optional[int] = ..., max_attempts: _Optional[int] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., pinned_worker: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., idempotency_key: _Optional[str] = ..., max_lost_retries: _Optional[int] = ..., entrypoint: _Optional[_Iterable[str]] = ..., after: _Optional[_Iterable[_Union[Dependency, _Mapping]]] = ..., not_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., array: _Optional[_Union[ArrayMember, _Mapping]] = ...) -> None: ...
+
+class ArrayMember(_message.Message):
+    __slots__ = ("id", "index", "size", "max_running")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    MAX_RUNNING_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    index: int
+    size: int
+    max_running: int
+    def __init__(self, id: _Optional[str] = ..., index: _Optional[int] = ..., size: _Optional[int] = ..., max_running: _Optional[int] = ...) -> None: ...
 
 class Dependency(_message.Message):
     __slots__ = ("task_id", "condition")

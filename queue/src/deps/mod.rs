@@ -3,11 +3,17 @@
 //! that apply it through any [`QueueStore`]: [`settle`] (one task), [`resolve`] (the
 //! dependents of a task that ended, and theirs in turn when they are cancelled: the whole
 //! cascade in one pass) and [`sweep`] (every waiting task, which makes the passes safe to
-//! lose in a crash: the leader sweeps at start and every few seconds).
+//! lose in a crash: the leader sweeps at start and every few seconds). An array's
+//! elements are decided together ([`arrays`]), under the array's cap.
 //!
 //! A parent's outcome counts once it is final: a failed attempt that will be retried
 //! leaves the task `queued`, not `failed`, so its dependents go on waiting.
 
+mod arrays;
+
+pub use arrays::fill as fill_array;
+
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::str::FromStr;
 
@@ -127,29 +133,42 @@ pub fn verdict(parents: &[(Dependency, Option<TaskStatus>)]) -> Option<Resolutio
     all_hold.then_some(Resolution::Release)
 }
 
-/// Decides waiting task `id` from its parents now; the task as changed, or `None` when it
-/// waits on (or was no longer waiting: cancelled by a user, settled by another pass).
-pub async fn settle(
+/// Parents' statuses as one pass read them (`None`: no such task).
+type Parents = HashMap<TaskId, Option<TaskStatus>>;
+
+/// The verdict on waiting `task` from its parents, read through `parents`.
+async fn verdict_of(
+    store: &dyn QueueStore,
+    task: &Task,
+    parents: &mut Parents,
+) -> Result<Option<Resolution>> {
+    let mut of = Vec::with_capacity(task.spec.after.len());
+    for d in &task.spec.after {
+        let status = match parents.get(&d.task) {
+            Some(s) => *s,
+            None => {
+                let s = match store.get(d.task).await {
+                    Ok(p) => Some(p.status),
+                    Err(QueueError::NotFound(_)) => None,
+                    Err(e) => return Err(e),
+                };
+                parents.insert(d.task, s);
+                s
+            }
+        };
+        of.push((*d, status));
+    }
+    Ok(verdict(&of))
+}
+
+/// Writes `res` for waiting task `id`: the task as changed, or `None` when it was no
+/// longer waiting (cancelled by a user, settled by another pass).
+async fn write(
     store: &dyn QueueStore,
     id: TaskId,
+    res: Resolution,
     now: DateTime<Utc>,
 ) -> Result<Option<Task>> {
-    let task = store.get(id).await?;
-    if task.status != TaskStatus::Waiting {
-        return Ok(None);
-    }
-    let mut parents = Vec::with_capacity(task.spec.after.len());
-    for d in &task.spec.after {
-        let status = match store.get(d.task).await {
-            Ok(p) => Some(p.status),
-            Err(QueueError::NotFound(_)) => None,
-            Err(e) => return Err(e),
-        };
-        parents.push((*d, status));
-    }
-    let Some(res) = verdict(&parents) else {
-        return Ok(None);
-    };
     match store.settle_waiting(id, res, now).await {
         Ok(t) => Ok(Some(t)),
         Err(QueueError::IllegalTransition { .. }) => Ok(None),
@@ -157,8 +176,76 @@ pub async fn settle(
     }
 }
 
+/// Decides waiting `task` (not an array's element) from its parents now.
+async fn decide(store: &dyn QueueStore, task: &Task, now: DateTime<Utc>) -> Result<Option<Task>> {
+    match verdict_of(store, task, &mut Parents::new()).await? {
+        Some(res) => write(store, task.id, res, now).await,
+        None => Ok(None),
+    }
+}
+
+/// Decides waiting task `id` now; every task changed (none when it waits on, or was no
+/// longer waiting). An array's element is decided with its array ([`arrays::fill`]),
+/// whose cap may hold it.
+pub async fn settle(store: &dyn QueueStore, id: TaskId, now: DateTime<Utc>) -> Result<Vec<Task>> {
+    let task = store.get(id).await?;
+    if task.status != TaskStatus::Waiting {
+        return Ok(Vec::new());
+    }
+    if let Some(a) = &task.spec.array {
+        return arrays::fill(store, &a.id, now).await;
+    }
+    Ok(decide(store, &task, now).await?.into_iter().collect())
+}
+
 /// Most dependents read for one parent in one pass.
 const MAX_DEPENDENTS: usize = 10_000;
+
+/// The tasks waiting on `parent`.
+async fn dependents(store: &dyn QueueStore, parent: TaskId) -> Result<Vec<Task>> {
+    let query = TaskQuery {
+        statuses: vec![TaskStatus::Waiting],
+        depends_on: Some(parent),
+        oldest_first: true,
+        limit: MAX_DEPENDENTS,
+        ..TaskQuery::default()
+    };
+    store.list(&query).await
+}
+
+/// Decides `waiting` (tasks read as waiting), each array's elements together; then, for
+/// each task cancelled, the tasks waiting on it, down the chain (level by level, so a
+/// long chain needs no deep recursion). Every task changed.
+async fn decide_all(
+    store: &dyn QueueStore,
+    mut waiting: Vec<Task>,
+    now: DateTime<Utc>,
+) -> Result<Vec<Task>> {
+    let mut changed = Vec::new();
+    loop {
+        let mut level = Vec::new();
+        let mut arrays = BTreeSet::new();
+        for w in waiting {
+            match &w.spec.array {
+                Some(a) => {
+                    arrays.insert(a.id.clone());
+                }
+                None => level.extend(decide(store, &w, now).await?),
+            }
+        }
+        for a in arrays {
+            level.extend(arrays::fill(store, &a, now).await?);
+        }
+        waiting = Vec::new();
+        for t in level.iter().filter(|t| t.status.is_terminal()) {
+            waiting.extend(dependents(store, t.id).await?);
+        }
+        changed.extend(level);
+        if waiting.is_empty() {
+            return Ok(changed);
+        }
+    }
+}
 
 /// After `parent` ended: decides each task waiting on it, and, for each of those that is
 /// cancelled, the tasks waiting on that one, down the chain. Every task changed.
@@ -167,26 +254,8 @@ pub async fn resolve(
     parent: TaskId,
     now: DateTime<Utc>,
 ) -> Result<Vec<Task>> {
-    let mut changed = Vec::new();
-    let mut ended = vec![parent];
-    while let Some(p) = ended.pop() {
-        let query = TaskQuery {
-            statuses: vec![TaskStatus::Waiting],
-            depends_on: Some(p),
-            oldest_first: true,
-            limit: MAX_DEPENDENTS,
-            ..TaskQuery::default()
-        };
-        for child in store.list(&query).await? {
-            if let Some(t) = settle(store, child.id, now).await? {
-                if t.status.is_terminal() {
-                    ended.push(t.id);
-                }
-                changed.push(t);
-            }
-        }
-    }
-    Ok(changed)
+    let children = dependents(store, parent).await?;
+    decide_all(store, children, now).await
 }
 
 /// What a sweep did.
@@ -207,20 +276,10 @@ pub async fn sweep(store: &dyn QueueStore, now: DateTime<Utc>, limit: usize) -> 
         limit,
         ..TaskQuery::default()
     };
-    let mut changed = Vec::new();
     let waiting = store.list(&query).await?;
     let found = waiting.len();
-    for w in waiting {
-        if let Some(t) = settle(store, w.id, now).await? {
-            let cancelled = t.status.is_terminal().then_some(t.id);
-            changed.push(t);
-            if let Some(id) = cancelled {
-                changed.extend(resolve(store, id, now).await?);
-            }
-        }
-    }
     Ok(Swept {
-        changed,
+        changed: decide_all(store, waiting, now).await?,
         waiting: found,
     })
 }
