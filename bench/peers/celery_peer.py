@@ -1,9 +1,13 @@
-"""The Celery peer of cloudai's drain and latency benchmarks.
+"""The Celery peer of cloudai's drain, latency and workflow benchmarks.
 
   python celery_peer.py drain   --redis URL --n N --concurrency C
   python celery_peer.py latency --redis URL --n N --rate R --concurrency C
+  python celery_peer.py chain   --redis URL --n N --parent-ms MS --concurrency C
 
-Prints one JSON line on stdout: {"rate": tasks/s} or {"latencies_ms": [...]}.
+Prints one JSON line on stdout: {"rate": tasks/s} or {"latencies_ms": [...]}. The
+chain mode runs `chain(parent.si(), child.si())` N times, one at a time, and reports each
+child's start minus its parent's end, both stamped inside the task bodies on
+CLOCK_MONOTONIC (system-wide on Linux, so comparable across the pool's processes).
 The broker is redis db 0, the counters db 1 (both flushed first). The worker is started
 here as `celery worker -P prefork -c C` and stopped at the end.
 """
@@ -50,13 +54,34 @@ def wait_for(pred, timeout, what):
         time.sleep(0.01)
 
 
+CHAIN_WARMUP = 5
+
+
+def chains(args, env, r, tasks):
+    """Parent end -> child start (ms) of each measured chain, after a warm-up."""
+    from celery import chain
+    worker = start_worker(args, env)
+    try:
+        for i in range(CHAIN_WARMUP + args.n):
+            chain(tasks.parent.si(i, args.parent_ms), tasks.child.si(i)).apply_async()
+            wait_for(lambda: r.hexists("bench:child", i), 60, f"chain {i}")
+            # The child's own end is not measured: let it finish (idle cluster).
+            time.sleep(0.005)
+    finally:
+        stop_worker(worker)
+    ends, starts = r.hgetall("bench:parent"), r.hgetall("bench:child")
+    return [(float(starts[str(i).encode()]) - float(ends[str(i).encode()])) * 1000.0
+            for i in range(CHAIN_WARMUP, CHAIN_WARMUP + args.n)]
+
+
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("mode", choices=["drain", "latency"])
+    p.add_argument("mode", choices=["drain", "latency", "chain"])
     p.add_argument("--redis", required=True, help="redis://HOST:PORT")
     p.add_argument("--n", type=int, default=10000)
     p.add_argument("--rate", type=float, default=50.0)
     p.add_argument("--concurrency", type=int, default=8)
+    p.add_argument("--parent-ms", type=int, default=30)
     args = p.parse_args()
 
     base = args.redis.rstrip("/")
@@ -84,6 +109,8 @@ def main():
             stop_worker(worker)
         first, last = float(r.get("bench:first")), float(r.get("bench:last"))
         print(json.dumps({"rate": (args.n - 1) / max(last - first, 1e-9)}))
+    elif args.mode == "chain":
+        print(json.dumps({"latencies_ms": chains(args, env, r, celery_tasks)}))
     else:
         worker = start_worker(args, env)
         try:

@@ -1,4 +1,6 @@
-"""Celery tasks for the peer benchmark: a no-op that counts itself, and a start stamp.
+"""Celery tasks for the peer benchmark: a no-op that counts itself, a start stamp, and
+the two ends of a chain (a parent that runs a while and stamps its end, a child that
+stamps its start, both on CLOCK_MONOTONIC).
 
 Both use a plain Redis connection (one per worker process) on a separate database from
 the broker's, so counting adds one round trip per task and nothing else.
@@ -40,3 +42,15 @@ def noop():
 @app.task(name="stamp")
 def stamp(sent):
     counters().rpush("bench:lat", time.time() - sent)
+
+
+@app.task(name="parent")
+def parent(i, ms):
+    time.sleep(ms / 1000.0)
+    # The stamp's own write (one loopback round trip) falls inside the measured gap.
+    counters().hset("bench:parent", i, time.clock_gettime(time.CLOCK_MONOTONIC))
+
+
+@app.task(name="child")
+def child(i):
+    counters().hset("bench:child", i, time.clock_gettime(time.CLOCK_MONOTONIC))

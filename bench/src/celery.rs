@@ -76,3 +76,20 @@ pub fn latency(opts: &CeleryOpts, n: usize, rate: f64, concurrency: usize) -> Re
         .latencies_ms
         .context("celery peer gave no latencies")
 }
+
+/// Parent end → child start latencies (ms) of `n` two-task chains run one at a time,
+/// each parent sleeping `parent_ms` first.
+pub fn chain(opts: &CeleryOpts, n: usize, parent_ms: u64, concurrency: usize) -> Result<Vec<f64>> {
+    let args = [
+        "chain",
+        "--n",
+        &n.to_string(),
+        "--parent-ms",
+        &parent_ms.to_string(),
+        "--concurrency",
+        &concurrency.to_string(),
+    ];
+    run(opts, &args.map(String::from))?
+        .latencies_ms
+        .context("celery peer gave no latencies")
+}

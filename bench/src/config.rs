@@ -107,6 +107,24 @@ pub struct Config {
     #[arg(long, env = "CLOUDAI_BENCH_API_WORKERS", default_value_t = 1000)]
     pub api_workers: usize,
 
+    /// Parent → child pairs per repetition of the workflow workload. Default 200 (50 quick).
+    #[arg(long = "chain-n", env = "CLOUDAI_BENCH_CHAIN_N")]
+    pub chain_n_flag: Option<usize>,
+    /// How long each parent of those pairs runs (ms), so its child is surely enqueued and
+    /// waiting before it ends.
+    #[arg(long, env = "CLOUDAI_BENCH_CHAIN_PARENT_MS", default_value_t = 30)]
+    pub chain_parent_ms: u64,
+    /// Steps of the workflow workload's linear chain (and independent tasks it is compared
+    /// with). Default 1000 (200 quick).
+    #[arg(long = "dag-n", env = "CLOUDAI_BENCH_DAG_N")]
+    pub dag_n_flag: Option<usize>,
+
+    /// Resolved by [`Config::resolve`].
+    #[arg(skip)]
+    pub chain_n: usize,
+    /// Resolved by [`Config::resolve`].
+    #[arg(skip)]
+    pub dag_n: usize,
     /// Resolved by [`Config::resolve`].
     #[arg(skip)]
     pub api_tasks: usize,
@@ -165,6 +183,8 @@ impl Config {
         self.failover_runs = pick(self.failover_runs_flag, 10, 3).max(1);
         self.api_tasks = pick(self.api_tasks_flag, 100_000, 10_000).max(5000);
         self.api_requests = pick(self.api_requests_flag, 200, 50).max(1);
+        self.chain_n = pick(self.chain_n_flag, 200, 50).max(1);
+        self.dag_n = pick(self.dag_n_flag, 1000, 200).max(2);
         self
     }
 }
@@ -198,5 +218,7 @@ mod tests {
         assert_eq!(quick.latency_rates, vec![50.0, 1000.0]);
         assert_eq!((full.api_tasks, full.api_requests), (100_000, 200));
         assert_eq!((quick.api_tasks, quick.api_requests), (10_000, 50));
+        assert_eq!((full.chain_n, full.dag_n), (200, 1000));
+        assert_eq!((quick.chain_n, quick.dag_n), (50, 200));
     }
 }

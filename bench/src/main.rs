@@ -4,10 +4,11 @@
 //!
 //! - [`config`]: every flag (sizes, repetitions, peers), `--quick`.
 //! - [`suite`]: runs each workload's repetitions and makes the table rows.
-//! - [`drain`], [`enqueue`], [`latency`], [`container`], [`scale`], [`failover`], [`api`]:
-//!   the workloads.
+//! - [`drain`], [`enqueue`], [`latency`], [`container`], [`scale`], [`failover`], [`api`],
+//!   [`workflow`]: the workloads.
 //! - [`master`]: the master under test, as a child process of this binary.
-//! - [`workers`]: real worker runtimes on the fake executor, with start timestamps.
+//! - [`workers`]: real worker runtimes on the fake executor, with start and exit
+//!   timestamps.
 //! - [`sim`]: raw protocol-level simulated workers, a thousand per process.
 //! - [`celery`]: the Celery + Redis peer (`peers/celery_peer.py`).
 //! - [`stats`], [`report`]: percentiles, median and spread; the table.
@@ -27,6 +28,7 @@ mod sim;
 mod stats;
 mod suite;
 mod workers;
+mod workflow;
 
 use std::io::Write;
 
@@ -62,6 +64,9 @@ enum Cmd {
     /// 7: the HTTP API over 100,000 tasks (the dashboard's pages), `/metrics` under 1,000
     /// simulated workers.
     Api(Run),
+    /// 8: workflows: parent end → child start (beside Celery's chain), and a 1,000-step
+    /// chain against 1,000 independent tasks.
+    Workflow(Run),
     /// Internal: serve a master (used by the harness itself).
     #[command(hide = true)]
     ServeMaster {
@@ -118,6 +123,7 @@ fn main() -> Result<()> {
         Cmd::Scale(r) => ("scale", r),
         Cmd::Failover(r) => ("failover", r),
         Cmd::Api(r) => ("api", r),
+        Cmd::Workflow(r) => ("workflow", r),
     };
     let cfg = run.config.resolve();
     std::fs::create_dir_all(&cfg.workdir)?;
@@ -145,6 +151,9 @@ fn main() -> Result<()> {
         }
         if all || which == "api" {
             rows.extend(suite::api(&cfg).await?);
+        }
+        if all || which == "workflow" {
+            rows.extend(workflow::rows(&cfg).await?);
         }
         anyhow::Ok(rows)
     })?;

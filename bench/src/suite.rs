@@ -15,15 +15,16 @@ use crate::{api, container, drain, enqueue, latency, scale};
 macro_rules! say {
     ($($t:tt)*) => { eprintln!("bench: {}", format!($($t)*)) };
 }
+pub(crate) use say;
 
 /// A fresh SQLite store URI under the work dir; the files are removed by [`cleanup`].
-fn sqlite(dir: &Path, name: &str, rep: usize) -> (String, PathBuf) {
+pub(crate) fn sqlite(dir: &Path, name: &str, rep: usize) -> (String, PathBuf) {
     let path = dir.join(format!("{name}-{rep}.db"));
     cleanup(&path);
     (format!("sqlite://{}", path.display()), path)
 }
 
-fn cleanup(db: &Path) {
+pub(crate) fn cleanup(db: &Path) {
     for suffix in ["", "-wal", "-shm", ".master.lock"] {
         let mut p = db.as_os_str().to_owned();
         p.push(suffix);
@@ -31,7 +32,7 @@ fn cleanup(db: &Path) {
     }
 }
 
-fn summary(v: &[f64]) -> Summary {
+pub(crate) fn summary(v: &[f64]) -> Summary {
     Summary::of(v).unwrap_or(Summary {
         median: f64::NAN,
         min: f64::NAN,
@@ -40,7 +41,7 @@ fn summary(v: &[f64]) -> Summary {
     })
 }
 
-fn celery_opts(cfg: &Config) -> Option<CeleryOpts> {
+pub(crate) fn celery_opts(cfg: &Config) -> Option<CeleryOpts> {
     Some(CeleryOpts {
         python: cfg.celery_python.clone()?,
         redis: cfg.redis_url.clone()?,

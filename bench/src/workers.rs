@@ -1,7 +1,7 @@
 //! Simulated workers that are the real worker runtime ([`cloudai_worker::run`]) on the
 //! [`FakeExecutor`] (no-op containers that exit at once), with a [`Probe`] around the
-//! executor that timestamps every container start, so latency is measured on one
-//! monotonic clock inside this process.
+//! executor that timestamps every container start and exit, so latency is measured on
+//! one monotonic clock inside this process.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,12 +18,15 @@ use tokio::task::JoinHandle;
 /// CPU a benchmark task requests, so a worker's capacity is a number of slots.
 pub const SLOT_CPU_MILLIS: u64 = 1000;
 
-/// Start times of containers, by task id.
+/// Start and exit times of containers, by task id.
 #[derive(Default)]
 pub struct Probe {
     starts: Mutex<HashMap<String, Instant>>,
     count: AtomicU64,
     first: Mutex<Option<Instant>>,
+    ends: Mutex<HashMap<String, Instant>>,
+    ended: AtomicU64,
+    last_end: Mutex<Option<Instant>>,
 }
 
 impl Probe {
@@ -46,6 +49,46 @@ impl Probe {
             .copied()
     }
 
+    /// How many containers exited so far (as the executor's `wait` returned).
+    pub fn ended(&self) -> u64 {
+        self.ended.load(Ordering::Relaxed)
+    }
+
+    /// When the last container exited.
+    pub fn last_end(&self) -> Option<Instant> {
+        *self.last_end.lock().expect("probe lock")
+    }
+
+    /// When the task's (first) container exited.
+    pub fn end_of(&self, task_id: &str) -> Option<Instant> {
+        self.ends.lock().expect("probe lock").get(task_id).copied()
+    }
+
+    /// Every recorded task's start and exit (`None` while it runs), by start time.
+    pub fn spans(&self) -> Vec<(Instant, Option<Instant>)> {
+        let starts = self.starts.lock().expect("probe lock");
+        let ends = self.ends.lock().expect("probe lock");
+        let mut v: Vec<_> = starts
+            .iter()
+            .map(|(id, s)| (*s, ends.get(id).copied()))
+            .collect();
+        v.sort_by_key(|(s, _)| *s);
+        v
+    }
+
+    fn record_end(&self, task_id: Option<String>) {
+        let now = Instant::now();
+        self.ended.fetch_add(1, Ordering::Relaxed);
+        *self.last_end.lock().expect("probe lock") = Some(now);
+        if let Some(id) = task_id {
+            self.ends
+                .lock()
+                .expect("probe lock")
+                .entry(id)
+                .or_insert(now);
+        }
+    }
+
     fn record(&self, task_id: &str, record_each: bool) {
         let now = Instant::now();
         self.count.fetch_add(1, Ordering::Relaxed);
@@ -60,12 +103,14 @@ impl Probe {
     }
 }
 
-/// The fake executor, with every start reported to a [`Probe`].
+/// The fake executor, with every start and exit reported to a [`Probe`].
 pub struct ProbeExecutor {
     inner: FakeExecutor,
     probe: Arc<Probe>,
-    /// Record per-task start times (latency runs) or only count (throughput runs).
+    /// Record per-task times (latency runs) or only count (throughput runs).
     record_each: bool,
+    /// Task id by container id, while it runs (only when `record_each`).
+    running: Mutex<HashMap<String, String>>,
 }
 
 #[async_trait]
@@ -76,13 +121,29 @@ impl Executor for ProbeExecutor {
     async fn start(&self, req: &StartRequest) -> Result<Handle, ExecError> {
         let h = self.inner.start(req).await?;
         self.probe.record(&req.task_id, self.record_each);
+        if self.record_each {
+            self.running
+                .lock()
+                .expect("probe lock")
+                .insert(h.id.clone(), req.task_id.clone());
+        }
         Ok(h)
     }
     fn logs(&self, handle: &Handle) -> OutputStream {
         self.inner.logs(handle)
     }
     async fn wait(&self, handle: &Handle) -> Result<i64, ExecError> {
-        self.inner.wait(handle).await
+        let code = self.inner.wait(handle).await?;
+        let task_id = if self.record_each {
+            self.running.lock().expect("probe lock").remove(&handle.id)
+        } else {
+            None
+        };
+        // A second wait on the same container (after a stop) is not a second exit.
+        if task_id.is_some() || !self.record_each {
+            self.probe.record_end(task_id);
+        }
+        Ok(code)
     }
     async fn stop(&self, handle: &Handle, grace: Duration) -> Result<(), ExecError> {
         self.inner.stop(handle, grace).await
@@ -132,6 +193,7 @@ impl FakeFleet {
                 inner: FakeExecutor::new(behavior.clone()),
                 probe: probe.clone(),
                 record_each,
+                running: Mutex::default(),
             };
             let (tx, rx) = oneshot::channel();
             stops.push(tx);
