@@ -23,7 +23,8 @@ use crate::shared::{DepsWork, Shared};
 
 /// How often every waiting task is decided again.
 pub const SWEEP: Duration = Duration::from_secs(2);
-/// Waiting tasks one sweep decides at most (the oldest).
+/// Waiting tasks one sweep round reads at most (each round goes on where the last
+/// stopped).
 const SWEEP_LIMIT: usize = 10_000;
 /// How often the dispatcher's timers are re-armed from the store (delayed tasks due
 /// within the next hour).
@@ -53,33 +54,82 @@ pub fn enqueued(shared: &Shared, task: &Task) {
     }
 }
 
+/// Waiting tasks one step of a sweep decides: what it reports is settled between steps.
+const SWEEP_PAGE: usize = 256;
+
+/// Where a sweep is.
+#[derive(Default)]
+struct Sweep {
+    /// Tasks the running round may still read; 0 when no round runs.
+    left: usize,
+    /// Where the next step starts (`None`: the oldest waiting task).
+    cursor: Option<cloudai_queue::TaskId>,
+    /// The round began at the oldest waiting task.
+    from_start: bool,
+    /// Waiting tasks the round found.
+    found: usize,
+}
+
 /// The leader's duty: settles what it is told, sweeps, re-arms timers, until shutdown.
+///
+/// A sweep round reads at most [`SWEEP_LIMIT`] waiting tasks, in steps of [`SWEEP_PAGE`],
+/// and the next round goes on where it stopped (from the oldest again after the newest),
+/// so every waiting task is reached however many wait. What services report is settled
+/// between steps, so a long sweep never holds up a parent's end.
 pub async fn run(shared: Arc<Shared>) {
-    let mut sweep = tokio::time::interval(SWEEP);
+    let mut sweep_tick = tokio::time::interval(SWEEP);
+    // A round that ran long does not start the next at once.
+    sweep_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut reschedule = tokio::time::interval(RESCHEDULE);
+    let mut sweep = Sweep::default();
     loop {
         tokio::select! {
+            biased;
+            _ = shared.until_shutdown() => return,
             _ = shared.deps_wake.notified() => {
                 for work in shared.take_deps_work() {
                     settle(&shared, work).await;
                 }
             }
-            _ = sweep.tick() => {
-                match deps::sweep(shared.store.as_ref(), Utc::now(), SWEEP_LIMIT).await {
-                    Ok(swept) => {
-                        // None waits: ends need no look until one is enqueued (one that
-                        // another master enqueues meanwhile is decided by the next sweep,
-                        // which makes ends looked at again).
-                        shared
-                            .waiting_seen
-                            .store(swept.waiting > 0, std::sync::atomic::Ordering::Relaxed);
-                        apply(&shared, &swept.changed)
-                    }
-                    Err(e) => tracing::warn!(error = %e, "dependency sweep failed; the next one tries again"),
-                }
+            _ = sweep_tick.tick(), if sweep.left == 0 => {
+                sweep.left = SWEEP_LIMIT;
+                sweep.from_start = sweep.cursor.is_none();
+                sweep.found = 0;
             }
+            _ = std::future::ready(()), if sweep.left > 0 => step(&shared, &mut sweep).await,
             _ = reschedule.tick() => crate::registry::schedule_due(&shared).await,
-            _ = shared.until_shutdown() => return,
+        }
+    }
+}
+
+/// One step of the sweep round.
+async fn step(shared: &Shared, sweep: &mut Sweep) {
+    let limit = SWEEP_PAGE.min(sweep.left);
+    match deps::sweep(shared.store.as_ref(), Utc::now(), sweep.cursor, limit).await {
+        Ok(swept) => {
+            apply(shared, &swept.changed);
+            sweep.found += swept.waiting;
+            sweep.left = sweep.left.saturating_sub(swept.waiting.max(1));
+            sweep.cursor = swept.next;
+            if swept.next.is_none() {
+                // The newest reached: the round ends here. From the oldest to the newest
+                // with none waiting, ends need no look until one is enqueued (one that
+                // another master enqueues meanwhile is found by the next round, which
+                // makes ends looked at again).
+                let none = sweep.from_start && sweep.found == 0;
+                shared
+                    .waiting_seen
+                    .store(!none, std::sync::atomic::Ordering::Relaxed);
+                sweep.left = 0;
+            } else if sweep.found > 0 {
+                shared
+                    .waiting_seen
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "dependency sweep failed; the next one tries again");
+            sweep.left = 0;
         }
     }
 }

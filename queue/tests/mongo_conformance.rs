@@ -126,6 +126,12 @@ async fn claim_and_list_queries_use_indexes() {
             ..Default::default()
         },
         TaskQuery {
+            depends_on: Some("0190d9a3-7c1e-7b2a-9f00-0000000000ab".parse().unwrap()),
+            statuses: vec![TaskStatus::Waiting],
+            oldest_first: true,
+            ..Default::default()
+        },
+        TaskQuery {
             array: Some("0190d9a3-7c1e-7b2a-9f00-0000000000aa".into()),
             statuses: vec![TaskStatus::Waiting],
             oldest_first: true,

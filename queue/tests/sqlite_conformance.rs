@@ -263,3 +263,72 @@ async fn a_second_master_on_one_file_is_refused_naming_the_holder() {
         .unwrap();
     assert!(lease.held_by("b"));
 }
+
+/// A file from before `task_deps` (schema 2): the dependency edges are filled in from the
+/// tasks' specs when it is opened, so a parent's end still finds its waiting children,
+/// and the lookup is a key search, not a read of every waiting task.
+#[tokio::test]
+async fn dependency_edges_are_filled_in_for_a_file_from_before_they_existed() {
+    use cloudai_queue::deps::{self, Dependency, DependencyCondition};
+    let h = SqliteHarness::new();
+    let store = h.open(StoreOptions::default()).await;
+    let parent = store
+        .enqueue(TaskSpec::new("busybox").into())
+        .await
+        .unwrap()
+        .task;
+    let mut child = TaskSpec::new("busybox");
+    child.after = vec![Dependency {
+        task: parent.id,
+        condition: DependencyCondition::Any,
+    }];
+    let child = store.enqueue(child.into()).await.unwrap().task;
+    drop(store);
+    {
+        let c = rusqlite::Connection::open(h.path()).unwrap();
+        c.execute_batch("DROP TABLE task_deps; PRAGMA user_version = 2;")
+            .unwrap();
+    }
+    let store = h.open(StoreOptions::default()).await;
+    let found = store
+        .list(&TaskQuery {
+            depends_on: Some(parent.id),
+            ..TaskQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        found.iter().map(|t| t.id).collect::<Vec<_>>(),
+        vec![child.id]
+    );
+    store
+        .request_cancel(parent.id, chrono::Utc::now())
+        .await
+        .unwrap();
+    let changed = deps::resolve(&*store, parent.id, chrono::Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(changed.len(), 1);
+    assert_eq!(
+        changed[0].status,
+        TaskStatus::Queued,
+        "`any` holds for a cancel"
+    );
+    drop(store);
+    let c = rusqlite::Connection::open(h.path()).unwrap();
+    let plan: Vec<String> = c
+        .prepare(
+            "EXPLAIN QUERY PLAN SELECT body FROM tasks WHERE status IN ('waiting') \
+             AND id IN (SELECT child FROM task_deps WHERE parent = 'x') ORDER BY id LIMIT 10",
+        )
+        .unwrap()
+        .query_map([], |r| r.get::<_, String>(3))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(
+        plan.iter()
+            .any(|p| p.contains("task_deps") && p.contains("parent=?")),
+        "{plan:?}"
+    );
+}

@@ -158,7 +158,7 @@ pub async fn dependents_wait_through_retries_and_the_sweep_catches_up(h: &dyn Ha
     )
     .await
     .unwrap();
-    let swept = deps::sweep(&*store, now(), 100).await.unwrap();
+    let swept = deps::sweep(&*store, now(), None, 100).await.unwrap();
     assert_eq!(swept.waiting, 2, "the child and the orphan");
     let mut ids: Vec<TaskId> = swept.changed.iter().map(|t| t.id).collect();
     ids.sort();

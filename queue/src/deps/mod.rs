@@ -265,22 +265,33 @@ pub struct Swept {
     pub changed: Vec<Task>,
     /// Waiting tasks it found (before deciding them).
     pub waiting: usize,
+    /// The last waiting task it read: where the next page starts (`None` at the end).
+    pub next: Option<TaskId>,
 }
 
-/// Decides every waiting task (at most `limit`, oldest first), cascading cancellations:
-/// what a pass lost in a crash, or a parent's end another master stored, is caught up.
-pub async fn sweep(store: &dyn QueueStore, now: DateTime<Utc>, limit: usize) -> Result<Swept> {
+/// Decides the waiting tasks past `after` (at most `limit`, oldest first), cascading
+/// cancellations: what a pass lost in a crash, or a parent's end another master stored,
+/// is caught up. A whole sweep is pages from `None` until `next` is `None`.
+pub async fn sweep(
+    store: &dyn QueueStore,
+    now: DateTime<Utc>,
+    after: Option<TaskId>,
+    limit: usize,
+) -> Result<Swept> {
     let query = TaskQuery {
         statuses: vec![TaskStatus::Waiting],
         oldest_first: true,
         limit,
+        before: after,
         ..TaskQuery::default()
     };
     let waiting = store.list(&query).await?;
     let found = waiting.len();
+    let next = waiting.last().map(|t| t.id).filter(|_| found == limit);
     Ok(Swept {
         changed: decide_all(store, waiting, now).await?,
         waiting: found,
+        next,
     })
 }
 

@@ -27,6 +27,8 @@ pub const WORKER_ID: &str = "worker_id";
 pub const SUBMITTER_ID: &str = "submitted_by";
 /// An array's elements by status, newest first: `{spec.array.id, status, _id desc}`.
 pub const ARRAY: &str = "array_status_id";
+/// A parent's dependents (`spec.after.task`, multikey), newest first: `{spec.after.task, _id desc}`.
+pub const DEPENDS_ON: &str = "depends_on_id";
 /// Recently finished tasks, for stats: `{finished_at}`.
 pub const FINISHED: &str = "finished_at";
 /// The default index on `_id`.
@@ -84,6 +86,7 @@ pub fn all() -> Vec<(&'static str, Vec<IndexModel>)> {
                 index(doc! { "submitted_by": 1, "_id": -1 }, SUBMITTER_ID),
                 index(doc! { "finished_at": 1 }, FINISHED),
                 index(doc! { "spec.array.id": 1, "status": 1, "_id": -1 }, ARRAY),
+                index(doc! { "spec.after.task": 1, "_id": -1 }, DEPENDS_ON),
             ],
         ),
         (

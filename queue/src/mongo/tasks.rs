@@ -309,7 +309,9 @@ impl MongoStore {
         if let Some(b) = query.before {
             filter.insert("_id", doc! { cmp: b.to_string() });
         }
-        let hint = if query.array.is_some() {
+        let hint = if query.depends_on.is_some() {
+            indexes::DEPENDS_ON
+        } else if query.array.is_some() {
             indexes::ARRAY
         } else if query.worker_id.is_some() {
             indexes::WORKER_ID

@@ -128,10 +128,8 @@ pub(crate) fn list(conn: &Connection, query: &TaskQuery) -> Result<Vec<Task>> {
         args.extend([pattern.clone(), pattern.clone(), pattern]);
     }
     if let Some(parent) = query.depends_on {
-        sql.push_str(
-            " AND EXISTS (SELECT 1 FROM json_each(body, '$.spec.after') d \
-             WHERE json_extract(d.value, '$.task') = ?)",
-        );
+        // By the `task_deps` key: a parent's dependents without reading other bodies.
+        sql.push_str(" AND id IN (SELECT child FROM task_deps WHERE parent = ?)");
         args.push(Value::Text(parent.to_string()));
     }
     if let Some(array) = &query.array {

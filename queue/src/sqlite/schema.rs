@@ -24,8 +24,8 @@ const STATEMENT_CACHE: usize = 128;
 const WRITER_CACHE_KIB: i64 = -256 * 1024;
 
 /// Bumped when the layout changes; stored in `PRAGMA user_version`.
-/// 2: `task_counts` and its triggers.
-const SCHEMA_VERSION: i64 = 2;
+/// 2: `task_counts` and its triggers. 3: `task_deps`.
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS tasks (
@@ -57,6 +57,14 @@ CREATE INDEX IF NOT EXISTS tasks_submitter ON tasks (json_extract(body, '$.submi
 -- partial, so tasks that are no element cost it nothing
 CREATE INDEX IF NOT EXISTS tasks_array ON tasks (json_extract(body, '$.spec.array.id'), status, id)
     WHERE json_extract(body, '$.spec.array.id') IS NOT NULL;
+
+-- who runs after whom (`TaskSpec::after`), written with the task: a parent's end finds
+-- its dependents by this key, not by reading every waiting task's body
+CREATE TABLE IF NOT EXISTS task_deps (
+    parent TEXT NOT NULL,
+    child  TEXT NOT NULL,
+    PRIMARY KEY (parent, child)
+) WITHOUT ROWID;
 
 CREATE TABLE IF NOT EXISTS logs (
     task_id TEXT NOT NULL,
@@ -111,6 +119,12 @@ END;
 CREATE TRIGGER IF NOT EXISTS task_counts_delete AFTER DELETE ON tasks BEGIN
     UPDATE task_counts SET n = n - 1 WHERE status = old.status;
 END;
+";
+
+/// Fills `task_deps` from the tasks' specs, for a file made before the table existed.
+const DEPS_EXISTING: &str = "
+INSERT OR IGNORE INTO task_deps (parent, child)
+    SELECT json_extract(d.value, '$.task'), t.id FROM tasks t, json_each(t.body, '$.spec.after') d;
 ";
 
 /// Fills `task_counts` from the tasks, for a file made before the table existed.
@@ -174,11 +188,13 @@ pub(crate) fn open_writer(path: &Path) -> Result<Connection> {
             path.display()
         )));
     }
-    let backfill = if version < SCHEMA_VERSION {
-        COUNT_EXISTING
-    } else {
-        ""
-    };
+    let mut backfill = String::new();
+    if version < 2 {
+        backfill.push_str(COUNT_EXISTING);
+    }
+    if version < 3 {
+        backfill.push_str(DEPS_EXISTING);
+    }
     conn.execute_batch(&format!(
         "BEGIN IMMEDIATE; {SCHEMA} {backfill} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
     ))?;
@@ -275,6 +291,13 @@ pub(crate) fn insert_task(conn: &Connection, t: &Task) -> Result<()> {
         int(r.disk_bytes),
         encode(t)?,
     ])?;
+    if !t.spec.after.is_empty() {
+        let mut stmt =
+            conn.prepare_cached("INSERT OR IGNORE INTO task_deps (parent, child) VALUES (?1, ?2)")?;
+        for d in &t.spec.after {
+            stmt.execute(params![d.task.to_string(), t.id.to_string()])?;
+        }
+    }
     Ok(())
 }
 
