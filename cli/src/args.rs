@@ -118,6 +118,12 @@ cloudai submit flow.yaml --dry-run    # check it, print the steps in order"
     /// Show or cancel a submitted workflow
     #[command(subcommand)]
     Workflow(crate::commands::workflow::WorkflowCmd),
+    /// Cron schedules: a task enqueued at the times a pattern names
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  cloudai schedule add nightly --cron '0 3 * * *' --tz Europe/Berlin cloudai/sample-task:latest\n  cloudai schedule list\n  cloudai schedule show nightly      # next time, history of fires\n  cloudai schedule pause nightly     # resume, rm, run-now likewise"
+    )]
+    Schedule(crate::commands::schedule::ScheduleCmd),
     /// List workers with health, capacity and load
     #[command(after_help = "Example:\n  cloudai workers --output json")]
     Workers(WorkersCmd),

@@ -112,7 +112,13 @@ impl Client {
         self.admin.clone()
     }
 
-    fn status(&self, s: tonic::Status) -> CliError {
+    /// Its `ClientService` client, for calls this type does not wrap.
+    pub fn service(&self) -> ClientServiceClient<InterceptedService<Channel, Bearer>> {
+        self.inner.clone()
+    }
+
+    /// A refusal of a call made through [`Client::service`], as the CLI reports it.
+    pub fn status(&self, s: tonic::Status) -> CliError {
         CliError::from_status(&self.url, &s)
     }
 

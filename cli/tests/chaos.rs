@@ -75,6 +75,7 @@ fn chaos_kills_lose_nothing_and_complete_nothing_twice() {
     let nodes = dag::plan();
     let dag_total = nodes.len();
     let workflow = rt.spawn(dag::enqueue(cl.url(), nodes, acked.clone()));
+    let array = rt.spawn(dag::enqueue_array(cl.url(), acked.clone()));
 
     // Chaos: kill or freeze something every 0.5-2 s, bring it back 0.1-1.2 s later.
     let chaos_end = Instant::now() + CHAOS_FOR;
@@ -124,14 +125,22 @@ fn chaos_kills_lose_nothing_and_complete_nothing_twice() {
     let _refused = rt.block_on(enqueuer).expect("every task was acknowledged");
     rt.block_on(workflow)
         .expect("every workflow task was acknowledged");
+    rt.block_on(array).expect("the array was acknowledged");
 
-    check::wait_settled(&rt, &cl, total + dag_total, SETTLE_WITHIN, seed);
+    check::wait_settled(
+        &rt,
+        &cl,
+        total + dag_total + dag::ARRAY_SIZE,
+        SETTLE_WITHIN,
+        seed,
+    );
     let mut problems = check::reservation_problems(&rt, &cl.urls());
     problems.extend(check::stop_all(&mut cl));
     let acked = acked.lock().unwrap().clone();
     let (mut verdict, tasks) = check::judge_store(&rt, &cl.store_uri(), &kinds, &acked);
     problems.append(&mut verdict.problems);
     problems.extend(dag::judge(&dag::plan(), &acked, &tasks));
+    problems.extend(dag::judge_array(&acked, &tasks));
     let left = check::leftover_containers(&docker_id);
     if !left.is_empty() {
         problems.push(format!("containers left behind: {left:?}"));

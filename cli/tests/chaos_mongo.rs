@@ -68,6 +68,7 @@ fn chaos_store_outages_lose_nothing_and_complete_nothing_twice() {
     let nodes = dag::plan();
     let dag_total = nodes.len();
     let workflow = rt.spawn(dag::enqueue(cl.url(), nodes, acked.clone()));
+    let array = rt.spawn(dag::enqueue_array(cl.url(), acked.clone()));
 
     // Store outages of 3-10 s (one of 10 s), with the master and a worker killed in
     // between (never while the store is down: a master cannot start without it).
@@ -100,8 +101,15 @@ fn chaos_store_outages_lose_nothing_and_complete_nothing_twice() {
     let refused = rt.block_on(enqueuer).expect("every task was acknowledged");
     rt.block_on(workflow)
         .expect("every workflow task was acknowledged");
+    rt.block_on(array).expect("the array was acknowledged");
 
-    check::wait_settled(&rt, &cl, total + dag_total, Duration::from_secs(240), seed);
+    check::wait_settled(
+        &rt,
+        &cl,
+        total + dag_total + dag::ARRAY_SIZE,
+        Duration::from_secs(240),
+        seed,
+    );
     let mut problems = check::reservation_problems(&rt, &cl.urls());
     let lease_stops: usize = cl
         .workers
@@ -114,6 +122,7 @@ fn chaos_store_outages_lose_nothing_and_complete_nothing_twice() {
     let (mut verdict, tasks) = check::judge_store(&rt, &uri, &kinds, &acked);
     problems.append(&mut verdict.problems);
     problems.extend(dag::judge(&dag::plan(), &acked, &tasks));
+    problems.extend(dag::judge_array(&acked, &tasks));
     let left = check::leftover_containers(&docker_id);
     if !left.is_empty() {
         problems.push(format!("containers left behind: {left:?}"));

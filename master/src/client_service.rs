@@ -164,6 +164,70 @@ impl pb::client_service_server::ClientService for ClientSvc {
             .map(Response::new)
     }
 
+    async fn add_schedule(
+        &self,
+        request: Request<pb::AddScheduleRequest>,
+    ) -> Result<Response<pb::Schedule>, Status> {
+        crate::schedules::add(self, request)
+            .await
+            .map(Response::new)
+    }
+
+    async fn list_schedules(
+        &self,
+        _request: Request<pb::ListSchedulesRequest>,
+    ) -> Result<Response<pb::ListSchedulesResponse>, Status> {
+        crate::schedules::list(self).await.map(Response::new)
+    }
+
+    async fn get_schedule(
+        &self,
+        request: Request<pb::ScheduleRequest>,
+    ) -> Result<Response<pb::Schedule>, Status> {
+        let name = request.into_inner().name;
+        crate::schedules::get(self, &name).await.map(Response::new)
+    }
+
+    async fn pause_schedule(
+        &self,
+        request: Request<pb::ScheduleRequest>,
+    ) -> Result<Response<pb::Schedule>, Status> {
+        let name = request.into_inner().name;
+        crate::schedules::set_paused(self, &name, true)
+            .await
+            .map(Response::new)
+    }
+
+    async fn resume_schedule(
+        &self,
+        request: Request<pb::ScheduleRequest>,
+    ) -> Result<Response<pb::Schedule>, Status> {
+        let name = request.into_inner().name;
+        crate::schedules::set_paused(self, &name, false)
+            .await
+            .map(Response::new)
+    }
+
+    async fn remove_schedule(
+        &self,
+        request: Request<pb::ScheduleRequest>,
+    ) -> Result<Response<pb::RemoveScheduleResponse>, Status> {
+        let name = request.into_inner().name;
+        crate::schedules::remove(self, &name)
+            .await
+            .map(Response::new)
+    }
+
+    async fn run_schedule(
+        &self,
+        request: Request<pb::ScheduleRequest>,
+    ) -> Result<Response<pb::RunScheduleResponse>, Status> {
+        let name = request.into_inner().name;
+        crate::schedules::run_now(self, &name)
+            .await
+            .map(Response::new)
+    }
+
     async fn enqueue_batch(
         &self,
         request: Request<pb::EnqueueBatchRequest>,

@@ -41,13 +41,16 @@ impl MasterError {
 /// Maps a queue error to the gRPC status a client sees.
 pub fn status(e: QueueError) -> Status {
     let code = match &e {
-        QueueError::NotFound(_) | QueueError::NoMatch(_) | QueueError::UnknownWorker(_) => {
-            Code::NotFound
-        }
+        QueueError::NotFound(_)
+        | QueueError::NoMatch(_)
+        | QueueError::UnknownWorker(_)
+        | QueueError::NoSchedule(_) => Code::NotFound,
         QueueError::Invalid { .. }
         | QueueError::AmbiguousPrefix { .. }
         | QueueError::InvalidStoreUri { .. } => Code::InvalidArgument,
-        QueueError::IdempotencyConflict { .. } | QueueError::UserExists(_) => Code::AlreadyExists,
+        QueueError::IdempotencyConflict { .. }
+        | QueueError::UserExists(_)
+        | QueueError::ScheduleExists(_) => Code::AlreadyExists,
         QueueError::IllegalTransition { .. }
         | QueueError::StaleToken { .. }
         | QueueError::AttemptOver { .. }

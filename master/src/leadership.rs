@@ -104,6 +104,7 @@ impl Duties {
             tokio::spawn(registry::persist_workers(shared.clone())),
             tokio::spawn(registry::watch_store(shared.clone())),
             tokio::spawn(crate::workflow::run(shared.clone())),
+            tokio::spawn(crate::schedules::run(shared.clone())),
         ])
     }
 

@@ -11,6 +11,8 @@
 //! - [`arrays`]: `EnqueueArray` and `GetArray` (job arrays; the cap is `workflow`'s).
 //! - [`workflow`]: the leader's duty that decides waiting tasks (dependencies) and arms
 //!   the timers of delayed ones.
+//! - [`schedules`]: the `*Schedule` calls and the leader's duty that fires due cron
+//!   schedules every second.
 //! - [`leadership`]: the election among masters sharing a store; the leader's duties.
 //! - [`ledger`]: every change to an attempt as one conditional store write, retried
 //!   until stored, and memory updated only from what it returned.
@@ -56,6 +58,7 @@ pub mod metrics;
 pub mod placement;
 pub mod registry;
 pub mod reports;
+pub mod schedules;
 pub mod server;
 pub mod shared;
 pub mod task_filter;

@@ -114,6 +114,12 @@ pub enum QueueError {
     /// A user with this name exists already.
     #[error("user {0:?} already exists (remove it first with `cloudai users remove`)")]
     UserExists(String),
+    /// A schedule with this name exists already.
+    #[error("schedule {0:?} already exists (remove it first with `cloudai schedule rm`)")]
+    ScheduleExists(String),
+    /// No schedule has this name.
+    #[error("no schedule named {0:?} (`cloudai schedule list` shows them)")]
+    NoSchedule(String),
     /// No worker with this id is known.
     #[error("unknown worker {0:?}")]
     UnknownWorker(String),

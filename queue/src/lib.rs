@@ -9,6 +9,8 @@
 //!   actions, with the rule in plain code.
 //! - [`report`]: a worker's ordered report of an attempt, and the master's `lost` verdict.
 //! - [`leader`]: the leader lease among masters sharing a store, and the epoch fence.
+//! - [`schedule`]: cron schedules: the rule (pure; missed ticks fire once, the overlap
+//!   policy) and the pass that fires them exactly once through any store.
 //! - [`retry`]: what a task does when an attempt ends (retry with backoff, or finish).
 //! - `lifecycle`: the task changes behind each store call, pure, shared by the backends.
 //! - `retention`: which output a task keeps under its cap, shared by the backends.
@@ -40,6 +42,7 @@ pub mod query;
 pub mod report;
 mod retention;
 pub mod retry;
+pub mod schedule;
 pub mod sqlite;
 pub mod state;
 pub mod store;
@@ -54,7 +57,7 @@ pub use query::{TaskQuery, DEFAULT_LIST_LIMIT};
 pub use report::{Applied, AttemptEnd, LostCause, ReportBody, ReportEvent};
 pub use retention::dropped_marker;
 pub use store::{
-    AttemptLedger, LeaderStore, LogStore, QueueStore, QueuedTask, StoreOptions, TaskStore,
-    UserStore, WorkerStore,
+    AttemptLedger, LeaderStore, LogStore, QueueStore, QueuedTask, ScheduleStore, StoreOptions,
+    TaskStore, UserStore, WorkerStore,
 };
 pub use users::{Role, UserRecord};

@@ -24,6 +24,7 @@ use crate::model::{
 };
 use crate::query::TaskQuery;
 use crate::report::{Applied, LostCause, ReportEvent};
+use crate::schedule::Schedule;
 use crate::users::UserRecord;
 
 /// Default cap on log bytes kept per task (10 MiB); older output is dropped first.
@@ -78,7 +79,16 @@ impl QueuedTask {
 /// Every concern of durable storage together: what the master holds. A backend
 /// implements each narrow trait; this one only names the whole.
 pub trait QueueStore:
-    TaskStore + AttemptLedger + LogStore + WorkerStore + UserStore + LeaderStore + Send + Sync + 'static
+    TaskStore
+    + AttemptLedger
+    + LogStore
+    + WorkerStore
+    + UserStore
+    + LeaderStore
+    + ScheduleStore
+    + Send
+    + Sync
+    + 'static
 {
     /// "sqlite" or "mongodb", for logs and test output.
     fn backend_name(&self) -> &'static str;
@@ -344,6 +354,26 @@ pub trait UserStore: Send + Sync {
 
     /// Keeps `token_hash` (the join token being replaced) accepted until `until`.
     async fn set_previous_join_token(&self, token_hash: &str, until: DateTime<Utc>) -> Result<()>;
+}
+
+/// Cron schedules (`crate::schedule`), one record per name.
+#[async_trait]
+pub trait ScheduleStore: Send + Sync {
+    /// Adds a schedule; `ScheduleExists` when the name is taken.
+    async fn add_schedule(&self, schedule: &Schedule) -> Result<()>;
+
+    /// One schedule by name, `None` when unknown.
+    async fn get_schedule(&self, name: &str) -> Result<Option<Schedule>>;
+
+    /// Every schedule, by name.
+    async fn list_schedules(&self) -> Result<Vec<Schedule>>;
+
+    /// Writes `schedule` in place of the stored one only if that one's version is still
+    /// `expected` (compare-and-set); false when it is not (changed or removed meanwhile).
+    async fn replace_schedule(&self, schedule: &Schedule, expected: u64) -> Result<bool>;
+
+    /// Removes a schedule (its runs stay); false when there was none.
+    async fn remove_schedule(&self, name: &str) -> Result<bool>;
 }
 
 /// Attempts still holding resources (assigned or running), used to rebuild reservations.

@@ -6,6 +6,7 @@
 //!   `array ID`.
 //! - [`inspect`]: `tasks`, `task`, `workers`, `queue stats`, `cancel`.
 //! - [`logs`]: `logs [-f]`.
+//! - [`schedule`]: `schedule add|list|show|pause|resume|rm|run-now` (cron schedules).
 //! - [`master`], [`worker`]: the long-running processes.
 //! - [`security`]: `users`, `token` and `certs`, the operator commands of a secure cluster.
 //! - [`admin`]: `retry`, and `cancel`/`retry` of every task a filter matches.
@@ -17,6 +18,7 @@ pub mod flow_file;
 pub mod inspect;
 pub mod logs;
 pub mod master;
+pub mod schedule;
 pub mod security;
 pub mod spec;
 pub mod worker;
@@ -112,6 +114,13 @@ pub async fn run(command: Command) -> CliResult<i32> {
             }
             let client = Client::connect_with(&a.connect.master, &a.connect.credentials()).await?;
             print(&workflow::submit(&client, flow, a.output.output).await?);
+            Ok(0)
+        }
+        Command::Schedule(cmd) => {
+            schedule::check(&cmd)?;
+            let a = schedule::connect_args(&cmd);
+            let client = Client::connect_with(&a.master, &a.credentials()).await?;
+            print(&schedule::run(&client, cmd).await?);
             Ok(0)
         }
         Command::Workflow(w) => {

@@ -5,6 +5,10 @@
 //! node exists once and ended as planned, a node that ran has one successful attempt
 //! whose first assignment came after every parent's final outcome, and a cancelled node
 //! never ran and names the parent that cancelled it.
+//!
+//! Beside them, a job array of [`ARRAY_SIZE`] elements capped at [`ARRAY_CAP`], enqueued
+//! in one call through the same kills: each index ends once, succeeded with its whole
+//! output, and no more than the cap ever ran at once (judged from the attempts' times).
 
 // Shared by chaos.rs and chaos_mongo.rs.
 #![allow(dead_code)]
@@ -34,6 +38,98 @@ pub struct Node {
 
 /// Index offset of the nodes' output lines (`check::line`), past any plan's tasks.
 const LINE_BASE: usize = 100_000;
+
+/// The array's indices and cap.
+pub const ARRAY: &str = "0-5%2";
+/// Its elements.
+pub const ARRAY_SIZE: usize = 6;
+/// Its cap.
+pub const ARRAY_CAP: usize = 2;
+/// The array's key in the acknowledged map (its id is the value).
+const ARRAY_KEY: &str = "dag-array";
+/// Index of the array's output lines (`check::line`): every element prints the same.
+const ARRAY_LINE: usize = LINE_BASE + 1000;
+/// Run time of an element.
+const ARRAY_RUN_MS: u64 = 300;
+
+/// Enqueues the array in one call, retried (same key) through whichever master answers;
+/// puts its id in `acked` under [`ARRAY_KEY`].
+pub async fn enqueue_array(url: String, acked: Arc<Mutex<BTreeMap<String, String>>>) {
+    let cs = clients(&url).await;
+    let mut s = spec(ARRAY_LINE, Kind::Succeed, ARRAY_RUN_MS);
+    s.idempotency_key = Some(ARRAY_KEY.into());
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for at in 0.. {
+        let mut c = cs[at % cs.len()].clone();
+        let req = pb::EnqueueArrayRequest {
+            spec: Some(s.clone()),
+            indices: ARRAY.into(),
+        };
+        match c.enqueue_array(req).await {
+            Ok(r) => {
+                acked
+                    .lock()
+                    .unwrap()
+                    .insert(ARRAY_KEY.into(), r.into_inner().array_id);
+                return;
+            }
+            Err(e) if Instant::now() > deadline => panic!("the array was never enqueued: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+/// Every problem of the array's elements in `tasks`.
+pub fn judge_array(acked: &BTreeMap<String, String>, tasks: &[(Task, Vec<String>)]) -> Vec<String> {
+    let mut problems = Vec::new();
+    let Some(id) = acked.get(ARRAY_KEY) else {
+        return vec!["the array was not acknowledged".into()];
+    };
+    let elements: Vec<&(Task, Vec<String>)> = tasks
+        .iter()
+        .filter(|(t, _)| t.spec.array.as_ref().is_some_and(|a| &a.id == id))
+        .collect();
+    let mut indices: Vec<u32> = elements
+        .iter()
+        .map(|(t, _)| t.spec.array.as_ref().unwrap().index)
+        .collect();
+    indices.sort_unstable();
+    if indices != (0..ARRAY_SIZE as u32).collect::<Vec<_>>() {
+        problems.push(format!(
+            "array {id}: indices {indices:?}, not each of 0..{ARRAY_SIZE} once"
+        ));
+    }
+    let mut spans = Vec::new();
+    for (t, output) in &elements {
+        check_task(
+            ARRAY_LINE,
+            t,
+            output,
+            Kind::Succeed,
+            ARRAY_RUN_MS,
+            &mut problems,
+        );
+        if let Some(a) = t.attempts.last() {
+            if let (Some(s), Some(e)) = (a.started_at, a.finished_at) {
+                spans.push((s, 1));
+                spans.push((e, -1));
+            }
+        }
+    }
+    // An end and a start at the same instant do not overlap.
+    spans.sort();
+    let (mut now, mut most) = (0i32, 0i32);
+    for (_, d) in spans {
+        now += d;
+        most = most.max(now);
+    }
+    if most as usize > ARRAY_CAP {
+        problems.push(format!(
+            "array {id}: {most} elements ran at once, over its cap of {ARRAY_CAP}"
+        ));
+    }
+    problems
+}
 
 /// The two diamonds.
 pub fn plan() -> Vec<Node> {

@@ -101,8 +101,9 @@ pub fn rpc_rule(path: &str) -> RpcRule {
         "cloudai.v1.WorkerService" => RpcRule::Worker,
         "cloudai.v1.ClientService" => RpcRule::Client(match method {
             "GetTask" | "ListTasks" | "StreamLogs" | "ListWorkers" | "QueueStats"
-            | "MasterStatus" | "GetArray" => Action::Read,
-            "Enqueue" | "EnqueueBatch" | "EnqueueArray" => Action::Enqueue,
+            | "MasterStatus" | "GetArray" | "ListSchedules" | "GetSchedule" => Action::Read,
+            "Enqueue" | "EnqueueBatch" | "EnqueueArray" | "AddSchedule" | "PauseSchedule"
+            | "ResumeSchedule" | "RemoveSchedule" | "RunSchedule" => Action::Enqueue,
             "CancelTask" => Action::CancelOwn,
             _ => Action::ManageUsers,
         }),

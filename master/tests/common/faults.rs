@@ -121,6 +121,34 @@ impl QueueStore for FaultStore {
 }
 
 #[async_trait]
+impl ScheduleStore for FaultStore {
+    async fn add_schedule(&self, s: &cloudai_queue::schedule::Schedule) -> Result<()> {
+        self.check("add_schedule", None).await?;
+        self.inner.add_schedule(s).await
+    }
+    async fn get_schedule(&self, name: &str) -> Result<Option<cloudai_queue::schedule::Schedule>> {
+        self.check("get_schedule", None).await?;
+        self.inner.get_schedule(name).await
+    }
+    async fn list_schedules(&self) -> Result<Vec<cloudai_queue::schedule::Schedule>> {
+        self.check("list_schedules", None).await?;
+        self.inner.list_schedules().await
+    }
+    async fn replace_schedule(
+        &self,
+        s: &cloudai_queue::schedule::Schedule,
+        expected: u64,
+    ) -> Result<bool> {
+        self.check("replace_schedule", None).await?;
+        self.inner.replace_schedule(s, expected).await
+    }
+    async fn remove_schedule(&self, name: &str) -> Result<bool> {
+        self.check("remove_schedule", None).await?;
+        self.inner.remove_schedule(name).await
+    }
+}
+
+#[async_trait]
 impl TaskStore for FaultStore {
     async fn enqueue(&self, task: NewTask) -> Result<Enqueued> {
         self.check("enqueue", None).await?;

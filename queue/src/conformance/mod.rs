@@ -15,6 +15,7 @@ mod durability;
 mod lifecycle;
 mod limits;
 mod reports;
+mod schedules;
 mod search;
 mod users;
 
@@ -35,6 +36,7 @@ pub use durability::*;
 pub use lifecycle::*;
 pub use limits::*;
 pub use reports::*;
+pub use schedules::*;
 pub use search::*;
 pub use users::*;
 
@@ -99,6 +101,8 @@ macro_rules! conformance_suite {
             not_before_in_the_spec_delays_the_task,
             array_elements_are_found_counted_and_capped,
             array_elements_wait_for_parents_and_are_cancelled_together,
+            schedules_are_stored_and_changed_by_compare_and_set,
+            a_schedule_fires_each_tick_exactly_once,
             users_add_find_rotate_remove,
             join_token_set_once_then_rotate,
             join_token_concurrent_creation_has_one_winner,

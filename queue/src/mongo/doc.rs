@@ -46,7 +46,7 @@ fn opt_i32(v: Option<i32>) -> Bson {
     v.map(Bson::Int32).unwrap_or(Bson::Null)
 }
 
-fn corrupt(what: impl std::fmt::Display) -> QueueError {
+pub(crate) fn corrupt(what: impl std::fmt::Display) -> QueueError {
     QueueError::Backend {
         backend: "mongodb",
         message: format!("malformed document: {what}"),

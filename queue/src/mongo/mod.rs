@@ -8,7 +8,7 @@
 //! - `transitions`: claim, assign, reports, `lost`, cancel (conditional on status and token).
 //! - `logs`: bounded, chunked task output, appended inside a report's transaction.
 //! - `registry`: worker records and queue statistics.
-//! - `users`: API users and the join token hash (auth).
+//! - `users`: API users and the join token hash (auth); `schedules`: cron schedules.
 //! - `leader`: the leader lease and the masters seen; the epoch check of leader writes.
 
 pub(crate) mod doc;
@@ -17,6 +17,7 @@ pub mod indexes;
 mod leader;
 mod logs;
 mod registry;
+mod schedules;
 mod tasks;
 mod transitions;
 mod users;
@@ -37,9 +38,10 @@ use crate::model::{
 };
 use crate::query::TaskQuery;
 use crate::report::{Applied, LostCause, ReportEvent};
+use crate::schedule::Schedule;
 use crate::store::{
-    AttemptLedger, LeaderStore, LogStore, QueueStore, StoreOptions, TaskStore, UserStore,
-    WorkerStore,
+    AttemptLedger, LeaderStore, LogStore, QueueStore, ScheduleStore, StoreOptions, TaskStore,
+    UserStore, WorkerStore,
 };
 use crate::users::UserRecord;
 
@@ -64,6 +66,8 @@ pub mod names {
     pub const LOGS: &str = "LOGS";
     /// One document per master sharing the store: its URL and when it was last seen.
     pub const MASTERS: &str = "MASTERS";
+    /// One document per cron schedule.
+    pub const SCHEDULES: &str = "SCHEDULES";
 }
 
 /// The MongoDB store. Cheap to share: the driver's client pools connections.
@@ -78,6 +82,7 @@ pub struct MongoStore {
     users: Collection<Document>,
     settings: Collection<Document>,
     masters: Collection<Document>,
+    schedules: Collection<Document>,
     opts: StoreOptions,
     /// The epoch this store handle's master leads under, as its last campaign found:
     /// checked by every write only the leader may make (see `leader`).
@@ -118,6 +123,7 @@ impl MongoStore {
             users: db.collection(names::USERS),
             settings: db.collection(names::SETTINGS),
             masters: db.collection(names::MASTERS),
+            schedules: db.collection(names::SCHEDULES),
             fence: std::sync::atomic::AtomicU64::new(leader::UNFENCED),
             client,
             db,
@@ -265,6 +271,29 @@ impl WorkerStore for MongoStore {
 
     async fn list_workers(&self) -> Result<Vec<WorkerRecord>> {
         self.all_workers().await
+    }
+}
+
+#[async_trait]
+impl ScheduleStore for MongoStore {
+    async fn add_schedule(&self, schedule: &Schedule) -> Result<()> {
+        self.insert_schedule(schedule).await
+    }
+
+    async fn get_schedule(&self, name: &str) -> Result<Option<Schedule>> {
+        self.schedule_named(name).await
+    }
+
+    async fn list_schedules(&self) -> Result<Vec<Schedule>> {
+        self.all_schedules().await
+    }
+
+    async fn replace_schedule(&self, schedule: &Schedule, expected: u64) -> Result<bool> {
+        self.cas_schedule(schedule, expected).await
+    }
+
+    async fn remove_schedule(&self, name: &str) -> Result<bool> {
+        self.delete_schedule(name).await
     }
 }
 

@@ -16,6 +16,7 @@ mod logs;
 mod ops;
 mod queries;
 mod readers;
+mod schedules;
 mod schema;
 mod users;
 mod writer;
@@ -36,9 +37,10 @@ use crate::model::{
 };
 use crate::query::TaskQuery;
 use crate::report::{Applied, LostCause, ReportEvent};
+use crate::schedule::Schedule;
 use crate::store::{
-    AttemptLedger, LeaderStore, LogStore, QueueStore, QueuedTask, StoreOptions, TaskStore,
-    UserStore, WorkerStore,
+    AttemptLedger, LeaderStore, LogStore, QueueStore, QueuedTask, ScheduleStore, StoreOptions,
+    TaskStore, UserStore, WorkerStore,
 };
 use crate::users::UserRecord;
 
@@ -251,6 +253,35 @@ impl WorkerStore for SqliteStore {
 
     async fn list_workers(&self) -> Result<Vec<WorkerRecord>> {
         self.readers.run(queries::list_workers).await
+    }
+}
+
+#[async_trait]
+impl ScheduleStore for SqliteStore {
+    async fn add_schedule(&self, schedule: &Schedule) -> Result<()> {
+        let s = schedule.clone();
+        self.writer.run(move |c| schedules::add(c, &s)).await
+    }
+
+    async fn get_schedule(&self, name: &str) -> Result<Option<Schedule>> {
+        let name = name.to_string();
+        self.readers.run(move |c| schedules::get(c, &name)).await
+    }
+
+    async fn list_schedules(&self) -> Result<Vec<Schedule>> {
+        self.readers.run(schedules::list).await
+    }
+
+    async fn replace_schedule(&self, schedule: &Schedule, expected: u64) -> Result<bool> {
+        let s = schedule.clone();
+        self.writer
+            .run(move |c| schedules::replace(c, &s, expected))
+            .await
+    }
+
+    async fn remove_schedule(&self, name: &str) -> Result<bool> {
+        let name = name.to_string();
+        self.writer.run(move |c| schedules::remove(c, &name)).await
     }
 }
 

@@ -94,6 +94,12 @@ CREATE TABLE IF NOT EXISTS users (
     token_hash TEXT NOT NULL UNIQUE,
     body       TEXT NOT NULL
 );
+-- cron schedules (`schedule.rs`): version for the compare-and-set of each fire
+CREATE TABLE IF NOT EXISTS schedules (
+    name    TEXT PRIMARY KEY,
+    version INTEGER NOT NULL,
+    body    TEXT NOT NULL
+);
 -- cluster-wide settings, e.g. the worker join token's hash
 CREATE TABLE IF NOT EXISTS settings (
     key   TEXT PRIMARY KEY,

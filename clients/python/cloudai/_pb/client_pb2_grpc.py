@@ -56,6 +56,41 @@ class ClientServiceStub:
                 request_serializer=cloudai_dot_v1_dot_client__pb2.GetArrayRequest.SerializeToString,
                 response_deserializer=cloudai_dot_v1_dot_client__pb2.ArraySummary.FromString,
                 _registered_method=True)
+        self.AddSchedule = channel.unary_unary(
+                '/cloudai.v1.ClientService/AddSchedule',
+                request_serializer=cloudai_dot_v1_dot_client__pb2.AddScheduleRequest.SerializeToString,
+                response_deserializer=cloudai_dot_v1_dot_client__pb2.Schedule.FromString,
+                _registered_method=True)
+        self.ListSchedules = channel.unary_unary(
+                '/cloudai.v1.ClientService/ListSchedules',
+                request_serializer=cloudai_dot_v1_dot_client__pb2.ListSchedulesRequest.SerializeToString,
+                response_deserializer=cloudai_dot_v1_dot_client__pb2.ListSchedulesResponse.FromString,
+                _registered_method=True)
+        self.GetSchedule = channel.unary_unary(
+                '/cloudai.v1.ClientService/GetSchedule',
+                request_serializer=cloudai_dot_v1_dot_client__pb2.ScheduleRequest.SerializeToString,
+                response_deserializer=cloudai_dot_v1_dot_client__pb2.Schedule.FromString,
+                _registered_method=True)
+        self.PauseSchedule = channel.unary_unary(
+                '/cloudai.v1.ClientService/PauseSchedule',
+                request_serializer=cloudai_dot_v1_dot_client__pb2.ScheduleRequest.SerializeToString,
+                response_deserializer=cloudai_dot_v1_dot_client__pb2.Schedule.FromString,
+                _registered_method=True)
+        self.ResumeSchedule = channel.unary_unary(
+                '/cloudai.v1.ClientService/ResumeSchedule',
+                request_serializer=cloudai_dot_v1_dot_client__pb2.ScheduleRequest.SerializeToString,
+                response_deserializer=cloudai_dot_v1_dot_client__pb2.Schedule.FromString,
+                _registered_method=True)
+        self.RemoveSchedule = channel.unary_unary(
+                '/cloudai.v1.ClientService/RemoveSchedule',
+                request_serializer=cloudai_dot_v1_dot_client__pb2.ScheduleRequest.SerializeToString,
+                response_deserializer=cloudai_dot_v1_dot_client__pb2.RemoveScheduleResponse.FromString,
+                _registered_method=True)
+        self.RunSchedule = channel.unary_unary(
+                '/cloudai.v1.ClientService/RunSchedule',
+                request_serializer=cloudai_dot_v1_dot_client__pb2.ScheduleRequest.SerializeToString,
+                response_deserializer=cloudai_dot_v1_dot_client__pb2.RunScheduleResponse.FromString,
+                _registered_method=True)
         self.GetTask = channel.unary_unary(
                 '/cloudai.v1.ClientService/GetTask',
                 request_serializer=cloudai_dot_v1_dot_client__pb2.GetTaskRequest.SerializeToString,
@@ -122,6 +157,55 @@ class ClientServiceServicer:
 
     def GetArray(self, request, context):
         """An array's size, cap and elements per status. NOT_FOUND when no task is an element.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddSchedule(self, request, context):
+        """Cron schedules: `spec` enqueued as an ordinary task at each time `cron` names (in
+        `timezone`). The leader fires them; each run's idempotency key is its schedule and
+        time, so no time fires twice, and times missed while no master ran start one run.
+        A taken name is ALREADY_EXISTS; an unknown one NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSchedules(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSchedule(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PauseSchedule(self, request, context):
+        """No fires while paused; a resume fires next at the first time after it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResumeSchedule(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveSchedule(self, request, context):
+        """Removes the schedule; its runs stay.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RunSchedule(self, request, context):
+        """One run now, outside the pattern (the next time stays as it was).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -194,6 +278,41 @@ def add_ClientServiceServicer_to_server(servicer, server):
                     servicer.GetArray,
                     request_deserializer=cloudai_dot_v1_dot_client__pb2.GetArrayRequest.FromString,
                     response_serializer=cloudai_dot_v1_dot_client__pb2.ArraySummary.SerializeToString,
+            ),
+            'AddSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddSchedule,
+                    request_deserializer=cloudai_dot_v1_dot_client__pb2.AddScheduleRequest.FromString,
+                    response_serializer=cloudai_dot_v1_dot_client__pb2.Schedule.SerializeToString,
+            ),
+            'ListSchedules': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSchedules,
+                    request_deserializer=cloudai_dot_v1_dot_client__pb2.ListSchedulesRequest.FromString,
+                    response_serializer=cloudai_dot_v1_dot_client__pb2.ListSchedulesResponse.SerializeToString,
+            ),
+            'GetSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSchedule,
+                    request_deserializer=cloudai_dot_v1_dot_client__pb2.ScheduleRequest.FromString,
+                    response_serializer=cloudai_dot_v1_dot_client__pb2.Schedule.SerializeToString,
+            ),
+            'PauseSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.PauseSchedule,
+                    request_deserializer=cloudai_dot_v1_dot_client__pb2.ScheduleRequest.FromString,
+                    response_serializer=cloudai_dot_v1_dot_client__pb2.Schedule.SerializeToString,
+            ),
+            'ResumeSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeSchedule,
+                    request_deserializer=cloudai_dot_v1_dot_client__pb2.ScheduleRequest.FromString,
+                    response_serializer=cloudai_dot_v1_dot_client__pb2.Schedule.SerializeToString,
+            ),
+            'RemoveSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveSchedule,
+                    request_deserializer=cloudai_dot_v1_dot_client__pb2.ScheduleRequest.FromString,
+                    response_serializer=cloudai_dot_v1_dot_client__pb2.RemoveScheduleResponse.SerializeToString,
+            ),
+            'RunSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.RunSchedule,
+                    request_deserializer=cloudai_dot_v1_dot_client__pb2.ScheduleRequest.FromString,
+                    response_serializer=cloudai_dot_v1_dot_client__pb2.RunScheduleResponse.SerializeToString,
             ),
             'GetTask': grpc.unary_unary_rpc_method_handler(
                     servicer.GetTask,
@@ -340,6 +459,195 @@ class ClientService:
             '/cloudai.v1.ClientService/GetArray',
             cloudai_dot_v1_dot_client__pb2.GetArrayRequest.SerializeToString,
             cloudai_dot_v1_dot_client__pb2.ArraySummary.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cloudai.v1.ClientService/AddSchedule',
+            cloudai_dot_v1_dot_client__pb2.AddScheduleRequest.SerializeToString,
+            cloudai_dot_v1_dot_client__pb2.Schedule.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSchedules(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cloudai.v1.ClientService/ListSchedules',
+            cloudai_dot_v1_dot_client__pb2.ListSchedulesRequest.SerializeToString,
+            cloudai_dot_v1_dot_client__pb2.ListSchedulesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cloudai.v1.ClientService/GetSchedule',
+            cloudai_dot_v1_dot_client__pb2.ScheduleRequest.SerializeToString,
+            cloudai_dot_v1_dot_client__pb2.Schedule.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PauseSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cloudai.v1.ClientService/PauseSchedule',
+            cloudai_dot_v1_dot_client__pb2.ScheduleRequest.SerializeToString,
+            cloudai_dot_v1_dot_client__pb2.Schedule.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cloudai.v1.ClientService/ResumeSchedule',
+            cloudai_dot_v1_dot_client__pb2.ScheduleRequest.SerializeToString,
+            cloudai_dot_v1_dot_client__pb2.Schedule.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cloudai.v1.ClientService/RemoveSchedule',
+            cloudai_dot_v1_dot_client__pb2.ScheduleRequest.SerializeToString,
+            cloudai_dot_v1_dot_client__pb2.RemoveScheduleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RunSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cloudai.v1.ClientService/RunSchedule',
+            cloudai_dot_v1_dot_client__pb2.ScheduleRequest.SerializeToString,
+            cloudai_dot_v1_dot_client__pb2.RunScheduleResponse.FromString,
             options,
             channel_credentials,
             insecure,
