@@ -43,6 +43,7 @@ from .errors import (
 from .enums import LogStream, TaskStatus, WorkerHealth
 from .models import (
     RETRY_OF_LABEL,
+    ArrayEnqueued,
     Attempt,
     Enqueued,
     LogLine,

@@ -118,6 +118,10 @@ class Master:
     enqueue_batch: grpc.UnaryUnaryMultiCallable[
         client_pb2.EnqueueBatchRequest, client_pb2.EnqueueBatchResponse
     ]
+    enqueue_array: grpc.UnaryUnaryMultiCallable[
+        client_pb2.EnqueueArrayRequest, client_pb2.EnqueueArrayResponse
+    ]
+    get_array: grpc.UnaryUnaryMultiCallable[client_pb2.GetArrayRequest, client_pb2.ArraySummary]
     get_task: grpc.UnaryUnaryMultiCallable[client_pb2.GetTaskRequest, types_pb2.Task]
     list_tasks: grpc.UnaryUnaryMultiCallable[
         client_pb2.ListTasksRequest, client_pb2.ListTasksResponse
@@ -154,6 +158,8 @@ class Master:
         a = admin_pb2_grpc.AdminServiceStub(self.channel)
         self.enqueue = c.Enqueue
         self.enqueue_batch = c.EnqueueBatch
+        self.enqueue_array = c.EnqueueArray
+        self.get_array = c.GetArray
         self.get_task = c.GetTask
         self.list_tasks = c.ListTasks
         self.cancel_task = c.CancelTask

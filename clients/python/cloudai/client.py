@@ -18,7 +18,7 @@ from ._transport import Credentials, Master, Transport, split_urls
 from .errors import InvalidArgument, WaitTimeout, from_rpc_error
 from .logs import LineSplitter
 from .enums import TaskStatus
-from .models import Enqueued, LogLine, Stats, Task, TaskSpec, Worker
+from .models import ArrayEnqueued, Enqueued, LogLine, Stats, Task, TaskSpec, Worker
 
 #: The master's address when none is given (the CLI's default too).
 DEFAULT_URL = "http://127.0.0.1:50051"
@@ -201,6 +201,46 @@ class Client:
             idempotent=all(s.idempotency_key is not None for s in built),
         )
         return [Enqueued(id=x.task_id, created=x.created) for x in r.results]
+
+    def enqueue_array(self, spec: SpecLike, indices: str) -> ArrayEnqueued:
+        """Submits a job array: ``spec`` once per index, in one call, all or none. Each
+        element has ``CLOUDAI_ARRAY_INDEX`` (and ``CLOUDAI_ARRAY_ID``) in its env.
+
+        Args:
+            spec: a :class:`TaskSpec` or a dict of :meth:`enqueue`'s arguments.
+            indices: ``N``, ``N-M`` or ``N-M:STEP``, comma-separated (at most 100,000),
+                with an optional cap ``%N`` at the end: ``"0-99%8"`` runs at most 8 at
+                once.
+
+        Raises:
+            InvalidArgument: a bad expression (the message names the problem) or spec.
+        """
+        built = _spec(spec)
+        req = client_pb2.EnqueueArrayRequest(spec=built.to_pb(), indices=indices)
+        r = self._t.call(
+            lambda m: m.enqueue_array(req, metadata=self._md(), timeout=self._timeout),
+            idempotent=built.idempotency_key is not None,
+        )
+        return ArrayEnqueued(
+            id=r.array_id,
+            size=r.size,
+            created=r.created,
+            max_running=r.max_running,
+            first_task_id=r.first_task_id,
+        )
+
+    def array_counts(self, id: str) -> dict[TaskStatus, int]:
+        """An array's elements per status (statuses with none left out).
+
+        Raises:
+            NotFound: no task is an element of an array with this id.
+        """
+        req = client_pb2.GetArrayRequest(id=id)
+        r = self._t.call(
+            lambda m: m.get_array(req, metadata=self._md(), timeout=self._timeout),
+            idempotent=True,
+        )
+        return {TaskStatus.from_pb(c.status): c.count for c in r.counts}
 
     def get(self, id: str) -> Task:
         """One task, by its id or an unambiguous prefix of it.

@@ -209,6 +209,26 @@ class TaskSpec:
 
 
 @dataclass(frozen=True)
+class ArrayEnqueued:
+    """The answer to :meth:`cloudai.Client.enqueue_array`.
+
+    Attributes:
+        id: the array's id (each element has it in ``CLOUDAI_ARRAY_ID`` and the label
+            ``cloudai.array``).
+        size: its elements.
+        created: elements made now (0 when an idempotency key matched the same array).
+        max_running: its cap; 0 for none.
+        first_task_id: the element of the first index.
+    """
+
+    id: str
+    size: int
+    created: int
+    max_running: int
+    first_task_id: str
+
+
+@dataclass(frozen=True)
 class Enqueued:
     """The answer to one spec of :meth:`cloudai.Client.enqueue_many`.
 

@@ -174,6 +174,25 @@ def test_enqueue_many_takes_dicts_and_specs(client: cloudai.Client) -> None:
         client.enqueue_many([{"image": IMAGE, "no_such_field": 1}])
 
 
+def test_an_array_runs_each_index_once_and_is_counted(client: cloudai.Client) -> None:
+    a = client.enqueue_array({"image": IMAGE, "env": fake()}, "0-4:2,9%2")
+    assert (a.size, a.created, a.max_running) == (4, 4, 2)
+
+    def done() -> dict[TaskStatus, int] | None:
+        c = client.array_counts(a.id)
+        return c if c.get(TaskStatus.SUCCEEDED) == 4 else None
+
+    eventually("all four to succeed", done, timeout=QUICK_WAIT)
+    elements = client.tasks(labels={"cloudai.array": a.id}, limit=10)
+    assert sorted(int(t.spec.env["CLOUDAI_ARRAY_INDEX"]) for t in elements) == [0, 2, 4, 9]
+    assert client.get(a.first_task_id).spec.env["CLOUDAI_ARRAY_INDEX"] == "0"
+    with pytest.raises(cloudai.InvalidArgument) as e:
+        client.enqueue_array({"image": IMAGE}, "9-3")
+    assert "ends before it starts" in str(e.value)
+    with pytest.raises(cloudai.NotFound):
+        client.array_counts(str(uuid.uuid4()))
+
+
 def test_workers_and_stats(client: cloudai.Client) -> None:
     client.wait(client.enqueue(IMAGE, env=fake()).id, timeout=QUICK_WAIT)
     (w,) = [w for w in client.workers() if w.id == "w1"]
