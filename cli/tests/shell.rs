@@ -96,6 +96,27 @@ fn scripted_shell_session() {
     let out = ask("queue", "oldest queued:");
     assert!(out.contains("succeeded"), "{out}");
 
+    // Arrays and schedules from the shell, as from the CLI.
+    let out = ask(
+        "enqueue --array 0-2%1 cloudai/busybox:test -- echo part",
+        "\n",
+    );
+    let array = out.trim().to_string();
+    let out = ask(&format!("array {array}"), "3 tasks, at most 1 at once");
+    assert!(out.contains(&format!("array {array}")), "{out}");
+    let out = ask(
+        "schedule add nightly --cron '0 3 * * *' --tz Europe/Berlin cloudai/busybox:test",
+        "next:",
+    );
+    assert!(
+        out.contains("schedule nightly: '0 3 * * *' in Europe/Berlin"),
+        "{out}"
+    );
+    let out = ask("schedule list", "nightly\t0 3 * * *\tEurope/Berlin");
+    assert!(out.contains("NAME\tCRON"), "{out}");
+    let out = ask("schedule rm nightly", "removed schedule nightly");
+    assert!(out.contains("its runs stay"), "{out}");
+
     // A mistake prints one error on stderr and the shell goes on.
     let out = ask("frobnicate\nqueue stats", "oldest queued:");
     assert!(!out.contains("frobnicate"), "{out}");

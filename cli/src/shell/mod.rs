@@ -270,6 +270,13 @@ pub async fn execute(c: &Client, cmd: ShellCmd) -> CliResult<()> {
             print(&inspect::tasks(c, &filter, output.output).await?)
         }
         ShellCmd::Show { id, output } => print(&inspect::task(c, &id, output.output).await?),
+        ShellCmd::Array { id, output } => {
+            print(&crate::commands::array::show(c, &id, output.output).await?)
+        }
+        ShellCmd::Schedule(cmd) => {
+            crate::commands::schedule::check(&cmd)?;
+            print(&crate::commands::schedule::run(c, cmd).await?)
+        }
         ShellCmd::Logs(a) => logs::run(c, &a, OutputFormat::Table).await?,
         ShellCmd::Cancel { id } => print(&inspect::cancel(c, &id, OutputFormat::Table).await?),
         ShellCmd::Exit => {}

@@ -27,6 +27,11 @@ pub const COMMANDS: &[(&str, &str)] = &[
         "tasks [--status S] [--worker ID] [--submitter NAME] [--limit N]",
     ),
     ("show", "show <id>: everything about one task"),
+    ("array", "array <id>: a job array's size, cap and tasks per status"),
+    (
+        "schedule",
+        "schedule add|list|show|pause|resume|rm|run-now: cron schedules",
+    ),
     (
         "logs",
         "logs <id> [-f]: a task's output (Ctrl-C stops following)",
@@ -95,6 +100,17 @@ pub enum ShellCmd {
         #[command(flatten)]
         output: OutputArgs,
     },
+    /// A job array's summary
+    Array {
+        /// The array's id.
+        id: String,
+        /// Format.
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Cron schedules
+    #[command(subcommand)]
+    Schedule(crate::commands::schedule::ScheduleCmd),
     /// Print a task's logs
     Logs(LogsArgs),
     /// Cancel a task
