@@ -259,6 +259,10 @@ pub struct TaskSpecArgs {
     /// GPUs to reserve.
     #[arg(long, value_name = "N")]
     pub gpus: Option<u32>,
+    /// Disk to reserve on the worker: 10G, 500M. Only reserved (placement keeps the sum
+    /// within what the worker reports), not enforced on the container.
+    #[arg(long, value_name = "SIZE")]
+    pub disk: Option<String>,
     /// Environment variable for the container (repeatable).
     #[arg(short = 'e', long = "env", value_name = "KEY=VAL")]
     pub env: Vec<String>,

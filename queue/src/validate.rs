@@ -11,6 +11,8 @@ pub const MAX_CPU_MILLIS: u64 = 1024 * 1000;
 pub const MAX_MEMORY_BYTES: u64 = 16 << 40;
 /// Most GPUs a task may request.
 pub const MAX_GPUS: u32 = 64;
+/// Most disk one task may reserve: 1 PiB.
+pub const MAX_DISK_BYTES: u64 = 1 << 50;
 /// Longest timeout: 30 days.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(30 * 24 * 3600);
 /// Most bytes in the command (and, separately, in the entrypoint).
@@ -82,6 +84,12 @@ pub fn validate_spec(spec: &TaskSpec) -> Result<()> {
         return Err(QueueError::invalid(
             "gpus",
             format!("{} is more than the limit of {MAX_GPUS}", r.gpus),
+        ));
+    }
+    if r.disk_bytes > MAX_DISK_BYTES {
+        return Err(QueueError::invalid(
+            "disk",
+            format!("{} bytes is more than the limit of 1 PiB", r.disk_bytes),
         ));
     }
     if spec.max_attempts == 0 || spec.max_attempts > MAX_ATTEMPTS {
@@ -332,6 +340,11 @@ mod tests {
             ),
             ("memory", Box::new(|s| s.resources.memory_bytes = u64::MAX)),
             ("gpus", Box::new(|s| s.resources.gpus = 1000)),
+            ("disk", Box::new(|s| s.resources.disk_bytes = u64::MAX)),
+            (
+                "disk",
+                Box::new(|s| s.resources.disk_bytes = MAX_DISK_BYTES + 1),
+            ),
             ("max_attempts", Box::new(|s| s.max_attempts = 0)),
             ("timeout", Box::new(|s| s.timeout = Some(Duration::ZERO))),
             (

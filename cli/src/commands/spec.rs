@@ -31,6 +31,9 @@ pub fn build(a: &EnqueueArgs) -> CliResult<TaskSpec> {
     if let Some(m) = &s.memory {
         spec.resources.memory_bytes = parse_memory(m)?;
     }
+    if let Some(d) = &s.disk {
+        spec.resources.disk_bytes = parse_memory(d)?;
+    }
     if let Some(t) = &s.timeout {
         spec.timeout = Some(parse_duration(t)?);
     }
@@ -108,6 +111,7 @@ mod tests {
                 cpu: None,
                 memory: None,
                 gpus: None,
+                disk: None,
                 env: vec![],
                 priority: 0,
                 retries: 0,
@@ -131,6 +135,7 @@ mod tests {
         a.spec.cpu = Some("0.5".into());
         a.spec.memory = Some("256M".into());
         a.spec.gpus = Some(1);
+        a.spec.disk = Some("10G".into());
         a.spec.env = vec!["A=1".into()];
         a.spec.labels = vec!["team=ml".into()];
         a.spec.retries = 2;
@@ -143,6 +148,7 @@ mod tests {
         assert_eq!(s.resources.cpu_millis, 500);
         assert_eq!(s.resources.memory_bytes, 256 << 20);
         assert_eq!(s.resources.gpus, 1);
+        assert_eq!(s.resources.disk_bytes, 10 << 30);
         assert_eq!(s.env["A"], "1");
         assert_eq!(s.labels["team"], "ml");
         assert_eq!(s.max_attempts, 3);
@@ -200,5 +206,13 @@ mod tests {
             Kind::InvalidArgument
         );
         assert_eq!(kind(&|a| a.spec.gpus = Some(1000)), Kind::InvalidArgument);
+        assert_eq!(
+            kind(&|a| a.spec.disk = Some("2048T".into())),
+            Kind::InvalidArgument
+        );
+        assert_eq!(
+            kind(&|a| a.spec.disk = Some("lots".into())),
+            Kind::InvalidUnit
+        );
     }
 }
