@@ -9,7 +9,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{eventually, master_args, run_env, unique_worker_id, Cluster, Out, Proc};
+use common::{eventually, master_args, run_env, Cluster, Out, Proc};
 use serde_json::Value;
 
 const QUICK: Duration = Duration::from_secs(60);
@@ -50,24 +50,8 @@ fn history(url: &str) -> Vec<Value> {
 
 #[test]
 fn a_schedule_fires_on_time_pauses_and_starts_missed_times_once() {
-    let mut c = Cluster::master_only();
+    let mut c = Cluster::with_fake_worker("sched");
     let port: u16 = c.url.rsplit(':').next().unwrap().parse().unwrap();
-    let id = unique_worker_id("sched");
-    let worker = Proc::spawn(
-        "worker",
-        &[
-            "worker",
-            "--fake-executor",
-            "--master",
-            &c.url,
-            "--id",
-            &id,
-            "--heartbeat-interval",
-            "500ms",
-        ],
-        &[],
-    );
-    common::wait_worker_healthy(&c, &id);
 
     let out = run(
         &c.url,
@@ -189,7 +173,6 @@ fn a_schedule_fires_on_time_pauses_and_starts_missed_times_once() {
         gone.stderr.contains("no schedule named \"tick\""),
         "{gone:#?}"
     );
-    drop(worker);
 }
 
 #[test]

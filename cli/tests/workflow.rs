@@ -9,31 +9,13 @@ mod common;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use common::{eventually, run_env, unique_worker_id, Cluster, Out, Proc};
+use common::{eventually, run_env, Cluster, Out};
 use serde_json::Value;
 
 const QUICK: Duration = Duration::from_secs(60);
 
 fn cluster() -> Cluster {
-    let mut c = Cluster::master_only();
-    let id = unique_worker_id("flow");
-    c.worker = Some(Proc::spawn(
-        "worker",
-        &[
-            "worker",
-            "--fake-executor",
-            "--master",
-            &c.url,
-            "--id",
-            &id,
-            "--heartbeat-interval",
-            "500ms",
-        ],
-        &[],
-    ));
-    c.worker_id = id.clone();
-    common::wait_worker_healthy(&c, &id);
-    c
+    Cluster::with_fake_worker("flow")
 }
 
 fn run(c: &Cluster, args: &[&str]) -> Out {

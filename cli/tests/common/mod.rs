@@ -316,6 +316,30 @@ impl Cluster {
         c
     }
 
+    /// Starts a master and one fake-executor worker (id `TAG-…`, 500 ms heartbeats), and
+    /// waits until the worker is healthy.
+    pub fn with_fake_worker(tag: &str) -> Cluster {
+        let mut c = Cluster::master_only();
+        let id = unique_worker_id(tag);
+        c.worker = Some(Proc::spawn(
+            "worker",
+            &[
+                "worker",
+                "--fake-executor",
+                "--master",
+                &c.url,
+                "--id",
+                &id,
+                "--heartbeat-interval",
+                "500ms",
+            ],
+            &[],
+        ));
+        c.worker_id = id.clone();
+        wait_worker_healthy(&c, &id);
+        c
+    }
+
     /// Starts the worker and waits for it to be healthy.
     pub fn start_worker(&mut self) {
         let w = Proc::spawn(
