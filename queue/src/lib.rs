@@ -2,6 +2,7 @@
 //!
 //! - [`model`]: tasks, specs, attempts, log chunks, worker records (plain data).
 //! - [`array`]: job arrays: the index expression (`0-99%8`) and the elements of an array.
+//! - [`constraint`]: placement constraints and preferences over worker attributes.
 //! - [`deps`]: dependencies between tasks: the rule (pure) and the passes that apply it.
 //! - [`state`]: the one table of legal status transitions.
 //! - [`history`]: the last hour per minute (starts, ends, queue waits) for the charts.
@@ -30,6 +31,7 @@
 pub mod array;
 #[cfg(any(test, feature = "testsuite"))]
 pub mod conformance;
+pub mod constraint;
 pub mod deps;
 pub mod error;
 pub mod history;

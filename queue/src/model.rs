@@ -96,8 +96,10 @@ pub const DEFAULT_MAX_LOST_RETRIES: u32 = 3;
 /// CPU reserved for a task that requests none, so that unsized tasks cannot pile up
 /// without bound on one worker: a tenth of a core.
 pub const MIN_RESERVED_CPU_MILLIS: u64 = 100;
-/// Memory reserved for a task that requests none: 64 MiB.
-pub const MIN_RESERVED_MEMORY_BYTES: u64 = 64 << 20;
+/// Memory of a task that requests none: 256 MiB, both what placement reserves and the
+/// container's limit (the master sends it in the spec of `Assign`; a worker falls back to
+/// it too), so memory is never over-committed. Nomad's default is close (300 MB).
+pub const DEFAULT_TASK_MEMORY_BYTES: u64 = 256 << 20;
 
 /// What to run and under which constraints. Immutable once enqueued.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -141,6 +143,12 @@ pub struct TaskSpec {
     /// The array this task is an element of (`--array`; see [`crate::array`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub array: Option<crate::array::ArrayMember>,
+    /// Worker attributes it requires (`--constraint`; see [`crate::constraint`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub constraints: Vec<crate::constraint::Constraint>,
+    /// Worker attributes it prefers (`--prefer`), a score term among eligible workers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prefer: Vec<crate::constraint::Preference>,
 }
 
 impl TaskSpec {
@@ -162,14 +170,17 @@ impl TaskSpec {
             after: Vec::new(),
             not_before: None,
             array: None,
+            constraints: Vec::new(),
+            prefer: Vec::new(),
         }
     }
 }
 
 impl TaskSpec {
     /// What placement reserves on a worker: the request, with CPU and memory that were
-    /// left at zero raised to [`MIN_RESERVED_CPU_MILLIS`] and [`MIN_RESERVED_MEMORY_BYTES`].
-    /// Container limits still follow the request alone (zero means no limit).
+    /// left at zero raised to [`MIN_RESERVED_CPU_MILLIS`] and [`DEFAULT_TASK_MEMORY_BYTES`].
+    /// The memory is also the container's limit; the CPU is not (a task that gives no CPU
+    /// shares the worker's cores: CPU is compressible, memory is not).
     pub fn reservation(&self) -> Resources {
         reserved(self.resources)
     }
@@ -181,7 +192,7 @@ pub(crate) fn reserved(mut request: Resources) -> Resources {
         request.cpu_millis = MIN_RESERVED_CPU_MILLIS;
     }
     if request.memory_bytes == 0 {
-        request.memory_bytes = MIN_RESERVED_MEMORY_BYTES;
+        request.memory_bytes = DEFAULT_TASK_MEMORY_BYTES;
     }
     request
 }
@@ -551,6 +562,20 @@ pub struct WorkerRecord {
     /// retried elsewhere.
     #[serde(default)]
     pub drain_deadline: Option<DateTime<Utc>>,
+    /// Built-in attributes it discovered (`constraint::BUILTIN_ATTRIBUTES`); with the
+    /// labels, what constraints match.
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+}
+
+impl WorkerRecord {
+    /// What constraints and preferences see: the labels and the built-in attributes
+    /// (a built-in wins over a label of the same name, which workers refuse anyway).
+    pub fn placement_attributes(&self) -> BTreeMap<String, String> {
+        let mut a = self.labels.clone();
+        a.extend(self.attributes.iter().map(|(k, v)| (k.clone(), v.clone())));
+        a
+    }
 }
 
 #[cfg(test)]
@@ -573,7 +598,7 @@ mod tests {
         let mut s = TaskSpec::new("busybox");
         let r = s.reservation();
         assert_eq!(r.cpu_millis, MIN_RESERVED_CPU_MILLIS);
-        assert_eq!(r.memory_bytes, MIN_RESERVED_MEMORY_BYTES);
+        assert_eq!(r.memory_bytes, DEFAULT_TASK_MEMORY_BYTES);
         assert_eq!((r.gpus, r.disk_bytes), (0, 0));
         s.resources.cpu_millis = 2500;
         s.resources.memory_bytes = 1;

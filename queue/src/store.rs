@@ -58,6 +58,10 @@ pub struct QueuedTask {
     pub resources: Resources,
     /// The only worker that may run it.
     pub pinned_worker: Option<String>,
+    /// Worker attributes it requires.
+    pub constraints: Vec<crate::constraint::Constraint>,
+    /// Worker attributes it prefers.
+    pub prefer: Vec<crate::constraint::Preference>,
 }
 
 impl QueuedTask {
@@ -67,6 +71,8 @@ impl QueuedTask {
             id: task.id,
             resources: task.spec.resources,
             pinned_worker: task.spec.pinned_worker.clone(),
+            constraints: task.spec.constraints.clone(),
+            prefer: task.spec.prefer.clone(),
         }
     }
 

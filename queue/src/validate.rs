@@ -129,6 +129,7 @@ pub fn validate_spec(spec: &TaskSpec) -> Result<()> {
             ));
         }
     }
+    crate::constraint::validate_all(&spec.constraints, &spec.prefer)?;
     if let Some(k) = &spec.idempotency_key {
         if k.is_empty() || k.len() > 256 {
             return Err(QueueError::invalid(

@@ -112,6 +112,7 @@ async fn every_write_only_the_leader_makes_is_fenced_after_a_takeover() {
         last_heartbeat: Utc::now(),
         cordoned: false,
         drain_deadline: None,
+        attributes: Default::default(),
     };
     a.campaign(&ma, None, None, Utc::now()).await.unwrap();
     a.upsert_worker(&worker).await.unwrap();

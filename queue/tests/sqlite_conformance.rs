@@ -332,3 +332,36 @@ async fn dependency_edges_are_filled_in_for_a_file_from_before_they_existed() {
         "{plan:?}"
     );
 }
+
+/// A file from before constraints (schema 3, no `placement` column) opens: the column is
+/// added, its old tasks have none, and a new task's constraints reach the dispatcher's read.
+#[tokio::test]
+async fn a_file_from_before_constraints_gains_the_placement_column() {
+    let h = SqliteHarness::new();
+    let store = h.open(StoreOptions::default()).await;
+    let old = store
+        .enqueue(TaskSpec::new("busybox").into())
+        .await
+        .unwrap()
+        .task;
+    drop(store);
+    {
+        let c = rusqlite::Connection::open(h.path()).unwrap();
+        c.execute_batch("ALTER TABLE tasks DROP COLUMN placement; PRAGMA user_version = 3;")
+            .unwrap();
+    }
+    let store = h.open(StoreOptions::default()).await;
+    let mut spec = TaskSpec::new("busybox");
+    spec.constraints = vec!["zone=a".parse().unwrap()];
+    let new = store.enqueue(spec.into()).await.unwrap().task;
+    let asks = store.queued_asks(chrono::Utc::now(), 10).await.unwrap();
+    let of = |id| asks.iter().find(|a| a.id == id).unwrap();
+    assert!(of(old.id).constraints.is_empty());
+    assert_eq!(of(new.id).constraints[0].to_string(), "zone=a");
+    drop(store);
+    let c = rusqlite::Connection::open(h.path()).unwrap();
+    let v: i64 = c
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, 4);
+}

@@ -39,6 +39,10 @@ fn worker(id: &str, team: &str) -> WorkerRecord {
         last_heartbeat: at,
         cordoned: false,
         drain_deadline: None,
+        attributes: BTreeMap::from([
+            ("os".to_string(), "linux".to_string()),
+            ("gpu.model".to_string(), "A100".to_string()),
+        ]),
     }
 }
 

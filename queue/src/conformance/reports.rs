@@ -279,7 +279,7 @@ pub async fn output_is_kept_per_attempt(h: &dyn Harness) {
     passed(&*store, "output_is_kept_per_attempt");
 }
 
-/// `queued_asks` is `queued` reduced to id, request and pin: same order, same filter
+/// `queued_asks` is `queued` reduced to id, request, pin, constraints and preferences: same order, same filter
 /// (not the assigned, not those waiting for a retry), same limit.
 pub async fn queued_asks_match_queued(h: &dyn Harness) {
     let store = h.open(StoreOptions::default()).await;
@@ -295,12 +295,26 @@ pub async fn queued_asks_match_queued(h: &dyn Harness) {
         (0, sized, None),
         (9, Resources::default(), Some("w1")),
     ] {
+        // The sized tasks also carry constraints and a preference: placement reads them.
+        let (constraints, prefer) = if resources == sized {
+            (
+                vec![
+                    "zone in (a,b)".parse().unwrap(),
+                    "disk!=hdd".parse().unwrap(),
+                ],
+                vec!["rack=r1".parse().unwrap()],
+            )
+        } else {
+            (Vec::new(), Vec::new())
+        };
         add(
             &*store,
             TaskSpec {
                 priority,
                 resources,
                 pinned_worker: pin.map(str::to_string),
+                constraints,
+                prefer,
                 ..spec()
             },
         )
@@ -330,6 +344,10 @@ pub async fn queued_asks_match_queued(h: &dyn Harness) {
     assert_eq!(store.queued_asks(at, 2).await.unwrap(), want[..2]);
     assert_eq!(want[0].pinned_worker.as_deref(), Some("w1"));
     assert_eq!(want[1].resources, sized);
+    assert_eq!(want[1].constraints.len(), 2);
+    assert_eq!(want[1].constraints[0].to_string(), "zone in (a,b)");
+    assert_eq!(want[1].prefer[0].to_string(), "rack=r1");
+    assert!(want[0].constraints.is_empty() && want[0].prefer.is_empty());
     // The minimum reservation applies to an unsized request.
     assert!(want[0].reservation().cpu_millis > 0 && want[0].reservation().memory_bytes > 0);
     passed(&*store, "queued_asks_match_queued");

@@ -211,6 +211,16 @@ pub(crate) fn spec_doc(s: &TaskSpec) -> Document {
             }),
             None => Bson::Null,
         },
+        "constraints": bson::to_bson(&s.constraints).unwrap_or(Bson::Null),
+        "prefer": bson::to_bson(&s.prefer).unwrap_or(Bson::Null),
+    }
+}
+
+/// `constraints` or `prefer`: absent in documents written before the fields existed.
+fn serde_list<T: serde::de::DeserializeOwned>(f: &Fields<'_>, key: &str) -> Result<Vec<T>> {
+    match f.0.get(key) {
+        None | Some(Bson::Null) => Ok(Vec::new()),
+        Some(b) => bson::from_bson(b.clone()).map_err(|e| corrupt(format!("{key}: {e}"))),
     }
 }
 
@@ -271,6 +281,8 @@ fn spec_of(d: &Document) -> Result<TaskSpec> {
         after: after_of(&f)?,
         not_before: f.opt_date("not_before")?,
         array: array_of(&f)?,
+        constraints: serde_list(&f, "constraints")?,
+        prefer: serde_list(&f, "prefer")?,
     })
 }
 
@@ -430,6 +442,7 @@ pub(crate) fn worker_doc(w: &WorkerRecord) -> Document {
         "last_heartbeat": bdate(w.last_heartbeat),
         "cordoned": w.cordoned,
         "drain_deadline": opt_date(w.drain_deadline),
+        "attributes": map_bson(&w.attributes),
     }
 }
 
@@ -454,6 +467,12 @@ pub(crate) fn worker_of(d: &Document) -> Result<WorkerRecord> {
         // Absent in documents written before cordons existed.
         cordoned: d.get_bool("cordoned").unwrap_or(false),
         drain_deadline: f.opt_date("drain_deadline")?,
+        // Absent in documents written before attributes existed.
+        attributes: if d.contains_key("attributes") {
+            f.map("attributes")?
+        } else {
+            BTreeMap::new()
+        },
     })
 }
 
@@ -563,6 +582,7 @@ mod tests {
             last_heartbeat: now,
             cordoned: false,
             drain_deadline: None,
+            attributes: Default::default(),
         };
         assert_eq!(worker_of(&worker_doc(&w)).unwrap(), w);
         let err = task_of(&doc! { "_id": "nope" }).unwrap_err();

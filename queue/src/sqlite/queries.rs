@@ -180,7 +180,8 @@ pub(crate) fn queued_asks(
     limit: usize,
 ) -> Result<Vec<QueuedTask>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT id, cpu_millis, memory_bytes, gpus, disk_bytes, pinned_worker FROM tasks
+        "SELECT id, cpu_millis, memory_bytes, gpus, disk_bytes, pinned_worker, placement
+         FROM tasks
          WHERE status = 'queued' AND not_before <= ?1
          ORDER BY priority DESC, id LIMIT ?2",
     )?;
@@ -196,18 +197,22 @@ pub(crate) fn queued_asks(
                 disk_bytes: n(4)?,
             },
             r.get::<_, Option<String>>(5)?,
+            r.get::<_, Option<String>>(6)?,
         ))
     })?;
     let mut out = Vec::new();
     for row in rows {
-        let (id, resources, pinned_worker) = row?;
+        let (id, resources, pinned_worker, placement) = row?;
         let id = id
             .parse()
             .map_err(|_| backend_error(format!("corrupt task id column {id:?}")))?;
+        let placement = super::schema::decode_placement(placement.as_deref())?;
         out.push(QueuedTask {
             id,
             resources,
             pinned_worker,
+            constraints: placement.constraints,
+            prefer: placement.prefer,
         });
     }
     Ok(out)

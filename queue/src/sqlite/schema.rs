@@ -24,10 +24,12 @@ const STATEMENT_CACHE: usize = 128;
 const WRITER_CACHE_KIB: i64 = -256 * 1024;
 
 /// Bumped when the layout changes; stored in `PRAGMA user_version`.
-/// 2: `task_counts` and its triggers. 3: `task_deps`.
-const SCHEMA_VERSION: i64 = 3;
+/// 2: `task_counts` and its triggers. 3: `task_deps`. 4: `tasks.placement`.
+const SCHEMA_VERSION: i64 = 4;
 
 const SCHEMA: &str = "
+-- placement: the spec's constraints and preferences as JSON (`Placement`), NULL when it
+-- has none: what the dispatcher's read needs besides the resources, without the body
 CREATE TABLE IF NOT EXISTS tasks (
     id              TEXT PRIMARY KEY,
     status          TEXT NOT NULL,
@@ -42,7 +44,8 @@ CREATE TABLE IF NOT EXISTS tasks (
     memory_bytes    INTEGER NOT NULL,
     gpus            INTEGER NOT NULL,
     disk_bytes      INTEGER NOT NULL,
-    body            TEXT NOT NULL
+    body            TEXT NOT NULL,
+    placement       TEXT
 );
 -- dispatch order: claim and queued() walk this index and stop at the first fit
 CREATE INDEX IF NOT EXISTS tasks_dispatch ON tasks (status, priority DESC, id);
@@ -195,6 +198,10 @@ pub(crate) fn open_writer(path: &Path) -> Result<Connection> {
         )));
     }
     let mut backfill = String::new();
+    if version < 4 && has_table(&conn, "tasks")? && !has_column(&conn, "tasks", "placement")? {
+        // Tasks stored before constraints existed have none: NULL is their value.
+        conn.execute_batch("ALTER TABLE tasks ADD COLUMN placement TEXT;")?;
+    }
     if version < 2 {
         backfill.push_str(COUNT_EXISTING);
     }
@@ -205,6 +212,58 @@ pub(crate) fn open_writer(path: &Path) -> Result<Connection> {
         "BEGIN IMMEDIATE; {SCHEMA} {backfill} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
     ))?;
     Ok(conn)
+}
+
+fn has_table(conn: &Connection, table: &str) -> Result<bool> {
+    Ok(conn
+        .query_row(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1",
+            [table],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some())
+}
+
+fn has_column(conn: &Connection, table: &str, column: &str) -> Result<bool> {
+    let mut stmt = conn.prepare(&format!("PRAGMA table_info({table})"))?;
+    let names = stmt.query_map([], |r| r.get::<_, String>(1))?;
+    for n in names {
+        if n? == column {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// The `placement` column of a spec: its constraints and preferences, NULL when none.
+pub(crate) fn placement_column(spec: &crate::model::TaskSpec) -> Result<Option<String>> {
+    if spec.constraints.is_empty() && spec.prefer.is_empty() {
+        return Ok(None);
+    }
+    encode(&Placement {
+        constraints: spec.constraints.clone(),
+        prefer: spec.prefer.clone(),
+    })
+    .map(Some)
+}
+
+/// What the `placement` column holds.
+#[derive(serde::Serialize, serde::Deserialize, Default)]
+pub(crate) struct Placement {
+    #[serde(default)]
+    pub constraints: Vec<crate::constraint::Constraint>,
+    #[serde(default)]
+    pub prefer: Vec<crate::constraint::Preference>,
+}
+
+/// Parses a `placement` column.
+pub(crate) fn decode_placement(column: Option<&str>) -> Result<Placement> {
+    match column {
+        None => Ok(Placement::default()),
+        Some(s) => serde_json::from_str(s)
+            .map_err(|e| backend_error(format!("corrupt placement column: {e}"))),
+    }
 }
 
 /// Opens a read-only connection for the reader pool.
@@ -278,8 +337,8 @@ pub(crate) fn insert_task(conn: &Connection, t: &Task) -> Result<()> {
     conn.prepare_cached(
         "INSERT INTO tasks (id, status, priority, created_at, not_before, finished_at,
             pinned_worker, idempotency_key, worker_id, cpu_millis, memory_bytes, gpus,
-            disk_bytes, body)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+            disk_bytes, body, placement)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
     )?
     .execute(params![
         t.id.to_string(),
@@ -296,6 +355,7 @@ pub(crate) fn insert_task(conn: &Connection, t: &Task) -> Result<()> {
         r.gpus,
         int(r.disk_bytes),
         encode(t)?,
+        placement_column(&t.spec)?,
     ])?;
     if !t.spec.after.is_empty() {
         let mut stmt =
