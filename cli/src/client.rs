@@ -23,6 +23,17 @@ pub const DEFAULT_MASTER_URL: &str = "http://127.0.0.1:50051";
 /// The master's `AdminService`, with the caller's credentials.
 pub type AdminClient = AdminServiceClient<InterceptedService<Channel, Bearer>>;
 
+/// What `enqueue` answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Enqueued {
+    /// The task's id.
+    pub id: String,
+    /// False when the idempotency key matched an existing task.
+    pub created: bool,
+    /// Set when no registered worker could ever take the task (it is queued anyway).
+    pub warning: Option<String>,
+}
+
 /// A connected client of one master (of a group, the first that answered).
 #[derive(Clone)]
 pub struct Client {
@@ -122,13 +133,15 @@ impl Client {
         CliError::from_status(&self.url, &s)
     }
 
-    /// Enqueues one task; returns its id and whether it was created (false when the
-    /// idempotency key matched an existing task).
+    /// Enqueues one task (with `strict`, refused when no registered worker could ever
+    /// take it); returns its id, whether it was created (false when the idempotency key
+    /// matched an existing task) and the master's warning, if any.
     pub async fn enqueue(
         &self,
         spec: q::TaskSpec,
         parents: &[(String, q::DependencyCondition)],
-    ) -> CliResult<(String, bool)> {
+        strict: bool,
+    ) -> CliResult<Enqueued> {
         let mut wire: pb::TaskSpec = spec.into();
         // Ids as given (prefixes too): the master resolves them.
         wire.after
@@ -139,11 +152,18 @@ impl Client {
         let r = self
             .inner
             .clone()
-            .enqueue(pb::EnqueueRequest { spec: Some(wire) })
+            .enqueue(pb::EnqueueRequest {
+                spec: Some(wire),
+                strict,
+            })
             .await
             .map_err(|s| self.status(s))?
             .into_inner();
-        Ok((r.task_id, r.created))
+        Ok(Enqueued {
+            id: r.task_id,
+            created: r.created,
+            warning: Some(r.warning).filter(|w| !w.is_empty()),
+        })
     }
 
     /// Enqueues a job array of `spec` over `indices` (`0-99%8`).

@@ -18,6 +18,7 @@ mod criteria;
 mod exit;
 mod output;
 mod shell;
+mod task_args;
 mod units;
 mod view;
 

@@ -88,6 +88,7 @@ pub fn tasks_table(tasks: &[TaskView], now: DateTime<Utc>) -> String {
         "ID",
         "IMAGE",
         "STATUS",
+        "REASON",
         "WORKER",
         "SUBMITTER",
         "ATTEMPTS",
@@ -99,6 +100,10 @@ pub fn tasks_table(tasks: &[TaskView], now: DateTime<Utc>) -> String {
             task.id.clone(),
             task.image.clone(),
             task.status.to_string(),
+            task.wait_reason
+                .as_ref()
+                .map(|r| r.code.clone())
+                .unwrap_or_else(|| "-".into()),
             task.worker.clone().unwrap_or_else(|| "-".into()),
             task.submitted_by.clone().unwrap_or_else(|| "-".into()),
             task.attempts.len().to_string(),
@@ -132,6 +137,13 @@ pub fn task_detail(t: &TaskView, now: DateTime<Utc>) -> String {
                 .join(" ")
         }
     };
+    let list = |v: &[String]| {
+        if v.is_empty() {
+            "-".to_string()
+        } else {
+            v.join(", ")
+        }
+    };
     let mut lines = vec![
         ("id", t.id.clone()),
         ("image", t.image.clone()),
@@ -145,6 +157,22 @@ pub fn task_detail(t: &TaskView, now: DateTime<Utc>) -> String {
             },
         ),
         ("status", t.status.to_string()),
+        (
+            "reason",
+            match &t.wait_reason {
+                None => "-".to_string(),
+                Some(r) => {
+                    let mut s = r.code.clone();
+                    if let Some(u) = r.until {
+                        s.push_str(&format!(" until {}", u.format("%Y-%m-%d %H:%M:%S UTC")));
+                    }
+                    if !r.detail.is_empty() {
+                        s.push_str(&format!(": {}", r.detail));
+                    }
+                    s
+                }
+            },
+        ),
         ("worker", opt(&t.worker)),
         ("submitted by", opt(&t.submitted_by)),
         (
@@ -163,12 +191,15 @@ pub fn task_detail(t: &TaskView, now: DateTime<Utc>) -> String {
         ("finished", ts(t.finished_at)),
         ("duration", dur_ms(t.duration_ms)),
         ("resources", resources(&t.resources)),
+        ("reserved", resources(&t.reserved)),
         ("priority", t.priority.to_string()),
         ("max attempts", t.max_attempts.to_string()),
         ("timeout", dur_ms(t.timeout_ms)),
         ("pinned worker", opt(&t.pinned_worker)),
         ("env", kv(&t.env)),
         ("labels", kv(&t.labels)),
+        ("constraints", list(&t.constraints)),
+        ("prefer", list(&t.prefer)),
         ("idempotency key", opt(&t.idempotency_key)),
         (
             "after",
@@ -243,7 +274,15 @@ pub fn workers_table(workers: &[WorkerView], now: DateTime<Utc>) -> String {
     if workers.is_empty() {
         return "no workers (start one with `cloudai worker --master URL`)\n".into();
     }
-    let mut t = table(&["ID", "HEALTH", "CAPACITY", "FREE", "RUNNING", "HEARTBEAT"]);
+    let mut t = table(&[
+        "ID",
+        "HEALTH",
+        "CAPACITY",
+        "FREE",
+        "RUNNING",
+        "HEARTBEAT",
+        "ATTRIBUTES",
+    ]);
     for w in workers {
         t.add_row(vec![
             w.id.clone(),
@@ -258,6 +297,18 @@ pub fn workers_table(workers: &[WorkerView], now: DateTime<Utc>) -> String {
             w.last_heartbeat
                 .map(|h| age(h, now))
                 .unwrap_or_else(|| "never".into()),
+            // Labels, then the built-ins that tell workers apart (the host name is the
+            // id by default, `-o json` has them all).
+            w.labels
+                .iter()
+                .chain(
+                    w.attributes
+                        .iter()
+                        .filter(|(k, _)| k.as_str() != "hostname"),
+                )
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" "),
         ]);
     }
     finish(t)
@@ -360,6 +411,7 @@ mod tests {
             "ID",
             "IMAGE",
             "STATUS",
+            "REASON",
             "WORKER",
             "SUBMITTER",
             "ATTEMPTS",
@@ -381,11 +433,16 @@ mod tests {
                 .map(str::to_string)
                 .collect::<Vec<_>>()
         };
-        assert_eq!(cells(row)[4], "-", "no submitter: {row}");
+        assert_eq!(
+            cells(row)[3],
+            "-",
+            "an ended task has no wait reason: {row}"
+        );
+        assert_eq!(cells(row)[5], "-", "no submitter: {row}");
         let mut alices = v.clone();
         alices.submitted_by = Some("alice".into());
         let s = tasks_table(&[alices], now);
-        assert_eq!(cells(s.lines().nth(1).unwrap())[4], "alice", "{s}");
+        assert_eq!(cells(s.lines().nth(1).unwrap())[5], "alice", "{s}");
         assert_eq!(tasks_table(&[], now), "no tasks\n");
     }
 

@@ -100,6 +100,7 @@ async fn over_the_enqueue_rate_the_user_is_told_and_logs_are_capped() {
     let id = c
         .enqueue(pb::EnqueueRequest {
             spec: Some(spec(100)),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -107,12 +108,14 @@ async fn over_the_enqueue_rate_the_user_is_told_and_logs_are_capped() {
         .task_id;
     c.enqueue(pb::EnqueueRequest {
         spec: Some(spec(1)),
+        ..Default::default()
     })
     .await
     .unwrap();
     let err = c
         .enqueue(pb::EnqueueRequest {
             spec: Some(spec(1)),
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -130,6 +133,7 @@ async fn over_the_enqueue_rate_the_user_is_told_and_logs_are_capped() {
         while c
             .enqueue(pb::EnqueueRequest {
                 spec: Some(spec(1)),
+                ..Default::default()
             })
             .await
             .is_ok()

@@ -215,6 +215,7 @@ impl pb::admin_service_server::AdminService for AdminSvc {
         Ok(Response::new(pb::EnqueueResponse {
             task_id: new.to_string(),
             created: true,
+            warning: String::new(),
         }))
     }
 

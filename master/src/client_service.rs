@@ -5,14 +5,14 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use cloudai_proto::{convert, pb};
-use cloudai_queue::{LogStream, NewTask, QueueError, TaskId, TaskQuery, TaskSpec};
+use cloudai_queue::{LogStream, QueueError, TaskId, TaskQuery, TaskSpec};
 use futures::Stream;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::error::{convert_status, missing, status, within};
-use crate::limits::{client_key, EnqueueLimits};
+use crate::limits::EnqueueLimits;
 use crate::shared::Shared;
 use crate::wire;
 
@@ -120,30 +120,7 @@ impl pb::client_service_server::ClientService for ClientSvc {
         &self,
         request: Request<pb::EnqueueRequest>,
     ) -> Result<Response<pb::EnqueueResponse>, Status> {
-        self.limits
-            .check_rate(&client_key(&request), 1)
-            .inspect_err(|_| self.refused("rate"))?;
-        let submitted_by = crate::auth::submitter(&request);
-        let mut wire = request.into_inner().spec.ok_or_else(|| missing("spec"))?;
-        crate::workflow::resolve_parents(self, &mut wire).await?;
-        let spec = self.spec(Some(wire))?;
-        self.check_pinned(&[&spec]).await?;
-        let e = self
-            .store_call(
-                "enqueue",
-                self.shared.store.enqueue(NewTask { spec, submitted_by }),
-            )
-            .await
-            .inspect_err(|s| self.refused_by_store(s))?;
-        if e.created {
-            self.shared.metrics.enqueued.inc();
-            crate::workflow::enqueued(&self.shared, &e.task);
-            self.shared.wake_dispatcher();
-        }
-        Ok(Response::new(pb::EnqueueResponse {
-            task_id: e.task.id.to_string(),
-            created: e.created,
-        }))
+        crate::enqueue::one(self, request).await.map(Response::new)
     }
 
     async fn enqueue_array(
@@ -232,40 +209,9 @@ impl pb::client_service_server::ClientService for ClientSvc {
         &self,
         request: Request<pb::EnqueueBatchRequest>,
     ) -> Result<Response<pb::EnqueueBatchResponse>, Status> {
-        let n = request.get_ref().specs.len();
-        self.limits
-            .check_rate(&client_key(&request), n)
-            .inspect_err(|_| self.refused("rate"))?;
-        let submitted_by = crate::auth::submitter(&request);
-        let mut tasks = Vec::with_capacity(n);
-        for mut wire in request.into_inner().specs {
-            crate::workflow::resolve_parents(self, &mut wire).await?;
-            tasks.push(NewTask {
-                spec: self.spec(Some(wire))?,
-                submitted_by: submitted_by.clone(),
-            });
-        }
-        self.check_pinned(&tasks.iter().map(|t| &t.spec).collect::<Vec<_>>())
-            .await?;
-        let done = self
-            .store_call("enqueue_batch", self.shared.store.enqueue_batch(tasks))
+        crate::enqueue::batch(self, request)
             .await
-            .inspect_err(|s| self.refused_by_store(s))?;
-        let created = done.iter().filter(|e| e.created).count();
-        self.shared.metrics.enqueued.inc_by(created as u64);
-        for e in done.iter().filter(|e| e.created) {
-            crate::workflow::enqueued(&self.shared, &e.task);
-        }
-        self.shared.wake_dispatcher();
-        Ok(Response::new(pb::EnqueueBatchResponse {
-            results: done
-                .into_iter()
-                .map(|e| pb::EnqueueResponse {
-                    task_id: e.task.id.to_string(),
-                    created: e.created,
-                })
-                .collect(),
-        }))
+            .map(Response::new)
     }
 
     async fn get_task(
@@ -274,7 +220,7 @@ impl pb::client_service_server::ClientService for ClientSvc {
     ) -> Result<Response<pb::Task>, Status> {
         let id = self.resolve(&request.into_inner().id).await?;
         let task = self.store_call("get", self.shared.store.get(id)).await?;
-        Ok(Response::new(task.into()))
+        Ok(Response::new(crate::reasons::wire_task(&self.shared, task)))
     }
 
     async fn list_tasks(
@@ -309,7 +255,10 @@ impl pb::client_service_server::ClientService for ClientSvc {
             _ => String::new(),
         };
         Ok(Response::new(pb::ListTasksResponse {
-            tasks: tasks.into_iter().map(Into::into).collect(),
+            tasks: tasks
+                .into_iter()
+                .map(|t| crate::reasons::wire_task(&self.shared, t))
+                .collect(),
             next_page_token,
         }))
     }

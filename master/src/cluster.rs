@@ -11,6 +11,7 @@
 //! their `lost` is stored.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use cloudai_queue::store::live_attempt;
@@ -53,12 +54,13 @@ pub struct WorkerEntry {
     /// It reported attempts this view lacks, still being checked against the store: no
     /// new work until then, so they cannot be over-committed.
     pub reconciling: bool,
+    /// `record.placement_attributes()`, shared with every placement snapshot.
+    attrs: Arc<BTreeMap<String, String>>,
 }
 
 impl WorkerEntry {
     fn new(record: WorkerRecord, version: String, conn: Option<Conn>, now: Instant) -> Self {
         WorkerEntry {
-            record,
             version,
             usage: Usage::default(),
             reserved: Resources::default(),
@@ -67,6 +69,19 @@ impl WorkerEntry {
             not_dead_before: now,
             tasks: BTreeSet::new(),
             reconciling: false,
+            attrs: Arc::new(record.placement_attributes()),
+            record,
+        }
+    }
+
+    /// Placement's view of it now.
+    pub fn slot(&self) -> WorkerSlot {
+        WorkerSlot {
+            id: self.record.id.clone(),
+            capacity: self.record.capacity,
+            free: self.free(),
+            schedulable: self.schedulable(),
+            attributes: self.attrs.clone(),
         }
     }
 
@@ -226,6 +241,7 @@ impl Cluster {
             // master restarts).
             record.cordoned = w.record.cordoned;
             record.drain_deadline = w.record.drain_deadline;
+            w.attrs = Arc::new(record.placement_attributes());
             w.record = record;
             w.version = version;
             w.last_seen = now;
@@ -399,15 +415,7 @@ impl Cluster {
 
     /// Placement's view of the workers, by id.
     pub fn slots(&self) -> Vec<WorkerSlot> {
-        self.workers
-            .values()
-            .map(|w| WorkerSlot {
-                id: w.record.id.clone(),
-                capacity: w.record.capacity,
-                free: w.free(),
-                schedulable: w.schedulable(),
-            })
-            .collect()
+        self.workers.values().map(WorkerEntry::slot).collect()
     }
 
     /// Reserves `ask.request` on `worker_id` for `task` (pending until `confirm`), after
@@ -425,13 +433,7 @@ impl Cluster {
             .workers
             .get_mut(worker_id)
             .ok_or_else(|| Reject::Unschedulable(worker_id.to_string()))?;
-        let slot = WorkerSlot {
-            id: w.record.id.clone(),
-            capacity: w.record.capacity,
-            free: w.free(),
-            schedulable: w.schedulable(),
-        };
-        placement::check(&slot, ask)?;
+        placement::check(&w.slot(), ask)?;
         w.reserved = w.reserved.saturating_add(&ask.request);
         w.tasks.insert(task);
         self.reservations.insert(

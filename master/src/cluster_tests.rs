@@ -22,6 +22,7 @@ fn record(id: &str, cpu: u64) -> WorkerRecord {
         last_heartbeat: Utc::now(),
         cordoned: false,
         drain_deadline: None,
+        attributes: Default::default(),
     }
 }
 
@@ -31,13 +32,10 @@ fn conn(id: u64) -> (Conn, mpsc::UnboundedReceiver<Outbound>) {
 }
 
 fn cpu(c: u64) -> TaskAsk<'static> {
-    TaskAsk {
-        request: Resources {
-            cpu_millis: c,
-            ..Default::default()
-        },
-        pinned: None,
-    }
+    TaskAsk::sized(Resources {
+        cpu_millis: c,
+        ..Default::default()
+    })
 }
 
 fn connected(ids: &[(&str, u64)], now: Instant) -> Cluster {
@@ -59,7 +57,7 @@ fn reservations_reduce_free_and_are_released_exactly_once() {
     // A second task does not fit in what is left.
     assert!(matches!(
         c.try_reserve(TaskId::new(), "w", &cpu(600)),
-        Err(Reject::DoesNotFit(_))
+        Err(Reject::DoesNotFit { .. })
     ));
     // The same task cannot be reserved twice, and the refusal says why.
     assert_eq!(c.try_reserve(t, "w", &cpu(1)), Err(Reject::AlreadyPlaced));

@@ -20,6 +20,7 @@ use crate::cluster::Confirmed;
 use crate::conn::Outbound;
 use crate::ledger;
 use crate::placement::{self, Reject, TaskAsk, WorkerSlot};
+use crate::reasons::PassReasons;
 use crate::shared::Shared;
 
 /// Most queued tasks read per pass step: how deep a pass looks past tasks that do not
@@ -33,6 +34,8 @@ pub fn ask(task: &QueuedTask) -> TaskAsk<'_> {
     TaskAsk {
         request: task.reservation(),
         pinned: task.pinned_worker.as_deref(),
+        constraints: &task.constraints,
+        prefer: &task.prefer,
     }
 }
 
@@ -71,7 +74,24 @@ pub async fn run(shared: Arc<Shared>) {
 /// [`BATCH`], the backfill depth) only when nothing read fitted. A pass reads nothing
 /// while no schedulable worker has room at all (every task reserves some CPU and memory),
 /// so a wake-up by an enqueue or a heartbeat on a full cluster costs no store read.
+///
+/// Each task read and not placed gets its wait reason on `shared.reasons`.
 pub async fn pass(shared: &Arc<Shared>) -> usize {
+    let mut why = PassReasons::default();
+    let (total, read_any, full) = steps(shared, &mut why).await;
+    if read_any {
+        shared.reasons.record(why.into_reasons());
+    }
+    if full {
+        shared.reasons.cluster_full();
+    }
+    total
+}
+
+/// The steps of [`pass`]: how many were assigned, whether anything was read, and whether
+/// it stopped because no worker had room left.
+async fn steps(shared: &Arc<Shared>, why: &mut PassReasons) -> (usize, bool, bool) {
+    let mut read_any = false;
     let mut total = 0;
     let mut limit = MIN_READ;
     let mut room = has_room(&shared.cluster().slots());
@@ -83,7 +103,7 @@ pub async fn pass(shared: &Arc<Shared>) -> usize {
             let _ = s.await;
         }
         if !room {
-            return total;
+            return (total, read_any, true);
         }
         let mut tasks = match shared.store.queued_asks(Utc::now(), limit).await {
             Ok(t) => t,
@@ -92,11 +112,12 @@ pub async fn pass(shared: &Arc<Shared>) -> usize {
                 // Try again shortly rather than waiting for the next event.
                 tokio::time::sleep(std::time::Duration::from_millis(200)).await;
                 shared.wake_dispatcher();
-                return total;
+                return (total, read_any, false);
             }
         };
+        read_any = true;
         if tasks.is_empty() {
-            return total;
+            return (total, read_any, false);
         }
         let read = tasks.len();
         // Tasks still settling an earlier pass's assignment are not placed again.
@@ -110,6 +131,13 @@ pub async fn pass(shared: &Arc<Shared>) -> usize {
         let plan = placement::plan(shared.config.placement, &mut slots, &asks);
         // `slots` now holds what is free once this plan's reservations are taken.
         room = has_room(&slots);
+        let mut placed = vec![false; tasks.len()];
+        for (t, _) in &plan {
+            placed[*t] = true;
+        }
+        for (t, a) in asks.iter().enumerate().filter(|(t, _)| !placed[*t]) {
+            why.unplaced(tasks[t].id, &slots, a);
+        }
         let mut assigned = 0;
         for (t, w) in plan {
             let task = &tasks[t];
@@ -128,7 +156,7 @@ pub async fn pass(shared: &Arc<Shared>) -> usize {
         total += assigned;
         match next_read(limit, read, assigned + pending) {
             Some(next) => limit = next,
-            None => return total,
+            None => return (total, read_any, false),
         }
     }
 }
@@ -222,6 +250,10 @@ async fn settle(shared: &Shared, id: TaskId, worker_id: &str) -> Result<(), Assi
     };
     let token = assigned.token();
     let attempt = assigned.attempts.len() as u32;
+    // The container's memory limit is the memory placement reserved: one number, so a
+    // task that gives none cannot use more than its reservation.
+    let mut spec = Box::new(assigned.spec.clone());
+    spec.resources.memory_bytes = spec.reservation().memory_bytes;
     let confirmed = shared.cluster().confirm(id, token);
     let sent = match confirmed {
         Confirmed::Send { conn, cancel } => {
@@ -231,7 +263,7 @@ async fn settle(shared: &Shared, id: TaskId, worker_id: &str) -> Result<(), Assi
                     task_id: id,
                     token,
                     attempt,
-                    spec: Box::new(assigned.spec.clone()),
+                    spec,
                 })
                 .is_ok();
             if ok && (cancel || assigned.cancel_requested) {
@@ -279,6 +311,7 @@ mod tests {
                 disk_bytes: 0,
             },
             schedulable,
+            attributes: Default::default(),
         }
     }
 

@@ -8,6 +8,8 @@
 //! - [`registry`]: rebuilding that view from the store at start, the health monitor,
 //!   reconciling what a reconnecting worker runs.
 //! - [`dispatcher`]: the event-driven loop that assigns queued tasks to workers.
+//! - [`reasons`]: why a task waits (recorded by the dispatcher as it passes) and the
+//!   enqueue check that some registered worker could ever take a task.
 //! - [`arrays`]: `EnqueueArray` and `GetArray` (job arrays; the cap is `workflow`'s).
 //! - [`workflow`]: the leader's duty that decides waiting tasks (dependencies) and arms
 //!   the timers of delayed ones.
@@ -18,6 +20,7 @@
 //!   until stored, and memory updated only from what it returned.
 //! - [`shared`]: state shared by services and loops.
 //! - [`logs`]: waking `StreamLogs` followers.
+//! - [`enqueue`]: `Enqueue` and `EnqueueBatch` (with the could-it-ever-run check).
 //! - [`worker_service`], [`client_service`], [`agent_service`], [`admin_service`]
 //!   (retry, bulk cancel and retry by filter): the gRPC services; [`admin_users`]: its
 //!   users and join-token rotation;
@@ -48,6 +51,7 @@ pub mod config;
 pub mod conn;
 pub mod dashboard;
 pub mod dispatcher;
+pub mod enqueue;
 pub mod error;
 pub mod http;
 pub mod leadership;
@@ -56,6 +60,7 @@ pub mod limits;
 pub mod logs;
 pub mod metrics;
 pub mod placement;
+pub mod reasons;
 pub mod registry;
 pub mod reports;
 pub mod schedules;

@@ -103,6 +103,7 @@ fn placeholder(id: &str) -> WorkerRecord {
         last_heartbeat: Utc::now(),
         cordoned: false,
         drain_deadline: None,
+        attributes: Default::default(),
     }
 }
 
@@ -371,10 +372,7 @@ mod tests {
         let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
         c.connect(placeholder("w"), String::new(), Conn { id: 1, tx }, now)
             .unwrap();
-        let ask = TaskAsk {
-            request: Resources::default(),
-            pinned: None,
-        };
+        let ask = TaskAsk::sized(Resources::default());
         let (kept, missing, pending) = (TaskId::new(), TaskId::new(), TaskId::new());
         for t in [kept, missing, pending] {
             c.try_reserve(t, "w", &ask).unwrap();

@@ -51,6 +51,8 @@ pub struct Shared {
     /// A waiting task may exist (one was enqueued, or the last sweep found one): until
     /// then a task's end needs no look for dependents, and costs the store nothing.
     pub waiting_seen: std::sync::atomic::AtomicBool,
+    /// Why queued tasks wait, as the last dispatch pass saw it.
+    pub reasons: crate::reasons::Board,
 }
 
 /// Something `workflow::run` must decide.
@@ -88,6 +90,7 @@ impl Shared {
             deps_work: Mutex::new(Vec::new()),
             deps_wake: Notify::new(),
             waiting_seen: std::sync::atomic::AtomicBool::new(true),
+            reasons: Default::default(),
         }
     }
 

@@ -93,6 +93,7 @@ pub fn worker_info(w: &WorkerEntry) -> pb::WorkerInfo {
         version: w.version.clone(),
         cordoned: r.cordoned,
         drain_deadline: r.drain_deadline.map(timestamp),
+        attributes: r.attributes.clone().into_iter().collect(),
     }
 }
 
@@ -116,6 +117,9 @@ pub fn register(reg: pb::Register) -> Result<Registration, Status> {
     if reg.labels.len() > validate::MAX_LABELS {
         return Err(Status::invalid_argument("too many worker labels"));
     }
+    if reg.attributes.len() > validate::MAX_LABELS {
+        return Err(Status::invalid_argument("too many worker attributes"));
+    }
     let running = attempt_refs(&reg.running)?;
     let finished = attempt_refs(&reg.finished)?;
     let now = Utc::now();
@@ -133,6 +137,7 @@ pub fn register(reg: pb::Register) -> Result<Registration, Status> {
         last_heartbeat: now,
         cordoned: false,
         drain_deadline: None,
+        attributes: reg.attributes.into_iter().collect(),
     };
     Ok(Registration {
         record,

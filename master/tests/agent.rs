@@ -67,8 +67,11 @@ async fn agent_reads_state_and_each_assignment_is_validated() {
     let queued: Vec<_> = state.queued.iter().map(|q| q.task_id.clone()).collect();
     assert_eq!(queued, [too_big.clone(), pinned.clone()], "dispatch order");
     assert_eq!(state.queued[1].pinned_worker.as_deref(), Some("small"));
-    // Memory left at zero is reserved at the 64 MiB minimum.
-    assert_eq!(state.queued[0].request, Some(res(8000, 64)));
+    // Memory left at zero is reserved at the default, which is also its limit.
+    assert_eq!(state.queued[0].request, Some(res(8000, 256)));
+    assert!(state.dispatcher_running);
+    assert_eq!(state.queued[0].attempts, 0);
+    assert!(state.queued[0].created_at.is_some());
 
     // A task that fits "big" once we make one: enqueue it pinned to "big" with an
     // agent-friendly request; the dispatcher places it at once, so instead use the
@@ -97,6 +100,29 @@ async fn agent_reads_state_and_each_assignment_is_validated() {
     assert!(reasons[3].contains("unknown worker"), "{reasons:?}");
     assert!(reasons[4].contains("uuid"), "{reasons:?}");
     assert!(reasons[5].contains("not healthy"), "{reasons:?}");
+    use pb::AssignmentCode as C;
+    let codes: Vec<_> = results.iter().map(|r| r.code).collect();
+    assert_eq!(
+        codes,
+        [
+            C::DoesNotFit,
+            C::PinnedElsewhere,
+            C::NotQueued,
+            C::UnknownWorker,
+            C::UnknownTask,
+            C::WorkerUnschedulable
+        ]
+        .map(|c| c as i32)
+    );
+    // "Does not fit" says which resource, how much is asked and how much is free.
+    assert_eq!(
+        (
+            results[0].resource.as_str(),
+            results[0].requested,
+            results[0].free
+        ),
+        ("cpu_millis", 8000, 4000)
+    );
     m.stop().await.unwrap();
     drop(sick);
     drop(big);
@@ -147,6 +173,9 @@ async fn in_agent_only_mode_the_agent_places_and_the_master_enforces() {
         .results;
     let accepted: Vec<_> = results.iter().map(|r| r.accepted).collect();
     assert_eq!(accepted, [true, false, true, false], "{results:?}");
+    assert_eq!(results[0].code, pb::AssignmentCode::Accepted as i32);
+    assert_eq!(results[1].code, pb::AssignmentCode::NotQueued as i32);
+    assert_eq!(results[3].code, pb::AssignmentCode::DoesNotFit as i32);
     assert!(
         results[1].reason.contains("not queued"),
         "{}",
@@ -196,7 +225,15 @@ async fn an_accepted_assignment_reaches_the_chosen_worker() {
         let got = b.next_assign().await;
         assert_eq!(got.task_id, id);
     } else {
-        assert!(r.reason.contains("not queued"), "{}", r.reason);
+        // Either the dispatcher had assigned it already, or it held it in flight.
+        assert!(
+            [
+                pb::AssignmentCode::NotQueued as i32,
+                pb::AssignmentCode::HeldByDispatcher as i32
+            ]
+            .contains(&r.code),
+            "{r:?}"
+        );
         assert_eq!(t.worker_id, "a");
         assert!(matches!(a.next().await, Msg::Assign(_)));
     }

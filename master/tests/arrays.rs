@@ -186,6 +186,7 @@ async fn array_requests_are_checked_and_a_key_gives_the_same_array() {
     let e = c
         .enqueue(pb::EnqueueRequest {
             spec: Some(forged.clone()),
+            ..Default::default()
         })
         .await
         .unwrap_err();

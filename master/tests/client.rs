@@ -126,6 +126,7 @@ async fn invalid_specs_and_unknown_pins_are_rejected() {
     let err = c
         .enqueue(pb::EnqueueRequest {
             spec: Some(spec("Not A Valid Image")),
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -133,7 +134,10 @@ async fn invalid_specs_and_unknown_pins_are_rejected() {
     assert!(err.message().contains("image"), "{}", err.message());
 
     let err = c
-        .enqueue(pb::EnqueueRequest { spec: None })
+        .enqueue(pb::EnqueueRequest {
+            spec: None,
+            ..Default::default()
+        })
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
@@ -143,6 +147,7 @@ async fn invalid_specs_and_unknown_pins_are_rejected() {
     let err = c
         .enqueue(pb::EnqueueRequest {
             spec: Some(pinned.clone()),
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -198,6 +203,7 @@ async fn idempotency_key_returns_the_first_task() {
     let first = c
         .enqueue(pb::EnqueueRequest {
             spec: Some(s.clone()),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -205,6 +211,7 @@ async fn idempotency_key_returns_the_first_task() {
     let again = c
         .enqueue(pb::EnqueueRequest {
             spec: Some(s.clone()),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -213,7 +220,10 @@ async fn idempotency_key_returns_the_first_task() {
     assert_eq!(first.task_id, again.task_id);
     s.priority = 9;
     let err = c
-        .enqueue(pb::EnqueueRequest { spec: Some(s) })
+        .enqueue(pb::EnqueueRequest {
+            spec: Some(s),
+            ..Default::default()
+        })
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::AlreadyExists);

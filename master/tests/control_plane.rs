@@ -217,6 +217,7 @@ async fn with_the_store_down_heartbeats_go_on_enqueue_is_unavailable_and_reports
     let err = c
         .enqueue(pb::EnqueueRequest {
             spec: Some(spec("cloudai/busybox:test")),
+            ..Default::default()
         })
         .await
         .unwrap_err();

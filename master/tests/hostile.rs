@@ -129,7 +129,10 @@ async fn oversized_messages_are_refused_and_the_master_carries_on() {
     let mut big = spec("cloudai/busybox:test");
     big.command = vec!["x".repeat(200 * 1024)];
     let err = c
-        .enqueue(pb::EnqueueRequest { spec: Some(big) })
+        .enqueue(pb::EnqueueRequest {
+            spec: Some(big),
+            ..Default::default()
+        })
         .await
         .unwrap_err();
     assert!(

@@ -28,6 +28,7 @@ async fn try_enqueue(
 ) -> Result<String, tonic::Status> {
     c.enqueue(pb::EnqueueRequest {
         spec: Some(spec("cloudai/busybox:test")),
+        ..Default::default()
     })
     .await
     .map(|r| r.into_inner().task_id)

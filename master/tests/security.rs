@@ -37,6 +37,7 @@ async fn as_user(m: &Master, token: Option<&str>) -> Authed {
 async fn enqueue_as(c: &mut Authed) -> Result<String, tonic::Status> {
     c.enqueue(pb::EnqueueRequest {
         spec: Some(spec("cloudai/busybox:test")),
+        ..Default::default()
     })
     .await
     .map(|r| r.into_inner().task_id)

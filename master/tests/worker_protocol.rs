@@ -364,8 +364,8 @@ async fn a_restarted_master_keeps_attempts_of_workers_that_come_back() {
     let wb = workers.iter().find(|w| w.id == "back").unwrap();
     assert_eq!(
         wb.free,
-        Some(res(0, 1024 - 64)),
-        "reservation rebuilt from the store (memory left at zero reserves 64 MiB)"
+        Some(res(0, 1024 - 256)),
+        "reservation rebuilt from the store (memory left at zero reserves 256 MiB)"
     );
     assert_eq!(wb.running_task_ids, vec![kept.clone()]);
 

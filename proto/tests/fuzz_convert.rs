@@ -256,8 +256,21 @@ fn hostile_seeds_are_typed_errors() {
         })
     ));
     spec.not_before = None;
+    assert!(matches!(
+        q::TaskSpec::try_from(spec.clone()),
+        Err(ConvertError::Invalid {
+            field: "constraints",
+            ..
+        })
+    ));
+    spec.constraints.remove(0);
     let spec = q::TaskSpec::try_from(spec).unwrap();
     assert!(q::validate::validate_spec(&spec).is_err());
+    // The constraint left (an `exists` with a value, on a key that is no key) is
+    // refused by validation on its own too.
+    let mut only = q::TaskSpec::new("busybox");
+    only.constraints = spec.constraints.clone();
+    assert!(q::validate::validate_spec(&only).is_err());
 }
 
 proptest! {

@@ -20,6 +20,8 @@ pub struct GpuInfo {
     pub count: u32,
     /// Model name of the first GPU.
     pub model: String,
+    /// Memory of the first GPU in MiB (0 when unknown or none).
+    pub memory_mib: u64,
 }
 
 /// A heartbeat's usage sample.
@@ -46,23 +48,44 @@ pub fn cap(measured: Resources, cpu_cores: Option<f64>, memory: Option<u64>) -> 
     r
 }
 
-/// Parses `nvidia-smi --query-gpu=name --format=csv,noheader`: one model per line.
+/// The query `detect_gpus` runs: one line per GPU, `NAME, MEMORY_MIB`.
+pub const NVIDIA_SMI_ARGS: [&str; 2] = [
+    "--query-gpu=name,memory.total",
+    "--format=csv,noheader,nounits",
+];
+
+/// Parses the output of `nvidia-smi` run with [`NVIDIA_SMI_ARGS`]: one `name, memory`
+/// line per GPU (a model name may itself hold commas, so the memory is after the last).
 pub fn parse_nvidia_smi(output: &str) -> GpuInfo {
-    let models: Vec<&str> = output
+    let gpus: Vec<(&str, u64)> = output
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty())
+        .map(|l| match l.rsplit_once(',') {
+            Some((name, mem)) => match mem.trim().parse() {
+                Ok(mib) => (name.trim(), mib),
+                Err(_) => (l, 0),
+            },
+            None => (l, 0),
+        })
         .collect();
+    let (model, memory_mib) = gpus.first().copied().unwrap_or(("", 0));
     GpuInfo {
-        count: models.len() as u32,
-        model: models.first().map(|m| m.to_string()).unwrap_or_default(),
+        count: gpus.len() as u32,
+        model: model.to_string(),
+        memory_mib,
     }
 }
 
-/// Asks `nvidia-smi` for the GPUs; no GPUs when it is absent, fails or hangs.
+/// Asks `nvidia-smi` (from PATH) for the GPUs; no GPUs when it is absent, fails or hangs.
 pub async fn detect_gpus() -> GpuInfo {
-    let run = tokio::process::Command::new("nvidia-smi")
-        .args(["--query-gpu=name", "--format=csv,noheader"])
+    detect_gpus_with(Path::new("nvidia-smi")).await
+}
+
+/// [`detect_gpus`] with the program given (tests use a fake one).
+pub async fn detect_gpus_with(program: &Path) -> GpuInfo {
+    let run = tokio::process::Command::new(program)
+        .args(NVIDIA_SMI_ARGS)
         .kill_on_drop(true)
         .output();
     match tokio::time::timeout(Duration::from_secs(10), run).await {
@@ -71,6 +94,31 @@ pub async fn detect_gpus() -> GpuInfo {
         }
         _ => GpuInfo::default(),
     }
+}
+
+/// The built-in attributes this worker registers with (`cloudai_queue::constraint::
+/// BUILTIN_ATTRIBUTES`): `os` and `arch` as Rust names them (`linux`, `x86_64`,
+/// `aarch64`), `hostname`, `docker.version` when the daemon answered, and `gpu.model`
+/// and `gpu.memory` (MiB) of the first GPU when there is one.
+pub fn attributes(
+    hostname: &str,
+    docker_version: Option<&str>,
+    gpu: &GpuInfo,
+) -> std::collections::BTreeMap<String, String> {
+    let mut a = std::collections::BTreeMap::new();
+    a.insert("os".into(), std::env::consts::OS.into());
+    a.insert("arch".into(), std::env::consts::ARCH.into());
+    a.insert("hostname".into(), hostname.into());
+    if let Some(v) = docker_version.filter(|v| !v.is_empty()) {
+        a.insert("docker.version".into(), v.into());
+    }
+    if gpu.count > 0 && !gpu.model.is_empty() {
+        a.insert("gpu.model".into(), gpu.model.clone());
+        if gpu.memory_mib > 0 {
+            a.insert("gpu.memory".into(), gpu.memory_mib.to_string());
+        }
+    }
+    a
 }
 
 /// The disk whose mount point is the longest prefix of `path`, by available bytes.
@@ -112,9 +160,13 @@ pub fn measure_host() -> Resources {
 pub async fn capacity(config: &WorkerConfig) -> (Resources, GpuInfo) {
     let gpu = detect_gpus().await;
     if let Some(r) = config.capacity_override {
-        let gpu = GpuInfo {
-            count: r.gpus,
-            model: if r.gpus > 0 { gpu.model } else { String::new() },
+        let gpu = if r.gpus > 0 {
+            GpuInfo {
+                count: r.gpus,
+                ..gpu
+            }
+        } else {
+            GpuInfo::default()
         };
         return (r, gpu);
     }
@@ -174,12 +226,76 @@ mod tests {
     }
 
     #[test]
-    fn nvidia_smi_output_gives_count_and_model() {
-        let g = parse_nvidia_smi("NVIDIA A100-SXM4-40GB\nNVIDIA A100-SXM4-40GB\n");
+    fn nvidia_smi_output_gives_count_model_and_memory() {
+        let g = parse_nvidia_smi("NVIDIA A100-SXM4-40GB, 40960\nNVIDIA A100-SXM4-40GB, 40960\n");
         assert_eq!(g.count, 2);
         assert_eq!(g.model, "NVIDIA A100-SXM4-40GB");
+        assert_eq!(g.memory_mib, 40960);
+        let odd = parse_nvidia_smi("Tesla K80, rev 2, 11441\n");
+        assert_eq!(
+            (odd.model.as_str(), odd.memory_mib),
+            ("Tesla K80, rev 2", 11441)
+        );
+        let no_mem = parse_nvidia_smi("Tesla T4, [N/A]\n");
+        assert_eq!((no_mem.count, no_mem.memory_mib), (1, 0));
         assert_eq!(parse_nvidia_smi(""), GpuInfo::default());
         assert_eq!(parse_nvidia_smi("\n  \n").count, 0);
+    }
+
+    /// A fake `nvidia-smi` that answers only the query the worker makes, and one that
+    /// fails: discovery reads the first, and reports no GPUs for the second.
+    #[tokio::test]
+    async fn discovery_runs_nvidia_smi_with_its_query() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let fake = dir.path().join("nvidia-smi");
+        std::fs::write(
+            &fake,
+            format!(
+                "#!/bin/sh\n[ \"$1 $2\" = \"{} {}\" ] || exit 9\n\
+                 echo 'NVIDIA H100 80GB HBM3, 81559'\necho 'NVIDIA H100 80GB HBM3, 81559'\n",
+                NVIDIA_SMI_ARGS[0], NVIDIA_SMI_ARGS[1]
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let g = detect_gpus_with(&fake).await;
+        assert_eq!(
+            (g.count, g.model.as_str(), g.memory_mib),
+            (2, "NVIDIA H100 80GB HBM3", 81559)
+        );
+        let failing = dir.path().join("broken");
+        std::fs::write(&failing, "#!/bin/sh\nexit 1\n").unwrap();
+        std::fs::set_permissions(&failing, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert_eq!(detect_gpus_with(&failing).await, GpuInfo::default());
+        assert_eq!(
+            detect_gpus_with(&dir.path().join("absent")).await,
+            GpuInfo::default()
+        );
+    }
+
+    #[test]
+    fn attributes_name_the_host_and_its_first_gpu() {
+        let none = attributes("h1", None, &GpuInfo::default());
+        assert_eq!(none["hostname"], "h1");
+        assert_eq!(none["os"], std::env::consts::OS);
+        assert_eq!(none["arch"], std::env::consts::ARCH);
+        assert!(!none.contains_key("docker.version") && !none.contains_key("gpu.model"));
+        let gpu = GpuInfo {
+            count: 1,
+            model: "NVIDIA A100".into(),
+            memory_mib: 40960,
+        };
+        let a = attributes("h1", Some("20.10.24"), &gpu);
+        assert_eq!(a["docker.version"], "20.10.24");
+        assert_eq!(a["gpu.model"], "NVIDIA A100");
+        assert_eq!(a["gpu.memory"], "40960");
+        for k in a.keys() {
+            assert!(
+                cloudai_queue::constraint::BUILTIN_ATTRIBUTES.contains(&k.as_str()),
+                "{k} is documented as built-in"
+            );
+        }
     }
 
     #[test]

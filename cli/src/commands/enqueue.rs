@@ -15,17 +15,23 @@ use crate::view::TaskView;
 
 const POLL: Duration = Duration::from_millis(200);
 
-/// Enqueues `spec`, prints the id; with `wait`, waits and returns the task's exit code.
+/// Enqueues `spec`, prints the id (and any warning, on stderr); with `wait`, waits and
+/// returns the task's exit code.
 pub async fn run(
     c: &Client,
     spec: TaskSpec,
     parents: &[(String, DependencyCondition)],
+    strict: bool,
     wait: bool,
 ) -> CliResult<i32> {
-    let (id, created) = c.enqueue(spec, parents).await?;
+    let e = c.enqueue(spec, parents, strict).await?;
+    let id = e.id;
     super::print(&format!("{id}\n"));
-    if !created {
+    if !e.created {
         eprintln!("note: the idempotency key matched existing task {id}");
+    }
+    if let Some(w) = &e.warning {
+        eprintln!("warning: {w} (queued anyway; --strict refuses instead)");
     }
     if !wait {
         return Ok(0);

@@ -60,7 +60,10 @@ pub async fn run(command: Command) -> CliResult<i32> {
             let client = Client::connect_with(&a.connect.master, &a.connect.credentials()).await?;
             match indices {
                 Some(ix) => array::enqueue(&client, spec, &parents, &ix).await,
-                None => enqueue::run(&client, spec, &parents, a.enqueue.spec.wait).await,
+                None => {
+                    let strict = a.enqueue.strict;
+                    enqueue::run(&client, spec, &parents, strict, a.enqueue.spec.wait).await
+                }
             }
         }
         Command::Array(a) => {

@@ -42,6 +42,12 @@ pub fn build(a: &EnqueueArgs) -> CliResult<TaskSpec> {
         let (k, v) = parse_key_value("env", e).map_err(|e| CliError::invalid(e.0))?;
         spec.env.insert(k, v);
     }
+    for c in &s.constraints {
+        spec.constraints.push(c.parse().map_err(queue_error)?);
+    }
+    for p in &s.prefer {
+        spec.prefer.push(p.parse().map_err(queue_error)?);
+    }
     for l in &s.labels {
         let (k, v) = parse_key_value("label", l).map_err(|e| CliError::invalid(e.0))?;
         spec.labels.insert(k, v);
@@ -107,11 +113,14 @@ mod tests {
             image: image.into(),
             worker: None,
             array: None,
+            strict: false,
             spec: TaskSpecArgs {
                 cpu: None,
                 memory: None,
                 gpus: None,
                 disk: None,
+                constraints: vec![],
+                prefer: vec![],
                 env: vec![],
                 priority: 0,
                 retries: 0,
@@ -143,7 +152,12 @@ mod tests {
         a.spec.priority = 7;
         a.spec.idempotency_key = Some("k1".into());
         a.spec.command = vec!["echo".into(), "hi".into()];
+        a.spec.constraints = vec!["gpu.model in (a100,h100)".into(), "disk!=hdd".into()];
+        a.spec.prefer = vec!["zone=a".into()];
         let s = build(&a).unwrap();
+        assert_eq!(s.constraints.len(), 2);
+        assert_eq!(s.constraints[0].to_string(), "gpu.model in (a100,h100)");
+        assert_eq!(s.prefer[0].to_string(), "zone=a");
         assert_eq!(s.pinned_worker.as_deref(), Some("w-1"));
         assert_eq!(s.resources.cpu_millis, 500);
         assert_eq!(s.resources.memory_bytes, 256 << 20);
@@ -184,6 +198,14 @@ mod tests {
         assert_eq!(
             kind(&|a| a.spec.memory = Some("12XB".into())),
             Kind::InvalidUnit
+        );
+        assert_eq!(
+            kind(&|a| a.spec.constraints = vec!["zone in a,b".into()]),
+            Kind::InvalidArgument
+        );
+        assert_eq!(
+            kind(&|a| a.spec.prefer = vec!["zone".into()]),
+            Kind::InvalidArgument
         );
         assert_eq!(
             kind(&|a| a.spec.timeout = Some("soon".into())),

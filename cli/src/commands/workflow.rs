@@ -103,9 +103,13 @@ pub async fn submit(c: &Client, flow: Flow, fmt: OutputFormat) -> CliResult<Stri
             .iter()
             .map(|(p, cond)| (ids[p].clone(), *cond))
             .collect();
-        match c.enqueue(spec, &parents).await {
-            Ok((id, _)) => {
+        match c.enqueue(spec, &parents, false).await {
+            Ok(e) => {
+                let id = e.id;
                 eprintln!("step {} -> task {id}", step.name);
+                if let Some(w) = &e.warning {
+                    eprintln!("warning: step {}: {w}", step.name);
+                }
                 done.push(id.clone());
                 ids.insert(step.name, id);
             }

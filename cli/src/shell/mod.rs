@@ -226,8 +226,9 @@ async fn enqueue(c: &Client, args: EnqueueArgs) -> CliResult<()> {
         return Ok(());
     }
     let pinned = spec.pinned_worker.clone();
-    let (id, created) = c.enqueue(spec, &parents).await?;
-    let note = if created {
+    let e = c.enqueue(spec, &parents, args.strict).await?;
+    let id = e.id;
+    let note = if e.created {
         ""
     } else {
         " (existing task, same idempotency key)"
@@ -235,6 +236,9 @@ async fn enqueue(c: &Client, args: EnqueueArgs) -> CliResult<()> {
     match pinned {
         Some(w) => print(&format!("enqueued {id} on worker {w}{note}\n")),
         None => print(&format!("enqueued {id}{note}\n")),
+    }
+    if let Some(w) = &e.warning {
+        print(&format!("warning: {w}\n"));
     }
     if args.spec.wait {
         crate::commands::enqueue::wait_for(c, &id).await?;
@@ -259,6 +263,7 @@ pub async fn execute(c: &Client, cmd: ShellCmd) -> CliResult<()> {
                     image,
                     worker: Some(worker_id),
                     array: None,
+                    strict: false,
                     spec,
                 },
             )

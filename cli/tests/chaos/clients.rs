@@ -53,6 +53,7 @@ pub async fn enqueue_all(
             match c
                 .enqueue(pb::EnqueueRequest {
                     spec: Some(s.clone()),
+                    ..Default::default()
                 })
                 .await
             {

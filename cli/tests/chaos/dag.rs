@@ -188,6 +188,7 @@ pub async fn enqueue(url: String, nodes: Vec<Node>, acked: Arc<Mutex<BTreeMap<St
             match c
                 .enqueue(pb::EnqueueRequest {
                     spec: Some(s.clone()),
+                    ..Default::default()
                 })
                 .await
             {

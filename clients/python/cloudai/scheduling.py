@@ -18,7 +18,7 @@ from .models import Resources, Worker
 #: The master's smallest reservation of a task that asks for no CPU (millicores) or no
 #: memory (bytes): ``FetchClusterState`` reports requests with these already applied.
 MIN_CPU_MILLIS = 100
-MIN_MEMORY_BYTES = 64 << 20
+MIN_MEMORY_BYTES = 256 << 20
 
 
 @dataclass(frozen=True, order=True)

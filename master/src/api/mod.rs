@@ -222,9 +222,20 @@ pub(crate) fn time_json(
     t.and_then(|t| cloudai_proto::convert::from_timestamp("time", &t).ok())
 }
 
-pub(crate) fn task_json(t: pb::Task) -> Result<Value, ApiError> {
+/// A task as the API writes it: the stored task, plus `wait_reason` (`code`, `detail`,
+/// `until`) while it waits.
+pub(crate) fn task_json(mut t: pb::Task) -> Result<Value, ApiError> {
+    let reason = t.wait_reason.take();
     let t: cloudai_queue::Task = t
         .try_into()
         .map_err(|e: cloudai_proto::ConvertError| ApiError(Status::internal(e.to_string())))?;
-    serde_json::to_value(t).map_err(|e| ApiError(Status::internal(e.to_string())))
+    let mut v = serde_json::to_value(t).map_err(|e| ApiError(Status::internal(e.to_string())))?;
+    if let Some(r) = reason {
+        v["wait_reason"] = serde_json::json!({
+            "code": cloudai_proto::convert::wait_reason_name(r.code),
+            "detail": r.detail,
+            "until": time_json(r.until),
+        });
+    }
+    Ok(v)
 }

@@ -175,6 +175,17 @@ pub struct ApiSpec {
     pub after: Vec<ApiDependency>,
     /// Start no earlier than this RFC 3339 time.
     pub not_before: Option<String>,
+    /// Worker attributes required, as `cloudai enqueue --constraint` takes them:
+    /// `zone=a`, `disk!=hdd`, `gpu.model in (a100,h100)`, `ssd exists`.
+    #[serde(default)]
+    pub constraints: Vec<String>,
+    /// Worker attributes preferred, `KEY=VALUE` each.
+    #[serde(default)]
+    pub prefer: Vec<String>,
+    /// Refuse (409 FAILED_PRECONDITION) a task no registered worker could ever take,
+    /// instead of accepting it with a `warning`.
+    #[serde(default)]
+    pub strict: bool,
 }
 
 /// One parent of a task, in JSON.
@@ -241,6 +252,24 @@ impl ApiSpec {
                 })
                 .collect::<Result<_, ApiError>>()?,
             not_before: time_of("not_before", self.not_before.as_deref())?,
+            constraints: self
+                .constraints
+                .iter()
+                .map(|c| {
+                    c.parse::<cloudai_queue::constraint::Constraint>()
+                        .map(|c| cloudai_proto::convert::constraint(&c))
+                        .map_err(|e| ApiError(Status::invalid_argument(e.to_string())))
+                })
+                .collect::<Result<_, _>>()?,
+            prefer: self
+                .prefer
+                .iter()
+                .map(|p| {
+                    p.parse::<cloudai_queue::constraint::Preference>()
+                        .map(|p| cloudai_proto::convert::preference(&p))
+                        .map_err(|e| ApiError(Status::invalid_argument(e.to_string())))
+                })
+                .collect::<Result<_, _>>()?,
             ..Default::default()
         })
     }
@@ -259,8 +288,10 @@ pub(super) async fn enqueue(
             "the task spec is not valid JSON: {e}"
         )))
     })?;
+    let strict = spec.strict;
     let msg = pb::EnqueueRequest {
         spec: Some(spec.into_pb()?),
+        strict,
     };
     let req = request(&api, &headers, peer, Action::Enqueue, msg).await?;
     let r = api.svc.enqueue(req).await?.into_inner();
@@ -269,7 +300,11 @@ pub(super) async fn enqueue(
     } else {
         StatusCode::OK
     };
-    Ok((code, Json(json!({ "id": r.task_id, "created": r.created }))).into_response())
+    let mut body = json!({ "id": r.task_id, "created": r.created });
+    if !r.warning.is_empty() {
+        body["warning"] = json!(r.warning);
+    }
+    Ok((code, Json(body)).into_response())
 }
 
 #[utoipa::path(get, path = "/api/v1/tasks/{id}", tag = "tasks", params(("id" = String, Path, description = "A task id, or an unambiguous prefix of one")), responses((status = 200, description = "The task, with its attempts"), (status = "4XX", description = "Refused; `error.code` is the gRPC code's name", body = ErrorBody), (status = "5XX", description = "The store or the master failed", body = ErrorBody)))]

@@ -1,11 +1,25 @@
 //! Placement: which worker gets a queued task. Pure and synchronous: plain structs in,
 //! a decision out, no IO and no clock. The policy is documented in `PLACEMENT.md`.
+//!
+//! - this module: eligibility ([`check`]), the choice among eligible workers ([`place`])
+//!   and batches ([`plan`]).
+//! - [`feasible`]: whether any registered worker could ever take a task, and if not,
+//!   the closest one and what it lacks (the enqueue warning, the `NoWorkerFits` reason).
+
+mod feasible;
+#[cfg(test)]
+mod tests;
 
 use std::cmp::Ordering;
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
+use cloudai_queue::constraint::{Constraint, Preference};
 use cloudai_queue::Resources;
 
 use crate::config::PlacementPolicy;
+
+pub use feasible::{feasible, Lack};
 
 /// One worker as placement sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -18,6 +32,8 @@ pub struct WorkerSlot {
     pub free: Resources,
     /// Healthy and connected: only such workers get new work.
     pub schedulable: bool,
+    /// Its labels and built-in attributes: what constraints and preferences match.
+    pub attributes: Arc<BTreeMap<String, String>>,
 }
 
 /// A queued task as placement sees it.
@@ -27,6 +43,68 @@ pub struct TaskAsk<'a> {
     pub request: Resources,
     /// The only worker allowed to run it.
     pub pinned: Option<&'a str>,
+    /// Attributes a worker must have.
+    pub constraints: &'a [Constraint],
+    /// Attributes it prefers (a score term among eligible workers).
+    pub prefer: &'a [Preference],
+}
+
+impl<'a> TaskAsk<'a> {
+    /// A task with only a request: no pin, no constraints, no preferences.
+    pub fn sized(request: Resources) -> TaskAsk<'static> {
+        TaskAsk {
+            request,
+            pinned: None,
+            constraints: &[],
+            prefer: &[],
+        }
+    }
+}
+
+/// The first resource a request needs more of than is available.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shortfall {
+    /// `cpu_millis`, `memory_bytes`, `gpus` or `disk_bytes` (the wire's field names).
+    pub resource: &'static str,
+    /// What the task reserves.
+    pub requested: u64,
+    /// What the worker has (free, or in total for [`feasible`]).
+    pub available: u64,
+}
+
+impl std::fmt::Display for Shortfall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {} requested, {} available",
+            self.resource, self.requested, self.available
+        )
+    }
+}
+
+/// The first dimension (CPU, memory, GPUs, disk) on which `request` exceeds `have`.
+pub fn shortfall(request: &Resources, have: &Resources) -> Option<Shortfall> {
+    [
+        ("cpu_millis", request.cpu_millis, have.cpu_millis),
+        ("memory_bytes", request.memory_bytes, have.memory_bytes),
+        ("gpus", u64::from(request.gpus), u64::from(have.gpus)),
+        ("disk_bytes", request.disk_bytes, have.disk_bytes),
+    ]
+    .into_iter()
+    .find(|(_, want, has)| want > has)
+    .map(|(resource, requested, available)| Shortfall {
+        resource,
+        requested,
+        available,
+    })
+}
+
+/// The first of `constraints` a worker with `attributes` fails.
+pub fn unmet<'c>(
+    attributes: &BTreeMap<String, String>,
+    constraints: &'c [Constraint],
+) -> Option<&'c Constraint> {
+    constraints.iter().find(|c| !c.matches(attributes))
 }
 
 /// Why a task cannot go to a worker (or to any worker) now. The task keeps waiting.
@@ -38,8 +116,20 @@ pub enum Reject {
     PinnedElsewhere(String),
     /// The worker is not healthy or not connected.
     Unschedulable(String),
+    /// The worker fails one of the task's constraints.
+    ConstraintUnmet {
+        /// The worker.
+        worker: String,
+        /// The constraint it fails, as the user wrote it.
+        constraint: String,
+    },
     /// The request does not fit the worker's free capacity.
-    DoesNotFit(String),
+    DoesNotFit {
+        /// The worker.
+        worker: String,
+        /// The first resource short.
+        short: Shortfall,
+    },
     /// No schedulable worker has room for the request.
     NoWorkerFits,
     /// The task is being placed already (the dispatcher or another agent call holds it):
@@ -53,14 +143,23 @@ impl std::fmt::Display for Reject {
             Reject::PinnedWorkerUnknown(w) => write!(f, "task is pinned to unknown worker {w}"),
             Reject::PinnedElsewhere(w) => write!(f, "task is pinned to worker {w}"),
             Reject::Unschedulable(w) => write!(f, "worker {w} is not healthy and connected"),
-            Reject::DoesNotFit(w) => write!(f, "request does not fit the free capacity of {w}"),
+            Reject::ConstraintUnmet { worker, constraint } => {
+                write!(f, "worker {worker} fails the constraint {constraint}")
+            }
+            Reject::DoesNotFit { worker, short } => {
+                write!(
+                    f,
+                    "request does not fit the free capacity of {worker}: {short}"
+                )
+            }
             Reject::NoWorkerFits => write!(f, "no healthy worker has room for the request"),
             Reject::AlreadyPlaced => write!(f, "task is not queued: it is being assigned already"),
         }
     }
 }
 
-/// Whether `task` may go to `worker` now: pin respected, worker schedulable, request fits.
+/// Whether `task` may go to `worker` now: pin respected, worker schedulable, constraints
+/// met, request fits.
 pub fn check(worker: &WorkerSlot, task: &TaskAsk<'_>) -> Result<(), Reject> {
     if let Some(pin) = task.pinned {
         if pin != worker.id {
@@ -70,14 +169,32 @@ pub fn check(worker: &WorkerSlot, task: &TaskAsk<'_>) -> Result<(), Reject> {
     if !worker.schedulable {
         return Err(Reject::Unschedulable(worker.id.clone()));
     }
-    if !task.request.fits_in(&worker.free) {
-        return Err(Reject::DoesNotFit(worker.id.clone()));
+    if let Some(c) = unmet(&worker.attributes, task.constraints) {
+        return Err(Reject::ConstraintUnmet {
+            worker: worker.id.clone(),
+            constraint: c.to_string(),
+        });
+    }
+    if let Some(short) = shortfall(&task.request, &worker.free) {
+        return Err(Reject::DoesNotFit {
+            worker: worker.id.clone(),
+            short,
+        });
     }
     Ok(())
 }
 
+/// How many of the task's preferences a worker matches.
+fn preferred(worker: &WorkerSlot, task: &TaskAsk<'_>) -> usize {
+    task.prefer
+        .iter()
+        .filter(|p| p.matches(&worker.attributes))
+        .count()
+}
+
 /// Picks the worker (an index into `workers`) for `task` under `policy`, or says why the
-/// task waits. Ties go to the lowest worker id, so the choice is deterministic.
+/// task waits. Among eligible workers, more matched preferences come first, then the
+/// policy's score; ties go to the lowest worker id, so the choice is deterministic.
 pub fn place(
     policy: PlacementPolicy,
     workers: &[WorkerSlot],
@@ -90,27 +207,29 @@ pub fn place(
             .ok_or_else(|| Reject::PinnedWorkerUnknown(pin.to_string()))?;
         return check(&workers[i], task).map(|()| i);
     }
-    let mut best: Option<(usize, f64)> = None;
+    let mut best: Option<(usize, usize, f64)> = None;
     for (i, w) in workers.iter().enumerate() {
         if check(w, task).is_err() {
             continue;
         }
+        let prefs = preferred(w, task);
         let score = leftover_score(w, &task.request);
         let better = match best {
             None => true,
-            Some((j, s)) => {
-                let ord = match policy {
+            Some((j, p, s)) => {
+                let by_fit = match policy {
                     PlacementPolicy::BestFit => score.total_cmp(&s),
                     PlacementPolicy::Spread => s.total_cmp(&score),
                 };
+                let ord = p.cmp(&prefs).then(by_fit);
                 ord == Ordering::Less || (ord == Ordering::Equal && w.id < workers[j].id)
             }
         };
         if better {
-            best = Some((i, score));
+            best = Some((i, prefs, score));
         }
     }
-    best.map(|(i, _)| i).ok_or(Reject::NoWorkerFits)
+    best.map(|(i, _, _)| i).ok_or(Reject::NoWorkerFits)
 }
 
 /// Places `tasks` in order (the caller passes them in dispatch order: priority, then age),
@@ -147,244 +266,4 @@ fn leftover_score(w: &WorkerSlot, req: &Resources) -> f64 {
         + frac(left.memory_bytes, w.capacity.memory_bytes)
         + frac(u64::from(left.gpus), u64::from(w.capacity.gpus))
         + frac(left.disk_bytes, w.capacity.disk_bytes)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use PlacementPolicy::{BestFit, Spread};
-
-    const GIB: u64 = 1 << 30;
-
-    fn res(cpu: u64, mem_gib: u64, gpus: u32) -> Resources {
-        Resources {
-            cpu_millis: cpu,
-            memory_bytes: mem_gib * GIB,
-            gpus,
-            disk_bytes: 0,
-        }
-    }
-
-    fn worker(id: &str, cap: Resources, used: Resources) -> WorkerSlot {
-        WorkerSlot {
-            id: id.into(),
-            capacity: cap,
-            free: cap.saturating_sub(&used),
-            schedulable: true,
-        }
-    }
-
-    fn ask(request: Resources) -> TaskAsk<'static> {
-        TaskAsk {
-            request,
-            pinned: None,
-        }
-    }
-
-    fn two_sizes() -> Vec<WorkerSlot> {
-        vec![
-            worker("big", res(8000, 16, 0), res(0, 0, 0)),
-            worker("small", res(2000, 4, 0), res(0, 0, 0)),
-        ]
-    }
-
-    #[test]
-    fn best_fit_takes_the_tightest_worker() {
-        let ws = two_sizes();
-        assert_eq!(place(BestFit, &ws, &ask(res(1000, 1, 0))), Ok(1));
-    }
-
-    #[test]
-    fn spread_takes_the_emptiest_worker() {
-        let ws = two_sizes();
-        assert_eq!(place(Spread, &ws, &ask(res(1000, 1, 0))), Ok(0));
-    }
-
-    #[test]
-    fn best_fit_uses_free_not_capacity() {
-        // "big" is nearly full, so placing there leaves less than on the empty "small".
-        let ws = vec![
-            worker("big", res(8000, 16, 0), res(7000, 15, 0)),
-            worker("small", res(2000, 4, 0), res(0, 0, 0)),
-        ];
-        assert_eq!(place(BestFit, &ws, &ask(res(500, 0, 0))), Ok(0));
-        assert_eq!(place(Spread, &ws, &ask(res(500, 0, 0))), Ok(1));
-    }
-
-    #[test]
-    fn a_request_that_fits_only_the_big_worker_goes_there() {
-        let ws = two_sizes();
-        for policy in [BestFit, Spread] {
-            assert_eq!(place(policy, &ws, &ask(res(4000, 8, 0))), Ok(0));
-        }
-    }
-
-    #[test]
-    fn a_task_that_fits_nowhere_waits() {
-        let ws = two_sizes();
-        for policy in [BestFit, Spread] {
-            assert_eq!(
-                place(policy, &ws, &ask(res(16_000, 1, 0))),
-                Err(Reject::NoWorkerFits)
-            );
-            assert_eq!(
-                place(policy, &ws, &ask(res(0, 0, 1))),
-                Err(Reject::NoWorkerFits)
-            );
-        }
-        assert_eq!(
-            place(BestFit, &[], &ask(res(0, 0, 0))),
-            Err(Reject::NoWorkerFits)
-        );
-    }
-
-    #[test]
-    fn every_dimension_must_fit() {
-        let ws = vec![worker("w", res(4000, 4, 1), res(0, 0, 0))];
-        assert_eq!(place(BestFit, &ws, &ask(res(4000, 4, 1))), Ok(0));
-        assert!(place(BestFit, &ws, &ask(res(4001, 4, 1))).is_err());
-        assert!(place(BestFit, &ws, &ask(res(4000, 5, 1))).is_err());
-        assert!(place(BestFit, &ws, &ask(res(4000, 4, 2))).is_err());
-        let mut disk = ask(res(0, 0, 0));
-        disk.request.disk_bytes = 1;
-        assert!(place(BestFit, &ws, &disk).is_err());
-    }
-
-    #[test]
-    fn unschedulable_workers_get_nothing() {
-        let mut ws = two_sizes();
-        ws[1].schedulable = false;
-        assert_eq!(place(BestFit, &ws, &ask(res(1000, 1, 0))), Ok(0));
-        ws[0].schedulable = false;
-        assert_eq!(
-            place(BestFit, &ws, &ask(res(1000, 1, 0))),
-            Err(Reject::NoWorkerFits)
-        );
-    }
-
-    #[test]
-    fn pinned_task_goes_only_to_its_worker() {
-        let ws = two_sizes();
-        let t = TaskAsk {
-            request: res(1000, 1, 0),
-            pinned: Some("big"),
-        };
-        // Best fit alone would pick "small".
-        assert_eq!(place(BestFit, &ws, &t), Ok(0));
-        assert_eq!(place(Spread, &ws, &t), Ok(0));
-    }
-
-    #[test]
-    fn pinned_task_waits_when_its_worker_is_full_unhealthy_or_unknown() {
-        let mut ws = two_sizes();
-        let t = TaskAsk {
-            request: res(3000, 1, 0),
-            pinned: Some("small"),
-        };
-        assert_eq!(
-            place(BestFit, &ws, &t),
-            Err(Reject::DoesNotFit("small".into()))
-        );
-        let t = TaskAsk {
-            request: res(1000, 1, 0),
-            pinned: Some("small"),
-        };
-        ws[1].schedulable = false;
-        assert_eq!(
-            place(BestFit, &ws, &t),
-            Err(Reject::Unschedulable("small".into()))
-        );
-        let t = TaskAsk {
-            request: res(0, 0, 0),
-            pinned: Some("ghost"),
-        };
-        assert_eq!(
-            place(BestFit, &ws, &t),
-            Err(Reject::PinnedWorkerUnknown("ghost".into()))
-        );
-    }
-
-    #[test]
-    fn ties_go_to_the_lowest_id() {
-        let ws = vec![
-            worker("b", res(1000, 1, 0), res(0, 0, 0)),
-            worker("a", res(1000, 1, 0), res(0, 0, 0)),
-        ];
-        for policy in [BestFit, Spread] {
-            assert_eq!(place(policy, &ws, &ask(res(100, 0, 0))), Ok(1));
-        }
-    }
-
-    #[test]
-    fn best_fit_keeps_gpu_workers_for_gpu_tasks() {
-        let ws = vec![
-            worker("gpu", res(4000, 8, 2), res(0, 0, 0)),
-            worker("cpu", res(8000, 16, 0), res(0, 0, 0)),
-        ];
-        assert_eq!(place(BestFit, &ws, &ask(res(1000, 1, 0))), Ok(1));
-        assert_eq!(place(BestFit, &ws, &ask(res(1000, 1, 1))), Ok(0));
-    }
-
-    #[test]
-    fn plan_never_over_commits_and_backfills() {
-        let mut ws = two_sizes();
-        let tasks = [
-            ask(res(1500, 1, 0)), // small
-            ask(res(9000, 1, 0)), // fits nowhere: skipped, does not block the rest
-            ask(res(1500, 1, 0)), // small is too full now: big
-            ask(res(6500, 1, 0)), // big has 6500 left
-            ask(res(1, 0, 0)),    // small has 500 left
-            ask(res(600, 0, 0)),  // nothing has 600 left
-        ];
-        let placed = plan(BestFit, &mut ws, &tasks);
-        assert_eq!(placed, vec![(0, 1), (2, 0), (3, 0), (4, 1)]);
-        assert_eq!(ws[0].free.cpu_millis, 0);
-        assert_eq!(ws[1].free.cpu_millis, 499);
-        let mut total = [0u64; 2];
-        for (t, w) in &placed {
-            total[*w] += tasks[*t].request.cpu_millis;
-        }
-        assert!(total[0] <= 8000 && total[1] <= 2000);
-    }
-
-    #[test]
-    fn plan_spreads_evenly_under_spread() {
-        let mut ws = vec![
-            worker("a", res(4000, 4, 0), res(0, 0, 0)),
-            worker("b", res(4000, 4, 0), res(0, 0, 0)),
-        ];
-        let tasks = [ask(res(1000, 1, 0)); 4];
-        let placed = plan(Spread, &mut ws, &tasks);
-        let on_a = placed.iter().filter(|(_, w)| *w == 0).count();
-        assert_eq!((placed.len(), on_a), (4, 2));
-        let mut ws2 = ws.clone();
-        ws2[0].free = ws2[0].capacity;
-        ws2[1].free = ws2[1].capacity;
-        let packed = plan(BestFit, &mut ws2, &tasks);
-        assert!(packed.iter().all(|(_, w)| *w == packed[0].1));
-    }
-
-    #[test]
-    fn zero_requests_fit_anywhere_schedulable() {
-        let ws = vec![worker("w", res(0, 0, 0), res(0, 0, 0))];
-        assert_eq!(place(BestFit, &ws, &ask(res(0, 0, 0))), Ok(0));
-    }
-
-    #[test]
-    fn check_explains_each_rejection() {
-        let w = worker("w", res(1000, 1, 0), res(0, 0, 0));
-        let t = TaskAsk {
-            request: res(0, 0, 0),
-            pinned: Some("v"),
-        };
-        assert_eq!(check(&w, &t), Err(Reject::PinnedElsewhere("v".into())));
-        assert_eq!(
-            check(&w, &ask(res(2000, 0, 0))),
-            Err(Reject::DoesNotFit("w".into()))
-        );
-        assert!(Reject::DoesNotFit("w".into())
-            .to_string()
-            .contains("free capacity"));
-        assert_eq!(check(&w, &ask(res(1000, 1, 0))), Ok(()));
-    }
 }

@@ -167,11 +167,14 @@ pub fn res(cpu_millis: u64, memory_mib: u64) -> pb::Resources {
 }
 
 pub async fn enqueue(c: &mut ClientServiceClient<Channel>, spec: pb::TaskSpec) -> String {
-    c.enqueue(pb::EnqueueRequest { spec: Some(spec) })
-        .await
-        .unwrap()
-        .into_inner()
-        .task_id
+    c.enqueue(pb::EnqueueRequest {
+        spec: Some(spec),
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .task_id
 }
 
 pub async fn get(c: &mut ClientServiceClient<Channel>, id: &str) -> pb::Task {
@@ -276,9 +279,16 @@ impl RawWorker {
 
     /// Registers and checks the `Registered` answer.
     pub async fn connect(master: &Master, id: &str, capacity: pb::Resources) -> RawWorker {
-        let mut w = RawWorker::open(master, register(id, capacity, vec![]))
-            .await
-            .unwrap();
+        RawWorker::connect_as(master, register(id, capacity, vec![])).await
+    }
+
+    /// Sends this `Register` (labels, attributes…) and checks the `Registered` answer.
+    pub async fn connect_as(master: &Master, register: pb::WorkerMessage) -> RawWorker {
+        let id = match &register.msg {
+            Some(pb::worker_message::Msg::Register(r)) => r.worker_id.clone(),
+            other => panic!("not a Register: {other:?}"),
+        };
+        let mut w = RawWorker::open(master, register).await.unwrap();
         match w.next().await {
             pb::master_message::Msg::Registered(r) => assert_eq!(r.worker_id, id),
             other => panic!("expected Registered, got {other:?}"),

@@ -142,7 +142,74 @@ impl From<q::TaskSpec> for pb::TaskSpec {
                 size: a.size,
                 max_running: a.max_running,
             }),
+            constraints: s.constraints.iter().map(constraint).collect(),
+            prefer: s.prefer.iter().map(preference).collect(),
         }
+    }
+}
+
+/// A domain constraint on the wire.
+pub fn constraint(c: &q::constraint::Constraint) -> pb::Constraint {
+    use q::constraint::Op;
+    let op = match c.op {
+        Op::Eq => pb::ConstraintOp::Eq,
+        Op::Ne => pb::ConstraintOp::Ne,
+        Op::In => pb::ConstraintOp::In,
+        Op::NotIn => pb::ConstraintOp::NotIn,
+        Op::Exists => pb::ConstraintOp::Exists,
+    };
+    pb::Constraint {
+        key: c.key.clone(),
+        op: op as i32,
+        values: c.values.clone(),
+    }
+}
+
+/// A domain preference on the wire.
+pub fn preference(p: &q::constraint::Preference) -> pb::Preference {
+    pb::Preference {
+        key: p.key.clone(),
+        value: p.value.clone(),
+    }
+}
+
+/// A wire constraint (its operator known; arity and grammar are `validate`'s).
+pub fn constraint_of(c: &pb::Constraint) -> Result<q::constraint::Constraint, ConvertError> {
+    use q::constraint::Op;
+    let op = match pb::ConstraintOp::try_from(c.op) {
+        Ok(pb::ConstraintOp::Eq) => Op::Eq,
+        Ok(pb::ConstraintOp::Ne) => Op::Ne,
+        Ok(pb::ConstraintOp::In) => Op::In,
+        Ok(pb::ConstraintOp::NotIn) => Op::NotIn,
+        Ok(pb::ConstraintOp::Exists) => Op::Exists,
+        _ => {
+            return Err(invalid(
+                "constraints",
+                format!("constraint on {:?} has no known operator ({})", c.key, c.op),
+            ))
+        }
+    };
+    Ok(q::constraint::Constraint {
+        key: c.key.clone(),
+        op,
+        values: c.values.clone(),
+    })
+}
+
+/// A wait reason's name as people see it (`cloudai tasks` REASON, the HTTP API): Slurm's
+/// spelling, e.g. `Resources`, `NoWorkerFits`; empty for an unknown code.
+pub fn wait_reason_name(code: i32) -> &'static str {
+    use pb::WaitReasonCode as C;
+    match C::try_from(code) {
+        Ok(C::Priority) => "Priority",
+        Ok(C::Resources) => "Resources",
+        Ok(C::NoWorkerFits) => "NoWorkerFits",
+        Ok(C::PinnedWorkerUnavailable) => "PinnedWorkerUnavailable",
+        Ok(C::Quota) => "Quota",
+        Ok(C::Backoff) => "Backoff",
+        Ok(C::Dependency) => "Dependency",
+        Ok(C::BeginTime) => "BeginTime",
+        Ok(C::Unspecified) | Err(_) => "",
     }
 }
 
@@ -209,6 +276,19 @@ impl TryFrom<pb::TaskSpec> for q::TaskSpec {
                 size: a.size,
                 max_running: a.max_running,
             }),
+            constraints: s
+                .constraints
+                .iter()
+                .map(constraint_of)
+                .collect::<Result<_, _>>()?,
+            prefer: s
+                .prefer
+                .into_iter()
+                .map(|p| q::constraint::Preference {
+                    key: p.key,
+                    value: p.value,
+                })
+                .collect(),
         })
     }
 }
@@ -308,6 +388,8 @@ impl From<q::Task> for pb::Task {
             cancel_requested: t.cancel_requested,
             submitted_by: t.submitted_by.unwrap_or_default(),
             finished_at: t.finished_at.map(timestamp),
+            // The master's to fill in: it knows why a task waits, the store does not.
+            wait_reason: None,
         }
     }
 }

@@ -52,6 +52,15 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
             size: 100,
             max_running: 8,
         }),
+        constraints: vec![pb::Constraint {
+            key: "gpu.model".into(),
+            op: pb::ConstraintOp::In as i32,
+            values: vec!["a100".into(), "h100".into()],
+        }],
+        prefer: vec![pb::Preference {
+            key: "zone".into(),
+            value: "a".into(),
+        }],
     };
     let hostile_spec = pb::TaskSpec {
         image: "UPPER//bad::".into(),
@@ -88,6 +97,22 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
             size: 0,
             max_running: u32::MAX,
         }),
+        constraints: vec![
+            pb::Constraint {
+                key: "k".into(),
+                op: 77,
+                values: vec![],
+            },
+            pb::Constraint {
+                key: "(".into(),
+                op: pb::ConstraintOp::Exists as i32,
+                values: vec!["x".into()],
+            },
+        ],
+        prefer: vec![pb::Preference {
+            key: String::new(),
+            value: "a,b".into(),
+        }],
     };
     let attempt = pb::Attempt {
         number: 1,
@@ -116,6 +141,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         cancel_requested: false,
         submitted_by: "alice".into(),
         finished_at: ts(1_700_000_002, 0),
+        wait_reason: None,
     };
     let hostile_task = pb::Task {
         id: "not-a-uuid".into(),
@@ -172,6 +198,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
                 running: vec![aref.clone()],
                 token: String::new(),
                 finished: vec![],
+                attributes: [("os".to_string(), "linux".to_string())].into(),
             })),
         ),
         (

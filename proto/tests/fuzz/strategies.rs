@@ -96,13 +96,30 @@ pub fn wire_spec() -> impl Strategy<Value = pb::TaskSpec> {
                     max_running,
                 },
             )),
+            prop::collection::vec(
+                (
+                    text(),
+                    prop_oneof![0i32..6, any::<i32>()],
+                    prop::collection::vec(text(), 0..3),
+                )
+                    .prop_map(|(key, op, values)| pb::Constraint {
+                        key,
+                        op,
+                        values,
+                    }),
+                0..3,
+            ),
+            prop::collection::vec(
+                (text(), text()).prop_map(|(key, value)| pb::Preference { key, value }),
+                0..2,
+            ),
         ),
     )
         .prop_map(
             |(
                 (image, command, env, resources, priority, max_attempts),
                 (timeout, pinned_worker, labels, idempotency_key, max_lost_retries, entrypoint),
-                (after, not_before, array),
+                (after, not_before, array, constraints, prefer),
             )| pb::TaskSpec {
                 image,
                 command,
@@ -119,6 +136,8 @@ pub fn wire_spec() -> impl Strategy<Value = pb::TaskSpec> {
                 after,
                 not_before,
                 array,
+                constraints,
+                prefer,
             },
         )
 }
@@ -223,6 +242,7 @@ pub fn wire_task() -> impl Strategy<Value = pb::Task> {
                 cancel_requested,
                 submitted_by,
                 finished_at,
+                wait_reason: None,
             },
         )
 }
@@ -252,6 +272,7 @@ pub fn worker_message() -> impl Strategy<Value = pb::WorkerMessage> {
                 finished: running.clone(),
                 running,
                 token,
+                attributes: Default::default(),
             })
         });
     let heartbeat = (
@@ -386,6 +407,8 @@ pub fn domain_spec() -> impl Strategy<Value = q::TaskSpec> {
                 after,
                 not_before,
                 array,
+                constraints: Vec::new(),
+                prefer: Vec::new(),
             },
         )
 }

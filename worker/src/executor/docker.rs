@@ -336,6 +336,10 @@ impl Executor for DockerExecutor {
         }
     }
 
+    async fn runtime_version(&self) -> Option<String> {
+        self.docker.version().await.ok().and_then(|v| v.version)
+    }
+
     async fn remove_leftovers(&self, worker_id: &str) -> Result<usize, ExecError> {
         let ids = self
             .containers_with_label(&format!("{}={worker_id}", labels::WORKER))

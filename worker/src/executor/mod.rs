@@ -136,6 +136,12 @@ pub trait Executor: Send + Sync + 'static {
         Ok(0)
     }
 
+    /// The container runtime's version, for the worker's `docker.version` attribute; None
+    /// when the executor has no such runtime (the fake) or it did not answer.
+    async fn runtime_version(&self) -> Option<String> {
+        None
+    }
+
     /// Where this executor times the image pulls it makes (`prepare` of a missing image),
     /// so that the worker's `/metrics` shows them: the worker registers this family. The
     /// default is none, for an executor that never pulls (the fake): its worker shows no

@@ -1,7 +1,8 @@
 //! [`ContainerPolicy`]: what containers may do on this worker. Safe by default (no
 //! privileged mode, no host network/PID/IPC namespaces, no host bind mounts, a PID limit
-//! against fork bombs, a default memory limit, `no-new-privileges`) and loosened only by
-//! the operator's flags on the worker, never by a task. An optional image allow-list (glob patterns) restricts
+//! against fork bombs, a memory limit even for a task that gives none (what placement
+//! reserved for it), `no-new-privileges`) and loosened only by the operator's flags on
+//! the worker, never by a task. An optional image allow-list (glob patterns) restricts
 //! what tasks may run here; a task asking for anything else is rejected with the reason,
 //! not silently changed.
 //!
@@ -15,8 +16,6 @@ use cloudai_queue::TaskSpec;
 
 /// Default PID limit per container: room for real programs, none for a fork bomb.
 pub const DEFAULT_PIDS_LIMIT: i64 = 1024;
-/// Default memory limit of a task that gives none: 1 GiB.
-pub const DEFAULT_TASK_MEMORY: u64 = 1 << 30;
 
 /// Container restrictions of one worker (flags of `cloudai worker`).
 #[derive(Clone, Debug, PartialEq, Eq, clap::Args)]
@@ -25,11 +24,6 @@ pub struct ContainerPolicy {
     #[arg(long = "container-pids-limit", env = "CLOUDAI_CONTAINER_PIDS_LIMIT",
           default_value_t = DEFAULT_PIDS_LIMIT)]
     pub pids_limit: i64,
-
-    /// Memory limit of a task that asks for none (e.g. 512M, 2G; 0 = unlimited). Default 1G.
-    #[arg(long = "container-default-memory", env = "CLOUDAI_CONTAINER_DEFAULT_MEMORY",
-          default_value = "1G", value_parser = parse_size_or_zero)]
-    pub default_memory: u64,
 
     /// Only images matching one of these glob patterns run here (`*` any text, `?` one
     /// character; a pattern without a tag matches every tag), e.g.
@@ -86,7 +80,6 @@ impl Default for ContainerPolicy {
     fn default() -> Self {
         ContainerPolicy {
             pids_limit: DEFAULT_PIDS_LIMIT,
-            default_memory: DEFAULT_TASK_MEMORY,
             allowed_images: Vec::new(),
             privileged: false,
             host_network: false,
@@ -119,11 +112,12 @@ impl ContainerPolicy {
     }
 
     /// The restrictions as Docker host settings, merged into `hc` (which carries the
-    /// task's own CPU/memory/GPU requests). The memory default applies only when the task
-    /// asked for none.
+    /// task's own CPU/memory/GPU requests). A task that gives no memory gets
+    /// [`cloudai_queue::DEFAULT_TASK_MEMORY_BYTES`], the amount placement reserved for it
+    /// (the master sends it in the spec already; this covers a spec without it).
     pub fn apply(&self, hc: &mut HostConfig) {
-        if hc.memory.is_none() && self.default_memory > 0 {
-            hc.memory = Some(self.default_memory.min(i64::MAX as u64) as i64);
+        if hc.memory.is_none() {
+            hc.memory = Some(cloudai_queue::DEFAULT_TASK_MEMORY_BYTES as i64);
         }
         // Swap as large as memory means "no swap beyond the limit".
         if let Some(m) = hc.memory {
@@ -210,15 +204,6 @@ fn glob(p: &[u8], s: &[u8]) -> bool {
     p[pi..].iter().all(|&c| c == b'*')
 }
 
-/// `0` or a size such as `512M` (see [`crate::config::parse_bytes`]).
-fn parse_size_or_zero(s: &str) -> Result<u64, String> {
-    if s.trim() == "0" {
-        Ok(0)
-    } else {
-        crate::config::parse_bytes(s)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -276,7 +261,11 @@ mod tests {
         let mut hc = HostConfig::default();
         ContainerPolicy::default().apply(&mut hc);
         assert_eq!(hc.pids_limit, Some(DEFAULT_PIDS_LIMIT));
-        assert_eq!(hc.memory, Some(DEFAULT_TASK_MEMORY as i64));
+        assert_eq!(
+            hc.memory,
+            Some(cloudai_queue::DEFAULT_TASK_MEMORY_BYTES as i64),
+            "the limit is the memory placement reserves for a task that gives none"
+        );
         assert_eq!(hc.memory_swap, hc.memory);
         assert_eq!(hc.privileged, Some(false));
         assert_eq!(hc.network_mode.as_deref(), Some("bridge"));
@@ -302,7 +291,6 @@ mod tests {
     fn flags_loosen_per_worker() {
         let loose = ContainerPolicy {
             pids_limit: 0,
-            default_memory: 0,
             privileged: true,
             host_network: true,
             host_pid: true,
@@ -314,7 +302,6 @@ mod tests {
         let mut hc = HostConfig::default();
         loose.apply(&mut hc);
         assert_eq!(hc.pids_limit, None);
-        assert_eq!(hc.memory, None);
         assert_eq!(hc.privileged, Some(true));
         assert_eq!(hc.network_mode.as_deref(), Some("host"));
         assert_eq!(hc.pid_mode.as_deref(), Some("host"));
@@ -346,8 +333,6 @@ mod tests {
             "x",
             "--container-pids-limit",
             "64",
-            "--container-default-memory",
-            "256M",
             "--allowed-images",
             "cloudai/*,alpine",
             "--container-host-network",
@@ -355,13 +340,12 @@ mod tests {
         .unwrap()
         .p;
         assert_eq!(c.pids_limit, 64);
-        assert_eq!(c.default_memory, 256 << 20);
         assert_eq!(c.allowed_images, vec!["cloudai/*", "alpine"]);
         assert!(c.host_network);
-        let z = Cli::try_parse_from(["x", "--container-default-memory", "0"])
-            .unwrap()
-            .p;
-        assert_eq!(z.default_memory, 0);
+        assert!(
+            Cli::try_parse_from(["x", "--container-default-memory", "1G"]).is_err(),
+            "one number: the master's reservation is the limit"
+        );
         assert!(!d.no_init);
         let n = Cli::try_parse_from(["x", "--container-no-init"]).unwrap().p;
         assert!(n.no_init);

@@ -65,6 +65,8 @@ pub(crate) struct Worker {
     pub(crate) hostname: String,
     pub(crate) capacity: Resources,
     pub(crate) gpu: GpuInfo,
+    /// Built-in attributes (`capacity::attributes`), sent at registration.
+    pub(crate) attributes: std::collections::BTreeMap<String, String>,
     pub(crate) executor: Arc<dyn Executor>,
     pub(crate) attempt_options: AttemptOptions,
     pub(crate) state: Arc<Mutex<State>>,
@@ -132,7 +134,23 @@ pub async fn run(
         Some(addr) => Some(serve_metrics(addr, metrics.clone()).await?),
         None => None,
     };
+    if let Some((k, _)) = config
+        .labels
+        .iter()
+        .find(|(k, _)| cloudai_queue::constraint::BUILTIN_ATTRIBUTES.contains(&k.as_str()))
+    {
+        return Err(WorkerError::config(
+            "labels",
+            format!(
+                "{k:?} is a built-in attribute the worker discovers itself ({}); \
+                 choose another label name",
+                cloudai_queue::constraint::BUILTIN_ATTRIBUTES.join(", ")
+            ),
+        ));
+    }
     let (capacity, gpu) = capacity::capacity(&config).await;
+    let attributes =
+        capacity::attributes(&hostname, executor.runtime_version().await.as_deref(), &gpu);
     tracing::info!(
         worker_id = %id,
         master = %config.master,
@@ -169,6 +187,7 @@ pub async fn run(
         hostname,
         capacity,
         gpu,
+        attributes,
         executor,
         state: Arc::new(Mutex::new(State::new(limits))),
         events_ready: Arc::default(),

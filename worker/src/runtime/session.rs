@@ -76,6 +76,7 @@ pub(crate) async fn serve(
         running: running.iter().map(wire::attempt_ref).collect(),
         token: worker.config.join_token.clone().unwrap_or_default(),
         finished: finished.iter().map(wire::attempt_ref).collect(),
+        attributes: worker.attributes.clone().into_iter().collect(),
     };
     let group = worker.config.master_urls().len() > 1;
     let register_sent = Instant::now();

@@ -22,30 +22,37 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from . import types_pb2 as cloudai_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x63loudai/v1/agent.proto\x12\ncloudai.v1\x1a\x16\x63loudai/v1/types.proto\".\n\x18\x46\x65tchClusterStateRequest\x12\x12\n\nmax_queued\x18\x01 \x01(\r\"\x94\x01\n\nQueuedTask\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12&\n\x07request\x18\x02 \x01(\x0b\x32\x15.cloudai.v1.Resources\x12\x10\n\x08priority\x18\x03 \x01(\x05\x12\x1a\n\rpinned_worker\x18\x04 \x01(\tH\x00\x88\x01\x01\x12\r\n\x05image\x18\x05 \x01(\tB\x10\n\x0e_pinned_worker\"_\n\x0c\x43lusterState\x12\'\n\x07workers\x18\x01 \x03(\x0b\x32\x16.cloudai.v1.WorkerInfo\x12&\n\x06queued\x18\x02 \x03(\x0b\x32\x16.cloudai.v1.QueuedTask\"0\n\nAssignment\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x11\n\tworker_id\x18\x02 \x01(\t\"G\n\x18SubmitAssignmentsRequest\x12+\n\x0b\x61ssignments\x18\x01 \x03(\x0b\x32\x16.cloudai.v1.Assignment\"X\n\x10\x41ssignmentResult\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x11\n\tworker_id\x18\x02 \x01(\t\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x03 \x01(\x08\x12\x0e\n\x06reason\x18\x04 \x01(\t\"J\n\x19SubmitAssignmentsResponse\x12-\n\x07results\x18\x01 \x03(\x0b\x32\x1c.cloudai.v1.AssignmentResult2\xc5\x01\n\x0c\x41gentService\x12S\n\x11\x46\x65tchClusterState\x12$.cloudai.v1.FetchClusterStateRequest\x1a\x18.cloudai.v1.ClusterState\x12`\n\x11SubmitAssignments\x12$.cloudai.v1.SubmitAssignmentsRequest\x1a%.cloudai.v1.SubmitAssignmentsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x63loudai/v1/agent.proto\x12\ncloudai.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16\x63loudai/v1/types.proto\".\n\x18\x46\x65tchClusterStateRequest\x12\x12\n\nmax_queued\x18\x01 \x01(\r\"\xfc\x03\n\nQueuedTask\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12&\n\x07request\x18\x02 \x01(\x0b\x32\x15.cloudai.v1.Resources\x12\x10\n\x08priority\x18\x03 \x01(\x05\x12\x1a\n\rpinned_worker\x18\x04 \x01(\tH\x00\x88\x01\x01\x12\r\n\x05image\x18\x05 \x01(\t\x12\x32\n\x06labels\x18\x06 \x03(\x0b\x32\".cloudai.v1.QueuedTask.LabelsEntry\x12+\n\x0b\x63onstraints\x18\x07 \x03(\x0b\x32\x16.cloudai.v1.Constraint\x12&\n\x06prefer\x18\x08 \x03(\x0b\x32\x16.cloudai.v1.Preference\x12\x14\n\x0csubmitted_by\x18\t \x01(\t\x12.\n\ncreated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x61ttempts\x18\x0b \x01(\r\x12.\n\nnot_before\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x06reason\x18\r \x01(\x0b\x32\x16.cloudai.v1.WaitReason\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x10\n\x0e_pinned_worker\"{\n\x0c\x43lusterState\x12\'\n\x07workers\x18\x01 \x03(\x0b\x32\x16.cloudai.v1.WorkerInfo\x12&\n\x06queued\x18\x02 \x03(\x0b\x32\x16.cloudai.v1.QueuedTask\x12\x1a\n\x12\x64ispatcher_running\x18\x03 \x01(\x08\"0\n\nAssignment\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x11\n\tworker_id\x18\x02 \x01(\t\"G\n\x18SubmitAssignmentsRequest\x12+\n\x0b\x61ssignments\x18\x01 \x03(\x0b\x32\x16.cloudai.v1.Assignment\"\xb5\x01\n\x10\x41ssignmentResult\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x11\n\tworker_id\x18\x02 \x01(\t\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x03 \x01(\x08\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12(\n\x04\x63ode\x18\x05 \x01(\x0e\x32\x1a.cloudai.v1.AssignmentCode\x12\x10\n\x08resource\x18\x06 \x01(\t\x12\x11\n\trequested\x18\x07 \x01(\x04\x12\x0c\n\x04\x66ree\x18\x08 \x01(\x04\"J\n\x19SubmitAssignmentsResponse\x12-\n\x07results\x18\x01 \x03(\x0b\x32\x1c.cloudai.v1.AssignmentResult*\xb6\x03\n\x0e\x41ssignmentCode\x12\x1f\n\x1b\x41SSIGNMENT_CODE_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x41SSIGNMENT_CODE_ACCEPTED\x10\x01\x12 \n\x1c\x41SSIGNMENT_CODE_UNKNOWN_TASK\x10\x02\x12\x1e\n\x1a\x41SSIGNMENT_CODE_NOT_QUEUED\x10\x03\x12\x1e\n\x1a\x41SSIGNMENT_CODE_IN_BACKOFF\x10\x04\x12&\n\"ASSIGNMENT_CODE_HELD_BY_DISPATCHER\x10\x05\x12\"\n\x1e\x41SSIGNMENT_CODE_UNKNOWN_WORKER\x10\x06\x12(\n$ASSIGNMENT_CODE_WORKER_UNSCHEDULABLE\x10\x07\x12 \n\x1c\x41SSIGNMENT_CODE_DOES_NOT_FIT\x10\x08\x12$\n ASSIGNMENT_CODE_PINNED_ELSEWHERE\x10\t\x12$\n ASSIGNMENT_CODE_CONSTRAINT_UNMET\x10\n\x12\x1f\n\x1b\x41SSIGNMENT_CODE_UNAVAILABLE\x10\x0b\x32\xc5\x01\n\x0c\x41gentService\x12S\n\x11\x46\x65tchClusterState\x12$.cloudai.v1.FetchClusterStateRequest\x1a\x18.cloudai.v1.ClusterState\x12`\n\x11SubmitAssignments\x12$.cloudai.v1.SubmitAssignmentsRequest\x1a%.cloudai.v1.SubmitAssignmentsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'cloudai.v1.agent_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_FETCHCLUSTERSTATEREQUEST']._serialized_start=62
-  _globals['_FETCHCLUSTERSTATEREQUEST']._serialized_end=108
-  _globals['_QUEUEDTASK']._serialized_start=111
-  _globals['_QUEUEDTASK']._serialized_end=259
-  _globals['_CLUSTERSTATE']._serialized_start=261
-  _globals['_CLUSTERSTATE']._serialized_end=356
-  _globals['_ASSIGNMENT']._serialized_start=358
-  _globals['_ASSIGNMENT']._serialized_end=406
-  _globals['_SUBMITASSIGNMENTSREQUEST']._serialized_start=408
-  _globals['_SUBMITASSIGNMENTSREQUEST']._serialized_end=479
-  _globals['_ASSIGNMENTRESULT']._serialized_start=481
-  _globals['_ASSIGNMENTRESULT']._serialized_end=569
-  _globals['_SUBMITASSIGNMENTSRESPONSE']._serialized_start=571
-  _globals['_SUBMITASSIGNMENTSRESPONSE']._serialized_end=645
-  _globals['_AGENTSERVICE']._serialized_start=648
-  _globals['_AGENTSERVICE']._serialized_end=845
+  _globals['_QUEUEDTASK_LABELSENTRY']._loaded_options = None
+  _globals['_QUEUEDTASK_LABELSENTRY']._serialized_options = b'8\001'
+  _globals['_ASSIGNMENTCODE']._serialized_start=1163
+  _globals['_ASSIGNMENTCODE']._serialized_end=1601
+  _globals['_FETCHCLUSTERSTATEREQUEST']._serialized_start=95
+  _globals['_FETCHCLUSTERSTATEREQUEST']._serialized_end=141
+  _globals['_QUEUEDTASK']._serialized_start=144
+  _globals['_QUEUEDTASK']._serialized_end=652
+  _globals['_QUEUEDTASK_LABELSENTRY']._serialized_start=589
+  _globals['_QUEUEDTASK_LABELSENTRY']._serialized_end=634
+  _globals['_CLUSTERSTATE']._serialized_start=654
+  _globals['_CLUSTERSTATE']._serialized_end=777
+  _globals['_ASSIGNMENT']._serialized_start=779
+  _globals['_ASSIGNMENT']._serialized_end=827
+  _globals['_SUBMITASSIGNMENTSREQUEST']._serialized_start=829
+  _globals['_SUBMITASSIGNMENTSREQUEST']._serialized_end=900
+  _globals['_ASSIGNMENTRESULT']._serialized_start=903
+  _globals['_ASSIGNMENTRESULT']._serialized_end=1084
+  _globals['_SUBMITASSIGNMENTSRESPONSE']._serialized_start=1086
+  _globals['_SUBMITASSIGNMENTSRESPONSE']._serialized_end=1160
+  _globals['_AGENTSERVICE']._serialized_start=1604
+  _globals['_AGENTSERVICE']._serialized_end=1801
 # @@protoc_insertion_point(module_scope)

@@ -11,18 +11,22 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class EnqueueRequest(_message.Message):
-    __slots__ = ("spec",)
+    __slots__ = ("spec", "strict")
     SPEC_FIELD_NUMBER: _ClassVar[int]
+    STRICT_FIELD_NUMBER: _ClassVar[int]
     spec: _types_pb2.TaskSpec
-    def __init__(self, spec: _Optional[_Union[_types_pb2.TaskSpec, _Mapping]] = ...) -> None: ...
+    strict: bool
+    def __init__(self, spec: _Optional[_Union[_types_pb2.TaskSpec, _Mapping]] = ..., strict: _Optional[bool] = ...) -> None: ...
 
 class EnqueueResponse(_message.Message):
-    __slots__ = ("task_id", "created")
+    __slots__ = ("task_id", "created", "warning")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     CREATED_FIELD_NUMBER: _ClassVar[int]
+    WARNING_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     created: bool
-    def __init__(self, task_id: _Optional[str] = ..., created: _Optional[bool] = ...) -> None: ...
+    warning: str
+    def __init__(self, task_id: _Optional[str] = ..., created: _Optional[bool] = ..., warning: _Optional[str] = ...) -> None: ...
 
 class EnqueueBatchRequest(_message.Message):
     __slots__ = ("specs",)

@@ -11,6 +11,15 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class ConstraintOp(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CONSTRAINT_OP_UNSPECIFIED: _ClassVar[ConstraintOp]
+    CONSTRAINT_OP_EQ: _ClassVar[ConstraintOp]
+    CONSTRAINT_OP_NE: _ClassVar[ConstraintOp]
+    CONSTRAINT_OP_IN: _ClassVar[ConstraintOp]
+    CONSTRAINT_OP_NOT_IN: _ClassVar[ConstraintOp]
+    CONSTRAINT_OP_EXISTS: _ClassVar[ConstraintOp]
+
 class DependencyCondition(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     DEPENDENCY_CONDITION_OK: _ClassVar[DependencyCondition]
@@ -30,6 +39,18 @@ class TaskStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TASK_STATUS_LOST: _ClassVar[TaskStatus]
     TASK_STATUS_WAITING: _ClassVar[TaskStatus]
 
+class WaitReasonCode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    WAIT_REASON_CODE_UNSPECIFIED: _ClassVar[WaitReasonCode]
+    WAIT_REASON_CODE_PRIORITY: _ClassVar[WaitReasonCode]
+    WAIT_REASON_CODE_RESOURCES: _ClassVar[WaitReasonCode]
+    WAIT_REASON_CODE_NO_WORKER_FITS: _ClassVar[WaitReasonCode]
+    WAIT_REASON_CODE_PINNED_WORKER_UNAVAILABLE: _ClassVar[WaitReasonCode]
+    WAIT_REASON_CODE_QUOTA: _ClassVar[WaitReasonCode]
+    WAIT_REASON_CODE_BACKOFF: _ClassVar[WaitReasonCode]
+    WAIT_REASON_CODE_DEPENDENCY: _ClassVar[WaitReasonCode]
+    WAIT_REASON_CODE_BEGIN_TIME: _ClassVar[WaitReasonCode]
+
 class LogStream(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     LOG_STREAM_UNSPECIFIED: _ClassVar[LogStream]
@@ -43,6 +64,12 @@ class WorkerHealth(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     WORKER_HEALTH_HEALTHY: _ClassVar[WorkerHealth]
     WORKER_HEALTH_SUSPECT: _ClassVar[WorkerHealth]
     WORKER_HEALTH_DEAD: _ClassVar[WorkerHealth]
+CONSTRAINT_OP_UNSPECIFIED: ConstraintOp
+CONSTRAINT_OP_EQ: ConstraintOp
+CONSTRAINT_OP_NE: ConstraintOp
+CONSTRAINT_OP_IN: ConstraintOp
+CONSTRAINT_OP_NOT_IN: ConstraintOp
+CONSTRAINT_OP_EXISTS: ConstraintOp
 DEPENDENCY_CONDITION_OK: DependencyCondition
 DEPENDENCY_CONDITION_NOT_OK: DependencyCondition
 DEPENDENCY_CONDITION_ANY: DependencyCondition
@@ -56,6 +83,15 @@ TASK_STATUS_CANCELLED: TaskStatus
 TASK_STATUS_TIMED_OUT: TaskStatus
 TASK_STATUS_LOST: TaskStatus
 TASK_STATUS_WAITING: TaskStatus
+WAIT_REASON_CODE_UNSPECIFIED: WaitReasonCode
+WAIT_REASON_CODE_PRIORITY: WaitReasonCode
+WAIT_REASON_CODE_RESOURCES: WaitReasonCode
+WAIT_REASON_CODE_NO_WORKER_FITS: WaitReasonCode
+WAIT_REASON_CODE_PINNED_WORKER_UNAVAILABLE: WaitReasonCode
+WAIT_REASON_CODE_QUOTA: WaitReasonCode
+WAIT_REASON_CODE_BACKOFF: WaitReasonCode
+WAIT_REASON_CODE_DEPENDENCY: WaitReasonCode
+WAIT_REASON_CODE_BEGIN_TIME: WaitReasonCode
 LOG_STREAM_UNSPECIFIED: LogStream
 LOG_STREAM_STDOUT: LogStream
 LOG_STREAM_STDERR: LogStream
@@ -78,7 +114,7 @@ class Resources(_message.Message):
     def __init__(self, cpu_millis: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., gpus: _Optional[int] = ..., disk_bytes: _Optional[int] = ...) -> None: ...
 
 class TaskSpec(_message.Message):
-    __slots__ = ("image", "command", "env", "resources", "priority", "max_attempts", "timeout", "pinned_worker", "labels", "idempotency_key", "max_lost_retries", "entrypoint", "after", "not_before", "array")
+    __slots__ = ("image", "command", "env", "resources", "priority", "max_attempts", "timeout", "pinned_worker", "labels", "idempotency_key", "max_lost_retries", "entrypoint", "after", "not_before", "array", "constraints", "prefer")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -108,6 +144,8 @@ class TaskSpec(_message.Message):
     AFTER_FIELD_NUMBER: _ClassVar[int]
     NOT_BEFORE_FIELD_NUMBER: _ClassVar[int]
     ARRAY_FIELD_NUMBER: _ClassVar[int]
+    CONSTRAINTS_FIELD_NUMBER: _ClassVar[int]
+    PREFER_FIELD_NUMBER: _ClassVar[int]
     image: str
     command: _containers.RepeatedScalarFieldContainer[str]
     env: _containers.ScalarMap[str, str]
@@ -123,7 +161,27 @@ class TaskSpec(_message.Message):
     after: _containers.RepeatedCompositeFieldContainer[Dependency]
     not_before: _timestamp_pb2.Timestamp
     array: ArrayMember
-    def __init__(self, image: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., priority: _Optional[int] = ..., max_attempts: _Optional[int] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., pinned_worker: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., idempotency_key: _Optional[str] = ..., max_lost_retries: _Optional[int] = ..., entrypoint: _Optional[_Iterable[str]] = ..., after: _Optional[_Iterable[_Union[Dependency, _Mapping]]] = ..., not_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., array: _Optional[_Union[ArrayMember, _Mapping]] = ...) -> None: ...
+    constraints: _containers.RepeatedCompositeFieldContainer[Constraint]
+    prefer: _containers.RepeatedCompositeFieldContainer[Preference]
+    def __init__(self, image: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., priority: _Optional[int] = ..., max_attempts: _Optional[int] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., pinned_worker: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., idempotency_key: _Optional[str] = ..., max_lost_retries: _Optional[int] = ..., entrypoint: _Optional[_Iterable[str]] = ..., after: _Optional[_Iterable[_Union[Dependency, _Mapping]]] = ..., not_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., array: _Optional[_Union[ArrayMember, _Mapping]] = ..., constraints: _Optional[_Iterable[_Union[Constraint, _Mapping]]] = ..., prefer: _Optional[_Iterable[_Union[Preference, _Mapping]]] = ...) -> None: ...
+
+class Constraint(_message.Message):
+    __slots__ = ("key", "op", "values")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    OP_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    op: ConstraintOp
+    values: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, key: _Optional[str] = ..., op: _Optional[_Union[ConstraintOp, str]] = ..., values: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class Preference(_message.Message):
+    __slots__ = ("key", "value")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    value: str
+    def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
 
 class ArrayMember(_message.Message):
     __slots__ = ("id", "index", "size", "max_running")
@@ -172,7 +230,7 @@ class Attempt(_message.Message):
     def __init__(self, number: _Optional[int] = ..., token: _Optional[int] = ..., worker_id: _Optional[str] = ..., assigned_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., outcome: _Optional[_Union[TaskStatus, str]] = ..., exit_code: _Optional[int] = ..., error: _Optional[str] = ..., reported_seq: _Optional[int] = ..., lost_to_silence: _Optional[bool] = ...) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ("id", "spec", "status", "created_at", "updated_at", "not_before", "attempts", "worker_id", "exit_code", "error", "cancel_requested", "submitted_by", "finished_at")
+    __slots__ = ("id", "spec", "status", "created_at", "updated_at", "not_before", "attempts", "worker_id", "exit_code", "error", "cancel_requested", "submitted_by", "finished_at", "wait_reason")
     ID_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -186,6 +244,7 @@ class Task(_message.Message):
     CANCEL_REQUESTED_FIELD_NUMBER: _ClassVar[int]
     SUBMITTED_BY_FIELD_NUMBER: _ClassVar[int]
     FINISHED_AT_FIELD_NUMBER: _ClassVar[int]
+    WAIT_REASON_FIELD_NUMBER: _ClassVar[int]
     id: str
     spec: TaskSpec
     status: TaskStatus
@@ -199,7 +258,18 @@ class Task(_message.Message):
     cancel_requested: bool
     submitted_by: str
     finished_at: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., spec: _Optional[_Union[TaskSpec, _Mapping]] = ..., status: _Optional[_Union[TaskStatus, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., not_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., attempts: _Optional[_Iterable[_Union[Attempt, _Mapping]]] = ..., worker_id: _Optional[str] = ..., exit_code: _Optional[int] = ..., error: _Optional[str] = ..., cancel_requested: _Optional[bool] = ..., submitted_by: _Optional[str] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    wait_reason: WaitReason
+    def __init__(self, id: _Optional[str] = ..., spec: _Optional[_Union[TaskSpec, _Mapping]] = ..., status: _Optional[_Union[TaskStatus, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., not_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., attempts: _Optional[_Iterable[_Union[Attempt, _Mapping]]] = ..., worker_id: _Optional[str] = ..., exit_code: _Optional[int] = ..., error: _Optional[str] = ..., cancel_requested: _Optional[bool] = ..., submitted_by: _Optional[str] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., wait_reason: _Optional[_Union[WaitReason, _Mapping]] = ...) -> None: ...
+
+class WaitReason(_message.Message):
+    __slots__ = ("code", "detail", "until")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_FIELD_NUMBER: _ClassVar[int]
+    code: WaitReasonCode
+    detail: str
+    until: _timestamp_pb2.Timestamp
+    def __init__(self, code: _Optional[_Union[WaitReasonCode, str]] = ..., detail: _Optional[str] = ..., until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class LogChunk(_message.Message):
     __slots__ = ("seq", "stream", "time", "data", "attempt")
@@ -234,8 +304,15 @@ class Usage(_message.Message):
     def __init__(self, cpu_percent: _Optional[float] = ..., memory_used_bytes: _Optional[int] = ..., memory_total_bytes: _Optional[int] = ...) -> None: ...
 
 class WorkerInfo(_message.Message):
-    __slots__ = ("id", "labels", "capacity", "free", "health", "last_heartbeat", "running_task_ids", "usage", "gpu", "hostname", "version", "cordoned", "drain_deadline")
+    __slots__ = ("id", "labels", "capacity", "free", "health", "last_heartbeat", "running_task_ids", "usage", "gpu", "hostname", "version", "cordoned", "drain_deadline", "attributes")
     class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class AttributesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -255,6 +332,7 @@ class WorkerInfo(_message.Message):
     VERSION_FIELD_NUMBER: _ClassVar[int]
     CORDONED_FIELD_NUMBER: _ClassVar[int]
     DRAIN_DEADLINE_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
     id: str
     labels: _containers.ScalarMap[str, str]
     capacity: Resources
@@ -268,4 +346,5 @@ class WorkerInfo(_message.Message):
     version: str
     cordoned: bool
     drain_deadline: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., capacity: _Optional[_Union[Resources, _Mapping]] = ..., free: _Optional[_Union[Resources, _Mapping]] = ..., health: _Optional[_Union[WorkerHealth, str]] = ..., last_heartbeat: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., running_task_ids: _Optional[_Iterable[str]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., gpu: _Optional[_Union[GpuInfo, _Mapping]] = ..., hostname: _Optional[str] = ..., version: _Optional[str] = ..., cordoned: _Optional[bool] = ..., drain_deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    attributes: _containers.ScalarMap[str, str]
+    def __init__(self, id: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., capacity: _Optional[_Union[Resources, _Mapping]] = ..., free: _Optional[_Union[Resources, _Mapping]] = ..., health: _Optional[_Union[WorkerHealth, str]] = ..., last_heartbeat: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., running_task_ids: _Optional[_Iterable[str]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., gpu: _Optional[_Union[GpuInfo, _Mapping]] = ..., hostname: _Optional[str] = ..., version: _Optional[str] = ..., cordoned: _Optional[bool] = ..., drain_deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., attributes: _Optional[_Mapping[str, str]] = ...) -> None: ...

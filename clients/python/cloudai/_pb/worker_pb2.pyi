@@ -35,8 +35,15 @@ class WorkerMessage(_message.Message):
     def __init__(self, register: _Optional[_Union[Register, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., event: _Optional[_Union[TaskEvent, _Mapping]] = ...) -> None: ...
 
 class Register(_message.Message):
-    __slots__ = ("worker_id", "labels", "capacity", "gpu", "hostname", "version", "running", "token", "finished")
+    __slots__ = ("worker_id", "labels", "capacity", "gpu", "hostname", "version", "running", "token", "finished", "attributes")
     class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class AttributesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -52,6 +59,7 @@ class Register(_message.Message):
     RUNNING_FIELD_NUMBER: _ClassVar[int]
     TOKEN_FIELD_NUMBER: _ClassVar[int]
     FINISHED_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     labels: _containers.ScalarMap[str, str]
     capacity: _types_pb2.Resources
@@ -61,7 +69,8 @@ class Register(_message.Message):
     running: _containers.RepeatedCompositeFieldContainer[AttemptRef]
     token: str
     finished: _containers.RepeatedCompositeFieldContainer[AttemptRef]
-    def __init__(self, worker_id: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., capacity: _Optional[_Union[_types_pb2.Resources, _Mapping]] = ..., gpu: _Optional[_Union[_types_pb2.GpuInfo, _Mapping]] = ..., hostname: _Optional[str] = ..., version: _Optional[str] = ..., running: _Optional[_Iterable[_Union[AttemptRef, _Mapping]]] = ..., token: _Optional[str] = ..., finished: _Optional[_Iterable[_Union[AttemptRef, _Mapping]]] = ...) -> None: ...
+    attributes: _containers.ScalarMap[str, str]
+    def __init__(self, worker_id: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., capacity: _Optional[_Union[_types_pb2.Resources, _Mapping]] = ..., gpu: _Optional[_Union[_types_pb2.GpuInfo, _Mapping]] = ..., hostname: _Optional[str] = ..., version: _Optional[str] = ..., running: _Optional[_Iterable[_Union[AttemptRef, _Mapping]]] = ..., token: _Optional[str] = ..., finished: _Optional[_Iterable[_Union[AttemptRef, _Mapping]]] = ..., attributes: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class AttemptRef(_message.Message):
     __slots__ = ("task_id", "token")
