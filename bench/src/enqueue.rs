@@ -51,9 +51,12 @@ pub async fn run_once(opts: &EnqueueOpts) -> Result<f64> {
             let failures = failures.clone();
             async move {
                 let res = if opts.batch <= 1 {
-                    c.enqueue(pb::EnqueueRequest { spec: Some(spec) })
-                        .await
-                        .map(|_| ())
+                    c.enqueue(pb::EnqueueRequest {
+                        spec: Some(spec),
+                        ..Default::default()
+                    })
+                    .await
+                    .map(|_| ())
                 } else {
                     c.enqueue_batch(pb::EnqueueBatchRequest {
                         specs: vec![spec; batch],

@@ -61,7 +61,12 @@ pub async fn run_once(opts: &LatencyOpts) -> Result<Latencies> {
         let spec: pb::TaskSpec = noop_spec(false).into();
         calls.push(tokio::spawn(async move {
             let at = Instant::now();
-            let r = c.enqueue(pb::EnqueueRequest { spec: Some(spec) }).await;
+            let r = c
+                .enqueue(pb::EnqueueRequest {
+                    spec: Some(spec),
+                    ..Default::default()
+                })
+                .await;
             if let Ok(r) = r {
                 sent.lock()
                     .expect("sent lock")

@@ -117,7 +117,10 @@ pub async fn pairs_once(store: &str, n: usize, parent_ms: u64) -> Result<Pairs> 
     let mut out = Pairs::default();
     let mut ids = Vec::with_capacity(n);
     for i in 0..WARMUP + n {
-        let enqueue = |s| pb::EnqueueRequest { spec: Some(s) };
+        let enqueue = |s| pb::EnqueueRequest {
+            spec: Some(s),
+            ..Default::default()
+        };
         let parent = client
             .enqueue(enqueue(spec(false, None, parent_ms)))
             .await?
@@ -179,7 +182,12 @@ pub async fn dag_once(store: &str, n: usize, chained: bool) -> Result<Dag> {
         let mut prev: Option<String> = None;
         for _ in 0..n {
             let s = spec(true, prev.as_deref(), 0);
-            let r = client.enqueue(pb::EnqueueRequest { spec: Some(s) }).await?;
+            let r = client
+                .enqueue(pb::EnqueueRequest {
+                    spec: Some(s),
+                    ..Default::default()
+                })
+                .await?;
             prev = Some(r.into_inner().task_id);
         }
     } else {
