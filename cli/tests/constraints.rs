@@ -115,9 +115,7 @@ fn constraints_warnings_strict_and_reasons_through_the_cli() {
     let before = c
         .run(&["tasks", "--output", "json", "--limit", "1000"])
         .json();
-    let strict = c.run(&[
-        "enqueue", "--strict", "--cpu", "64", BUSYBOX, "--", "true",
-    ]);
+    let strict = c.run(&["enqueue", "--strict", "--cpu", "64", BUSYBOX, "--", "true"]);
     assert_eq!(strict.code, 16, "{strict:#?}");
     assert!(
         strict.stderr.contains("cpu_millis 64000 requested"),

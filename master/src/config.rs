@@ -14,6 +14,8 @@ pub const DEFAULT_DEAD_AFTER: u32 = 3;
 /// Default reconnect window after a master start: 30 s, enough for workers with the
 /// default heartbeat (5 s) and reconnect backoff to find the new master.
 pub const DEFAULT_RECONNECT_WINDOW: Duration = Duration::from_secs(30);
+/// Default of `--starvation-after`.
+pub const DEFAULT_STARVATION_AFTER: Duration = Duration::from_secs(30);
 /// Default gRPC message size limit, both directions: 16 MiB.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 /// Default enqueue rate per client: 1000 tasks/s, generous for people and scripts, a
@@ -70,6 +72,13 @@ pub struct MasterConfig {
     /// Placement policy among workers that fit a task.
     #[arg(long, env = "CLOUDAI_PLACEMENT", value_enum, default_value_t = PlacementPolicy::BestFit)]
     pub placement: PlacementPolicy,
+
+    /// No starvation: once the first task in dispatch order that fits no free room has
+    /// waited this long since its enqueue, the worker closest to fitting it is held for
+    /// it and gets nothing else until it starts (PLACEMENT.md). 0 turns it off: smaller
+    /// tasks may then pass a big one forever (pure backfill).
+    #[arg(long, env = "CLOUDAI_STARVATION_AFTER", default_value = "30s", value_parser = parse_duration)]
+    pub starvation_after: Duration,
 
     /// After a master start, how long workers known from the store have to reconnect
     /// before their attempts are declared lost.
@@ -148,6 +157,7 @@ impl Default for MasterConfig {
             heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
             dead_after: DEFAULT_DEAD_AFTER,
             placement: PlacementPolicy::BestFit,
+            starvation_after: DEFAULT_STARVATION_AFTER,
             reconnect_window: DEFAULT_RECONNECT_WINDOW,
             agent_only: false,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,

@@ -36,7 +36,15 @@ pub fn ask(task: &QueuedTask) -> TaskAsk<'_> {
         pinned: task.pinned_worker.as_deref(),
         constraints: &task.constraints,
         prefer: &task.prefer,
+        waited: std::time::Duration::ZERO,
     }
+}
+
+/// How long the task has waited since its enqueue (its id's time), as of `now`.
+pub fn waited(id: TaskId, now: chrono::DateTime<Utc>) -> std::time::Duration {
+    id.created_at()
+        .and_then(|t| (now - t).to_std().ok())
+        .unwrap_or_default()
 }
 
 /// Runs until shutdown. With `agent_only`, it only waits for shutdown.
@@ -127,8 +135,16 @@ async fn steps(shared: &Arc<Shared>, why: &mut PassReasons) -> (usize, bool, boo
         }
         let pending = read - tasks.len();
         let mut slots = shared.cluster().slots();
-        let asks: Vec<TaskAsk<'_>> = tasks.iter().map(ask).collect();
-        let plan = placement::plan(shared.config.placement, &mut slots, &asks);
+        let now = Utc::now();
+        let asks: Vec<TaskAsk<'_>> = tasks
+            .iter()
+            .map(|t| TaskAsk {
+                waited: waited(t.id, now),
+                ..ask(t)
+            })
+            .collect();
+        let starve = Some(shared.config.starvation_after).filter(|d| !d.is_zero());
+        let plan = placement::plan(shared.config.placement, &mut slots, &asks, starve);
         // `slots` now holds what is free once this plan's reservations are taken.
         room = has_room(&slots);
         let mut placed = vec![false; tasks.len()];

@@ -227,6 +227,7 @@ pub fn unplaceable(
         pinned: spec.pinned_worker.as_deref(),
         constraints: &spec.constraints,
         prefer: &spec.prefer,
+        waited: std::time::Duration::ZERO,
     };
     let slots = shared.cluster().slots();
     placement::feasible(&slots, &ask)

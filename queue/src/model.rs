@@ -22,6 +22,13 @@ impl TaskId {
     pub fn new() -> Self {
         TaskId(Uuid::now_v7())
     }
+
+    /// When the id was made (its UUID v7 time, to the millisecond): the task's enqueue.
+    /// None for an id that carries no time.
+    pub fn created_at(&self) -> Option<DateTime<Utc>> {
+        let (secs, nanos) = self.0.get_timestamp()?.to_unix();
+        DateTime::from_timestamp(i64::try_from(secs).ok()?, nanos)
+    }
 }
 
 impl Default for TaskId {
@@ -581,6 +588,14 @@ impl WorkerRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_id_knows_when_it_was_made() {
+        let before = Utc::now() - chrono::Duration::milliseconds(1);
+        let t = TaskId::new().created_at().unwrap();
+        assert!(t >= before && t <= Utc::now(), "{t}");
+        assert_eq!(TaskId(Uuid::nil()).created_at(), None);
+    }
 
     #[test]
     fn a_spec_stored_before_entrypoint_existed_loads_with_the_images_own() {

@@ -306,7 +306,8 @@ class Agent:
         until = time.monotonic() + self.hold
         if r.refusal is Refusal.WORKER_UNAVAILABLE:
             self._held_workers[r.worker_id] = until
-        elif r.refusal in (Refusal.PINNED_ELSEWHERE, Refusal.RETRY_BACKOFF, Refusal.UNKNOWN):
+        elif r.refusal in (Refusal.PINNED_ELSEWHERE, Refusal.RETRY_BACKOFF,
+                           Refusal.CONSTRAINT_UNMET, Refusal.UNKNOWN):
             self._held_tasks[r.task_id] = until
         # NOT_QUEUED / NOT_FOUND: the next state will not list it. DOES_NOT_FIT: the next
         # round's fresh state decides again. TRANSIENT: the loop backs off.

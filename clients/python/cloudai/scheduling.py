@@ -131,8 +131,9 @@ class Assignment:
 
 
 class Refusal(str, Enum):
-    """Why the master refused an assignment, read from its reason (the protocol has a
-    reason string only), and what the loop does about it."""
+    """Why the master refused an assignment, read from its code (``AssignmentCode``;
+    from its reason's words for a master that sends no code), and what the loop does
+    about it."""
 
     #: The task is no longer queued (placed by another call, cancelled, ended): forget it.
     NOT_QUEUED = "not_queued"
@@ -149,10 +150,19 @@ class Refusal(str, Enum):
     PINNED_ELSEWHERE = "pinned_elsewhere"
     #: The task is waiting for its retry backoff: held back for ``hold`` seconds.
     RETRY_BACKOFF = "retry_backoff"
+    #: The worker fails one of the task's constraints: the task is held back for
+    #: ``hold`` seconds.
+    CONSTRAINT_UNMET = "constraint_unmet"
     #: The store failed or this master lost its lease: the loop backs off.
     TRANSIENT = "transient"
     #: A reason this client does not know: held back for ``hold`` seconds.
     UNKNOWN = "unknown"
+
+    @classmethod
+    def of(cls, code: int, reason: str) -> Refusal:
+        """The refusal an ``AssignmentCode`` names; the reason's words when the master
+        sent none (``UNSPECIFIED``: an older master)."""
+        return _CODES.get(code) or cls.classify(reason)
 
     @classmethod
     def classify(cls, reason: str) -> Refusal:
@@ -164,11 +174,27 @@ class Refusal(str, Enum):
         return cls.UNKNOWN
 
 
+_C = agent_pb2
+_CODES: dict[int, Refusal] = {
+    _C.ASSIGNMENT_CODE_UNKNOWN_TASK: Refusal.NOT_FOUND,
+    _C.ASSIGNMENT_CODE_NOT_QUEUED: Refusal.NOT_QUEUED,
+    _C.ASSIGNMENT_CODE_IN_BACKOFF: Refusal.RETRY_BACKOFF,
+    # Being placed right now (by the master's dispatcher or an earlier call): it will not
+    # be queued by the next state.
+    _C.ASSIGNMENT_CODE_HELD_BY_DISPATCHER: Refusal.NOT_QUEUED,
+    _C.ASSIGNMENT_CODE_UNKNOWN_WORKER: Refusal.WORKER_UNAVAILABLE,
+    _C.ASSIGNMENT_CODE_WORKER_UNSCHEDULABLE: Refusal.WORKER_UNAVAILABLE,
+    _C.ASSIGNMENT_CODE_DOES_NOT_FIT: Refusal.DOES_NOT_FIT,
+    _C.ASSIGNMENT_CODE_PINNED_ELSEWHERE: Refusal.PINNED_ELSEWHERE,
+    _C.ASSIGNMENT_CODE_CONSTRAINT_UNMET: Refusal.CONSTRAINT_UNMET,
+    _C.ASSIGNMENT_CODE_UNAVAILABLE: Refusal.TRANSIENT,
+}
+
 # Checked in order: the first match wins (master/src/agent_service.rs, placement.rs and
 # queue/src/error.rs word them).
 _REASONS: tuple[tuple[tuple[str, ...], Refusal], ...] = (
     (("not queued",), Refusal.NOT_QUEUED),
-    (("retry backoff",), Refusal.RETRY_BACKOFF),
+    (("retry backoff", "retry's backoff"), Refusal.RETRY_BACKOFF),
     (("pinned to",), Refusal.PINNED_ELSEWHERE),
     (("does not fit", "has room"), Refusal.DOES_NOT_FIT),
     (("unknown worker", "not healthy", "cordon", "reconcil", "drain"),
@@ -202,7 +228,7 @@ class AssignmentResult:
             worker_id=r.worker_id,
             accepted=r.accepted,
             reason=r.reason,
-            refusal=None if r.accepted else Refusal.classify(r.reason),
+            refusal=None if r.accepted else Refusal.of(r.code, r.reason),
         )
 
 

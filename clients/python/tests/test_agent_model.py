@@ -256,3 +256,15 @@ def test_backoff_grows_with_full_jitter_and_resets() -> None:
     assert len(set(delays)) == len(delays)  # jittered
     b.reset()
     assert b.next() <= 0.1
+
+
+def test_refusals_are_read_from_their_code_first() -> None:
+    from cloudai._pb import agent_pb2 as a
+    # The code decides, whatever the words say.
+    assert Refusal.of(a.ASSIGNMENT_CODE_IN_BACKOFF, "does not fit") is Refusal.RETRY_BACKOFF
+    assert Refusal.of(a.ASSIGNMENT_CODE_HELD_BY_DISPATCHER, "") is Refusal.NOT_QUEUED
+    assert Refusal.of(a.ASSIGNMENT_CODE_CONSTRAINT_UNMET, "") is Refusal.CONSTRAINT_UNMET
+    assert Refusal.of(a.ASSIGNMENT_CODE_UNAVAILABLE, "") is Refusal.TRANSIENT
+    # A master that sends no code: the words.
+    assert Refusal.of(a.ASSIGNMENT_CODE_UNSPECIFIED, "task is queued, not queued") is Refusal.NOT_QUEUED
+    assert Refusal.of(a.ASSIGNMENT_CODE_UNSPECIFIED, "???") is Refusal.UNKNOWN

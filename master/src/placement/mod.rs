@@ -13,6 +13,7 @@ mod tests;
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use cloudai_queue::constraint::{Constraint, Preference};
 use cloudai_queue::Resources;
@@ -47,6 +48,8 @@ pub struct TaskAsk<'a> {
     pub constraints: &'a [Constraint],
     /// Attributes it prefers (a score term among eligible workers).
     pub prefer: &'a [Preference],
+    /// How long it has waited since its enqueue (the starvation rule reads it).
+    pub waited: Duration,
 }
 
 impl<'a> TaskAsk<'a> {
@@ -57,6 +60,7 @@ impl<'a> TaskAsk<'a> {
             pinned: None,
             constraints: &[],
             prefer: &[],
+            waited: Duration::ZERO,
         }
     }
 }
@@ -236,19 +240,72 @@ pub fn place(
 /// deducting each placed request from its worker's `free`, so a batch never over-commits.
 /// A task that fits nowhere is skipped and the next one is tried (backfill). Returns
 /// `(task index, worker index)` pairs.
+///
+/// No starvation (`starve_after`): the first task that fits nowhere and has waited at
+/// least that long gets a *hold* on the worker closest to fitting it ([`hold_for`]):
+/// nothing later in the batch is placed there, so what runs there ends and the held task
+/// fits. One hold per batch, for the earliest such task in dispatch order; with `None`,
+/// pure backfill.
 pub fn plan(
     policy: PlacementPolicy,
     workers: &mut [WorkerSlot],
     tasks: &[TaskAsk<'_>],
+    starve_after: Option<Duration>,
 ) -> Vec<(usize, usize)> {
     let mut out = Vec::new();
+    let mut held: Option<(usize, bool)> = None;
     for (t, task) in tasks.iter().enumerate() {
-        if let Ok(w) = place(policy, workers, task) {
-            workers[w].free = workers[w].free.saturating_sub(&task.request);
-            out.push((t, w));
+        match place(policy, workers, task) {
+            Ok(w) => {
+                workers[w].free = workers[w].free.saturating_sub(&task.request);
+                out.push((t, w));
+            }
+            Err(_) if held.is_none() && starve_after.is_some_and(|s| task.waited >= s) => {
+                if let Some(w) = hold_for(workers, task) {
+                    // Held: later tasks see it as unschedulable; restored below.
+                    held = Some((w, workers[w].schedulable));
+                    workers[w].schedulable = false;
+                }
+            }
+            Err(_) => {}
         }
     }
+    if let Some((w, was)) = held {
+        workers[w].schedulable = was;
+    }
     out
+}
+
+/// The worker to hold for a starving `task`: schedulable, meeting its pin and
+/// constraints, with the capacity to hold it, and the least left to free for it (the sum
+/// over dimensions of the missing amount as a fraction of the worker's capacity). Ties
+/// go to the lowest id. None when no worker could take it at all.
+pub fn hold_for(workers: &[WorkerSlot], task: &TaskAsk<'_>) -> Option<usize> {
+    let deficit = |w: &WorkerSlot| {
+        let frac = |want: u64, free: u64, cap: u64| {
+            if want <= free || cap == 0 {
+                0.0
+            } else {
+                (want - free) as f64 / cap as f64
+            }
+        };
+        let (r, f, c) = (&task.request, &w.free, &w.capacity);
+        frac(r.cpu_millis, f.cpu_millis, c.cpu_millis)
+            + frac(r.memory_bytes, f.memory_bytes, c.memory_bytes)
+            + frac(u64::from(r.gpus), u64::from(f.gpus), u64::from(c.gpus))
+            + frac(r.disk_bytes, f.disk_bytes, c.disk_bytes)
+    };
+    workers
+        .iter()
+        .enumerate()
+        .filter(|(_, w)| {
+            w.schedulable
+                && task.pinned.is_none_or(|p| p == w.id)
+                && unmet(&w.attributes, task.constraints).is_none()
+                && shortfall(&task.request, &w.capacity).is_none()
+        })
+        .min_by(|(_, a), (_, b)| deficit(a).total_cmp(&deficit(b)).then(a.id.cmp(&b.id)))
+        .map(|(i, _)| i)
 }
 
 /// Sum over the dimensions the worker offers of the fraction of its capacity left free

@@ -1,6 +1,7 @@
 //! Placement's unit tests: each rule of `PLACEMENT.md`, decided on plain structs.
 
 use super::*;
+use std::time::Duration;
 use PlacementPolicy::{BestFit, Spread};
 
 const GIB: u64 = 1 << 30;
@@ -190,7 +191,7 @@ fn plan_never_over_commits_and_backfills() {
         ask(res(1, 0, 0)),    // small has 500 left
         ask(res(600, 0, 0)),  // nothing has 600 left
     ];
-    let placed = plan(BestFit, &mut ws, &tasks);
+    let placed = plan(BestFit, &mut ws, &tasks, None);
     assert_eq!(placed, vec![(0, 1), (2, 0), (3, 0), (4, 1)]);
     assert_eq!(ws[0].free.cpu_millis, 0);
     assert_eq!(ws[1].free.cpu_millis, 499);
@@ -208,13 +209,13 @@ fn plan_spreads_evenly_under_spread() {
         worker("b", res(4000, 4, 0), res(0, 0, 0)),
     ];
     let tasks = [ask(res(1000, 1, 0)); 4];
-    let placed = plan(Spread, &mut ws, &tasks);
+    let placed = plan(Spread, &mut ws, &tasks, None);
     let on_a = placed.iter().filter(|(_, w)| *w == 0).count();
     assert_eq!((placed.len(), on_a), (4, 2));
     let mut ws2 = ws.clone();
     ws2[0].free = ws2[0].capacity;
     ws2[1].free = ws2[1].capacity;
-    let packed = plan(BestFit, &mut ws2, &tasks);
+    let packed = plan(BestFit, &mut ws2, &tasks, None);
     assert!(packed.iter().all(|(_, w)| *w == packed[0].1));
 }
 
@@ -413,4 +414,83 @@ fn feasible_judges_capacity_and_constraints_not_what_runs_now() {
         ..ask(res(4000, 1, 0))
     };
     assert_eq!(feasible(&ws, &pinned).unwrap_err().worker, "c1");
+}
+
+fn waited(request: Resources, secs: u64) -> TaskAsk<'static> {
+    TaskAsk {
+        waited: Duration::from_secs(secs),
+        ..ask(request)
+    }
+}
+
+#[test]
+fn backfill_lets_small_tasks_pass_a_big_one_until_it_starves() {
+    // "w" runs 3000 of its 4000; the big task wants all of it; small ones keep coming.
+    let fresh = || vec![worker("w", res(4000, 8, 0), res(3000, 0, 0))];
+    let tasks = [waited(res(4000, 1, 0), 5), ask(res(1000, 1, 0))];
+    let starve = Some(Duration::from_secs(30));
+    // Not starving yet: the small one backfills.
+    assert_eq!(plan(BestFit, &mut fresh(), &tasks, starve), vec![(1, 0)]);
+    // Pure backfill never holds, however long the big one waited.
+    let old = [waited(res(4000, 1, 0), 3600), ask(res(1000, 1, 0))];
+    assert_eq!(plan(BestFit, &mut fresh(), &old, None), vec![(1, 0)]);
+    // Starving: the worker is held, the small one is not placed there.
+    let mut ws = fresh();
+    assert_eq!(plan(BestFit, &mut ws, &old, starve), vec![]);
+    assert!(ws[0].schedulable, "the hold lasts one batch only");
+    assert_eq!(ws[0].free.cpu_millis, 1000, "nothing was deducted");
+}
+
+#[test]
+fn a_hold_takes_the_worker_closest_to_fitting_and_leaves_the_others() {
+    let mut ws = vec![
+        worker("almost", res(4000, 8, 0), res(1000, 0, 0)),
+        worker("busy", res(4000, 8, 0), res(4000, 0, 0)),
+        worker("small", res(2000, 8, 0), res(0, 0, 0)),
+    ];
+    let big = waited(res(4000, 1, 0), 60);
+    assert_eq!(
+        hold_for(&ws, &big),
+        Some(0),
+        "a quarter left to free beats all of it"
+    );
+    let tasks = [big, ask(res(1000, 1, 0)), ask(res(1000, 1, 0))];
+    let placed = plan(BestFit, &mut ws, &tasks, Some(Duration::from_secs(30)));
+    // Both small tasks go to "small"; "almost" is held, "busy" is full.
+    assert_eq!(placed, vec![(1, 2), (2, 2)]);
+    // Only workers that could ever take it are held; a pin and constraints count.
+    let huge = waited(res(8000, 1, 0), 60);
+    assert_eq!(hold_for(&ws, &huge), None);
+    let pinned = TaskAsk {
+        pinned: Some("busy"),
+        ..big
+    };
+    assert_eq!(hold_for(&ws, &pinned), Some(1));
+    let cs: Vec<Constraint> = parse(&["zone=x"]);
+    assert_eq!(hold_for(&ws, &constrained(res(1, 0, 0), &cs, &[])), None);
+    ws[0].schedulable = false;
+    assert_eq!(
+        hold_for(&ws, &big),
+        Some(1),
+        "an unhealthy worker is not held"
+    );
+}
+
+#[test]
+fn only_the_first_starving_task_holds() {
+    let mut ws = vec![
+        worker("a", res(4000, 8, 0), res(1000, 0, 0)),
+        worker("b", res(4000, 8, 0), res(2000, 0, 0)),
+    ];
+    // Two starving big tasks: the first holds "a"; the second cannot take "b" (it does
+    // not fit) and holds nothing; a small one still goes to "b".
+    let tasks = [
+        waited(res(4000, 1, 0), 60),
+        waited(res(4000, 1, 0), 60),
+        ask(res(1000, 1, 0)),
+    ];
+    assert_eq!(
+        plan(BestFit, &mut ws, &tasks, Some(Duration::from_secs(30))),
+        vec![(2, 1)]
+    );
 }
