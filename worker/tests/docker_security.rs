@@ -62,8 +62,8 @@ async fn safe_defaults_reach_the_container() {
     assert_eq!(hc.pids_limit, Some(1024));
     assert_eq!(
         hc.memory,
-        Some(1 << 30),
-        "default memory when the task gives none"
+        Some(cloudai_queue::DEFAULT_TASK_MEMORY_BYTES as i64),
+        "a task that gives none is limited to what placement reserves for it"
     );
     assert!(
         hc.security_opt
