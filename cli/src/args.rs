@@ -275,7 +275,8 @@ pub struct EnqueueArgs {
     #[arg(long, value_name = "INDICES", conflicts_with = "wait")]
     pub array: Option<String>,
     /// Refuse the task (exit 16) when no registered worker could ever take it, by size
-    /// or constraints, instead of enqueueing it with a warning on stderr.
+    /// or constraints, instead of enqueueing it with a warning on stderr (an --array is
+    /// refused whole).
     #[arg(long)]
     pub strict: bool,
     /// Spec flags.

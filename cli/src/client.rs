@@ -166,12 +166,14 @@ impl Client {
         })
     }
 
-    /// Enqueues a job array of `spec` over `indices` (`0-99%8`).
+    /// Enqueues a job array of `spec` over `indices` (`0-99%8`); with `strict`, refused
+    /// when no registered worker could ever take an element.
     pub async fn enqueue_array(
         &self,
         spec: q::TaskSpec,
         parents: &[(String, q::DependencyCondition)],
         indices: &str,
+        strict: bool,
     ) -> CliResult<pb::EnqueueArrayResponse> {
         let mut wire: pb::TaskSpec = spec.into();
         wire.after
@@ -185,6 +187,7 @@ impl Client {
             .enqueue_array(pb::EnqueueArrayRequest {
                 spec: Some(wire),
                 indices: indices.to_string(),
+                strict,
             })
             .await
             .map_err(|s| self.status(s))?

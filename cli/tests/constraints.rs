@@ -1,7 +1,7 @@
 //! End-to-end with the real binary (issue 15): a fake-executor worker labelled
 //! `zone=a` registers its built-in attributes; `enqueue --constraint` runs only where it
 //! holds, warns (stderr) when no registered worker could ever take the task, or refuses it
-//! with `--strict` (exit 16, nothing stored); `tasks` shows the REASON column and `task`
+//! with `--strict` (exit 16, nothing stored; an array likewise, whole); `tasks` shows the REASON column and `task`
 //! the detail and the reservation; a worker label may not shadow a built-in attribute.
 
 mod common;
@@ -122,11 +122,47 @@ fn constraints_warnings_strict_and_reasons_through_the_cli() {
         "{}",
         strict.stderr
     );
+    // So does an array's, whole.
+    let array = [
+        "enqueue", "--strict", "--array", "0-3", "--cpu", "64", BUSYBOX, "--", "true",
+    ];
+    let strict = c.run(&array);
+    assert_eq!(strict.code, 16, "{strict:#?}");
+    assert!(
+        strict.stderr.contains("cpu_millis 64000"),
+        "{}",
+        strict.stderr
+    );
     let after = c
         .run(&["tasks", "--output", "json", "--limit", "1000"])
         .json();
     assert_eq!(
         before.as_array().unwrap().len(),
+        after.as_array().unwrap().len()
+    );
+    // Without --strict the array is queued, with the warning once.
+    let queued = c.run(
+        &array[..1]
+            .iter()
+            .chain(&array[2..])
+            .copied()
+            .collect::<Vec<_>>(),
+    );
+    assert_eq!(queued.code, 0, "{queued:#?}");
+    assert_eq!(
+        queued
+            .stderr
+            .matches("warning: no registered worker")
+            .count(),
+        1,
+        "{}",
+        queued.stderr
+    );
+    let after = c
+        .run(&["tasks", "--output", "json", "--limit", "1000"])
+        .json();
+    assert_eq!(
+        before.as_array().unwrap().len() + 4,
         after.as_array().unwrap().len()
     );
     // A malformed constraint is a usage error before any call.

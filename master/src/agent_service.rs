@@ -177,6 +177,7 @@ impl pb::agent_service_server::AgentService for AgentSvc {
             .map(wire::worker_info)
             .collect();
         let now = Utc::now();
+        let board = self.shared.reasons.view(true);
         let queued = self
             .shared
             .store
@@ -185,7 +186,7 @@ impl pb::agent_service_server::AgentService for AgentSvc {
             .map_err(status)?
             .into_iter()
             .map(|t| {
-                let reason = self.shared.reasons.reason(&t, now, true);
+                let reason = board.reason(&t, now);
                 queued_task(t, reason.map(|r| r.to_wire()))
             })
             .collect();

@@ -1,6 +1,7 @@
 //! `EnqueueArray` and `GetArray`: a job array is its elements, ordinary tasks made from
 //! one spec in one store write (`cloudai_queue::array` makes them); nothing else is
-//! stored for it. The cap is the leader's to keep (`workflow`, `deps::fill_array`).
+//! stored for it. The cap is the leader's to keep (`workflow`, `deps::fill_array`). Its one
+//! spec gets the enqueue check once (`enqueue::warn_or_refuse`).
 
 use cloudai_proto::pb;
 use cloudai_queue::array::{self, ArraySpec};
@@ -8,6 +9,7 @@ use cloudai_queue::TaskQuery;
 use tonic::{Request, Status};
 
 use crate::client_service::ClientSvc;
+use crate::enqueue;
 use crate::error::status;
 use crate::limits::client_key;
 
@@ -27,23 +29,25 @@ pub async fn enqueue(
         .check_rate(&client_key(&request), charge)
         .inspect_err(|_| svc.refused("rate"))?;
     let submitted_by = crate::auth::submitter(&request);
-    let mut wire = request.into_inner().spec;
+    let req = request.into_inner();
+    let mut wire = req.spec;
     if let Some(w) = wire.as_mut() {
         crate::workflow::resolve_parents(svc, w).await?;
     }
     let spec = svc.spec(wire)?;
     svc.check_pinned(&[&spec]).await?;
+    // The elements differ only in their index's env: one check judges them all.
+    let warning = enqueue::warn_or_refuse(svc, std::iter::once(&spec), req.strict)?
+        .pop()
+        .flatten();
     let (id, elements) = array::elements(&spec, &indices, submitted_by).map_err(status)?;
-    let done = svc
-        .store_call("enqueue_array", svc.shared.store.enqueue_batch(elements))
-        .await
-        .inspect_err(|s| svc.refused_by_store(s))?;
+    let done = enqueue::store(
+        svc,
+        "enqueue_array",
+        svc.shared.store.enqueue_batch(elements),
+    )
+    .await?;
     let created = done.iter().filter(|e| e.created).count();
-    svc.shared.metrics.enqueued.inc_by(created as u64);
-    for e in done.iter().filter(|e| e.created) {
-        crate::workflow::enqueued(&svc.shared, &e.task);
-    }
-    svc.shared.wake_dispatcher();
     tracing::info!(array_id = %id, size = n, created, cap = indices.max_running, "array enqueued");
     Ok(pb::EnqueueArrayResponse {
         array_id: id,
@@ -54,6 +58,7 @@ pub async fn enqueue(
             .first()
             .map(|e| e.task.id.to_string())
             .unwrap_or_default(),
+        warning: warning.unwrap_or_default(),
     })
 }
 

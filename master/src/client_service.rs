@@ -220,7 +220,8 @@ impl pb::client_service_server::ClientService for ClientSvc {
     ) -> Result<Response<pb::Task>, Status> {
         let id = self.resolve(&request.into_inner().id).await?;
         let task = self.store_call("get", self.shared.store.get(id)).await?;
-        Ok(Response::new(crate::reasons::wire_task(&self.shared, task)))
+        let mut wire = crate::reasons::wire_tasks(&self.shared, [task]);
+        Ok(Response::new(wire.remove(0)))
     }
 
     async fn list_tasks(
@@ -255,10 +256,7 @@ impl pb::client_service_server::ClientService for ClientSvc {
             _ => String::new(),
         };
         Ok(Response::new(pb::ListTasksResponse {
-            tasks: tasks
-                .into_iter()
-                .map(|t| crate::reasons::wire_task(&self.shared, t))
-                .collect(),
+            tasks: crate::reasons::wire_tasks(&self.shared, tasks),
             next_page_token,
         }))
     }

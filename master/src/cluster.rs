@@ -10,7 +10,7 @@
 //! never runs ahead of the store: a dead worker's attempts keep their reservations until
 //! their `lost` is stored.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -18,99 +18,12 @@ use cloudai_queue::store::live_attempt;
 use cloudai_queue::{Resources, Task, TaskId, WorkerHealth, WorkerRecord};
 use tokio::time::{Duration, Instant};
 
+mod entry;
+
 pub use crate::conn::Conn;
-use crate::placement::{self, Reject, TaskAsk, WorkerSlot};
-
-/// Host usage a worker reported in its last heartbeat.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct Usage {
-    /// Host CPU busy, 0..100.
-    pub cpu_percent: f64,
-    /// Memory in use.
-    pub memory_used_bytes: u64,
-    /// Memory in total.
-    pub memory_total_bytes: u64,
-}
-
-/// One worker in memory.
-#[derive(Clone, Debug)]
-pub struct WorkerEntry {
-    /// What the store keeps about it (health and last heartbeat kept current here).
-    pub record: WorkerRecord,
-    /// Version string it reported.
-    pub version: String,
-    /// Last reported usage.
-    pub usage: Usage,
-    /// Sum of its reservations.
-    pub reserved: Resources,
-    /// Its live stream, if any.
-    pub conn: Option<Conn>,
-    /// Last heartbeat or registration, on the monotonic clock.
-    pub last_seen: Instant,
-    /// Not declared dead before this (the reconnect window after a master start).
-    pub not_dead_before: Instant,
-    /// Tasks holding a reservation on it.
-    pub tasks: BTreeSet<TaskId>,
-    /// It reported attempts this view lacks, still being checked against the store: no
-    /// new work until then, so they cannot be over-committed.
-    pub reconciling: bool,
-    /// `record.placement_attributes()`, shared with every placement snapshot.
-    attrs: Arc<BTreeMap<String, String>>,
-}
-
-impl WorkerEntry {
-    fn new(record: WorkerRecord, version: String, conn: Option<Conn>, now: Instant) -> Self {
-        WorkerEntry {
-            version,
-            usage: Usage::default(),
-            reserved: Resources::default(),
-            conn,
-            last_seen: now,
-            not_dead_before: now,
-            tasks: BTreeSet::new(),
-            reconciling: false,
-            attrs: Arc::new(record.placement_attributes()),
-            record,
-        }
-    }
-
-    /// Placement's view of it now.
-    pub fn slot(&self) -> WorkerSlot {
-        WorkerSlot {
-            id: self.record.id.clone(),
-            capacity: self.record.capacity,
-            free: self.free(),
-            schedulable: self.schedulable(),
-            attributes: self.attrs.clone(),
-        }
-    }
-
-    /// Capacity minus reservations.
-    pub fn free(&self) -> Resources {
-        self.record.capacity.saturating_sub(&self.reserved)
-    }
-
-    /// Healthy with a live stream, nothing left to check, not cordoned: may get new work.
-    pub fn schedulable(&self) -> bool {
-        self.record.health == WorkerHealth::Healthy
-            && self.conn.is_some()
-            && !self.reconciling
-            && !self.record.cordoned
-    }
-}
-
-/// What a heartbeat did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Beat {
-    /// On the worker's live stream: acknowledge it (this renews the worker's lease).
-    /// `revived` when the worker was not healthy before.
-    Accepted {
-        /// The worker is healthy again.
-        revived: bool,
-    },
-    /// Not the live stream of a known worker (a replaced stream, a dead worker): no ack.
-    Ignored,
-}
+use crate::placement::devices::Device;
+use crate::placement::{self, Reject, Shortfall, TaskAsk, WorkerSlot};
+pub use entry::{Beat, Usage, WorkerEntry};
 
 /// Resources held on a worker by one live attempt.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -123,6 +36,8 @@ pub struct Reservation {
     pub token: Option<u64>,
     /// A cancel arrived before the token was known: send it right after `Assign`.
     pub cancel_pending: bool,
+    /// The GPU devices (UUIDs) it holds; empty without GPUs or named devices.
+    pub devices: Vec<String>,
 }
 
 /// What `confirm` found about the worker that the attempt was assigned to.
@@ -134,6 +49,8 @@ pub enum Confirmed {
         conn: Conn,
         /// A cancel is pending for this task.
         cancel: bool,
+        /// The GPU devices the attempt is given.
+        devices: Vec<String>,
     },
     /// The worker died or disconnected meanwhile: the caller finishes the attempt as lost.
     WorkerGone,
@@ -210,6 +127,8 @@ impl Cluster {
         }
         w.reserved = w.reserved.saturating_add(&req);
         w.tasks.insert(task);
+        // The store knows the attempt, not its devices: those the worker reported.
+        let devices = w.gpus.adopt(task);
         self.reservations.insert(
             task,
             Reservation {
@@ -217,8 +136,34 @@ impl Cluster {
                 resources: req,
                 token: Some(token),
                 cancel_pending: false,
+                devices,
             },
         );
+    }
+
+    /// A worker's GPU devices (at registration) and what its running attempts hold (at
+    /// registration and each heartbeat): a restored reservation without devices adopts
+    /// the ones reported for it.
+    pub fn report_gpus(
+        &mut self,
+        worker_id: &str,
+        devices: Option<Vec<Device>>,
+        held: HashMap<TaskId, Vec<String>>,
+    ) {
+        let Some(w) = self.workers.get_mut(worker_id) else {
+            return;
+        };
+        if let Some(d) = devices {
+            w.gpus.set_devices(d);
+        }
+        w.gpus.report(held);
+        for task in &w.tasks {
+            if let Some(r) = self.reservations.get_mut(task) {
+                if r.devices.is_empty() && r.resources.gpus > 0 {
+                    r.devices = w.gpus.adopt(*task);
+                }
+            }
+        }
     }
 
     /// Registers a connection. Refused when another stream of this id is live and the
@@ -418,6 +363,15 @@ impl Cluster {
         self.workers.values().map(WorkerEntry::slot).collect()
     }
 
+    /// The registered workers as feasibility reads them, borrowed (nothing copied).
+    pub fn registered(&self) -> impl Iterator<Item = placement::Registered<'_>> {
+        self.workers.values().map(|w| placement::Registered {
+            id: &w.record.id,
+            capacity: w.record.capacity,
+            attributes: &w.attrs,
+        })
+    }
+
     /// Reserves `ask.request` on `worker_id` for `task` (pending until `confirm`), after
     /// checking the pin, health, connection and free capacity.
     pub fn try_reserve(
@@ -434,6 +388,17 @@ impl Cluster {
             .get_mut(worker_id)
             .ok_or_else(|| Reject::Unschedulable(worker_id.to_string()))?;
         placement::check(&w.slot(), ask)?;
+        let devices = w
+            .gpus
+            .take(task, ask.request.gpus)
+            .map_err(|free| Reject::DoesNotFit {
+                worker: worker_id.to_string(),
+                short: Shortfall {
+                    resource: "gpus",
+                    requested: u64::from(ask.request.gpus),
+                    available: free,
+                },
+            })?;
         w.reserved = w.reserved.saturating_add(&ask.request);
         w.tasks.insert(task);
         self.reservations.insert(
@@ -443,6 +408,7 @@ impl Cluster {
                 resources: ask.request,
                 token: None,
                 cancel_pending: false,
+                devices,
             },
         );
         Ok(())
@@ -462,6 +428,7 @@ impl Cluster {
                 Some(conn) => Confirmed::Send {
                     conn: conn.clone(),
                     cancel,
+                    devices: r.devices.clone(),
                 },
                 None => Confirmed::WorkerGone,
             },
@@ -505,6 +472,7 @@ impl Cluster {
         if let Some(w) = self.workers.get_mut(&r.worker_id) {
             w.reserved = w.reserved.saturating_sub(&r.resources);
             w.tasks.remove(&task);
+            w.gpus.release(task, &r.devices);
         }
         true
     }

@@ -391,3 +391,111 @@ fn a_cordon_stops_placement_survives_a_reconnect_and_a_drain_lists_what_is_overd
     assert!(!rec.cordoned && rec.drain_deadline.is_none());
     assert!(c.slots()[0].schedulable);
 }
+
+fn gpu_worker(c: &mut Cluster, id: &str, n: u32, now: Instant) {
+    let mut r = record(id, 8000);
+    r.capacity.gpus = n;
+    let (k, _rx) = conn(99);
+    c.connect(r, "v".into(), k, now).unwrap();
+    let devices = (0..n)
+        .map(|i| Device {
+            index: i,
+            uuid: format!("GPU-{id}-{i}"),
+            ..Device::default()
+        })
+        .collect();
+    c.report_gpus(id, Some(devices), HashMap::new());
+}
+
+fn gpus(n: u32) -> TaskAsk<'static> {
+    TaskAsk::sized(Resources {
+        cpu_millis: 100,
+        gpus: n,
+        ..Default::default()
+    })
+}
+
+fn sent_devices(c: &mut Cluster, t: TaskId, token: u64) -> Vec<String> {
+    match c.confirm(t, token) {
+        Confirmed::Send { devices, .. } => devices,
+        Confirmed::WorkerGone => panic!("worker gone"),
+    }
+}
+
+#[test]
+fn gpu_tasks_get_their_own_devices_and_give_them_back() {
+    let now = Instant::now();
+    let mut c = Cluster::new();
+    gpu_worker(&mut c, "g", 3, now);
+    let (a, b, d) = (TaskId::new(), TaskId::new(), TaskId::new());
+    c.try_reserve(a, "g", &gpus(1)).unwrap();
+    c.try_reserve(b, "g", &gpus(2)).unwrap();
+    assert_eq!(sent_devices(&mut c, a, 1), ["GPU-g-0"]);
+    assert_eq!(sent_devices(&mut c, b, 2), ["GPU-g-1", "GPU-g-2"]);
+    // Full by count: refused before any device is looked at.
+    assert!(matches!(
+        c.try_reserve(d, "g", &gpus(1)),
+        Err(Reject::DoesNotFit { .. })
+    ));
+    assert!(c.release(b, Some(2)));
+    c.try_reserve(d, "g", &gpus(2)).unwrap();
+    assert_eq!(
+        sent_devices(&mut c, d, 3),
+        ["GPU-g-1", "GPU-g-2"],
+        "b's devices, once it ended"
+    );
+    let holders: Vec<Option<TaskId>> = c
+        .worker("g")
+        .unwrap()
+        .gpus
+        .devices()
+        .map(|(_, t)| t)
+        .collect();
+    assert_eq!(holders, [Some(a), Some(d), Some(d)]);
+    // A task without GPUs gets no device.
+    let plain = TaskId::new();
+    c.try_reserve(plain, "g", &cpu(100)).unwrap();
+    assert!(sent_devices(&mut c, plain, 4).is_empty());
+}
+
+#[test]
+fn a_restored_reservation_adopts_the_devices_the_worker_reports() {
+    let now = Instant::now();
+    let mut c = Cluster::new();
+    gpu_worker(&mut c, "g", 2, now);
+    // After a master restart: the store knows the attempt, the worker its device.
+    let old = TaskId::new();
+    let req = Resources {
+        cpu_millis: 100,
+        gpus: 1,
+        ..Default::default()
+    };
+    c.report_gpus(
+        "g",
+        None,
+        HashMap::from([(old, vec!["GPU-g-1".to_string()])]),
+    );
+    c.restore_reservation(old, "g", req, 5);
+    assert_eq!(c.reservation(&old).unwrap().devices, ["GPU-g-1"]);
+    let new = TaskId::new();
+    c.try_reserve(new, "g", &gpus(1)).unwrap();
+    assert_eq!(
+        sent_devices(&mut c, new, 6),
+        ["GPU-g-0"],
+        "not the adopted one"
+    );
+
+    // Restored first, reported later (the next heartbeat): adopted then.
+    let mut c = Cluster::new();
+    gpu_worker(&mut c, "g", 2, now);
+    c.restore_reservation(old, "g", req, 5);
+    assert!(c.reservation(&old).unwrap().devices.is_empty());
+    c.report_gpus(
+        "g",
+        None,
+        HashMap::from([(old, vec!["GPU-g-0".to_string()])]),
+    );
+    assert_eq!(c.reservation(&old).unwrap().devices, ["GPU-g-0"]);
+    c.try_reserve(new, "g", &gpus(1)).unwrap();
+    assert_eq!(sent_devices(&mut c, new, 6), ["GPU-g-1"]);
+}

@@ -35,6 +35,8 @@ pub enum Outbound {
         attempt: u32,
         /// What to run.
         spec: Box<TaskSpec>,
+        /// The GPU devices (UUIDs) it is given.
+        devices: Vec<String>,
     },
     /// Stop this attempt and report it cancelled.
     Cancel {

@@ -272,7 +272,11 @@ async fn settle(shared: &Shared, id: TaskId, worker_id: &str) -> Result<(), Assi
     spec.resources.memory_bytes = spec.reservation().memory_bytes;
     let confirmed = shared.cluster().confirm(id, token);
     let sent = match confirmed {
-        Confirmed::Send { conn, cancel } => {
+        Confirmed::Send {
+            conn,
+            cancel,
+            devices,
+        } => {
             let ok = conn
                 .tx
                 .send(Outbound::Assign {
@@ -280,6 +284,7 @@ async fn settle(shared: &Shared, id: TaskId, worker_id: &str) -> Result<(), Assi
                     token,
                     attempt,
                     spec,
+                    devices,
                 })
                 .is_ok();
             if ok && (cancel || assigned.cancel_requested) {

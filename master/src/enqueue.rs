@@ -4,7 +4,7 @@
 //! `strict` it is refused instead (FAILED_PRECONDITION).
 
 use cloudai_proto::pb;
-use cloudai_queue::NewTask;
+use cloudai_queue::{Enqueued, NewTask, QueueError};
 use tonic::{Request, Status};
 
 use crate::client_service::ClientSvc;
@@ -25,25 +25,18 @@ pub async fn one(
     crate::workflow::resolve_parents(svc, &mut wire).await?;
     let spec = svc.spec(Some(wire))?;
     svc.check_pinned(&[&spec]).await?;
-    let warning = crate::reasons::unplaceable(&svc.shared, &spec);
-    if let (true, Some(w)) = (req.strict, &warning) {
-        svc.refused("strict");
-        return Err(Status::failed_precondition(format!(
-            "refused (strict): {w}"
-        )));
-    }
-    let e = svc
-        .store_call(
-            "enqueue",
-            svc.shared.store.enqueue(NewTask { spec, submitted_by }),
-        )
-        .await
-        .inspect_err(|s| svc.refused_by_store(s))?;
-    if e.created {
-        svc.shared.metrics.enqueued.inc();
-        crate::workflow::enqueued(&svc.shared, &e.task);
-        svc.shared.wake_dispatcher();
-    }
+    let warning = warn_or_refuse(svc, std::iter::once(&spec), req.strict)?
+        .pop()
+        .flatten();
+    let e = store(svc, "enqueue", async {
+        svc.shared
+            .store
+            .enqueue(NewTask { spec, submitted_by })
+            .await
+            .map(|e| vec![e])
+    })
+    .await?
+    .remove(0);
     Ok(pb::EnqueueResponse {
         task_id: e.task.id.to_string(),
         created: e.created,
@@ -71,20 +64,8 @@ pub async fn batch(
     }
     svc.check_pinned(&tasks.iter().map(|t| &t.spec).collect::<Vec<_>>())
         .await?;
-    let warnings: Vec<Option<String>> = tasks
-        .iter()
-        .map(|t| crate::reasons::unplaceable(&svc.shared, &t.spec))
-        .collect();
-    let done = svc
-        .store_call("enqueue_batch", svc.shared.store.enqueue_batch(tasks))
-        .await
-        .inspect_err(|s| svc.refused_by_store(s))?;
-    let created = done.iter().filter(|e| e.created).count();
-    svc.shared.metrics.enqueued.inc_by(created as u64);
-    for e in done.iter().filter(|e| e.created) {
-        crate::workflow::enqueued(&svc.shared, &e.task);
-    }
-    svc.shared.wake_dispatcher();
+    let warnings = crate::reasons::unplaceable(&svc.shared, tasks.iter().map(|t| &t.spec));
+    let done = store(svc, "enqueue_batch", svc.shared.store.enqueue_batch(tasks)).await?;
     Ok(pb::EnqueueBatchResponse {
         results: done
             .into_iter()
@@ -96,4 +77,47 @@ pub async fn batch(
             })
             .collect(),
     })
+}
+
+/// The enqueue check for specs about to be stored: their warnings, or with `strict` a
+/// refusal naming the first (nothing stored).
+pub fn warn_or_refuse<'s>(
+    svc: &ClientSvc,
+    specs: impl ExactSizeIterator<Item = &'s cloudai_queue::TaskSpec>,
+    strict: bool,
+) -> Result<Vec<Option<String>>, Status> {
+    let warnings = crate::reasons::unplaceable(&svc.shared, specs);
+    match warnings.iter().flatten().next() {
+        Some(w) if strict => {
+            svc.refused("strict");
+            Err(Status::failed_precondition(format!(
+                "refused (strict): {w}"
+            )))
+        }
+        _ => Ok(warnings),
+    }
+}
+
+/// The store's write of new tasks (`op` names it in the metrics), then what follows
+/// it: a refusal is counted; for each task created, the metric, the workflow's
+/// bookkeeping, and the dispatcher's wake-up.
+pub async fn store(
+    svc: &ClientSvc,
+    op: &str,
+    write: impl std::future::Future<Output = Result<Vec<Enqueued>, QueueError>>,
+) -> Result<Vec<Enqueued>, Status> {
+    let done = svc
+        .store_call(op, write)
+        .await
+        .inspect_err(|s| svc.refused_by_store(s))?;
+    let mut created = 0;
+    for e in done.iter().filter(|e| e.created) {
+        created += 1;
+        crate::workflow::enqueued(&svc.shared, &e.task);
+    }
+    if created > 0 {
+        svc.shared.metrics.enqueued.inc_by(created);
+        svc.shared.wake_dispatcher();
+    }
+    Ok(done)
 }

@@ -123,15 +123,28 @@ impl Board {
         }
     }
 
-    /// The reason of `task` now; `leading`: this master dispatches (else the dispatcher's
-    /// reasons are unknown here).
-    pub fn reason(&self, task: &Task, now: DateTime<Utc>, leading: bool) -> Option<Reason> {
-        let seen = self.lock().clone();
-        of(task, now, leading.then_some(&*seen))
+    /// What the board knows now, taken once for a listing of many tasks; `leading`: this
+    /// master dispatches (else the dispatcher's reasons are unknown here).
+    pub fn view(&self, leading: bool) -> BoardView {
+        BoardView {
+            seen: leading.then(|| self.lock().clone()),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Arc<Seen>> {
         self.seen.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// One moment of the [`Board`]: reasons for any number of tasks without its lock.
+pub struct BoardView {
+    seen: Option<Arc<Seen>>,
+}
+
+impl BoardView {
+    /// The reason of `task` at `now`.
+    pub fn reason(&self, task: &Task, now: DateTime<Utc>) -> Option<Reason> {
+        of(task, now, self.seen.as_deref())
     }
 }
 
@@ -204,35 +217,65 @@ impl PassReasons {
     }
 }
 
-/// `task` on the wire, with its wait reason as this master knows it.
-pub fn wire_task(shared: &crate::shared::Shared, task: Task) -> pb::Task {
-    let reason = shared.reasons.reason(&task, Utc::now(), shared.leading());
-    let mut t = pb::Task::from(task);
-    t.wait_reason = reason.map(|r| r.to_wire());
-    t
+/// `tasks` on the wire, each with its wait reason as this master knows it (one look at
+/// the board for them all).
+pub fn wire_tasks(
+    shared: &crate::shared::Shared,
+    tasks: impl IntoIterator<Item = Task>,
+) -> Vec<pb::Task> {
+    let view = shared.reasons.view(shared.leading());
+    let now = Utc::now();
+    tasks
+        .into_iter()
+        .map(|task| {
+            let reason = view.reason(&task, now);
+            let mut t = pb::Task::from(task);
+            t.wait_reason = reason.map(|r| r.to_wire());
+            t
+        })
+        .collect()
 }
 
-/// The enqueue check: a warning when no registered worker could ever take `spec` (by
-/// capacity or constraints), naming the closest one and what it lacks. None when one
-/// could, when no worker is registered yet, and on a standby (it has no registry).
-pub fn unplaceable(
+/// What the enqueue check depends on: the reservation, the pin and the constraints.
+type Shape<'s> = (Resources, Option<&'s str>, &'s [Constraint]);
+
+/// The enqueue check, for each of `specs`: a warning when no registered worker could
+/// ever take it (by capacity or constraints), naming the closest one and what it lacks.
+/// None when one could, when no worker is registered yet, and on a standby (it has no
+/// registry). One look at the registry for them all, one check per shape of task.
+pub fn unplaceable<'s>(
     shared: &crate::shared::Shared,
-    spec: &cloudai_queue::TaskSpec,
-) -> Option<String> {
+    specs: impl ExactSizeIterator<Item = &'s cloudai_queue::TaskSpec>,
+) -> Vec<Option<String>> {
     if !shared.leading() {
-        return None;
+        return vec![None; specs.len()];
     }
-    let ask = TaskAsk {
-        request: spec.reservation(),
-        pinned: spec.pinned_worker.as_deref(),
-        constraints: &spec.constraints,
-        prefer: &spec.prefer,
-        waited: std::time::Duration::ZERO,
-    };
-    let slots = shared.cluster().slots();
-    placement::feasible(&slots, &ask)
-        .err()
-        .map(|lack| format!("no registered worker could ever take this task: {lack}"))
+    let cluster = shared.cluster();
+    let mut shapes: HashMap<Shape<'_>, Option<String>> = HashMap::new();
+    specs
+        .map(|spec| {
+            let key = (
+                spec.reservation(),
+                spec.pinned_worker.as_deref(),
+                spec.constraints.as_slice(),
+            );
+            if let Some(w) = shapes.get(&key) {
+                return w.clone();
+            }
+            let ask = TaskAsk {
+                request: spec.reservation(),
+                pinned: spec.pinned_worker.as_deref(),
+                constraints: &spec.constraints,
+                prefer: &spec.prefer,
+                waited: std::time::Duration::ZERO,
+            };
+            let warning = placement::feasible(cluster.registered(), &ask)
+                .err()
+                .map(|lack| format!("no registered worker could ever take this task: {lack}"));
+            shapes.insert(key, warning.clone());
+            warning
+        })
+        .collect()
 }
 
 /// Why a task read by a pass was not placed. Pure.
@@ -247,7 +290,7 @@ pub fn unplaced(slots: &[WorkerSlot], ask: &TaskAsk<'_>) -> Reason {
         };
         return Reason::new(Code::PinnedWorkerUnavailable, detail);
     }
-    match placement::feasible(slots, ask) {
+    match placement::feasible(slots.iter().map(WorkerSlot::registered), ask) {
         Err(lack) => Reason::new(Code::NoWorkerFits, lack.to_string()),
         Ok(()) if slots.is_empty() => Reason::new(Code::NoWorkerFits, "no worker is registered"),
         Ok(()) => Reason::new(
@@ -334,25 +377,25 @@ mod tests {
             Reason::new(Code::NoWorkerFits, "closest worker w lacks gpus"),
         )]));
         assert_eq!(
-            board.reason(&read, now, true).unwrap().code,
+            board.view(true).reason(&read, now).unwrap().code,
             Code::NoWorkerFits
         );
         assert_eq!(
-            board.reason(&unread, now, true).unwrap().code,
+            board.view(true).reason(&unread, now).unwrap().code,
             Code::Priority
         );
         assert_eq!(
-            board.reason(&read, now, false),
+            board.view(false).reason(&read, now),
             None,
             "a standby does not know"
         );
         board.cluster_full();
         assert_eq!(
-            board.reason(&unread, now, true).unwrap().code,
+            board.view(true).reason(&unread, now).unwrap().code,
             Code::Resources
         );
         assert_eq!(
-            board.reason(&read, now, true).unwrap().code,
+            board.view(true).reason(&read, now).unwrap().code,
             Code::NoWorkerFits,
             "what the last read saw stays"
         );

@@ -1,6 +1,8 @@
 //! Conversions between the master's own types and the wire. Task-level conversions live
 //! in `cloudai_proto::convert`; these are the ones only the master needs.
 
+use std::collections::HashMap;
+
 use chrono::Utc;
 use cloudai_proto::convert::timestamp;
 use cloudai_proto::pb;
@@ -9,6 +11,7 @@ use tonic::Status;
 
 use crate::cluster::{Usage, WorkerEntry};
 use crate::conn::Outbound;
+use crate::placement::devices::Device;
 
 /// A duration in whole milliseconds for a `uint32` field (saturating).
 fn ms32(d: std::time::Duration) -> u32 {
@@ -36,11 +39,13 @@ pub fn outbound(m: Outbound) -> pb::MasterMessage {
             token,
             attempt,
             spec,
+            devices,
         } => Msg::Assign(pb::Assign {
             task_id: task_id.to_string(),
             token,
             attempt,
             spec: Some((*spec).into()),
+            devices,
         }),
         Outbound::Cancel { task_id, token } => Msg::Cancel(pb::Cancel {
             task_id: task_id.to_string(),
@@ -61,6 +66,7 @@ pub fn outbound(m: Outbound) -> pb::MasterMessage {
                 .map(|(t, token)| pb::AttemptRef {
                     task_id: t.to_string(),
                     token,
+                    devices: Vec::new(),
                 })
                 .collect(),
             reason,
@@ -88,6 +94,17 @@ pub fn worker_info(w: &WorkerEntry) -> pb::WorkerInfo {
         gpu: Some(pb::GpuInfo {
             count: r.capacity.gpus,
             model: r.gpu_model.clone().unwrap_or_default(),
+            devices: w
+                .gpus
+                .devices()
+                .map(|(d, holder)| pb::GpuDevice {
+                    index: d.index,
+                    uuid: d.uuid.clone(),
+                    model: d.model.clone(),
+                    memory_mib: d.memory_mib,
+                    task_id: holder.map(|t| t.to_string()).unwrap_or_default(),
+                })
+                .collect(),
         }),
         hostname: r.hostname.clone(),
         version: w.version.clone(),
@@ -108,6 +125,10 @@ pub struct Registration {
     pub running: Vec<(TaskId, u64)>,
     /// Attempts that ended there whose report is on its way.
     pub finished: Vec<(TaskId, u64)>,
+    /// Its GPU devices, when it named one per GPU (else none: count only).
+    pub devices: Vec<Device>,
+    /// The devices its running attempts hold.
+    pub held: HashMap<TaskId, Vec<String>>,
 }
 
 /// Checks a worker's `Register`.
@@ -121,11 +142,13 @@ pub fn register(reg: pb::Register) -> Result<Registration, Status> {
         return Err(Status::invalid_argument("too many worker attributes"));
     }
     let running = attempt_refs(&reg.running)?;
+    let held = held_devices(&reg.running);
     let finished = attempt_refs(&reg.finished)?;
     let now = Utc::now();
     let gpu = reg.gpu.unwrap_or_default();
     let mut capacity: cloudai_queue::Resources = reg.capacity.unwrap_or_default().into();
     capacity.gpus = capacity.gpus.max(gpu.count);
+    let devices = devices(&gpu.devices, capacity.gpus)?;
     let record = WorkerRecord {
         id: reg.worker_id,
         labels: reg.labels.into_iter().collect(),
@@ -144,7 +167,58 @@ pub fn register(reg: pb::Register) -> Result<Registration, Status> {
         version: reg.version,
         running,
         finished,
+        devices,
+        held,
     })
+}
+
+/// Most GPU devices one worker may name.
+const MAX_DEVICES: usize = 256;
+
+/// A worker's GPU devices, checked: each UUID given once. Kept only when there is one
+/// per GPU of its capacity; otherwise its GPUs are counted but not named.
+fn devices(wire: &[pb::GpuDevice], gpus: u32) -> Result<Vec<Device>, Status> {
+    if wire.len() > MAX_DEVICES {
+        return Err(Status::invalid_argument(format!(
+            "{} GPU devices named: at most {MAX_DEVICES}",
+            wire.len()
+        )));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for d in wire {
+        if d.uuid.trim().is_empty() || d.uuid.len() > 128 {
+            return Err(Status::invalid_argument(format!(
+                "GPU device {} has no usable uuid",
+                d.index
+            )));
+        }
+        if !seen.insert(d.uuid.as_str()) {
+            return Err(Status::invalid_argument(format!(
+                "GPU device uuid {} is named twice",
+                d.uuid
+            )));
+        }
+    }
+    if wire.len() != gpus as usize {
+        return Ok(Vec::new());
+    }
+    Ok(wire
+        .iter()
+        .map(|d| Device {
+            index: d.index,
+            uuid: d.uuid.clone(),
+            model: d.model.clone(),
+            memory_mib: d.memory_mib,
+        })
+        .collect())
+}
+
+/// The devices reported with running attempts (refs already checked by `attempt_refs`).
+pub fn held_devices(refs: &[pb::AttemptRef]) -> HashMap<TaskId, Vec<String>> {
+    refs.iter()
+        .filter(|r| !r.devices.is_empty())
+        .filter_map(|r| Some((r.task_id.parse().ok()?, r.devices.clone())))
+        .collect()
 }
 
 /// Attempt references with parsed ids; a malformed id is the worker's mistake.
@@ -184,6 +258,7 @@ mod tests {
             gpu: Some(pb::GpuInfo {
                 count: 2,
                 model: "A100".into(),
+                devices: vec![],
             }),
             ..Default::default()
         };
@@ -200,6 +275,7 @@ mod tests {
         bad.running.push(pb::AttemptRef {
             task_id: "zzz".into(),
             token: 1,
+            devices: vec![],
         });
         assert_eq!(
             register(bad).unwrap_err().code(),

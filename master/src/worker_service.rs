@@ -71,6 +71,8 @@ impl pb::worker_service_server::WorkerService for WorkerSvc {
             version,
             running,
             finished,
+            devices,
+            held,
         } = wire::register(reg)?;
         let worker_id = record.id.clone();
 
@@ -93,6 +95,7 @@ impl pb::worker_service_server::WorkerService for WorkerSvc {
                 .map_err(|_| {
                     Status::already_exists(format!("worker {worker_id} is already connected"))
                 })?;
+            c.report_gpus(&worker_id, Some(devices), held);
             let unknown = running
                 .iter()
                 .any(|&(t, token)| !c.holds(t, &worker_id, token));
@@ -260,7 +263,8 @@ fn heartbeat(shared: &Arc<Shared>, worker_id: &str, conn_id: u64, hb: pb::Heartb
         }
     };
     let unknown: Vec<(TaskId, u64)> = {
-        let c = shared.cluster();
+        let mut c = shared.cluster();
+        c.report_gpus(worker_id, None, wire::held_devices(&hb.running));
         refs.into_iter()
             .filter(|&(t, token)| !c.holds(t, worker_id, token))
             .collect()

@@ -21,6 +21,7 @@ async fn enqueue_array(
     c.enqueue_array(pb::EnqueueArrayRequest {
         spec: Some(spec),
         indices: indices.into(),
+        ..Default::default()
     })
     .await
     .map(|r| r.into_inner())

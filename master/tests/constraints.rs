@@ -41,6 +41,15 @@ fn constrained(cpu: u64, constraints: &[&str], prefer: &[&str]) -> pb::TaskSpec 
     s
 }
 
+async fn count(c: &mut ClientSvc) -> usize {
+    c.list_tasks(pb::ListTasksRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .tasks
+        .len()
+}
+
 async fn reason(c: &mut ClientSvc, id: &str, code: pb::WaitReasonCode) -> pb::WaitReason {
     eventually(&format!("{id} to wait for {code:?}"), 10, || {
         let mut c = c.clone();
@@ -146,6 +155,43 @@ async fn constraints_steer_placement_and_every_wait_has_a_reason() {
         .tasks
         .len();
     assert_eq!(before, after, "a strict refusal stores nothing");
+    // An array is judged by its one spec: refused whole with strict, else stored whole
+    // with the warning.
+    let e = c
+        .enqueue_array(pb::EnqueueArrayRequest {
+            spec: Some(constrained(8000, &[], &[])),
+            indices: "0-4".into(),
+            strict: true,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition);
+    assert!(
+        e.message().contains("lacks cpu_millis 8000"),
+        "{}",
+        e.message()
+    );
+    assert_eq!(
+        count(&mut c).await,
+        before,
+        "a strict array refusal stores nothing"
+    );
+    let arr = c
+        .enqueue_array(pb::EnqueueArrayRequest {
+            spec: Some(constrained(8000, &[], &[])),
+            indices: "0-4".into(),
+            strict: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(arr.created, 5);
+    assert!(
+        arr.warning.contains("lacks cpu_millis 8000"),
+        "{}",
+        arr.warning
+    );
+    assert_eq!(count(&mut c).await, before + 5);
     // A task that fits: strict accepts it without a warning.
     let ok = c
         .enqueue(pb::EnqueueRequest {

@@ -114,6 +114,7 @@ async fn a_loss_between_reconcile_read_and_restore_leaves_no_phantom_reservation
     w.heartbeat(vec![pb::AttemptRef {
         task_id: task.id.to_string(),
         token,
+        devices: Vec::new(),
     }])
     .await;
     tokio::time::timeout(Duration::from_secs(5), entered)
@@ -181,6 +182,7 @@ async fn a_start_the_master_never_stored_is_sent_again_and_kept_with_its_time() 
     let running = vec![pb::AttemptRef {
         task_id: id.clone(),
         token: a.token,
+        devices: Vec::new(),
     }];
     let mut w = RawWorker::reconnect(&m2, "w1", res(1000, 1024), running).await;
     let _hb = w.keep_alive();

@@ -12,6 +12,7 @@ fn aref(task_id: &str, token: u64) -> pb::AttemptRef {
     pb::AttemptRef {
         task_id: task_id.into(),
         token,
+        devices: Vec::new(),
     }
 }
 

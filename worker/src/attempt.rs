@@ -293,6 +293,7 @@ mod tests {
             token: 1,
             worker_id: "w".into(),
             spec,
+            devices: Vec::new(),
         }
     }
 

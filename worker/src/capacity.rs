@@ -13,7 +13,7 @@ use crate::config::WorkerConfig;
 /// Where Docker keeps images and containers: the disk that matters for tasks.
 const DOCKER_ROOT: &str = "/var/lib/docker";
 
-/// GPUs of the host: how many and which model (empty when none).
+/// GPUs of the host: how many, which model, and each device (empty when none).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct GpuInfo {
     /// Number of GPUs.
@@ -22,6 +22,37 @@ pub struct GpuInfo {
     pub model: String,
     /// Memory of the first GPU in MiB (0 when unknown or none).
     pub memory_mib: u64,
+    /// Each device, by index; empty when they could not all be told apart by UUID (the
+    /// master then sends GPU tasks here by count, and Docker picks the devices).
+    pub devices: Vec<GpuDevice>,
+}
+
+/// One GPU as `nvidia-smi` lists it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GpuDevice {
+    /// Its index on the host.
+    pub index: u32,
+    /// Its `GPU-...` UUID: what the master assigns and Docker's `DeviceIDs` take.
+    pub uuid: String,
+    /// Model name.
+    pub model: String,
+    /// Memory in MiB (0 when unknown).
+    pub memory_mib: u64,
+}
+
+impl GpuInfo {
+    /// At most the first `n` GPUs (the operator's `--capacity` gave fewer than found);
+    /// devices are dropped when there are fewer than `n` of them to name.
+    pub fn limited_to(mut self, n: u32) -> GpuInfo {
+        if n == 0 {
+            return GpuInfo::default();
+        }
+        if self.devices.len() < n as usize {
+            self.devices.clear();
+        }
+        self.devices.truncate(n as usize);
+        GpuInfo { count: n, ..self }
+    }
 }
 
 /// A heartbeat's usage sample.
@@ -48,33 +79,47 @@ pub fn cap(measured: Resources, cpu_cores: Option<f64>, memory: Option<u64>) -> 
     r
 }
 
-/// The query `detect_gpus` runs: one line per GPU, `NAME, MEMORY_MIB`.
+/// The query `detect_gpus` runs: one line per GPU, `INDEX, UUID, NAME, MEMORY_MIB`.
 pub const NVIDIA_SMI_ARGS: [&str; 2] = [
-    "--query-gpu=name,memory.total",
+    "--query-gpu=index,uuid,name,memory.total",
     "--format=csv,noheader,nounits",
 ];
 
-/// Parses the output of `nvidia-smi` run with [`NVIDIA_SMI_ARGS`]: one `name, memory`
-/// line per GPU (a model name may itself hold commas, so the memory is after the last).
+/// Parses the output of `nvidia-smi` run with [`NVIDIA_SMI_ARGS`]: one `index, uuid,
+/// name, memory` line per GPU (a model name may itself hold commas: the index and UUID
+/// are before the first two, the memory after the last). A line that does not have
+/// that shape still counts as a GPU, but then no device is named (count only).
 pub fn parse_nvidia_smi(output: &str) -> GpuInfo {
-    let gpus: Vec<(&str, u64)> = output
+    let lines: Vec<Option<GpuDevice>> = output
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty())
-        .map(|l| match l.rsplit_once(',') {
-            Some((name, mem)) => match mem.trim().parse() {
-                Ok(mib) => (name.trim(), mib),
-                Err(_) => (l, 0),
-            },
-            None => (l, 0),
-        })
+        .map(parse_device)
         .collect();
-    let (model, memory_mib) = gpus.first().copied().unwrap_or(("", 0));
+    let devices: Option<Vec<GpuDevice>> = lines.iter().cloned().collect();
+    let first = lines.first().cloned().flatten().unwrap_or_default();
     GpuInfo {
-        count: gpus.len() as u32,
-        model: model.to_string(),
-        memory_mib,
+        count: lines.len() as u32,
+        model: first.model,
+        memory_mib: first.memory_mib,
+        devices: devices.unwrap_or_default(),
     }
+}
+
+fn parse_device(line: &str) -> Option<GpuDevice> {
+    let (index, rest) = line.split_once(',')?;
+    let (uuid, rest) = rest.split_once(',')?;
+    let (model, mem) = rest.rsplit_once(',').unwrap_or((rest, ""));
+    let uuid = uuid.trim();
+    if uuid.is_empty() || uuid.contains(char::is_whitespace) {
+        return None;
+    }
+    Some(GpuDevice {
+        index: index.trim().parse().ok()?,
+        uuid: uuid.to_string(),
+        model: model.trim().to_string(),
+        memory_mib: mem.trim().parse().unwrap_or(0),
+    })
 }
 
 /// Asks `nvidia-smi` (from PATH) for the GPUs; no GPUs when it is absent, fails or hangs.
@@ -160,15 +205,7 @@ pub fn measure_host() -> Resources {
 pub async fn capacity(config: &WorkerConfig) -> (Resources, GpuInfo) {
     let gpu = detect_gpus().await;
     if let Some(r) = config.capacity_override {
-        let gpu = if r.gpus > 0 {
-            GpuInfo {
-                count: r.gpus,
-                ..gpu
-            }
-        } else {
-            GpuInfo::default()
-        };
-        return (r, gpu);
+        return (r, gpu.limited_to(r.gpus));
     }
     let mut r = tokio::task::spawn_blocking(measure_host)
         .await
@@ -226,20 +263,53 @@ mod tests {
     }
 
     #[test]
-    fn nvidia_smi_output_gives_count_model_and_memory() {
-        let g = parse_nvidia_smi("NVIDIA A100-SXM4-40GB, 40960\nNVIDIA A100-SXM4-40GB, 40960\n");
+    fn nvidia_smi_output_gives_each_device() {
+        let g = parse_nvidia_smi(
+            "0, GPU-aaaa-1, NVIDIA A100-SXM4-40GB, 40960\n1, GPU-bbbb-2, NVIDIA A100-SXM4-40GB, 40960\n",
+        );
         assert_eq!(g.count, 2);
         assert_eq!(g.model, "NVIDIA A100-SXM4-40GB");
         assert_eq!(g.memory_mib, 40960);
-        let odd = parse_nvidia_smi("Tesla K80, rev 2, 11441\n");
+        let ids: Vec<(u32, &str)> = g
+            .devices
+            .iter()
+            .map(|d| (d.index, d.uuid.as_str()))
+            .collect();
+        assert_eq!(ids, vec![(0, "GPU-aaaa-1"), (1, "GPU-bbbb-2")]);
+        let odd = parse_nvidia_smi("0, GPU-k, Tesla K80, rev 2, 11441\n");
         assert_eq!(
             (odd.model.as_str(), odd.memory_mib),
             ("Tesla K80, rev 2", 11441)
         );
-        let no_mem = parse_nvidia_smi("Tesla T4, [N/A]\n");
+        let no_mem = parse_nvidia_smi("0, GPU-t, Tesla T4, [N/A]\n");
         assert_eq!((no_mem.count, no_mem.memory_mib), (1, 0));
+        assert_eq!(no_mem.devices.len(), 1);
+        // One line without an index and UUID: still two GPUs, but none is named.
+        let unnamed = parse_nvidia_smi("0, GPU-a, T4, 15360\nT4, 15360\n");
+        assert_eq!((unnamed.count, unnamed.devices.len()), (2, 0));
         assert_eq!(parse_nvidia_smi(""), GpuInfo::default());
         assert_eq!(parse_nvidia_smi("\n  \n").count, 0);
+    }
+
+    #[test]
+    fn a_capacity_override_keeps_the_first_devices() {
+        let g = parse_nvidia_smi("0, GPU-a, T4, 1\n1, GPU-b, T4, 1\n2, GPU-c, T4, 1\n");
+        let two = g.clone().limited_to(2);
+        assert_eq!(two.count, 2);
+        assert_eq!(
+            two.devices
+                .iter()
+                .map(|d| d.uuid.as_str())
+                .collect::<Vec<_>>(),
+            ["GPU-a", "GPU-b"]
+        );
+        let more = g.clone().limited_to(5);
+        assert_eq!(
+            (more.count, more.devices.len()),
+            (5, 0),
+            "more than can be named"
+        );
+        assert_eq!(g.limited_to(0), GpuInfo::default());
     }
 
     /// A fake `nvidia-smi` that answers only the query the worker makes, and one that
@@ -253,7 +323,8 @@ mod tests {
             &fake,
             format!(
                 "#!/bin/sh\n[ \"$1 $2\" = \"{} {}\" ] || exit 9\n\
-                 echo 'NVIDIA H100 80GB HBM3, 81559'\necho 'NVIDIA H100 80GB HBM3, 81559'\n",
+                 echo '0, GPU-5f1c, NVIDIA H100 80GB HBM3, 81559'\n\
+                 echo '1, GPU-9e0d, NVIDIA H100 80GB HBM3, 81559'\n",
                 NVIDIA_SMI_ARGS[0], NVIDIA_SMI_ARGS[1]
             ),
         )
@@ -264,6 +335,7 @@ mod tests {
             (g.count, g.model.as_str(), g.memory_mib),
             (2, "NVIDIA H100 80GB HBM3", 81559)
         );
+        assert_eq!(g.devices[1].uuid, "GPU-9e0d");
         let failing = dir.path().join("broken");
         std::fs::write(&failing, "#!/bin/sh\nexit 1\n").unwrap();
         std::fs::set_permissions(&failing, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -285,6 +357,7 @@ mod tests {
             count: 1,
             model: "NVIDIA A100".into(),
             memory_mib: 40960,
+            devices: Vec::new(),
         };
         let a = attributes("h1", Some("20.10.24"), &gpu);
         assert_eq!(a["docker.version"], "20.10.24");

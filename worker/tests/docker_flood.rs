@@ -42,6 +42,7 @@ async fn flooding_container_completes_with_bounded_memory() {
         token: 1,
         worker_id: format!("flood-worker-{}", std::process::id()),
         spec,
+        devices: Vec::new(),
     };
     let before = peak_rss();
     let (tx, mut rx) = mpsc::channel(16);

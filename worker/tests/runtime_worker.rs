@@ -150,6 +150,7 @@ fn assign(task_id: &str, token: u64, env: &[(&str, &str)]) -> M {
         token,
         attempt: 1,
         spec: Some(spec),
+        devices: Vec::new(),
     })
 }
 
@@ -324,7 +325,8 @@ async fn unacked_events_are_resent_in_order_after_a_reconnect_and_acked_ones_are
         register.finished,
         vec![pb::AttemptRef {
             task_id: "t-resend".into(),
-            token: 5
+            token: 5,
+            devices: Vec::new(),
         }],
         "its report is on its way"
     );
@@ -427,8 +429,11 @@ async fn reconnect_reports_running_attempts_and_revoke_stops_them_silently() {
     let worker = TestWorker::start(&url, "w-revoke");
     let mut conn = connection(&mut conns).await;
     conn.accept().await;
-    conn.send(assign("t-kept", 9, &[("CLOUDAI_FAKE_RUN_MS", "60000")]))
-        .await;
+    let mut kept = assign("t-kept", 9, &[("CLOUDAI_FAKE_RUN_MS", "60000")]);
+    if let M::Assign(a) = &mut kept {
+        a.devices = vec!["GPU-7".into()];
+    }
+    conn.send(kept).await;
     assert!(matches!(conn.event().await.event, Some(Event::Started(_))));
     drop(conn);
 
@@ -438,8 +443,10 @@ async fn reconnect_reports_running_attempts_and_revoke_stops_them_silently() {
         register.running,
         vec![pb::AttemptRef {
             task_id: "t-kept".into(),
-            token: 9
-        }]
+            token: 9,
+            devices: vec!["GPU-7".into()],
+        }],
+        "reported with the device it was given, for a master that restarted"
     );
     assert_eq!(
         worker.executor.live_containers(),

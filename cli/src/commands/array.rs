@@ -41,9 +41,18 @@ pub async fn enqueue(
     spec: TaskSpec,
     parents: &[(String, DependencyCondition)],
     indices: &ArraySpec,
+    strict: bool,
 ) -> CliResult<i32> {
-    let r = c.enqueue_array(spec, parents, &indices.to_string()).await?;
+    let r = c
+        .enqueue_array(spec, parents, &indices.to_string(), strict)
+        .await?;
     super::print(&format!("{}\n", r.array_id));
+    if !r.warning.is_empty() {
+        eprintln!(
+            "warning: {} (queued anyway; --strict refuses instead)",
+            r.warning
+        );
+    }
     let cap = match r.max_running {
         0 => String::new(),
         n => format!(", at most {n} at once"),

@@ -58,12 +58,10 @@ pub async fn run(command: Command) -> CliResult<i32> {
             let parents = spec::parents(&a.enqueue)?;
             let indices = a.enqueue.array.as_deref().map(array::parse).transpose()?;
             let client = Client::connect_with(&a.connect.master, &a.connect.credentials()).await?;
+            let strict = a.enqueue.strict;
             match indices {
-                Some(ix) => array::enqueue(&client, spec, &parents, &ix).await,
-                None => {
-                    let strict = a.enqueue.strict;
-                    enqueue::run(&client, spec, &parents, strict, a.enqueue.spec.wait).await
-                }
+                Some(ix) => array::enqueue(&client, spec, &parents, &ix, strict).await,
+                None => enqueue::run(&client, spec, &parents, strict, a.enqueue.spec.wait).await,
             }
         }
         Command::Array(a) => {

@@ -222,7 +222,7 @@ async fn enqueue(c: &Client, args: EnqueueArgs) -> CliResult<()> {
     let parents = spec::parents(&args)?;
     if let Some(expr) = &args.array {
         let indices = crate::commands::array::parse(expr)?;
-        crate::commands::array::enqueue(c, spec, &parents, &indices).await?;
+        crate::commands::array::enqueue(c, spec, &parents, &indices, args.strict).await?;
         return Ok(());
     }
     let pinned = spec.pinned_worker.clone();

@@ -116,6 +116,8 @@ pub struct WorkerView {
     pub last_heartbeat: Option<DateTime<Utc>>,
     /// GPU model, when it has GPUs.
     pub gpu_model: Option<String>,
+    /// Each GPU device it named, with the task holding it (none: free).
+    pub gpu_devices: Vec<GpuDeviceView>,
     /// Host CPU busy, 0..100.
     pub cpu_percent: Option<f64>,
     /// Host memory in use, bytes.
@@ -131,6 +133,21 @@ pub struct WorkerView {
     pub cordoned: bool,
     /// Being drained: what runs there at this time is stopped and retried elsewhere.
     pub drain_deadline: Option<DateTime<Utc>>,
+}
+
+/// One GPU device of a worker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GpuDeviceView {
+    /// Its index on the host.
+    pub index: u32,
+    /// Its UUID (what Docker's DeviceIDs take).
+    pub uuid: String,
+    /// Model name.
+    pub model: String,
+    /// Memory in MiB.
+    pub memory_mib: u64,
+    /// The task holding it; none when free.
+    pub task_id: Option<String>,
 }
 
 impl WorkerView {
@@ -152,7 +169,24 @@ impl WorkerView {
             capacity: res(w.capacity),
             free: res(w.free),
             running_task_ids: w.running_task_ids,
-            gpu_model: w.gpu.map(|g| g.model).filter(|m| !m.is_empty()),
+            gpu_model: w
+                .gpu
+                .as_ref()
+                .map(|g| g.model.clone())
+                .filter(|m| !m.is_empty()),
+            gpu_devices: w
+                .gpu
+                .map(|g| g.devices)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|d| GpuDeviceView {
+                    index: d.index,
+                    uuid: d.uuid,
+                    model: d.model,
+                    memory_mib: d.memory_mib,
+                    task_id: Some(d.task_id).filter(|t| !t.is_empty()),
+                })
+                .collect(),
             cpu_percent: w.usage.as_ref().map(|u| u.cpu_percent),
             memory_used_bytes: w.usage.as_ref().map(|u| u.memory_used_bytes),
             labels: w.labels.into_iter().collect(),

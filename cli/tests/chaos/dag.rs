@@ -64,6 +64,7 @@ pub async fn enqueue_array(url: String, acked: Arc<Mutex<BTreeMap<String, String
         let req = pb::EnqueueArrayRequest {
             spec: Some(s.clone()),
             indices: ARRAY.into(),
+            ..Default::default()
         };
         match c.enqueue_array(req).await {
             Ok(r) => {

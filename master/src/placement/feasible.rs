@@ -3,7 +3,34 @@
 //! cordons aside. Used at enqueue (a warning, or a refusal with `--strict`) and for the
 //! `NoWorkerFits` wait reason. Pure.
 
+use std::collections::BTreeMap;
+
+use cloudai_queue::Resources;
+
 use super::{shortfall, TaskAsk, WorkerSlot};
+
+/// What feasibility reads of a registered worker, borrowed: its id, capacity and
+/// attributes (not its free room, health or cordon).
+#[derive(Clone, Copy, Debug)]
+pub struct Registered<'a> {
+    /// Worker id.
+    pub id: &'a str,
+    /// Everything it offers.
+    pub capacity: Resources,
+    /// Its labels and built-in attributes.
+    pub attributes: &'a BTreeMap<String, String>,
+}
+
+impl WorkerSlot {
+    /// This slot as feasibility reads it.
+    pub fn registered(&self) -> Registered<'_> {
+        Registered {
+            id: &self.id,
+            capacity: self.capacity,
+            attributes: &self.attributes,
+        }
+    }
+}
 
 /// The registered worker closest to taking a task none can, and what it lacks.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -27,11 +54,11 @@ impl std::fmt::Display for Lack {
 }
 
 /// What `worker` lacks to ever take `task` (empty: nothing).
-fn lacks(worker: &WorkerSlot, task: &TaskAsk<'_>) -> Vec<String> {
+fn lacks(worker: &Registered<'_>, task: &TaskAsk<'_>) -> Vec<String> {
     let mut missing: Vec<String> = task
         .constraints
         .iter()
-        .filter(|c| !c.matches(&worker.attributes))
+        .filter(|c| !c.matches(worker.attributes))
         .map(|c| match worker.attributes.get(&c.key) {
             Some(v) => format!("{c} (it has {}={v})", c.key),
             None => format!("{c} (it has no {})", c.key),
@@ -53,44 +80,41 @@ fn lacks(worker: &WorkerSlot, task: &TaskAsk<'_>) -> Vec<String> {
 
 /// `Ok` when some registered worker could ever take `task`, and also when no worker is
 /// registered at all (nothing to judge by: a cluster starting up). Otherwise the closest
-/// worker: the one lacking fewest things, ties to the lowest id.
-pub fn feasible(workers: &[WorkerSlot], task: &TaskAsk<'_>) -> Result<(), Lack> {
-    if workers.is_empty() {
-        return Ok(());
-    }
-    if let Some(pin) = task.pinned {
-        let Some(w) = workers.iter().find(|w| w.id == pin) else {
-            return Err(Lack {
-                worker: pin.to_string(),
-                missing: vec!["is not registered".into()],
-            });
-        };
-        let missing = lacks(w, task);
-        return if missing.is_empty() {
-            Ok(())
-        } else {
-            Err(Lack {
-                worker: w.id.clone(),
-                missing,
-            })
-        };
-    }
+/// worker: the one lacking fewest things, ties to the lowest id; for a pinned task, the
+/// pinned worker (or that it is not registered). One pass, nothing copied.
+pub fn feasible<'a>(
+    workers: impl IntoIterator<Item = Registered<'a>>,
+    task: &TaskAsk<'_>,
+) -> Result<(), Lack> {
+    let mut any = false;
     let mut closest: Option<Lack> = None;
     for w in workers {
-        let missing = lacks(w, task);
+        any = true;
+        if task.pinned.is_some_and(|pin| pin != w.id) {
+            continue;
+        }
+        let missing = lacks(&w, task);
         if missing.is_empty() {
             return Ok(());
         }
         let closer = match &closest {
             None => true,
-            Some(c) => (missing.len(), &w.id) < (c.missing.len(), &c.worker),
+            Some(c) => (missing.len(), w.id) < (c.missing.len(), c.worker.as_str()),
         };
         if closer {
             closest = Some(Lack {
-                worker: w.id.clone(),
+                worker: w.id.to_string(),
                 missing,
             });
         }
     }
-    closest.map_or(Ok(()), Err)
+    match (any, task.pinned, closest) {
+        (false, _, _) => Ok(()),
+        (true, _, Some(lack)) => Err(lack),
+        (true, Some(pin), None) => Err(Lack {
+            worker: pin.to_string(),
+            missing: vec!["is not registered".into()],
+        }),
+        (true, None, None) => Ok(()),
+    }
 }

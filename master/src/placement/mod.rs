@@ -5,7 +5,9 @@
 //!   and batches ([`plan`]).
 //! - [`feasible`]: whether any registered worker could ever take a task, and if not,
 //!   the closest one and what it lacks (the enqueue warning, the `NoWorkerFits` reason).
+//! - [`devices`]: which GPU devices (by UUID) a placed task gets, one task per device.
 
+pub mod devices;
 mod feasible;
 #[cfg(test)]
 mod tests;
@@ -20,7 +22,7 @@ use cloudai_queue::Resources;
 
 use crate::config::PlacementPolicy;
 
-pub use feasible::{feasible, Lack};
+pub use feasible::{feasible, Lack, Registered};
 
 /// One worker as placement sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]

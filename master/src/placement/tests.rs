@@ -25,6 +25,10 @@ fn worker(id: &str, cap: Resources, used: Resources) -> WorkerSlot {
     }
 }
 
+fn reg(ws: &[WorkerSlot]) -> impl Iterator<Item = Registered<'_>> {
+    ws.iter().map(WorkerSlot::registered)
+}
+
 fn ask(request: Resources) -> TaskAsk<'static> {
     TaskAsk::sized(request)
 }
@@ -376,44 +380,44 @@ fn feasible_judges_capacity_and_constraints_not_what_runs_now() {
     // Full and unhealthy workers still count: what runs ends, health comes back.
     ws[1].free = Resources::default();
     ws[1].schedulable = false;
-    assert_eq!(feasible(&ws, &ask(res(8000, 16, 0))), Ok(()));
+    assert_eq!(feasible(reg(&ws), &ask(res(8000, 16, 0))), Ok(()));
     // a1 lacks the zone, c1 the CPU: one thing each, so the lower id is named.
     let cs: Vec<Constraint> = parse(&["zone=c"]);
-    let lack = feasible(&ws, &constrained(res(3000, 1, 0), &cs, &[])).unwrap_err();
+    let lack = feasible(reg(&ws), &constrained(res(3000, 1, 0), &cs, &[])).unwrap_err();
     assert_eq!(lack.worker, "a1");
     assert_eq!(lack.missing, ["zone=c (it has zone=a)"]);
     // Asking for more memory than a1 and c1 have: they lack two things, b1 one.
-    let lack = feasible(&ws, &constrained(res(3000, 9, 0), &cs, &[])).unwrap_err();
+    let lack = feasible(reg(&ws), &constrained(res(3000, 9, 0), &cs, &[])).unwrap_err();
     assert_eq!(lack.worker, "b1");
     assert_eq!(lack.missing, ["zone=c (it has zone=b)"]);
     // Each thing lacking is named: b1 lacks only the GPU, the others more.
-    let lack = feasible(&ws, &ask(res(8000, 16, 1))).unwrap_err();
+    let lack = feasible(reg(&ws), &ask(res(8000, 16, 1))).unwrap_err();
     assert_eq!(lack.worker, "b1");
     assert_eq!(lack.missing, ["gpus 1 requested, 0 available"]);
-    let lack = feasible(&ws, &ask(res(9000, 32, 1))).unwrap_err();
+    let lack = feasible(reg(&ws), &ask(res(9000, 32, 1))).unwrap_err();
     assert_eq!(lack.missing.len(), 3, "{lack}");
     let cs: Vec<Constraint> = parse(&["zone=a", "gpu.model in (a100,h100)"]);
-    let lack = feasible(&ws, &constrained(res(1, 0, 0), &cs, &[])).unwrap_err();
+    let lack = feasible(reg(&ws), &constrained(res(1, 0, 0), &cs, &[])).unwrap_err();
     assert_eq!(lack.worker, "a1");
     assert_eq!(
         lack.to_string(),
         "closest worker a1 lacks gpu.model in (a100,h100) (it has no gpu.model)"
     );
     // Nothing registered: no verdict. A pin to an unknown worker: that one is named.
-    assert_eq!(feasible(&[], &ask(res(1, 0, 0))), Ok(()));
+    assert_eq!(feasible(reg(&[]), &ask(res(1, 0, 0))), Ok(()));
     let pinned = TaskAsk {
         pinned: Some("ghost"),
         ..ask(res(1, 0, 0))
     };
     assert_eq!(
-        feasible(&ws, &pinned).unwrap_err().missing,
+        feasible(reg(&ws), &pinned).unwrap_err().missing,
         ["is not registered"]
     );
     let pinned = TaskAsk {
         pinned: Some("c1"),
         ..ask(res(4000, 1, 0))
     };
-    assert_eq!(feasible(&ws, &pinned).unwrap_err().worker, "c1");
+    assert_eq!(feasible(reg(&ws), &pinned).unwrap_err().worker, "c1");
 }
 
 fn waited(request: Resources, secs: u64) -> TaskAsk<'static> {

@@ -170,6 +170,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     let aref = pb::AttemptRef {
         task_id: id.clone(),
         token: 7,
+        devices: vec!["GPU-1".into()],
     };
     let mm = |msg| pb::MasterMessage { msg: Some(msg) }.encode_to_vec();
     // Field 1 (worker_id in Register, nested as field 1 of WorkerMessage) holding bytes
@@ -208,6 +209,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
                 running: vec![pb::AttemptRef {
                     task_id: "zzz".into(),
                     token: u64::MAX,
+                    devices: vec![String::new(), "x".repeat(300)],
                 }],
                 ..Default::default()
             })),
@@ -272,6 +274,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
                 token: 7,
                 attempt: 1,
                 spec: Some(good_spec.clone()),
+                devices: vec!["GPU-1".into(), "GPU-2".into()],
             })),
         ),
         (
@@ -281,6 +284,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
                 token: 0,
                 attempt: 0,
                 spec: Some(hostile_spec.clone()),
+                devices: vec![String::new()],
             })),
         ),
         (
@@ -306,6 +310,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
             pb::EnqueueArrayRequest {
                 spec: Some(good_spec),
                 indices: "0-99:3,200,300-310%4".into(),
+                strict: true,
             }
             .encode_to_vec(),
         ),

@@ -248,7 +248,16 @@ pub fn wire_task() -> impl Strategy<Value = pb::Task> {
 }
 
 pub fn attempt_ref() -> impl Strategy<Value = pb::AttemptRef> {
-    (text(), any::<u64>()).prop_map(|(task_id, token)| pb::AttemptRef { task_id, token })
+    (
+        text(),
+        any::<u64>(),
+        proptest::collection::vec(text(), 0..3),
+    )
+        .prop_map(|(task_id, token, devices)| pb::AttemptRef {
+            task_id,
+            token,
+            devices,
+        })
 }
 
 pub fn worker_message() -> impl Strategy<Value = pb::WorkerMessage> {

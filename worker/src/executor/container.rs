@@ -16,20 +16,34 @@ use super::StartRequest;
 pub(crate) fn container_config(req: &StartRequest) -> Config<String> {
     let spec = &req.spec;
     let r = &spec.resources;
+    // The devices the master gave, by UUID, so no two running tasks share one; by count
+    // only when this worker could not name its devices (Docker then picks).
     let device_requests = (r.gpus > 0).then(|| {
+        let (count, device_ids) = if req.devices.is_empty() {
+            (Some(i64::from(r.gpus)), None)
+        } else {
+            (None, Some(req.devices.clone()))
+        };
         vec![DeviceRequest {
             driver: Some("nvidia".into()),
-            count: Some(i64::from(r.gpus)),
+            count,
+            device_ids,
             capabilities: Some(vec![vec!["gpu".into()]]),
             ..Default::default()
         }]
     });
+    let mut env: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    if r.gpus > 0 && !req.devices.is_empty() {
+        // What the NVIDIA runtime reads; set last, so the task's own env cannot widen it.
+        env.retain(|e| !e.starts_with("NVIDIA_VISIBLE_DEVICES="));
+        env.push(format!("NVIDIA_VISIBLE_DEVICES={}", req.devices.join(",")));
+    }
     Config {
         image: Some(spec.image.clone()),
         // Unset (not empty) when the spec gives none: the daemon then keeps the image's.
         entrypoint: (!spec.entrypoint.is_empty()).then(|| spec.entrypoint.clone()),
         cmd: (!spec.command.is_empty()).then(|| spec.command.clone()),
-        env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+        env: Some(env),
         labels: Some(req.labels().into_iter().collect()),
         attach_stdout: Some(true),
         attach_stderr: Some(true),
@@ -61,6 +75,7 @@ mod tests {
             token: 4,
             worker_id: "w".into(),
             spec,
+            devices: Vec::new(),
         }
     }
 
@@ -89,6 +104,28 @@ mod tests {
         assert_eq!(
             (hc.nano_cpus, hc.memory, hc.device_requests),
             (None, None, None)
+        );
+    }
+
+    #[test]
+    fn assigned_devices_are_requested_by_id_and_made_visible() {
+        let mut spec = TaskSpec::new("img");
+        spec.resources.gpus = 2;
+        spec.env
+            .insert("NVIDIA_VISIBLE_DEVICES".into(), "all".into());
+        let mut req = request(spec);
+        req.devices = vec!["GPU-b".into(), "GPU-c".into()];
+        let c = container_config(&req);
+        let dr = &c.host_config.unwrap().device_requests.unwrap()[0];
+        assert_eq!(
+            dr.device_ids.as_deref(),
+            Some(["GPU-b".to_string(), "GPU-c".to_string()].as_slice())
+        );
+        assert_eq!(dr.count, None, "by id, not by count");
+        assert_eq!(
+            c.env.unwrap(),
+            vec!["NVIDIA_VISIBLE_DEVICES=GPU-b,GPU-c".to_string()],
+            "the task's own value cannot widen what it sees"
         );
     }
 

@@ -179,6 +179,18 @@ impl DockerExecutor {
         }
     }
 
+    /// Creates the attempt's container without starting it (the first step of
+    /// `start`), policy applied: for checking what the daemon stored, e.g. the GPU
+    /// devices of a host that has no GPU to start it on. The caller removes it.
+    pub async fn create_only(&self, req: &StartRequest) -> Result<Handle, ExecError> {
+        self.policy.check(&req.spec).map_err(ExecError::Forbidden)?;
+        let id = self
+            .create(req)
+            .await
+            .map_err(|e| ExecError::Create(docker_message(e)))?;
+        Ok(Handle { id })
+    }
+
     /// Pulls `spec.image` (its turn already taken), reporting progress at most every
     /// [`PROGRESS_EVERY`], and checks that it is there afterwards.
     async fn pull(&self, spec: &TaskSpec, progress: &ProgressSink) -> Result<(), ExecError> {

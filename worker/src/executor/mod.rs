@@ -56,6 +56,9 @@ pub struct StartRequest {
     pub worker_id: String,
     /// What to run.
     pub spec: TaskSpec,
+    /// The GPU devices (UUIDs) the master gave it; empty for a task without GPUs, or on a
+    /// worker that listed none (Docker then picks `spec.resources.gpus` of them).
+    pub devices: Vec<String>,
 }
 
 impl StartRequest {
@@ -180,6 +183,7 @@ mod tests {
             token: 7,
             worker_id: "w".into(),
             spec: TaskSpec::new("img"),
+            devices: Vec::new(),
         };
         let l = req.labels();
         assert_eq!(l[labels::TASK_ID], "t1");

@@ -184,6 +184,7 @@ mod tests {
                 Running {
                     stopper,
                     report: true,
+                    devices: Vec::new(),
                 },
             );
             s.lease.granted(t0, 1_000, 500);

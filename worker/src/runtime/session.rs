@@ -61,19 +61,16 @@ pub(crate) async fn serve(
     let (tx, rx) = mpsc::channel(STREAM_CAPACITY);
     let (running, finished) = {
         let s = worker.lock();
-        (s.reported_running(), s.journal.finished())
+        (s.running_refs(), s.journal.finished())
     };
     let register = pb::Register {
         worker_id: worker.id.clone(),
         labels: worker.config.label_map().into_iter().collect(),
         capacity: Some(worker.capacity.into()),
-        gpu: Some(pb::GpuInfo {
-            count: worker.gpu.count,
-            model: worker.gpu.model.clone(),
-        }),
+        gpu: Some(wire::gpu_info(&worker.gpu)),
         hostname: worker.hostname.clone(),
         version: env!("CARGO_PKG_VERSION").to_string(),
-        running: running.iter().map(wire::attempt_ref).collect(),
+        running: running.clone(),
         token: worker.config.join_token.clone().unwrap_or_default(),
         finished: finished.iter().map(wire::attempt_ref).collect(),
         attributes: worker.attributes.clone().into_iter().collect(),
@@ -154,7 +151,7 @@ pub(crate) async fn serve(
                 beat += 1;
                 let heartbeat = pb::Heartbeat {
                     usage: Some(wire::usage(telemetry.sample())),
-                    running: worker.lock().reported_running().iter().map(wire::attempt_ref).collect(),
+                    running: worker.lock().running_refs(),
                     sent_at: Some(cloudai_proto::convert::timestamp(chrono::Utc::now())),
                     seq: beat,
                 };
@@ -276,6 +273,7 @@ fn assign(worker: &Worker, a: pb::Assign, attempts: &mut JoinSet<()>) {
             Running {
                 stopper,
                 report: true,
+                devices: a.devices.clone(),
             },
         );
     }
@@ -285,6 +283,7 @@ fn assign(worker: &Worker, a: pb::Assign, attempts: &mut JoinSet<()>) {
         token: a.token,
         worker_id: worker.id.clone(),
         spec,
+        devices: a.devices,
     };
     attempts.spawn(attempt_task(Parts::of(worker), req, signal));
 }

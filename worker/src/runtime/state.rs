@@ -15,6 +15,8 @@ pub(crate) struct Running {
     pub(crate) stopper: Stopper,
     /// False once revoked, shut down or past the lease: its end is not reported.
     pub(crate) report: bool,
+    /// The GPU devices (UUIDs) the master gave it, reported with it.
+    pub(crate) devices: Vec<String>,
 }
 
 /// Shared between the session loop, the attempt tasks and the lease watchdog, behind one
@@ -48,6 +50,18 @@ impl State {
             .collect();
         keys.sort();
         keys
+    }
+
+    /// The running attempts as Register and Heartbeat report them: each with the
+    /// devices it holds.
+    pub(crate) fn running_refs(&self) -> Vec<cloudai_proto::pb::AttemptRef> {
+        self.reported_running()
+            .iter()
+            .map(|k| cloudai_proto::pb::AttemptRef {
+                devices: self.running[k].devices.clone(),
+                ..super::wire::attempt_ref(k)
+            })
+            .collect()
     }
 
     /// True when this attempt is known (running, or with events not yet acknowledged): a
@@ -97,10 +111,23 @@ mod tests {
         for (task, report) in [("x", true), ("y", false)] {
             let (stopper, signal) = stop_signal();
             signals.push(signal);
-            s.running
-                .insert((task.into(), 2), Running { stopper, report });
+            s.running.insert(
+                (task.into(), 2),
+                Running {
+                    stopper,
+                    report,
+                    devices: vec![format!("GPU-{task}")],
+                },
+            );
         }
         assert_eq!(s.reported_running(), vec![("x".to_string(), 2)]);
+        let refs = s.running_refs();
+        assert_eq!(refs.len(), 1);
+        assert_eq!(
+            (refs[0].task_id.as_str(), refs[0].devices.as_slice()),
+            ("x", ["GPU-x".to_string()].as_slice()),
+            "a running attempt is reported with its devices"
+        );
         assert_eq!(s.stop_unreported("test", None), 1);
         assert!(s.reported_running().is_empty());
         assert!(signals.iter().all(|sig| sig.is_stopped()));

@@ -25,5 +25,25 @@ pub(crate) fn attempt_ref(key: &AttemptKey) -> pb::AttemptRef {
     pb::AttemptRef {
         task_id: key.0.clone(),
         token: key.1,
+        devices: Vec::new(),
+    }
+}
+
+/// The host's GPUs as Register carries them.
+pub(crate) fn gpu_info(g: &crate::capacity::GpuInfo) -> pb::GpuInfo {
+    pb::GpuInfo {
+        count: g.count,
+        model: g.model.clone(),
+        devices: g
+            .devices
+            .iter()
+            .map(|d| pb::GpuDevice {
+                index: d.index,
+                uuid: d.uuid.clone(),
+                model: d.model.clone(),
+                memory_mib: d.memory_mib,
+                task_id: String::new(),
+            })
+            .collect(),
     }
 }

@@ -37,6 +37,7 @@ pub fn request(spec: TaskSpec) -> StartRequest {
         token: 1,
         worker_id: unique("docker-test-worker"),
         spec,
+        devices: Vec::new(),
     }
 }
 

@@ -41,26 +41,30 @@ class EnqueueBatchResponse(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[EnqueueResponse, _Mapping]]] = ...) -> None: ...
 
 class EnqueueArrayRequest(_message.Message):
-    __slots__ = ("spec", "indices")
+    __slots__ = ("spec", "indices", "strict")
     SPEC_FIELD_NUMBER: _ClassVar[int]
     INDICES_FIELD_NUMBER: _ClassVar[int]
+    STRICT_FIELD_NUMBER: _ClassVar[int]
     spec: _types_pb2.TaskSpec
     indices: str
-    def __init__(self, spec: _Optional[_Union[_types_pb2.TaskSpec, _Mapping]] = ..., indices: _Optional[str] = ...) -> None: ...
+    strict: bool
+    def __init__(self, spec: _Optional[_Union[_types_pb2.TaskSpec, _Mapping]] = ..., indices: _Optional[str] = ..., strict: _Optional[bool] = ...) -> None: ...
 
 class EnqueueArrayResponse(_message.Message):
-    __slots__ = ("array_id", "size", "created", "max_running", "first_task_id")
+    __slots__ = ("array_id", "size", "created", "max_running", "first_task_id", "warning")
     ARRAY_ID_FIELD_NUMBER: _ClassVar[int]
     SIZE_FIELD_NUMBER: _ClassVar[int]
     CREATED_FIELD_NUMBER: _ClassVar[int]
     MAX_RUNNING_FIELD_NUMBER: _ClassVar[int]
     FIRST_TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    WARNING_FIELD_NUMBER: _ClassVar[int]
     array_id: str
     size: int
     created: int
     max_running: int
     first_task_id: str
-    def __init__(self, array_id: _Optional[str] = ..., size: _Optional[int] = ..., created: _Optional[int] = ..., max_running: _Optional[int] = ..., first_task_id: _Optional[str] = ...) -> None: ...
+    warning: str
+    def __init__(self, array_id: _Optional[str] = ..., size: _Optional[int] = ..., created: _Optional[int] = ..., max_running: _Optional[int] = ..., first_task_id: _Optional[str] = ..., warning: _Optional[str] = ...) -> None: ...
 
 class GetArrayRequest(_message.Message):
     __slots__ = ("id",)

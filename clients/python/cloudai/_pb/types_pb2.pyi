@@ -286,12 +286,28 @@ class LogChunk(_message.Message):
     def __init__(self, seq: _Optional[int] = ..., stream: _Optional[_Union[LogStream, str]] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., data: _Optional[bytes] = ..., attempt: _Optional[int] = ...) -> None: ...
 
 class GpuInfo(_message.Message):
-    __slots__ = ("count", "model")
+    __slots__ = ("count", "model", "devices")
     COUNT_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
+    DEVICES_FIELD_NUMBER: _ClassVar[int]
     count: int
     model: str
-    def __init__(self, count: _Optional[int] = ..., model: _Optional[str] = ...) -> None: ...
+    devices: _containers.RepeatedCompositeFieldContainer[GpuDevice]
+    def __init__(self, count: _Optional[int] = ..., model: _Optional[str] = ..., devices: _Optional[_Iterable[_Union[GpuDevice, _Mapping]]] = ...) -> None: ...
+
+class GpuDevice(_message.Message):
+    __slots__ = ("index", "uuid", "model", "memory_mib", "task_id")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    UUID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_MIB_FIELD_NUMBER: _ClassVar[int]
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    uuid: str
+    model: str
+    memory_mib: int
+    task_id: str
+    def __init__(self, index: _Optional[int] = ..., uuid: _Optional[str] = ..., model: _Optional[str] = ..., memory_mib: _Optional[int] = ..., task_id: _Optional[str] = ...) -> None: ...
 
 class Usage(_message.Message):
     __slots__ = ("cpu_percent", "memory_used_bytes", "memory_total_bytes")

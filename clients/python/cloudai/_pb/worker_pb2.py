@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from . import types_pb2 as cloudai_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x63loudai/v1/worker.proto\x12\ncloudai.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16\x63loudai/v1/types.proto\"\x94\x01\n\rWorkerMessage\x12(\n\x08register\x18\x01 \x01(\x0b\x32\x14.cloudai.v1.RegisterH\x00\x12*\n\theartbeat\x18\x02 \x01(\x0b\x32\x15.cloudai.v1.HeartbeatH\x00\x12&\n\x05\x65vent\x18\x03 \x01(\x0b\x32\x15.cloudai.v1.TaskEventH\x00\x42\x05\n\x03msg\"\xbb\x03\n\x08Register\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x30\n\x06labels\x18\x02 \x03(\x0b\x32 .cloudai.v1.Register.LabelsEntry\x12\'\n\x08\x63\x61pacity\x18\x03 \x01(\x0b\x32\x15.cloudai.v1.Resources\x12 \n\x03gpu\x18\x04 \x01(\x0b\x32\x13.cloudai.v1.GpuInfo\x12\x10\n\x08hostname\x18\x05 \x01(\t\x12\x0f\n\x07version\x18\x06 \x01(\t\x12\'\n\x07running\x18\x07 \x03(\x0b\x32\x16.cloudai.v1.AttemptRef\x12\r\n\x05token\x18\x08 \x01(\t\x12(\n\x08\x66inished\x18\t \x03(\x0b\x32\x16.cloudai.v1.AttemptRef\x12\x38\n\nattributes\x18\n \x03(\x0b\x32$.cloudai.v1.Register.AttributesEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x31\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\",\n\nAttemptRef\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\x04\"\x90\x01\n\tHeartbeat\x12 \n\x05usage\x18\x01 \x01(\x0b\x32\x11.cloudai.v1.Usage\x12\'\n\x07running\x18\x02 \x03(\x0b\x32\x16.cloudai.v1.AttemptRef\x12+\n\x07sent_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0b\n\x03seq\x18\x04 \x01(\x04\"\x89\x02\n\tTaskEvent\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\x04\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0b\n\x03seq\x18\x04 \x01(\x04\x12&\n\x07pulling\x18\n \x01(\x0b\x32\x13.cloudai.v1.PullingH\x00\x12&\n\x07started\x18\x0b \x01(\x0b\x32\x13.cloudai.v1.StartedH\x00\x12\"\n\x03log\x18\x0c \x01(\x0b\x32\x13.cloudai.v1.LogDataH\x00\x12(\n\x08\x66inished\x18\r \x01(\x0b\x32\x14.cloudai.v1.FinishedH\x00\x42\x07\n\x05\x65vent\"\x1b\n\x07Pulling\x12\x10\n\x08progress\x18\x01 \x01(\t\"\x1f\n\x07Started\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\">\n\x07LogData\x12%\n\x06stream\x18\x01 \x01(\x0e\x32\x15.cloudai.v1.LogStream\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"e\n\x08\x46inished\x12$\n\x04kind\x18\x01 \x01(\x0e\x32\x16.cloudai.v1.FinishKind\x12\x16\n\texit_code\x18\x02 \x01(\x05H\x00\x88\x01\x01\x12\r\n\x05\x65rror\x18\x03 \x01(\tB\x0c\n\n_exit_code\"\x89\x02\n\rMasterMessage\x12,\n\nregistered\x18\x01 \x01(\x0b\x32\x16.cloudai.v1.RegisteredH\x00\x12$\n\x06\x61ssign\x18\x02 \x01(\x0b\x32\x12.cloudai.v1.AssignH\x00\x12$\n\x06\x63\x61ncel\x18\x03 \x01(\x0b\x32\x12.cloudai.v1.CancelH\x00\x12\x1e\n\x03\x61\x63k\x18\x04 \x01(\x0b\x32\x0f.cloudai.v1.AckH\x00\x12$\n\x06revoke\x18\x05 \x01(\x0b\x32\x12.cloudai.v1.RevokeH\x00\x12\x31\n\rheartbeat_ack\x18\x06 \x01(\x0b\x32\x18.cloudai.v1.HeartbeatAckH\x00\x42\x05\n\x03msg\"h\n\nRegistered\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x1d\n\x15heartbeat_interval_ms\x18\x02 \x01(\r\x12\x10\n\x08lease_ms\x18\x03 \x01(\r\x12\x16\n\x0estop_within_ms\x18\x04 \x01(\r\"\x1b\n\x0cHeartbeatAck\x12\x0b\n\x03seq\x18\x01 \x01(\x04\"]\n\x06\x41ssign\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\x04\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\r\x12\"\n\x04spec\x18\x04 \x01(\x0b\x32\x14.cloudai.v1.TaskSpec\"(\n\x06\x43\x61ncel\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\x04\"2\n\x03\x41\x63k\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\x04\x12\x0b\n\x03seq\x18\x03 \x01(\x04\"B\n\x06Revoke\x12(\n\x08\x61ttempts\x18\x01 \x03(\x0b\x32\x16.cloudai.v1.AttemptRef\x12\x0e\n\x06reason\x18\x02 \x01(\t*\x8e\x01\n\nFinishKind\x12\x1b\n\x17\x46INISH_KIND_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46INISH_KIND_EXITED\x10\x01\x12\x19\n\x15\x46INISH_KIND_TIMED_OUT\x10\x02\x12\x19\n\x15\x46INISH_KIND_CANCELLED\x10\x03\x12\x15\n\x11\x46INISH_KIND_ERROR\x10\x04\x32T\n\rWorkerService\x12\x43\n\x07\x43onnect\x12\x19.cloudai.v1.WorkerMessage\x1a\x19.cloudai.v1.MasterMessage(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x63loudai/v1/worker.proto\x12\ncloudai.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16\x63loudai/v1/types.proto\"\x94\x01\n\rWorkerMessage\x12(\n\x08register\x18\x01 \x01(\x0b\x32\x14.cloudai.v1.RegisterH\x00\x12*\n\theartbeat\x18\x02 \x01(\x0b\x32\x15.cloudai.v1.HeartbeatH\x00\x12&\n\x05\x65vent\x18\x03 \x01(\x0b\x32\x15.cloudai.v1.TaskEventH\x00\x42\x05\n\x03msg\"\xbb\x03\n\x08Register\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x30\n\x06labels\x18\x02 \x03(\x0b\x32 .cloudai.v1.Register.LabelsEntry\x12\'\n\x08\x63\x61pacity\x18\x03 \x01(\x0b\x32\x15.cloudai.v1.Resources\x12 \n\x03gpu\x18\x04 \x01(\x0b\x32\x13.cloudai.v1.GpuInfo\x12\x10\n\x08hostname\x18\x05 \x01(\t\x12\x0f\n\x07version\x18\x06 \x01(\t\x12\'\n\x07running\x18\x07 \x03(\x0b\x32\x16.cloudai.v1.AttemptRef\x12\r\n\x05token\x18\x08 \x01(\t\x12(\n\x08\x66inished\x18\t \x03(\x0b\x32\x16.cloudai.v1.AttemptRef\x12\x38\n\nattributes\x18\n \x03(\x0b\x32$.cloudai.v1.Register.AttributesEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x31\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"=\n\nAttemptRef\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\x04\x12\x0f\n\x07\x64\x65vices\x18\x03 \x03(\t\"\x90\x01\n\tHeartbeat\x12 \n\x05usage\x18\x01 \x01(\x0b\x32\x11.cloudai.v1.Usage\x12\'\n\x07running\x18\x02 \x03(\x0b\x32\x16.cloudai.v1.AttemptRef\x12+\n\x07sent_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0b\n\x03seq\x18\x04 \x01(\x04\"\x89\x02\n\tTaskEvent\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\x04\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0b\n\x03seq\x18\x04 \x01(\x04\x12&\n\x07pulling\x18\n \x01(\x0b\x32\x13.cloudai.v1.PullingH\x00\x12&\n\x07started\x18\x0b \x01(\x0b\x32\x13.cloudai.v1.StartedH\x00\x12\"\n\x03log\x18\x0c \x01(\x0b\x32\x13.cloudai.v1.LogDataH\x00\x12(\n\x08\x66inished\x18\r \x01(\x0b\x32\x14.cloudai.v1.FinishedH\x00\x42\x07\n\x05\x65vent\"\x1b\n\x07Pulling\x12\x10\n\x08progress\x18\x01 \x01(\t\"\x1f\n\x07Started\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\">\n\x07LogData\x12%\n\x06stream\x18\x01 \x01(\x0e\x32\x15.cloudai.v1.LogStream\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"e\n\x08\x46inished\x12$\n\x04kind\x18\x01 \x01(\x0e\x32\x16.cloudai.v1.FinishKind\x12\x16\n\texit_code\x18\x02 \x01(\x05H\x00\x88\x01\x01\x12\r\n\x05\x65rror\x18\x03 \x01(\tB\x0c\n\n_exit_code\"\x89\x02\n\rMasterMessage\x12,\n\nregistered\x18\x01 \x01(\x0b\x32\x16.cloudai.v1.RegisteredH\x00\x12$\n\x06\x61ssign\x18\x02 \x01(\x0b\x32\x12.cloudai.v1.AssignH\x00\x12$\n\x06\x63\x61ncel\x18\x03 \x01(\x0b\x32\x12.cloudai.v1.CancelH\x00\x12\x1e\n\x03\x61\x63k\x18\x04 \x01(\x0b\x32\x0f.cloudai.v1.AckH\x00\x12$\n\x06revoke\x18\x05 \x01(\x0b\x32\x12.cloudai.v1.RevokeH\x00\x12\x31\n\rheartbeat_ack\x18\x06 \x01(\x0b\x32\x18.cloudai.v1.HeartbeatAckH\x00\x42\x05\n\x03msg\"h\n\nRegistered\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x1d\n\x15heartbeat_interval_ms\x18\x02 \x01(\r\x12\x10\n\x08lease_ms\x18\x03 \x01(\r\x12\x16\n\x0estop_within_ms\x18\x04 \x01(\r\"\x1b\n\x0cHeartbeatAck\x12\x0b\n\x03seq\x18\x01 \x01(\x04\"n\n\x06\x41ssign\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\x04\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\r\x12\"\n\x04spec\x18\x04 \x01(\x0b\x32\x14.cloudai.v1.TaskSpec\x12\x0f\n\x07\x64\x65vices\x18\x05 \x03(\t\"(\n\x06\x43\x61ncel\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\x04\"2\n\x03\x41\x63k\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\x04\x12\x0b\n\x03seq\x18\x03 \x01(\x04\"B\n\x06Revoke\x12(\n\x08\x61ttempts\x18\x01 \x03(\x0b\x32\x16.cloudai.v1.AttemptRef\x12\x0e\n\x06reason\x18\x02 \x01(\t*\x8e\x01\n\nFinishKind\x12\x1b\n\x17\x46INISH_KIND_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46INISH_KIND_EXITED\x10\x01\x12\x19\n\x15\x46INISH_KIND_TIMED_OUT\x10\x02\x12\x19\n\x15\x46INISH_KIND_CANCELLED\x10\x03\x12\x15\n\x11\x46INISH_KIND_ERROR\x10\x04\x32T\n\rWorkerService\x12\x43\n\x07\x43onnect\x12\x19.cloudai.v1.WorkerMessage\x1a\x19.cloudai.v1.MasterMessage(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,8 +37,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REGISTER_LABELSENTRY']._serialized_options = b'8\001'
   _globals['_REGISTER_ATTRIBUTESENTRY']._loaded_options = None
   _globals['_REGISTER_ATTRIBUTESENTRY']._serialized_options = b'8\001'
-  _globals['_FINISHKIND']._serialized_start=2044
-  _globals['_FINISHKIND']._serialized_end=2186
+  _globals['_FINISHKIND']._serialized_start=2078
+  _globals['_FINISHKIND']._serialized_end=2220
   _globals['_WORKERMESSAGE']._serialized_start=97
   _globals['_WORKERMESSAGE']._serialized_end=245
   _globals['_REGISTER']._serialized_start=248
@@ -48,33 +48,33 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REGISTER_ATTRIBUTESENTRY']._serialized_start=642
   _globals['_REGISTER_ATTRIBUTESENTRY']._serialized_end=691
   _globals['_ATTEMPTREF']._serialized_start=693
-  _globals['_ATTEMPTREF']._serialized_end=737
-  _globals['_HEARTBEAT']._serialized_start=740
-  _globals['_HEARTBEAT']._serialized_end=884
-  _globals['_TASKEVENT']._serialized_start=887
-  _globals['_TASKEVENT']._serialized_end=1152
-  _globals['_PULLING']._serialized_start=1154
-  _globals['_PULLING']._serialized_end=1181
-  _globals['_STARTED']._serialized_start=1183
-  _globals['_STARTED']._serialized_end=1214
-  _globals['_LOGDATA']._serialized_start=1216
-  _globals['_LOGDATA']._serialized_end=1278
-  _globals['_FINISHED']._serialized_start=1280
-  _globals['_FINISHED']._serialized_end=1381
-  _globals['_MASTERMESSAGE']._serialized_start=1384
-  _globals['_MASTERMESSAGE']._serialized_end=1649
-  _globals['_REGISTERED']._serialized_start=1651
-  _globals['_REGISTERED']._serialized_end=1755
-  _globals['_HEARTBEATACK']._serialized_start=1757
-  _globals['_HEARTBEATACK']._serialized_end=1784
-  _globals['_ASSIGN']._serialized_start=1786
-  _globals['_ASSIGN']._serialized_end=1879
-  _globals['_CANCEL']._serialized_start=1881
-  _globals['_CANCEL']._serialized_end=1921
-  _globals['_ACK']._serialized_start=1923
-  _globals['_ACK']._serialized_end=1973
-  _globals['_REVOKE']._serialized_start=1975
-  _globals['_REVOKE']._serialized_end=2041
-  _globals['_WORKERSERVICE']._serialized_start=2188
-  _globals['_WORKERSERVICE']._serialized_end=2272
+  _globals['_ATTEMPTREF']._serialized_end=754
+  _globals['_HEARTBEAT']._serialized_start=757
+  _globals['_HEARTBEAT']._serialized_end=901
+  _globals['_TASKEVENT']._serialized_start=904
+  _globals['_TASKEVENT']._serialized_end=1169
+  _globals['_PULLING']._serialized_start=1171
+  _globals['_PULLING']._serialized_end=1198
+  _globals['_STARTED']._serialized_start=1200
+  _globals['_STARTED']._serialized_end=1231
+  _globals['_LOGDATA']._serialized_start=1233
+  _globals['_LOGDATA']._serialized_end=1295
+  _globals['_FINISHED']._serialized_start=1297
+  _globals['_FINISHED']._serialized_end=1398
+  _globals['_MASTERMESSAGE']._serialized_start=1401
+  _globals['_MASTERMESSAGE']._serialized_end=1666
+  _globals['_REGISTERED']._serialized_start=1668
+  _globals['_REGISTERED']._serialized_end=1772
+  _globals['_HEARTBEATACK']._serialized_start=1774
+  _globals['_HEARTBEATACK']._serialized_end=1801
+  _globals['_ASSIGN']._serialized_start=1803
+  _globals['_ASSIGN']._serialized_end=1913
+  _globals['_CANCEL']._serialized_start=1915
+  _globals['_CANCEL']._serialized_end=1955
+  _globals['_ACK']._serialized_start=1957
+  _globals['_ACK']._serialized_end=2007
+  _globals['_REVOKE']._serialized_start=2009
+  _globals['_REVOKE']._serialized_end=2075
+  _globals['_WORKERSERVICE']._serialized_start=2222
+  _globals['_WORKERSERVICE']._serialized_end=2306
 # @@protoc_insertion_point(module_scope)

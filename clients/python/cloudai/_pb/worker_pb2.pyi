@@ -73,12 +73,14 @@ class Register(_message.Message):
     def __init__(self, worker_id: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., capacity: _Optional[_Union[_types_pb2.Resources, _Mapping]] = ..., gpu: _Optional[_Union[_types_pb2.GpuInfo, _Mapping]] = ..., hostname: _Optional[str] = ..., version: _Optional[str] = ..., running: _Optional[_Iterable[_Union[AttemptRef, _Mapping]]] = ..., token: _Optional[str] = ..., finished: _Optional[_Iterable[_Union[AttemptRef, _Mapping]]] = ..., attributes: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class AttemptRef(_message.Message):
-    __slots__ = ("task_id", "token")
+    __slots__ = ("task_id", "token", "devices")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     TOKEN_FIELD_NUMBER: _ClassVar[int]
+    DEVICES_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     token: int
-    def __init__(self, task_id: _Optional[str] = ..., token: _Optional[int] = ...) -> None: ...
+    devices: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, task_id: _Optional[str] = ..., token: _Optional[int] = ..., devices: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Heartbeat(_message.Message):
     __slots__ = ("usage", "running", "sent_at", "seq")
@@ -177,16 +179,18 @@ class HeartbeatAck(_message.Message):
     def __init__(self, seq: _Optional[int] = ...) -> None: ...
 
 class Assign(_message.Message):
-    __slots__ = ("task_id", "token", "attempt", "spec")
+    __slots__ = ("task_id", "token", "attempt", "spec", "devices")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     TOKEN_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
+    DEVICES_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     token: int
     attempt: int
     spec: _types_pb2.TaskSpec
-    def __init__(self, task_id: _Optional[str] = ..., token: _Optional[int] = ..., attempt: _Optional[int] = ..., spec: _Optional[_Union[_types_pb2.TaskSpec, _Mapping]] = ...) -> None: ...
+    devices: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, task_id: _Optional[str] = ..., token: _Optional[int] = ..., attempt: _Optional[int] = ..., spec: _Optional[_Union[_types_pb2.TaskSpec, _Mapping]] = ..., devices: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Cancel(_message.Message):
     __slots__ = ("task_id", "token")
