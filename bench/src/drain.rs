@@ -35,13 +35,22 @@ pub struct DrainOpts {
 
 /// Enqueues `n` no-op tasks straight into the store at `uri` (not timed).
 pub async fn preload(uri: &str, n: usize, slotted: bool) -> Result<()> {
+    preload_with(uri, n, || noop_spec(slotted)).await
+}
+
+/// Enqueues `n` tasks made by `spec` straight into the store at `uri` (not timed).
+pub async fn preload_with(
+    uri: &str,
+    n: usize,
+    spec: impl Fn() -> cloudai_queue::TaskSpec,
+) -> Result<()> {
     let store = cloudai_queue::open_store(uri, StoreOptions::default())
         .await
         .with_context(|| format!("cannot open store {uri}"))?;
     let mut left = n;
     while left > 0 {
         let k = left.min(PRELOAD_CHUNK);
-        let batch: Vec<NewTask> = (0..k).map(|_| noop_spec(slotted).into()).collect();
+        let batch: Vec<NewTask> = (0..k).map(|_| spec().into()).collect();
         store.enqueue_batch(batch).await?;
         left -= k;
     }

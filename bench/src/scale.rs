@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 use cloudai_proto::pb;
 
-use crate::drain::preload;
+use crate::drain::{preload, preload_with};
 use crate::master::{MasterOpts, MasterProc};
 use crate::sim::SimFleet;
 
@@ -28,6 +28,34 @@ pub struct ScaleOpts {
     pub heartbeat: Duration,
     /// Tasks in the measured window.
     pub window: usize,
+    /// Workers labelled (`pool=main`, `zone=a|b`, `rack=r0..r7`) and every task
+    /// constrained (`pool=main`, `zone in (a,b)`, `rack not in (r9)`) with a preference
+    /// (`zone=a`): every worker still matches, so the rate differs from a plain run only
+    /// by the cost of matching.
+    pub constrained: bool,
+}
+
+/// The constrained run's task.
+fn constrained_spec() -> cloudai_queue::TaskSpec {
+    let mut spec = crate::workers::noop_spec(false);
+    spec.constraints = ["pool=main", "zone in (a,b)", "rack not in (r9)"]
+        .iter()
+        .map(|c| c.parse().expect("a valid constraint"))
+        .collect();
+    spec.prefer = vec!["zone=a".parse().expect("a valid preference")];
+    spec
+}
+
+/// The constrained run's labels of worker `i`.
+fn labels(i: usize) -> Vec<(String, String)> {
+    vec![
+        ("pool".into(), "main".into()),
+        (
+            "zone".into(),
+            if i.is_multiple_of(2) { "a" } else { "b" }.into(),
+        ),
+        ("rack".into(), format!("r{}", i % 8)),
+    ]
 }
 
 /// What one scale run saw.
@@ -56,7 +84,11 @@ pub struct ScaleResult {
 /// One run.
 pub async fn run_once(opts: &ScaleOpts) -> Result<ScaleResult> {
     let t = Instant::now();
-    preload(&opts.store, opts.queued, false).await?;
+    if opts.constrained {
+        preload_with(&opts.store, opts.queued, constrained_spec).await?;
+    } else {
+        preload(&opts.store, opts.queued, false).await?;
+    }
     let preload_secs = t.elapsed().as_secs_f64();
     let master = MasterProc::start(&MasterOpts {
         store: opts.store.clone(),
@@ -65,11 +97,13 @@ pub async fn run_once(opts: &ScaleOpts) -> Result<ScaleResult> {
     })?;
     let mut client = master.client().await?;
     let t = Instant::now();
-    let fleet = SimFleet::start(
+    let constrained = opts.constrained;
+    let fleet = SimFleet::start_labelled(
         &master.url(),
         opts.workers,
         opts.connections,
         opts.heartbeat,
+        |i| if constrained { labels(i) } else { Vec::new() },
     )
     .await?;
     let c = fleet.counters.clone();

@@ -44,6 +44,17 @@ impl SimFleet {
         connections: usize,
         heartbeat: Duration,
     ) -> Result<SimFleet> {
+        SimFleet::start_labelled(url, workers, connections, heartbeat, |_| Vec::new()).await
+    }
+
+    /// [`SimFleet::start`], worker `i` registering with the labels `labels(i)`.
+    pub async fn start_labelled(
+        url: &str,
+        workers: usize,
+        connections: usize,
+        heartbeat: Duration,
+        labels: impl Fn(usize) -> Vec<(String, String)>,
+    ) -> Result<SimFleet> {
         let mut channels = Vec::new();
         for _ in 0..connections.max(1) {
             channels.push(
@@ -62,6 +73,7 @@ impl SimFleet {
                 tokio::spawn(sim_worker(
                     channel,
                     format!("sim-{i:05}"),
+                    labels(i),
                     heartbeat,
                     stagger,
                     counters.clone(),
@@ -102,6 +114,7 @@ fn event(task_id: String, token: u64, seq: u64, e: pb::task_event::Event) -> pb:
 async fn sim_worker(
     channel: Channel,
     id: String,
+    labels: Vec<(String, String)>,
     heartbeat: Duration,
     stagger: Duration,
     counters: Arc<SimCounters>,
@@ -118,6 +131,7 @@ async fn sim_worker(
         }),
         hostname: "bench".into(),
         version: "bench".into(),
+        labels: labels.into_iter().collect(),
         ..Default::default()
     };
     if tx.send(msg(Out::Register(register))).await.is_err() {

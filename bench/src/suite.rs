@@ -281,12 +281,13 @@ pub async fn scale(cfg: &Config) -> Result<Vec<Row>> {
     let fast = std::time::Duration::from_secs(1);
     let slow = std::time::Duration::from_secs(60);
     let shallow = cfg.scale_window * 2;
-    let (mut rss, mut deep_rate, mut shallow_rate, mut quiet_rate) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut rss, mut deep_rate, mut shallow_rate, mut quiet_rate, mut constrained_rate) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut notes = Vec::new();
     for rep in 0..cfg.scale_reps {
         for (kind, queued, hb) in [
             ("deep", cfg.scale_queued, fast),
+            ("constrained", cfg.scale_queued, fast),
             ("shallow", shallow, fast),
             ("quiet", shallow, slow),
         ] {
@@ -298,6 +299,7 @@ pub async fn scale(cfg: &Config) -> Result<Vec<Row>> {
                 connections: cfg.scale_connections,
                 heartbeat: hb,
                 window: cfg.scale_window,
+                constrained: kind == "constrained",
             })
             .await;
             cleanup(&path);
@@ -312,6 +314,7 @@ pub async fn scale(cfg: &Config) -> Result<Vec<Row>> {
                     deep_rate.push(r.rate);
                 }
                 "shallow" => shallow_rate.push(r.rate),
+                "constrained" => constrained_rate.push(r.rate),
                 _ => quiet_rate.push(r.rate),
             }
             if r.unhealthy > 0 {
@@ -341,6 +344,13 @@ pub async fn scale(cfg: &Config) -> Result<Vec<Row>> {
             peer: Some(summary(&shallow_rate)),
             target: Target::RatioAtLeast(0.8),
             note: format!("peer column = the same master with a {shallow}-task queue; rate = acknowledged results/s over {} tasks once every worker is registered; heartbeats every 1 s", cfg.scale_window),
+        },
+        Row {
+            figure: format!("5. scale: dispatch rate with constraints and a preference vs plain, {} queued (tasks/s)", cfg.scale_queued),
+            cloudai: summary(&constrained_rate),
+            peer: Some(summary(&deep_rate)),
+            target: Target::RatioAtLeast(0.8),
+            note: "peer column = the plain deep run; every task has 3 constraints and 1 preference, every worker 3 labels and matches them (fair share is not built yet)".into(),
         },
         Row {
             figure: "5. scale: dispatch rate, heartbeats 1000/s vs ~17/s (tasks/s)".into(),

@@ -13,7 +13,7 @@ mod feasible;
 mod tests;
 
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -206,6 +206,27 @@ pub fn place(
     workers: &[WorkerSlot],
     task: &TaskAsk<'_>,
 ) -> Result<usize, Reject> {
+    place_matched(policy, workers, task, None)
+}
+
+/// What each worker's attributes say about one shape of task (its constraints and
+/// preferences): `None` where a constraint fails, else how many preferences it matches.
+/// Attributes do not change within a batch, so [`plan`] works this out once per shape,
+/// not once per task: matching is string work, the rest of the choice is arithmetic.
+fn matching(workers: &[WorkerSlot], task: &TaskAsk<'_>) -> Vec<Option<usize>> {
+    workers
+        .iter()
+        .map(|w| unmet(&w.attributes, task.constraints).map_or(Some(preferred(w, task)), |_| None))
+        .collect()
+}
+
+/// [`place`], with the shape's [`matching`] when the caller has it.
+fn place_matched(
+    policy: PlacementPolicy,
+    workers: &[WorkerSlot],
+    task: &TaskAsk<'_>,
+    matched: Option<&[Option<usize>]>,
+) -> Result<usize, Reject> {
     if let Some(pin) = task.pinned {
         let i = workers
             .iter()
@@ -215,10 +236,18 @@ pub fn place(
     }
     let mut best: Option<(usize, usize, f64)> = None;
     for (i, w) in workers.iter().enumerate() {
-        if check(w, task).is_err() {
-            continue;
-        }
-        let prefs = preferred(w, task);
+        let prefs = match matched {
+            Some(m) => match m[i] {
+                Some(p) if w.schedulable && shortfall(&task.request, &w.free).is_none() => p,
+                _ => continue,
+            },
+            None => {
+                if check(w, task).is_err() {
+                    continue;
+                }
+                preferred(w, task)
+            }
+        };
         let score = leftover_score(w, &task.request);
         let better = match best {
             None => true,
@@ -256,8 +285,17 @@ pub fn plan(
 ) -> Vec<(usize, usize)> {
     let mut out = Vec::new();
     let mut held: Option<(usize, bool)> = None;
+    type Shape<'a> = (&'a [Constraint], &'a [Preference]);
+    let mut shapes: HashMap<Shape<'_>, Vec<Option<usize>>> = HashMap::new();
     for (t, task) in tasks.iter().enumerate() {
-        match place(policy, workers, task) {
+        let plain = task.constraints.is_empty() && task.prefer.is_empty();
+        let matched = (!plain && task.pinned.is_none()).then(|| {
+            shapes
+                .entry((task.constraints, task.prefer))
+                .or_insert_with(|| matching(workers, task))
+                .as_slice()
+        });
+        match place_matched(policy, workers, task, matched) {
             Ok(w) => {
                 workers[w].free = workers[w].free.saturating_sub(&task.request);
                 out.push((t, w));

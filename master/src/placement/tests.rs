@@ -498,3 +498,34 @@ fn only_the_first_starving_task_holds() {
         vec![(2, 1)]
     );
 }
+
+/// `plan` matches attributes once per shape of task: its choices are exactly those of
+/// placing each task alone, in order, against the free capacity left by the ones before.
+#[test]
+fn plan_with_shapes_chooses_as_placing_one_by_one() {
+    let zone_a: Vec<Constraint> = parse(&["zone in (a,b)"]);
+    let not_c: Vec<Constraint> = parse(&["zone!=c"]);
+    let pref_b: Vec<Preference> = parse(&["zone=b"]);
+    let tasks: Vec<TaskAsk<'_>> = (0..12)
+        .map(|i| match i % 4 {
+            0 => constrained(res(1500, 2, 0), &zone_a, &[]),
+            1 => constrained(res(1000, 1, 0), &not_c, &pref_b),
+            2 => constrained(res(600, 1, 0), &[], &pref_b),
+            _ => ask(res(700, 1, 0)),
+        })
+        .collect();
+    for policy in [BestFit, Spread] {
+        let mut planned = zones();
+        let got = plan(policy, &mut planned, &tasks, None);
+        let mut one_by_one = zones();
+        let mut want = Vec::new();
+        for (t, task) in tasks.iter().enumerate() {
+            if let Ok(w) = place(policy, &one_by_one, task) {
+                one_by_one[w].free = one_by_one[w].free.saturating_sub(&task.request);
+                want.push((t, w));
+            }
+        }
+        assert_eq!(got, want, "{policy:?}");
+        assert!(got.len() >= 8, "most of them fit: {got:?}");
+    }
+}
