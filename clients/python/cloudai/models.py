@@ -376,6 +376,9 @@ class Worker:
         cordoned: an operator cordoned it: no new task goes there.
         drain_deadline: while it is drained, when what still runs there is stopped and
             retried elsewhere.
+        attributes: the built-in attributes it discovered (``os``, ``arch``,
+            ``hostname``, ``docker.version``, ``gpu.model``, ``gpu.memory``); with the
+            labels, what task constraints match.
     """
 
     id: str
@@ -393,6 +396,7 @@ class Worker:
     gpu_model: str | None
     cordoned: bool
     drain_deadline: datetime | None
+    attributes: Mapping[str, str] = field(default_factory=lambda: _frozen_map(None), hash=False)
 
     @classmethod
     def from_pb(cls, w: types_pb2.WorkerInfo) -> Worker:
@@ -413,6 +417,7 @@ class Worker:
             gpu_model=(w.gpu.model or None) if w.HasField("gpu") else None,
             cordoned=w.cordoned,
             drain_deadline=_time(w, "drain_deadline"),
+            attributes=_frozen_map(w.attributes),
         )
 
 

@@ -63,6 +63,65 @@ class Capacity:
         )
 
 
+class Op(str, Enum):
+    """A constraint's operator."""
+
+    EQ = "="
+    NE = "!="
+    IN = "in"
+    NOT_IN = "not in"
+    EXISTS = "exists"
+
+
+_OPS = {
+    types_pb2.CONSTRAINT_OP_EQ: Op.EQ,
+    types_pb2.CONSTRAINT_OP_NE: Op.NE,
+    types_pb2.CONSTRAINT_OP_IN: Op.IN,
+    types_pb2.CONSTRAINT_OP_NOT_IN: Op.NOT_IN,
+    types_pb2.CONSTRAINT_OP_EXISTS: Op.EXISTS,
+}
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """A task's requirement on a worker's attributes (labels and built-ins), matched as
+    the master matches it: a worker without ``key`` fails ``=``, ``in`` and ``exists``
+    and passes ``!=`` and ``not in``."""
+
+    key: str
+    op: Op
+    values: tuple[str, ...] = ()
+
+    @classmethod
+    def from_pb(cls, c: types_pb2.Constraint) -> Constraint:
+        return cls(c.key, _OPS.get(c.op, Op.EXISTS), tuple(c.values))
+
+    def matches(self, attributes: Mapping[str, str]) -> bool:
+        v = attributes.get(self.key)
+        if self.op is Op.EXISTS:
+            return v is not None
+        if self.op in (Op.EQ, Op.IN):
+            return v is not None and v in self.values
+        return v is None or v not in self.values
+
+
+@dataclass(frozen=True)
+class Preference:
+    """A soft wish: workers with ``key=value`` go first, others are still used."""
+
+    key: str
+    value: str
+
+    def matches(self, attributes: Mapping[str, str]) -> bool:
+        return attributes.get(self.key) == self.value
+
+
+def attributes_of(w: Worker) -> dict[str, str]:
+    """What constraints see of ``w``: its labels and built-in attributes (a built-in wins
+    over a label of the same name, which workers refuse anyway)."""
+    return {**w.labels, **w.attributes}
+
+
 @dataclass(frozen=True)
 class QueuedTask:
     """A task waiting to be placed, as ``FetchClusterState`` reports it.
@@ -75,6 +134,9 @@ class QueuedTask:
         image: its image reference.
         position: its place in the master's dispatch order (priority high to low, then
             oldest first), from 0.
+        constraints: what a worker's attributes must meet (the master refuses
+            an assignment that does not).
+        prefer: preferences: workers that match more of them go first.
     """
 
     id: str
@@ -83,6 +145,8 @@ class QueuedTask:
     worker: str | None
     image: str
     position: int
+    constraints: tuple[Constraint, ...] = ()
+    prefer: tuple[Preference, ...] = ()
 
     @classmethod
     def from_pb(cls, q: agent_pb2.QueuedTask, position: int) -> QueuedTask:
@@ -93,6 +157,8 @@ class QueuedTask:
             worker=q.pinned_worker if q.HasField("pinned_worker") else None,
             image=q.image,
             position=position,
+            constraints=tuple(Constraint.from_pb(c) for c in q.constraints),
+            prefer=tuple(Preference(p.key, p.value) for p in q.prefer),
         )
 
 
@@ -238,6 +304,7 @@ class Placer:
 
     free: dict[str, Capacity]
     capacity: dict[str, Capacity]
+    attributes: dict[str, Mapping[str, str]]
 
     def __init__(self, state: ClusterState | Iterable[Worker]) -> None:
         workers = state.schedulable() if isinstance(state, ClusterState) else [
@@ -245,24 +312,39 @@ class Placer:
         ]
         self.free = {w.id: Capacity.of(w.free) for w in workers}
         self.capacity = {w.id: Capacity.of(w.capacity) for w in workers}
+        self.attributes = {w.id: attributes_of(w) for w in workers}
 
     @classmethod
     def of(
-        cls, capacity: Mapping[str, Capacity], free: Mapping[str, Capacity] | None = None
+        cls,
+        capacity: Mapping[str, Capacity],
+        free: Mapping[str, Capacity] | None = None,
+        attributes: Mapping[str, Mapping[str, str]] | None = None,
     ) -> Placer:
-        """A placer over workers given by id: their capacity, and their free capacity
-        (all of it when ``free`` is None or leaves a worker out)."""
+        """A placer over workers given by id: their capacity, their free capacity (all
+        of it when ``free`` is None or leaves a worker out) and their attributes (none
+        when ``attributes`` leaves a worker out)."""
         p = cls(())
         p.capacity = dict(capacity)
         p.free = {w: (free or {}).get(w, c) for w, c in capacity.items()}
+        p.attributes = {w: (attributes or {}).get(w, {}) for w in capacity}
         return p
 
     def fits(self, task: QueuedTask, worker_id: str) -> bool:
-        """Whether ``task`` may go to ``worker_id`` now (pin and free capacity)."""
+        """Whether ``task`` may go to ``worker_id`` now (pin, constraints, free
+        capacity)."""
         if task.worker is not None and task.worker != worker_id:
             return False
         free = self.free.get(worker_id)
-        return free is not None and task.request.fits_in(free)
+        if free is None or not task.request.fits_in(free):
+            return False
+        attrs = self.attributes.get(worker_id, {})
+        return all(c.matches(attrs) for c in task.constraints)
+
+    def preferred(self, task: QueuedTask, worker_id: str) -> int:
+        """How many of ``task``'s preferences ``worker_id`` matches."""
+        attrs = self.attributes.get(worker_id, {})
+        return sum(1 for p in task.prefer if p.matches(attrs))
 
     def candidates(self, task: QueuedTask) -> list[str]:
         """The workers ``task`` fits now, by id."""
@@ -276,18 +358,24 @@ class Placer:
         return Assignment(task.id, worker_id)
 
     def first_fit(self, task: QueuedTask) -> Assignment | None:
-        """``task`` on the first worker (by id) it fits, or None."""
+        """``task`` on the first worker (by id) it fits that matches most of its
+        preferences, or None."""
         c = self.candidates(task)
-        return self.take(task, c[0]) if c else None
+        if not c:
+            return None
+        return self.take(task, min(c, key=lambda w: (-self.preferred(task, w), w)))
 
     def best_fit(self, task: QueuedTask, among: Iterable[str] | None = None) -> Assignment | None:
-        """``task`` on the worker it leaves least room on (CPU, then memory, share of
-        capacity; ties to the lowest id), or None where it fits nowhere."""
+        """``task`` on the worker that matches most of its preferences and, among those,
+        leaves least room (CPU, then memory, share of capacity; ties to the lowest id),
+        or None where it fits nowhere."""
         allowed = set(self.free) if among is None else set(among)
         c = [w for w in self.candidates(task) if w in allowed]
         if not c:
             return None
-        return self.take(task, min(c, key=lambda w: (self.leftover(task, w), w)))
+        return self.take(
+            task, min(c, key=lambda w: (-self.preferred(task, w), self.leftover(task, w), w))
+        )
 
     def leftover(self, task: QueuedTask, worker_id: str) -> tuple[float, float]:
         """The share of ``worker_id``'s CPU and memory left free after ``task``."""
@@ -304,8 +392,12 @@ __all__ = [
     "AssignmentResult",
     "Capacity",
     "ClusterState",
+    "Constraint",
+    "Op",
+    "Preference",
     "Placer",
     "QueuedTask",
     "Refusal",
+    "attributes_of",
     "schedulable",
 ]

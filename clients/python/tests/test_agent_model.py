@@ -268,3 +268,44 @@ def test_refusals_are_read_from_their_code_first() -> None:
     # A master that sends no code: the words.
     assert Refusal.of(a.ASSIGNMENT_CODE_UNSPECIFIED, "task is queued, not queued") is Refusal.NOT_QUEUED
     assert Refusal.of(a.ASSIGNMENT_CODE_UNSPECIFIED, "???") is Refusal.UNKNOWN
+
+
+# ---- constraints and preferences in the placer -----------------------------------------
+
+
+def test_placer_matches_constraints_and_ranks_preferences_as_the_master_does() -> None:
+    from cloudai._pb import agent_pb2, types_pb2
+    from cloudai.agent import Constraint, Preference
+    from cloudai.scheduling import Op
+
+    # The wire form, as FetchClusterState sends it.
+    wire = agent_pb2.QueuedTask(
+        task_id="t1",
+        request=types_pb2.Resources(cpu_millis=500, memory_bytes=GB),
+        constraints=[
+            types_pb2.Constraint(key="zone", op=types_pb2.CONSTRAINT_OP_IN, values=["a", "b"]),
+            types_pb2.Constraint(key="disk", op=types_pb2.CONSTRAINT_OP_NE, values=["hdd"]),
+        ],
+        prefer=[types_pb2.Preference(key="rack", value="r2")],
+    )
+    q = QueuedTask.from_pb(wire, 0)
+    assert [c.op.value for c in q.constraints] == ["in", "!="]
+    attrs = {
+        "a-hdd": {"zone": "a", "disk": "hdd"},
+        "a-r1": {"zone": "a", "rack": "r1"},  # no disk: != holds
+        "b-r2": {"zone": "b", "rack": "r2", "disk": "ssd"},
+        "c-r2": {"zone": "c", "rack": "r2"},
+        "none": {},  # no zone: `in` fails
+    }
+    placer = Placer.of({w: cap(4) for w in attrs}, attributes=attrs)
+    assert placer.candidates(q) == ["a-r1", "b-r2"]
+    # The preferred worker goes first though a-r1 sorts before it...
+    assert placer.first_fit(q).worker_id == "b-r2"  # type: ignore[union-attr]
+    # ...until it is full: then the other candidate, never a worker that fails.
+    placer.free["b-r2"] = cap(0.25)
+    assert placer.best_fit(q).worker_id == "a-r1"  # type: ignore[union-attr]
+    placer.free["a-r1"] = cap(0.25)
+    assert placer.best_fit(q) is None
+    assert not Constraint("gpu.model", Op.EXISTS).matches({})
+    assert Constraint("zone", Op.NOT_IN, ("c",)).matches({})
+    assert Preference("zone", "a").matches({"zone": "a"})
