@@ -27,6 +27,7 @@ Modules:
 from typing import TYPE_CHECKING, Any
 
 from .client import DEFAULT_URL, Client
+from .constraints import Constraint, Preference
 from .errors import (
     AlreadyExists,
     CloudaiError,
@@ -38,6 +39,7 @@ from .errors import (
     ResourceExhausted,
     Unauthenticated,
     Unavailable,
+    UnplaceableWarning,
     WaitTimeout,
 )
 from .enums import LogStream, TaskStatus, WorkerHealth
@@ -93,6 +95,7 @@ __all__ = [
     "Client",
     "CloudaiError",
     "ClusterState",
+    "Constraint",
     "DeadlineExceeded",
     "Enqueued",
     "FailedPrecondition",
@@ -103,6 +106,7 @@ __all__ = [
     "LogStream",
     "NotFound",
     "PermissionDenied",
+    "Preference",
     "Refusal",
     "ResourceExhausted",
     "Resources",
@@ -112,6 +116,7 @@ __all__ = [
     "TaskStatus",
     "Unauthenticated",
     "Unavailable",
+    "UnplaceableWarning",
     "WaitTimeout",
     "Worker",
     "WorkerHealth",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from datetime import datetime, timezone
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
@@ -15,7 +16,8 @@ import grpc
 from . import units
 from ._pb import admin_pb2, client_pb2, types_pb2
 from ._transport import Credentials, Master, Transport, split_urls
-from .errors import InvalidArgument, WaitTimeout, from_rpc_error
+from .constraints import Constraint, Preference
+from .errors import InvalidArgument, UnplaceableWarning, WaitTimeout, from_rpc_error
 from .logs import LineSplitter
 from .enums import TaskStatus
 from .models import ArrayEnqueued, Enqueued, LogLine, Stats, Task, TaskSpec, Worker
@@ -125,6 +127,9 @@ class Client:
         idempotency_key: str | None = None,
         after: Sequence[str | tuple[str, str]] | None = None,
         not_before: datetime | None = None,
+        constraints: Sequence[str | Constraint] | None = None,
+        prefer: Sequence[str | Preference] | None = None,
+        strict: bool = False,
     ) -> Task:
         """Submits a task and returns it as stored, read right after (``queued``, or
         already further along).
@@ -153,6 +158,15 @@ class Client:
                 (it must succeed) or as ``(id, "ok" | "notok" | "any")``. Until then the
                 task is ``waiting``; when a parent ends otherwise it is cancelled.
             not_before: not started before this time (timezone-aware).
+            constraints: what the worker's labels and built-in attributes (``os``,
+                ``arch``, ``hostname``, ``docker.version``, ``gpu.model``,
+                ``gpu.memory``) must meet, as the CLI's ``--constraint`` takes them:
+                ``"zone=a"``, ``"disk!=hdd"``, ``"gpu.model in (a100,h100)"``,
+                ``"zone not in (c)"``, ``"gpu.model exists"``.
+            prefer: ``"KEY=VALUE"`` preferences: matching workers go first.
+            strict: refuse the task (``FailedPrecondition``, nothing stored) when no
+                registered worker could ever take it; without it the task is queued and
+                an :class:`~cloudai.errors.UnplaceableWarning` is issued.
 
         Raises:
             InvalidArgument: a bad image or field (the master's message names it), or a
@@ -178,12 +192,15 @@ class Client:
             idempotency_key=idempotency_key,
             after=after,
             not_before=not_before,
+            constraints=constraints,
+            prefer=prefer,
         )
-        req = client_pb2.EnqueueRequest(spec=spec.to_pb())
+        req = client_pb2.EnqueueRequest(spec=spec.to_pb(), strict=strict)
         r = self._t.call(
             lambda m: m.enqueue(req, metadata=self._md(), timeout=self._timeout),
             idempotent=spec.idempotency_key is not None,
         )
+        _warn(r.warning)
         return self.get(r.task_id)
 
     def enqueue_many(self, specs: Iterable[SpecLike]) -> list[Enqueued]:
@@ -200,9 +217,12 @@ class Client:
             lambda m: m.enqueue_batch(req, metadata=self._md(), timeout=self._timeout),
             idempotent=all(s.idempotency_key is not None for s in built),
         )
-        return [Enqueued(id=x.task_id, created=x.created) for x in r.results]
+        return [
+            Enqueued(id=x.task_id, created=x.created, warning=x.warning or None)
+            for x in r.results
+        ]
 
-    def enqueue_array(self, spec: SpecLike, indices: str) -> ArrayEnqueued:
+    def enqueue_array(self, spec: SpecLike, indices: str, strict: bool = False) -> ArrayEnqueued:
         """Submits a job array: ``spec`` once per index, in one call, all or none. Each
         element has ``CLOUDAI_ARRAY_INDEX`` (and ``CLOUDAI_ARRAY_ID``) in its env.
 
@@ -211,12 +231,15 @@ class Client:
             indices: ``N``, ``N-M`` or ``N-M:STEP``, comma-separated (at most 100,000),
                 with an optional cap ``%N`` at the end: ``"0-99%8"`` runs at most 8 at
                 once.
+            strict: refuse the whole array (``FailedPrecondition``) when no registered
+                worker could ever take an element; without it, it is queued and an
+                :class:`~cloudai.errors.UnplaceableWarning` is issued.
 
         Raises:
             InvalidArgument: a bad expression (the message names the problem) or spec.
         """
         built = _spec(spec)
-        req = client_pb2.EnqueueArrayRequest(spec=built.to_pb(), indices=indices)
+        req = client_pb2.EnqueueArrayRequest(spec=built.to_pb(), indices=indices, strict=strict)
         r = self._t.call(
             lambda m: m.enqueue_array(req, metadata=self._md(), timeout=self._timeout),
             idempotent=built.idempotency_key is not None,
@@ -227,6 +250,7 @@ class Client:
             created=r.created,
             max_running=r.max_running,
             first_task_id=r.first_task_id,
+            warning=_warn(r.warning),
         )
 
     def array_counts(self, id: str) -> dict[TaskStatus, int]:
@@ -532,3 +556,11 @@ def _chain(
 
 
 __all__ = ["DEFAULT_URL", "Client", "SpecLike", "StatusFilter"]
+
+
+def _warn(warning: str) -> str | None:
+    """Issues the master's enqueue warning, if any, and returns it."""
+    if not warning:
+        return None
+    warnings.warn(warning, UnplaceableWarning, stacklevel=3)
+    return warning

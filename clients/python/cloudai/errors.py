@@ -173,3 +173,10 @@ def from_rpc_error(e: grpc.RpcError, url: str | None) -> CloudaiError:
     if cls is ResourceExhausted:
         return ResourceExhausted(message, code, url, retry_after(message, e.trailing_metadata()))
     return cls(message, code, url)
+
+
+class UnplaceableWarning(UserWarning):
+    """Issued by :meth:`cloudai.Client.enqueue` and ``enqueue_array`` when no registered
+    worker could ever take the task (its constraints, or a size over every worker's): it
+    is queued all the same, and waits with reason ``NoWorkerFits``. The message names
+    the closest worker and what it lacks. Pass ``strict=True`` to be refused instead."""

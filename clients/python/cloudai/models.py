@@ -14,6 +14,7 @@ from typing import Any
 from google.protobuf import timestamp_pb2
 
 from . import units
+from .constraints import Constraint, Preference
 from .enums import LogStream, TaskStatus, WorkerHealth
 from .errors import InvalidArgument
 from ._pb import client_pb2, types_pb2
@@ -69,6 +70,10 @@ class TaskSpec:
             is ``"ok"`` (the parent succeeded), ``"notok"`` or ``"any"``. Until they have
             ended as each needs, the task is ``waiting``.
         not_before: not started before this time (timezone-aware), or ``None``.
+        constraints: what a worker's labels and built-in attributes must meet
+            (:class:`cloudai.constraints.Constraint`); never relaxed.
+        prefer: workers matching more of these go first
+            (:class:`cloudai.constraints.Preference`).
     """
 
     image: str
@@ -86,6 +91,8 @@ class TaskSpec:
     idempotency_key: str | None = None
     after: tuple[tuple[str, str], ...] = ()
     not_before: datetime | None = None
+    constraints: tuple[Constraint, ...] = ()
+    prefer: tuple[Preference, ...] = ()
 
     @classmethod
     def of(
@@ -105,6 +112,8 @@ class TaskSpec:
         idempotency_key: str | None = None,
         after: Sequence[str | tuple[str, str]] | None = None,
         not_before: datetime | None = None,
+        constraints: Sequence[str | Constraint] | None = None,
+        prefer: Sequence[str | Preference] | None = None,
     ) -> TaskSpec:
         """A spec from the arguments of :meth:`cloudai.Client.enqueue` (memory as ``int``
         bytes or ``"256M"``, CPU as cores or ``"500m"``, timeout as seconds or a
@@ -118,6 +127,9 @@ class TaskSpec:
             )
         if isinstance(entrypoint, str):
             entrypoint = (entrypoint,)
+        for name, xs in (("constraints", constraints), ("prefer", prefer)):
+            if isinstance(xs, str):
+                raise TypeError(f"{name} must be a list, e.g. ['zone=a'], not a str")
         for name, n in (("gpus", gpus), ("priority", priority), ("retries", retries)):
             if n is not None and (isinstance(n, bool) or not isinstance(n, int)):
                 raise TypeError(f"{name} must be an int, not {n!r}")
@@ -151,6 +163,8 @@ class TaskSpec:
             idempotency_key=idempotency_key,
             after=tuple(parents),
             not_before=not_before,
+            constraints=tuple(Constraint.of(c) for c in constraints or ()),
+            prefer=tuple(Preference.of(p) for p in prefer or ()),
         )
 
     def to_pb(self) -> types_pb2.TaskSpec:
@@ -180,6 +194,8 @@ class TaskSpec:
             )
         if self.not_before is not None:
             spec.not_before.FromDatetime(self.not_before.astimezone(timezone.utc))
+        spec.constraints.extend(c.to_pb() for c in self.constraints)
+        spec.prefer.extend(p.to_pb() for p in self.prefer)
         return spec
 
     @classmethod
@@ -205,6 +221,8 @@ class TaskSpec:
                 if s.HasField("not_before")
                 else None
             ),
+            constraints=tuple(Constraint.from_pb(c) for c in s.constraints),
+            prefer=tuple(Preference(p.key, p.value) for p in s.prefer),
         )
 
 
@@ -226,6 +244,7 @@ class ArrayEnqueued:
     created: int
     max_running: int
     first_task_id: str
+    warning: str | None = None
 
 
 @dataclass(frozen=True)
@@ -236,10 +255,13 @@ class Enqueued:
         id: the task's id.
         created: False when the idempotency key matched an existing task (``id`` is
             that task's).
+        warning: set when no registered worker could ever take the task (it is queued
+            all the same): the closest worker and what it lacks.
     """
 
     id: str
     created: bool
+    warning: str | None = None
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from datetime import datetime
 from enum import Enum
 
 from ._pb import agent_pb2, types_pb2
+from .constraints import Constraint, Op, Preference
 from .enums import WorkerHealth
 from .models import Resources, Worker
 
@@ -61,59 +62,6 @@ class Capacity:
             max(self.cpu_millis - o.cpu_millis, 0), max(self.memory - o.memory, 0),
             max(self.gpus - o.gpus, 0), max(self.disk - o.disk, 0),
         )
-
-
-class Op(str, Enum):
-    """A constraint's operator."""
-
-    EQ = "="
-    NE = "!="
-    IN = "in"
-    NOT_IN = "not in"
-    EXISTS = "exists"
-
-
-_OPS = {
-    types_pb2.CONSTRAINT_OP_EQ: Op.EQ,
-    types_pb2.CONSTRAINT_OP_NE: Op.NE,
-    types_pb2.CONSTRAINT_OP_IN: Op.IN,
-    types_pb2.CONSTRAINT_OP_NOT_IN: Op.NOT_IN,
-    types_pb2.CONSTRAINT_OP_EXISTS: Op.EXISTS,
-}
-
-
-@dataclass(frozen=True)
-class Constraint:
-    """A task's requirement on a worker's attributes (labels and built-ins), matched as
-    the master matches it: a worker without ``key`` fails ``=``, ``in`` and ``exists``
-    and passes ``!=`` and ``not in``."""
-
-    key: str
-    op: Op
-    values: tuple[str, ...] = ()
-
-    @classmethod
-    def from_pb(cls, c: types_pb2.Constraint) -> Constraint:
-        return cls(c.key, _OPS.get(c.op, Op.EXISTS), tuple(c.values))
-
-    def matches(self, attributes: Mapping[str, str]) -> bool:
-        v = attributes.get(self.key)
-        if self.op is Op.EXISTS:
-            return v is not None
-        if self.op in (Op.EQ, Op.IN):
-            return v is not None and v in self.values
-        return v is None or v not in self.values
-
-
-@dataclass(frozen=True)
-class Preference:
-    """A soft wish: workers with ``key=value`` go first, others are still used."""
-
-    key: str
-    value: str
-
-    def matches(self, attributes: Mapping[str, str]) -> bool:
-        return attributes.get(self.key) == self.value
 
 
 def attributes_of(w: Worker) -> dict[str, str]:

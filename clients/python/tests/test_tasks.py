@@ -247,3 +247,31 @@ def test_enqueue_after_waits_for_the_parent_and_not_before_holds_a_task(
             c.enqueue("cloudai/fake:test", after=[(parent.id, "maybe")])
         with pytest.raises(cloudai.InvalidArgument, match="after"):
             c.enqueue("cloudai/fake:test", after=["ffffffff-0000"])
+
+
+def test_constraints_steer_warn_and_strict_refuses(master: Callable[..., Master]) -> None:
+    m = master()
+    m.start_worker("wz", "--labels", "zone=a,rack=r1")
+    with m.client() as c:
+        t = c.enqueue(IMAGE, constraints=["zone in (a,b)", "disk!=hdd"], prefer=["rack=r1"])
+        assert [str(x) for x in t.spec.constraints] == ["zone in (a,b)", "disk!=hdd"]
+        assert [str(x) for x in t.spec.prefer] == ["rack=r1"]
+        done = c.wait(t.id, timeout=30)
+        assert done.status is cloudai.TaskStatus.SUCCEEDED
+        assert done.attempts[-1].worker == "wz"
+
+        with pytest.warns(cloudai.UnplaceableWarning, match="closest worker wz lacks zone=b"):
+            never = c.enqueue(IMAGE, constraints=["zone=b"])
+        assert never.status is cloudai.TaskStatus.QUEUED
+        before = len(list(c.tasks()))
+        with pytest.raises(cloudai.FailedPrecondition, match="strict"):
+            c.enqueue(IMAGE, constraints=["zone=b"], strict=True)
+        with pytest.raises(cloudai.FailedPrecondition):
+            c.enqueue_array({"image": IMAGE, "constraints": ["zone=b"]}, "0-2", strict=True)
+        assert len(list(c.tasks())) == before, "a strict refusal stores nothing"
+        with pytest.warns(cloudai.UnplaceableWarning):
+            arr = c.enqueue_array({"image": IMAGE, "constraints": ["zone=b"]}, "0-2")
+        assert arr.created == 3 and arr.warning and "zone=b" in arr.warning
+        # A malformed expression fails before any call, naming the forms.
+        with pytest.raises(cloudai.InvalidArgument, match="KEY in"):
+            c.enqueue(IMAGE, constraints=["zone in a,b"])
