@@ -112,9 +112,7 @@ fn constraints_warnings_strict_and_reasons_through_the_cli() {
     );
 
     // --strict refuses it, with the reason, and stores nothing.
-    let before = c
-        .run(&["tasks", "--output", "json", "--limit", "1000"])
-        .json();
+    let before = stored(&c);
     let strict = c.run(&["enqueue", "--strict", "--cpu", "64", BUSYBOX, "--", "true"]);
     assert_eq!(strict.code, 16, "{strict:#?}");
     assert!(
@@ -133,13 +131,8 @@ fn constraints_warnings_strict_and_reasons_through_the_cli() {
         "{}",
         strict.stderr
     );
-    let after = c
-        .run(&["tasks", "--output", "json", "--limit", "1000"])
-        .json();
-    assert_eq!(
-        before.as_array().unwrap().len(),
-        after.as_array().unwrap().len()
-    );
+    let after = stored(&c);
+    assert_eq!(before, after);
     // Without --strict the array is queued, with the warning once.
     let queued = c.run(
         &array[..1]
@@ -158,13 +151,8 @@ fn constraints_warnings_strict_and_reasons_through_the_cli() {
         "{}",
         queued.stderr
     );
-    let after = c
-        .run(&["tasks", "--output", "json", "--limit", "1000"])
-        .json();
-    assert_eq!(
-        before.as_array().unwrap().len() + 4,
-        after.as_array().unwrap().len()
-    );
+    let after = stored(&c);
+    assert_eq!(before + 4, after);
     // A malformed constraint is a usage error before any call.
     let bad = c.run(&["enqueue", "--constraint", "zone in a,b", BUSYBOX]);
     assert_eq!(bad.code, 2, "{bad:#?}");
@@ -190,4 +178,13 @@ fn constraints_warnings_strict_and_reasons_through_the_cli() {
         "{}",
         shadow.stderr()
     );
+}
+
+/// How many tasks `tasks --output json` lists.
+fn stored(c: &Cluster) -> usize {
+    c.run(&["tasks", "--output", "json", "--limit", "1000"])
+        .json()
+        .as_array()
+        .unwrap()
+        .len()
 }

@@ -157,6 +157,10 @@ impl Cluster {
             w.gpus.set_devices(d);
         }
         w.gpus.report(held);
+        // Most heartbeats report no devices (no GPU tasks): nothing to adopt.
+        if !w.gpus.any_reported() {
+            return;
+        }
         for task in &w.tasks {
             if let Some(r) = self.reservations.get_mut(task) {
                 if r.devices.is_empty() && r.resources.gpus > 0 {

@@ -127,13 +127,7 @@ async fn constraints_steer_placement_and_every_wait_has_a_reason() {
     let why = reason(&mut c, &never, pb::WaitReasonCode::NoWorkerFits).await;
     assert!(why.detail.contains("closest worker a"), "{}", why.detail);
     // With strict it is refused, and nothing is stored.
-    let before = c
-        .list_tasks(pb::ListTasksRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .tasks
-        .len();
+    let before = count(&mut c).await;
     let e = c
         .enqueue(pb::EnqueueRequest {
             spec: Some(constrained(8000, &[], &[])),
@@ -147,13 +141,7 @@ async fn constraints_steer_placement_and_every_wait_has_a_reason() {
         "{}",
         e.message()
     );
-    let after = c
-        .list_tasks(pb::ListTasksRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .tasks
-        .len();
+    let after = count(&mut c).await;
     assert_eq!(before, after, "a strict refusal stores nothing");
     // An array is judged by its one spec: refused whole with strict, else stored whole
     // with the warning.

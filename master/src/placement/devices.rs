@@ -88,6 +88,11 @@ impl Gpus {
         self.reported = reported;
     }
 
+    /// Whether the last report named any device.
+    pub fn any_reported(&self) -> bool {
+        !self.reported.is_empty()
+    }
+
     /// The devices the worker reported for `task`, now held by it: for a reservation
     /// restored from the store, which knows the attempt but not its devices. A device
     /// another task holds, or that the worker never registered, is left out.

@@ -63,6 +63,7 @@ pub(crate) async fn serve(
         let s = worker.lock();
         (s.running_refs(), s.journal.finished())
     };
+    let running_count = running.len();
     let register = pb::Register {
         worker_id: worker.id.clone(),
         labels: worker.config.label_map().into_iter().collect(),
@@ -70,7 +71,7 @@ pub(crate) async fn serve(
         gpu: Some(wire::gpu_info(&worker.gpu)),
         hostname: worker.hostname.clone(),
         version: env!("CARGO_PKG_VERSION").to_string(),
-        running: running.clone(),
+        running,
         token: worker.config.join_token.clone().unwrap_or_default(),
         finished: finished.iter().map(wire::attempt_ref).collect(),
         attributes: worker.attributes.clone().into_iter().collect(),
@@ -124,7 +125,7 @@ pub(crate) async fn serve(
     tracing::info!(
         worker_id = %worker.id,
         master = url,
-        running = running.len(),
+        running = running_count,
         finished = finished.len(),
         heartbeat_ms = interval.as_millis() as u64,
         lease_ms = granted.lease_ms,
