@@ -252,6 +252,39 @@ mod tests {
     use super::*;
 
     #[test]
+    fn register_checks_gpu_devices() {
+        let dev = |i: u32, uuid: &str| pb::GpuDevice {
+            index: i,
+            uuid: uuid.into(),
+            ..Default::default()
+        };
+        let reg = |devices: Vec<pb::GpuDevice>| pb::Register {
+            worker_id: "g".into(),
+            gpu: Some(pb::GpuInfo {
+                count: 2,
+                model: "A100".into(),
+                devices,
+            }),
+            ..Default::default()
+        };
+        let ok = register(reg(vec![dev(0, "GPU-a"), dev(1, "GPU-b")])).unwrap();
+        assert_eq!(ok.devices.len(), 2);
+        // One per GPU or none: a partial list counts the GPUs but names none.
+        assert!(register(reg(vec![dev(0, "GPU-a")]))
+            .unwrap()
+            .devices
+            .is_empty());
+        for (bad, says) in [
+            (vec![dev(0, "GPU-a"), dev(1, "GPU-a")], "named twice"),
+            (vec![dev(0, "GPU-a"), dev(1, " ")], "no usable uuid"),
+        ] {
+            let e = register(reg(bad)).unwrap_err();
+            assert_eq!(e.code(), tonic::Code::InvalidArgument);
+            assert!(e.message().contains(says), "{}", e.message());
+        }
+    }
+
+    #[test]
     fn register_rejects_bad_ids_and_refs() {
         let ok = pb::Register {
             worker_id: "w-1".into(),
