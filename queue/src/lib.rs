@@ -19,6 +19,7 @@
 //! - [`store`]: the narrow traits every backend implements (tasks, the attempt ledger,
 //!   logs, workers, users) and [`QueueStore`], all of them together.
 //! - [`users`]: API users, their roles, and the rules for names and token hashes.
+//! - [`quota`]: per-user quotas and the check of one more task against them (pure).
 //! - [`sqlite`]: the embedded backend (default), a SQLite file in WAL mode.
 //! - [`mongo`]: the production backend on MongoDB.
 //! - [`open`]: choosing and opening a backend from a store URI.
@@ -41,6 +42,7 @@ pub mod model;
 pub mod mongo;
 pub mod open;
 pub mod query;
+pub mod quota;
 pub mod report;
 mod retention;
 pub mod retry;
@@ -56,6 +58,7 @@ pub use leader::{Candidate, Lease, Member};
 pub use model::*;
 pub use open::{open_store, parse_store_uri, redact_store_uri, StoreLocation, DEFAULT_STORE_URI};
 pub use query::{TaskQuery, DEFAULT_LIST_LIMIT};
+pub use quota::{OverQuota, Quota, Usage};
 pub use report::{Applied, AttemptEnd, LostCause, ReportBody, ReportEvent};
 pub use retention::dropped_marker;
 pub use store::{

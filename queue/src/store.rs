@@ -62,6 +62,10 @@ pub struct QueuedTask {
     pub constraints: Vec<crate::constraint::Constraint>,
     /// Worker attributes it prefers.
     pub prefer: Vec<crate::constraint::Preference>,
+    /// Its priority (higher first).
+    pub priority: i32,
+    /// Who enqueued it; `None` without auth. Fair share and quotas go by this.
+    pub submitter: Option<String>,
 }
 
 impl QueuedTask {
@@ -73,6 +77,8 @@ impl QueuedTask {
             pinned_worker: task.spec.pinned_worker.clone(),
             constraints: task.spec.constraints.clone(),
             prefer: task.spec.prefer.clone(),
+            priority: task.spec.priority,
+            submitter: task.submitted_by.clone(),
         }
     }
 
@@ -137,6 +143,21 @@ pub trait TaskStore: Send + Sync {
             .map(QueuedTask::of)
             .collect())
     }
+
+    /// Who has queued tasks (whatever their `not_before`): each submitter once, `None`
+    /// standing for tasks enqueued without a user, in no particular order. Fair share
+    /// reads each one's head with [`TaskStore::queued_asks_of`]. Backends answer from an
+    /// index, without visiting each queued task.
+    async fn queued_submitters(&self) -> Result<Vec<Option<String>>>;
+
+    /// `queued_asks` of one submitter's tasks (`None`: those enqueued without a user), in
+    /// the same order and with the same filter.
+    async fn queued_asks_of(
+        &self,
+        now: DateTime<Utc>,
+        submitter: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<QueuedTask>>;
 
     /// The times of tasks that ended at or after `since` (at most `limit` of them, the
     /// most recent ends first) and of those assigned or running now: what the history
@@ -345,6 +366,9 @@ pub trait UserStore: Send + Sync {
 
     /// Replaces a user's token hash (token rotation); false when the user is unknown.
     async fn set_user_token_hash(&self, name: &str, token_hash: &str) -> Result<bool>;
+
+    /// Sets (or, with `None`, removes) a user's quota; false when the user is unknown.
+    async fn set_user_quota(&self, name: &str, quota: Option<crate::quota::Quota>) -> Result<bool>;
 
     /// The hash of the worker join token, `None` until one is set.
     async fn join_token_hash(&self) -> Result<Option<String>>;

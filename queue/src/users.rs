@@ -71,6 +71,9 @@ pub struct UserRecord {
     pub token_hash: String,
     /// When the user was added.
     pub created_at: DateTime<Utc>,
+    /// The most its running tasks may hold at once; unset: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<crate::quota::Quota>,
 }
 
 /// Longest user name accepted.

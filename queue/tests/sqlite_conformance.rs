@@ -363,5 +363,70 @@ async fn a_file_from_before_constraints_gains_the_placement_column() {
     let v: i64 = c
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(v, 4);
+    assert_eq!(v, 5);
+}
+
+/// A file from before fair share (schema 4, no `submitter` column nor `tasks_fair`
+/// index) opens: the column is filled from each task's body, so the per-submitter reads
+/// see the tasks stored before, and the reads use the new index.
+#[tokio::test]
+async fn a_file_from_before_fair_share_gains_the_submitter_column() {
+    let h = SqliteHarness::new();
+    let store = h.open(StoreOptions::default()).await;
+    for who in [Some("ana"), None, Some("ana")] {
+        store
+            .enqueue(NewTask {
+                spec: TaskSpec::new("busybox"),
+                submitted_by: who.map(str::to_string),
+            })
+            .await
+            .unwrap();
+    }
+    drop(store);
+    {
+        let c = rusqlite::Connection::open(h.path()).unwrap();
+        c.execute_batch(
+            "DROP INDEX tasks_fair; ALTER TABLE tasks DROP COLUMN submitter;
+             PRAGMA user_version = 4;",
+        )
+        .unwrap();
+    }
+    let store = h.open(StoreOptions::default()).await;
+    let mut who = store.queued_submitters().await.unwrap();
+    who.sort();
+    assert_eq!(who, [None, Some("ana".to_string())]);
+    let now = chrono::Utc::now();
+    let ana = store.queued_asks_of(now, Some("ana"), 10).await.unwrap();
+    assert_eq!(ana.len(), 2);
+    assert!(ana.iter().all(|t| t.submitter.as_deref() == Some("ana")));
+    assert_eq!(store.queued_asks_of(now, None, 10).await.unwrap().len(), 1);
+    drop(store);
+    let c = rusqlite::Connection::open(h.path()).unwrap();
+    let v: i64 = c
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, 5);
+    // Both fair-share reads (as the store words them) seek in the index: one seek per
+    // submitter, not a walk over every queued task.
+    for sql in [
+        "EXPLAIN QUERY PLAN SELECT id FROM tasks INDEXED BY tasks_fair WHERE status = 'queued' \
+         AND submitter = 'ana' AND not_before <= 0 ORDER BY priority DESC, id LIMIT 5",
+        "EXPLAIN QUERY PLAN SELECT MIN(submitter) FROM tasks INDEXED BY tasks_fair \
+         WHERE status = 'queued' AND submitter > ''",
+    ] {
+        let mut stmt = c.prepare(sql).unwrap();
+        let plan: Vec<String> = stmt
+            .query_map([], |r| r.get::<_, String>(3))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert!(
+            plan.iter().any(|p| p.contains("tasks_fair")),
+            "{sql}: {plan:?}"
+        );
+        assert!(
+            plan.iter().all(|p| p.starts_with("SEARCH")),
+            "{sql}: {plan:?}"
+        );
+    }
 }

@@ -178,6 +178,19 @@ impl TaskStore for FaultStore {
         self.check("queued_asks", None).await?;
         self.inner.queued_asks(now, limit).await
     }
+    async fn queued_submitters(&self) -> Result<Vec<Option<String>>> {
+        self.check("queued_submitters", None).await?;
+        self.inner.queued_submitters().await
+    }
+    async fn queued_asks_of(
+        &self,
+        now: DateTime<Utc>,
+        submitter: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<QueuedTask>> {
+        self.check("queued_asks", None).await?;
+        self.inner.queued_asks_of(now, submitter, limit).await
+    }
     async fn stats(&self, now: DateTime<Utc>) -> Result<QueueStats> {
         self.check("stats", None).await?;
         self.inner.stats(now).await
@@ -291,6 +304,14 @@ impl UserStore for FaultStore {
     }
     async fn set_user_token_hash(&self, name: &str, token_hash: &str) -> Result<bool> {
         self.inner.set_user_token_hash(name, token_hash).await
+    }
+
+    async fn set_user_quota(
+        &self,
+        name: &str,
+        quota: Option<cloudai_queue::Quota>,
+    ) -> Result<bool> {
+        self.inner.set_user_quota(name, quota).await
     }
     async fn join_token_hash(&self) -> Result<Option<String>> {
         self.inner.join_token_hash().await

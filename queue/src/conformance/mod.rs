@@ -12,6 +12,7 @@ mod basics;
 mod deps;
 mod dispatch;
 mod durability;
+mod fair;
 mod lifecycle;
 mod limits;
 mod reports;
@@ -33,6 +34,7 @@ pub use basics::*;
 pub use deps::*;
 pub use dispatch::*;
 pub use durability::*;
+pub use fair::*;
 pub use lifecycle::*;
 pub use limits::*;
 pub use reports::*;
@@ -80,6 +82,7 @@ macro_rules! conformance_suite {
             dispatch_order_is_priority_then_id,
             queue_cap_is_atomic,
             queued_asks_match_queued,
+            queued_reads_per_submitter,
             failed_attempts_retry_then_fail,
             lost_attempts_use_their_own_budget,
             cancel_queued_ends_at_once,
@@ -104,6 +107,7 @@ macro_rules! conformance_suite {
             schedules_are_stored_and_changed_by_compare_and_set,
             a_schedule_fires_each_tick_exactly_once,
             users_add_find_rotate_remove,
+            user_quotas_round_trip,
             join_token_set_once_then_rotate,
             join_token_concurrent_creation_has_one_winner,
         );

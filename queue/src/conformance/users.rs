@@ -12,6 +12,7 @@ fn user(name: &str, role: Role, hash: &str) -> UserRecord {
         role,
         token_hash: format!("hmac-sha256:{hash}"),
         created_at: now(),
+        quota: None,
     }
 }
 
@@ -102,6 +103,68 @@ pub async fn users_add_find_rotate_remove(h: &dyn Harness) {
     assert_eq!(users[0].name, "alice");
     assert_eq!(users[0].token_hash, rotated);
     passed(store.as_ref(), "users_add_find_rotate_remove");
+}
+
+/// A quota is stored with the user (added with one or set later), survives a token
+/// rotation and a reopen, and can be removed; an unknown user's quota is not set.
+pub async fn user_quotas_round_trip(h: &dyn Harness) {
+    use crate::quota::Quota;
+    let store = h.open(StoreOptions::default()).await;
+    let quota = Quota {
+        cpu_millis: Some(16_000),
+        memory_bytes: Some(64 << 30),
+        gpus: Some(2),
+        running: Some(100),
+    };
+    let ci = UserRecord {
+        quota: Some(quota),
+        ..user("ci", Role::Submitter, "qqqqqqqqqqqqqqqq")
+    };
+    store.add_user(&ci).await.unwrap();
+    store
+        .add_user(&user("dev", Role::Submitter, "rrrrrrrrrrrrrrrr"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_user("ci").await.unwrap().unwrap().quota,
+        Some(quota)
+    );
+    assert_eq!(store.get_user("dev").await.unwrap().unwrap().quota, None);
+
+    let running_only = Quota {
+        running: Some(3),
+        ..Quota::default()
+    };
+    assert!(store
+        .set_user_quota("dev", Some(running_only))
+        .await
+        .unwrap());
+    assert!(!store.set_user_quota("nobody", Some(quota)).await.unwrap());
+    assert!(store
+        .set_user_token_hash("ci", "hmac-sha256:ssssssssssssssss")
+        .await
+        .unwrap());
+    drop(store);
+
+    let store = h.open(StoreOptions::default()).await;
+    let by_name: Vec<_> = store
+        .list_users()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| (u.name, u.quota))
+        .collect();
+    assert_eq!(
+        by_name,
+        vec![
+            ("ci".into(), Some(quota)),
+            ("dev".into(), Some(running_only))
+        ],
+        "quotas survive a rotation and a reopen"
+    );
+    assert!(store.set_user_quota("ci", None).await.unwrap());
+    assert_eq!(store.get_user("ci").await.unwrap().unwrap().quota, None);
+    passed(store.as_ref(), "user_quotas_round_trip");
 }
 
 /// The join token hash is absent at first, set once by `only_if_absent` (a second such

@@ -15,6 +15,9 @@ use crate::error::Result;
 
 /// Dispatch order of queued tasks: `{status, priority desc, created_at, _id}`.
 pub const CLAIM: &str = "claim";
+/// Each submitter's queued tasks in dispatch order, and who has any (fair share):
+/// `{status, submitted_by, priority desc, created_at, _id}`.
+pub const FAIR: &str = "submitter_claim";
 /// Tasks pinned to a worker: `{pinned_worker, status, priority desc, created_at}`.
 pub const PINNED: &str = "pinned_worker";
 /// Unique idempotency keys; partial, so tasks without a key are not indexed.
@@ -71,6 +74,10 @@ pub fn all() -> Vec<(&'static str, Vec<IndexModel>)> {
                 index(
                     doc! { "status": 1, "priority": -1, "created_at": 1, "_id": 1 },
                     CLAIM,
+                ),
+                index(
+                    doc! { "status": 1, "submitted_by": 1, "priority": -1, "created_at": 1, "_id": 1 },
+                    FAIR,
                 ),
                 index(
                     doc! { "pinned_worker": 1, "status": 1, "priority": -1, "created_at": 1 },

@@ -172,6 +172,20 @@ impl TaskStore for MongoStore {
         self.queued_tasks(now, limit).await
     }
 
+    async fn queued_submitters(&self) -> Result<Vec<Option<String>>> {
+        self.queued_submitter_names().await
+    }
+
+    async fn queued_asks_of(
+        &self,
+        now: DateTime<Utc>,
+        submitter: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<crate::store::QueuedTask>> {
+        let tasks = self.queued_tasks_of(now, submitter, limit).await?;
+        Ok(tasks.iter().map(crate::store::QueuedTask::of).collect())
+    }
+
     async fn stats(&self, now: DateTime<Utc>) -> Result<QueueStats> {
         self.queue_stats(now).await
     }
@@ -321,6 +335,10 @@ impl UserStore for MongoStore {
 
     async fn set_user_token_hash(&self, name: &str, token_hash: &str) -> Result<bool> {
         self.replace_user_hash(name, token_hash).await
+    }
+
+    async fn set_user_quota(&self, name: &str, quota: Option<crate::quota::Quota>) -> Result<bool> {
+        self.replace_user_quota(name, quota).await
     }
 
     async fn join_token_hash(&self) -> Result<Option<String>> {

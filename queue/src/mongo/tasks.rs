@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use bson::{doc, Document};
+use bson::{doc, Bson, Document};
 use chrono::{DateTime, Utc};
 use futures::{FutureExt, TryStreamExt};
 use mongodb::options::Hint;
@@ -343,6 +343,59 @@ impl MongoStore {
     pub(super) async fn queued_tasks(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Task>> {
         let (filter, sort, hint) = Self::queued_plan(now);
         self.find_tasks("queued", filter, sort, hint, limit).await
+    }
+
+    /// Each submitter with queued tasks once: `distinct` over the `FAIR` index (which
+    /// the server walks one submitter at a time), plus whether any queued task has none.
+    pub(super) async fn queued_submitter_names(&self) -> Result<Vec<Option<String>>> {
+        let queued = TaskStatus::Queued.as_str();
+        let names: Vec<Bson> = retry("queued submitters", || async {
+            Ok(self
+                .tasks
+                .distinct("submitted_by", doc! { "status": queued })
+                .await?)
+        })
+        .await?;
+        let mut out: Vec<Option<String>> = names
+            .into_iter()
+            .filter_map(|b| match b {
+                Bson::String(s) => Some(Some(s)),
+                _ => None,
+            })
+            .collect();
+        // `distinct` need not list a null value: ask for such a task directly.
+        let anonymous = retry("queued without submitter", || async {
+            Ok(self
+                .tasks
+                .find_one(doc! { "status": queued, "submitted_by": Bson::Null })
+                .projection(doc! { "_id": 1 })
+                .hint(Hint::Name(indexes::FAIR.to_string()))
+                .await?)
+        })
+        .await?;
+        if anonymous.is_some() {
+            out.push(None);
+        }
+        Ok(out)
+    }
+
+    /// One submitter's eligible queued tasks in dispatch order, by the `FAIR` index.
+    pub(super) async fn queued_tasks_of(
+        &self,
+        now: DateTime<Utc>,
+        submitter: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Task>> {
+        let (mut filter, sort, _) = Self::queued_plan(now);
+        filter.insert(
+            "submitted_by",
+            submitter
+                .map(|s| Bson::String(s.into()))
+                .unwrap_or(Bson::Null),
+        );
+        let hint = indexes::FAIR.to_string();
+        self.find_tasks("queued of submitter", filter, sort, hint, limit)
+            .await
     }
 
     async fn find_tasks(

@@ -6,10 +6,11 @@ use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use mongodb::options::ReplaceOptions;
 
-use super::doc::{bdate, Fields};
+use super::doc::{bdate, corrupt, i64_of, Fields};
 use super::exec::{is_duplicate_key, retry};
 use super::MongoStore;
 use crate::error::{QueueError, Result};
+use crate::quota::Quota;
 use crate::users::{validate_token_hash, validate_user_name, Role, UserRecord};
 
 /// `_id` of the join token's document in `SETTINGS`.
@@ -18,12 +19,53 @@ const JOIN_TOKEN_ID: &str = "join_token";
 const PREVIOUS_JOIN_TOKEN_ID: &str = "join_token_previous";
 
 fn user_doc(u: &UserRecord) -> Document {
-    doc! {
+    let mut d = doc! {
         "_id": &u.name,
         "role": u.role.as_str(),
         "token_hash": &u.token_hash,
         "created_at": bdate(u.created_at),
+    };
+    if let Some(q) = &u.quota {
+        d.insert("quota", quota_doc(q));
     }
+    d
+}
+
+/// A quota as stored: only the limits it sets, each an int64.
+fn quota_doc(q: &Quota) -> Document {
+    let mut d = Document::new();
+    let limits = [
+        ("cpu_millis", q.cpu_millis),
+        ("memory_bytes", q.memory_bytes),
+        ("gpus", q.gpus.map(u64::from)),
+        ("running", q.running.map(u64::from)),
+    ];
+    for (k, v) in limits {
+        if let Some(v) = v {
+            d.insert(k, i64_of(v));
+        }
+    }
+    d
+}
+
+fn quota_of(d: &Document) -> Result<Quota> {
+    let f = Fields(d);
+    let n = |k: &str| -> Result<Option<u64>> {
+        f.opt_int(k)?
+            .map(|v| u64::try_from(v).map_err(|_| corrupt(format!("negative quota {k}"))))
+            .transpose()
+    };
+    let small = |k: &str| -> Result<Option<u32>> {
+        n(k)?
+            .map(|v| u32::try_from(v).map_err(|_| corrupt(format!("quota {k} out of range"))))
+            .transpose()
+    };
+    Ok(Quota {
+        cpu_millis: n("cpu_millis")?,
+        memory_bytes: n("memory_bytes")?,
+        gpus: small("gpus")?,
+        running: small("running")?,
+    })
 }
 
 fn user_of(d: &Document) -> Result<UserRecord> {
@@ -33,6 +75,10 @@ fn user_of(d: &Document) -> Result<UserRecord> {
         role: f.str("role")?.parse::<Role>()?,
         token_hash: f.str("token_hash")?,
         created_at: f.date("created_at")?,
+        quota: match d.get_document("quota") {
+            Ok(q) => Some(quota_of(q)?),
+            Err(_) => None,
+        },
     })
 }
 
@@ -116,6 +162,25 @@ impl MongoStore {
                 }
                 Err(e) => Err(e.into()),
             }
+        })
+        .await
+    }
+
+    pub(super) async fn replace_user_quota(
+        &self,
+        name: &str,
+        quota: Option<Quota>,
+    ) -> Result<bool> {
+        let update = match &quota {
+            Some(q) => doc! { "$set": { "quota": quota_doc(q) } },
+            None => doc! { "$unset": { "quota": "" } },
+        };
+        retry("set user quota", || async {
+            let r = self
+                .users
+                .update_one(doc! { "_id": name }, update.clone())
+                .await?;
+            Ok(r.matched_count > 0)
         })
         .await
     }

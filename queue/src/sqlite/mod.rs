@@ -126,7 +126,23 @@ impl TaskStore for SqliteStore {
 
     async fn queued_asks(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<QueuedTask>> {
         self.readers
-            .run(move |c| queries::queued_asks(c, now, limit))
+            .run(move |c| queries::queued_asks_of(c, now, None, limit))
+            .await
+    }
+
+    async fn queued_submitters(&self) -> Result<Vec<Option<String>>> {
+        self.readers.run(queries::queued_submitters).await
+    }
+
+    async fn queued_asks_of(
+        &self,
+        now: DateTime<Utc>,
+        submitter: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<QueuedTask>> {
+        let of = submitter.unwrap_or_default().to_string();
+        self.readers
+            .run(move |c| queries::queued_asks_of(c, now, Some(&of), limit))
             .await
     }
 
@@ -317,6 +333,13 @@ impl UserStore for SqliteStore {
         let (name, hash) = (name.to_string(), token_hash.to_string());
         self.writer
             .run(move |c| users::set_token_hash(c, &name, &hash))
+            .await
+    }
+
+    async fn set_user_quota(&self, name: &str, quota: Option<crate::quota::Quota>) -> Result<bool> {
+        let name = name.to_string();
+        self.writer
+            .run(move |c| users::set_quota(c, &name, quota))
             .await
     }
 

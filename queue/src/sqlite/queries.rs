@@ -173,19 +173,30 @@ pub(crate) fn queued(conn: &Connection, now: DateTime<Utc>, limit: usize) -> Res
     bodies(&mut stmt, params![ts(now), int(limit as u64)])
 }
 
-/// `queued` from the indexed columns alone: no task body is read or decoded.
-pub(crate) fn queued_asks(
+/// `queued` from the indexed columns alone: no task body is read or decoded. With `of`,
+/// only that submitter's tasks (`""`: those without one), by the `tasks_fair` index.
+pub(crate) fn queued_asks_of(
     conn: &Connection,
     now: DateTime<Utc>,
+    of: Option<&str>,
     limit: usize,
 ) -> Result<Vec<QueuedTask>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, cpu_millis, memory_bytes, gpus, disk_bytes, pinned_worker, placement
-         FROM tasks
-         WHERE status = 'queued' AND not_before <= ?1
-         ORDER BY priority DESC, id LIMIT ?2",
-    )?;
-    let rows = stmt.query_map(params![ts(now), int(limit as u64)], |r| {
+    const COLUMNS: &str =
+        "id, cpu_millis, memory_bytes, gpus, disk_bytes, pinned_worker, placement, priority, \
+         submitter";
+    let mut stmt = match of {
+        None => conn.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM tasks WHERE status = 'queued' AND not_before <= ?1
+             ORDER BY priority DESC, id LIMIT ?2"
+        ))?,
+        Some(_) => conn.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM tasks INDEXED BY tasks_fair
+             WHERE status = 'queued' AND submitter = ?3 AND not_before <= ?1
+             ORDER BY priority DESC, id LIMIT ?2"
+        ))?,
+    };
+    let (t, n) = (ts(now), int(limit as u64));
+    let map = |r: &rusqlite::Row<'_>| {
         let id: String = r.get(0)?;
         let n = |i: usize| r.get::<_, i64>(i).map(|v| u64::try_from(v).unwrap_or(0));
         Ok((
@@ -198,11 +209,17 @@ pub(crate) fn queued_asks(
             },
             r.get::<_, Option<String>>(5)?,
             r.get::<_, Option<String>>(6)?,
+            r.get::<_, i32>(7)?,
+            r.get::<_, String>(8)?,
         ))
-    })?;
-    let mut out = Vec::new();
+    };
+    let rows: Vec<_> = match of {
+        None => stmt.query_map(params![t, n], map)?.collect(),
+        Some(of) => stmt.query_map(params![t, n, of], map)?.collect(),
+    };
+    let mut out = Vec::with_capacity(rows.len());
     for row in rows {
-        let (id, resources, pinned_worker, placement) = row?;
+        let (id, resources, pinned_worker, placement, priority, submitter) = row?;
         let id = id
             .parse()
             .map_err(|_| backend_error(format!("corrupt task id column {id:?}")))?;
@@ -213,9 +230,30 @@ pub(crate) fn queued_asks(
             pinned_worker,
             constraints: placement.constraints,
             prefer: placement.prefer,
+            priority,
+            submitter: Some(submitter).filter(|s| !s.is_empty()),
         });
     }
     Ok(out)
+}
+
+/// Each submitter with queued tasks once (`None`: tasks without one): a walk of the
+/// `tasks_fair` index that jumps from one submitter to the next, so it costs one index
+/// seek per submitter however many tasks each has queued.
+pub(crate) fn queued_submitters(conn: &Connection) -> Result<Vec<Option<String>>> {
+    let mut stmt = conn.prepare_cached(
+        "WITH RECURSIVE s(sub) AS (
+             SELECT MIN(submitter) FROM tasks INDEXED BY tasks_fair WHERE status = 'queued'
+             UNION ALL
+             SELECT (SELECT MIN(submitter) FROM tasks INDEXED BY tasks_fair
+                     WHERE status = 'queued' AND submitter > s.sub)
+             FROM s WHERE s.sub IS NOT NULL
+         )
+         SELECT sub FROM s WHERE sub IS NOT NULL",
+    )?;
+    let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+    rows.map(|s| Ok(Some(s?).filter(|s| !s.is_empty())))
+        .collect()
 }
 
 /// Counts per status, oldest queued, finished in the minute before `now`.

@@ -25,11 +25,13 @@ const WRITER_CACHE_KIB: i64 = -256 * 1024;
 
 /// Bumped when the layout changes; stored in `PRAGMA user_version`.
 /// 2: `task_counts` and its triggers. 3: `task_deps`. 4: `tasks.placement`.
-const SCHEMA_VERSION: i64 = 4;
+/// 5: `tasks.submitter` and the `tasks_fair` index.
+const SCHEMA_VERSION: i64 = 5;
 
 const SCHEMA: &str = "
 -- placement: the spec's constraints and preferences as JSON (`Placement`), NULL when it
--- has none: what the dispatcher's read needs besides the resources, without the body
+-- has none: what the dispatcher's read needs besides the resources, without the body;
+-- submitter: who enqueued it ('' without auth), for fair share and quotas
 CREATE TABLE IF NOT EXISTS tasks (
     id              TEXT PRIMARY KEY,
     status          TEXT NOT NULL,
@@ -45,12 +47,17 @@ CREATE TABLE IF NOT EXISTS tasks (
     gpus            INTEGER NOT NULL,
     disk_bytes      INTEGER NOT NULL,
     body            TEXT NOT NULL,
-    placement       TEXT
+    placement       TEXT,
+    submitter       TEXT NOT NULL DEFAULT ''
 );
 -- dispatch order: claim and queued() walk this index and stop at the first fit
 CREATE INDEX IF NOT EXISTS tasks_dispatch ON tasks (status, priority DESC, id);
 -- list by status newest first, counts per status, the oldest queued task
 CREATE INDEX IF NOT EXISTS tasks_status_id ON tasks (status, id);
+-- fair share: each submitter's queued tasks in dispatch order, and who has any (partial,
+-- so only queued tasks cost it anything)
+CREATE INDEX IF NOT EXISTS tasks_fair ON tasks (submitter, priority DESC, id)
+    WHERE status = 'queued';
 CREATE INDEX IF NOT EXISTS tasks_finished ON tasks (finished_at) WHERE finished_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS tasks_worker ON tasks (worker_id, id) WHERE worker_id IS NOT NULL;
 -- list by submitter newest first (`tasks --submitter`): an index on the body's field, so
@@ -202,6 +209,13 @@ pub(crate) fn open_writer(path: &Path) -> Result<Connection> {
         // Tasks stored before constraints existed have none: NULL is their value.
         conn.execute_batch("ALTER TABLE tasks ADD COLUMN placement TEXT;")?;
     }
+    if version < 5 && has_table(&conn, "tasks")? && !has_column(&conn, "tasks", "submitter")? {
+        conn.execute_batch(
+            "ALTER TABLE tasks ADD COLUMN submitter TEXT NOT NULL DEFAULT '';
+             UPDATE tasks SET submitter = json_extract(body, '$.submitted_by')
+                 WHERE json_extract(body, '$.submitted_by') IS NOT NULL;",
+        )?;
+    }
     if version < 2 {
         backfill.push_str(COUNT_EXISTING);
     }
@@ -337,8 +351,8 @@ pub(crate) fn insert_task(conn: &Connection, t: &Task) -> Result<()> {
     conn.prepare_cached(
         "INSERT INTO tasks (id, status, priority, created_at, not_before, finished_at,
             pinned_worker, idempotency_key, worker_id, cpu_millis, memory_bytes, gpus,
-            disk_bytes, body, placement)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+            disk_bytes, body, placement, submitter)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
     )?
     .execute(params![
         t.id.to_string(),
@@ -356,6 +370,7 @@ pub(crate) fn insert_task(conn: &Connection, t: &Task) -> Result<()> {
         int(r.disk_bytes),
         encode(t)?,
         placement_column(&t.spec)?,
+        t.submitted_by.as_deref().unwrap_or_default(),
     ])?;
     if !t.spec.after.is_empty() {
         let mut stmt =

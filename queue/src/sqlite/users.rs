@@ -97,6 +97,21 @@ pub(crate) fn set_token_hash(conn: &Connection, name: &str, hash: &str) -> Resul
     Ok(true)
 }
 
+/// Sets or removes a user's quota; false when the user is unknown.
+pub(crate) fn set_quota(
+    conn: &Connection,
+    name: &str,
+    quota: Option<crate::quota::Quota>,
+) -> Result<bool> {
+    let Some(mut user) = get(conn, name)? else {
+        return Ok(false);
+    };
+    user.quota = quota;
+    conn.prepare_cached("UPDATE users SET body = ?2 WHERE name = ?1")?
+        .execute(params![name, encode(&user)?])?;
+    Ok(true)
+}
+
 /// The join token's hash.
 pub(crate) fn join_token_hash(conn: &Connection) -> Result<Option<String>> {
     Ok(conn
