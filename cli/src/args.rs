@@ -142,7 +142,7 @@ Examples:\n  cloudai users add root --role admin --store sqlite:///var/lib/cloud
 cloudai users add ci --role submitter --token $ADMIN_TOKEN\n  \
 cloudai users list\n  cloudai users remove ci"
     )]
-    Users(crate::commands::security::UsersCmd),
+    Users(crate::commands::users::UsersCmd),
     /// Manage the worker join token through the master (an admin's token), or with --store
     #[command(
         subcommand,

@@ -184,7 +184,7 @@ fn users_are_added_listed_and_removed_through_the_master_by_an_admin_only() {
         .to_string();
     let list = m.cli(root, &["users", "list"]);
     let lines: Vec<&str> = list.ok().lines().collect();
-    assert_eq!(lines[0], "NAME\tROLE\tCREATED", "{list:#?}");
+    assert_eq!(lines[0], "NAME\tROLE\tCREATED\tQUOTA", "{list:#?}");
     let names: Vec<(&str, &str)> = lines[1..]
         .iter()
         .map(|l| {
@@ -436,7 +436,7 @@ fn users_and_rotation_need_a_master_that_requires_auth_and_help_names_the_bootst
     let out = c.run(&["token", "rotate"]);
     assert_eq!(out.code, 16, "{out:#?}");
     let list = c.run(&["users", "list"]);
-    assert_eq!(list.ok(), "NAME\tROLE\tCREATED\n");
+    assert_eq!(list.ok(), "NAME\tROLE\tCREATED\tQUOTA\n");
 
     let help = run_env(&["users", "add", "--help"], &[], QUICK);
     assert!(help.ok().contains("--store"), "{help:#?}");
@@ -444,4 +444,129 @@ fn users_and_rotation_need_a_master_that_requires_auth_and_help_names_the_bootst
     let help = run_env(&["token", "rotate", "--help"], &[], QUICK);
     assert!(help.ok().contains("disconnects the workers"), "{help:#?}");
     assert!(!help.stdout.contains("stay connected"), "{help:#?}");
+}
+
+/// Quotas through the CLI (both ways in) and HTTP: set at `users add`, changed with
+/// `users quota`, shown by `users list`; a task over its submitter's quota waits with
+/// reason Quota in `cloudai task`, and starts once the quota is lifted.
+#[test]
+fn a_quota_holds_the_users_tasks_with_reason_quota_until_it_is_lifted() {
+    let (m, admin) = Secure::start();
+    let root = Some(admin.as_str());
+    let out = m.cli(
+        root,
+        &[
+            "users",
+            "add",
+            "ci",
+            "--role",
+            "submitter",
+            "--quota",
+            "cpu=16,running=1",
+        ],
+    );
+    let ci = out.ok().trim().to_string();
+    assert!(out.stderr.contains("quota cpu=16,running=1"), "{out:#?}");
+    let list = m.cli(root, &["users", "list"]);
+    let lines: Vec<&str> = list.ok().lines().collect();
+    assert_eq!(lines[0], "NAME\tROLE\tCREATED\tQUOTA", "{list:#?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("ci\t") && l.ends_with("\tcpu=16,running=1")),
+        "{list:#?}"
+    );
+    let json = m.cli(root, &["users", "list", "--output", "json"]).json();
+    let ci_json = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["name"] == "ci")
+        .unwrap();
+    assert_eq!(ci_json["quota"]["cpu_millis"], 16_000, "{json}");
+    assert_eq!(ci_json["quota"]["running"], 1, "{json}");
+    assert!(ci_json["quota"]["gpus"].is_null(), "{json}");
+
+    // Bad quotas are refused before anything is written.
+    let bad = m.cli(root, &["users", "quota", "ci", "disk=1G"]);
+    assert_eq!(bad.code, 2, "{bad:#?}");
+    assert!(
+        bad.stderr.contains("unknown quota limit \"disk\""),
+        "{bad:#?}"
+    );
+    let nobody = m.cli(root, &["users", "quota", "nobody", "running=1"]);
+    assert_eq!(nobody.code, 2, "{nobody:#?}");
+    assert!(
+        error_line(&nobody).contains("no user named \"nobody\""),
+        "{nobody:#?}"
+    );
+
+    let join = first_join_token(&m);
+    let id = unique_worker_id("q");
+    let _w = m.worker(&id, &join);
+    m.healthy(&admin, &id);
+    let long = [
+        "enqueue",
+        "cloudai/busybox:test",
+        "--env",
+        "CLOUDAI_FAKE_RUN_MS=60000",
+    ];
+    let first = m.cli(Some(&ci), &long).ok().trim().to_string();
+    let second = m.cli(Some(&ci), &long).ok().trim().to_string();
+    let task = |id: &str| m.cli(Some(&ci), &["task", id, "--output", "json"]).json();
+    eventually("the first task to run", QUICK, || {
+        (task(&first)["status"] == "running").then_some(())
+    });
+    let held = eventually("the second to wait for the quota", QUICK, || {
+        let t = task(&second);
+        (t["wait_reason"]["code"] == "Quota").then_some(t)
+    });
+    assert_eq!(held["status"], "queued", "{held}");
+    assert!(
+        held["wait_reason"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("allows 1 running"),
+        "{held}"
+    );
+    let text = m.cli(Some(&ci), &["task", &second]).ok().to_string();
+    assert!(text.contains("Quota"), "{text}");
+
+    // Lifted over HTTP: the second starts beside the first.
+    let (code, v) = m.http("PUT", "/api/v1/users/ci/quota", &admin, "{}");
+    assert_eq!(code, 200, "{v}");
+    assert!(v["quota"].is_null(), "{v}");
+    eventually(
+        "the second task to run once the quota is lifted",
+        QUICK,
+        || (task(&second)["status"] == "running").then_some(()),
+    );
+    let (code, v) = m.http("PUT", "/api/v1/users/ci/quota", &admin, r#"{"running": 5}"#);
+    assert_eq!(
+        (code, v["quota"]["running"].as_u64()),
+        (200, Some(5)),
+        "{v}"
+    );
+    let (code, v) = m.http("PUT", "/api/v1/users/ci/quota", &admin, r#"{"disk": 5}"#);
+    assert_eq!(code, 400, "{v}");
+    let (code, v) = m.http("PUT", "/api/v1/users/nobody/quota", &admin, "{}");
+    assert_eq!(
+        (code, v["error"]["code"].as_str()),
+        (404, Some("NOT_FOUND")),
+        "{v}"
+    );
+
+    // Store-direct, as in recovery: the master's listing shows what it wrote.
+    store_direct(&["users", "quota", "ci", "none"], &m.store, &m.secret).ok();
+    let list = m.cli(root, &["users", "list"]);
+    assert!(list.ok().contains("ci\tsubmitter\t"), "{list:#?}");
+    assert!(
+        list.ok()
+            .lines()
+            .any(|l| l.starts_with("ci\t") && l.ends_with("\t-")),
+        "{list:#?}"
+    );
+    for id in [&first, &second] {
+        m.cli(root, &["cancel", id]).ok();
+    }
 }

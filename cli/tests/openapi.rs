@@ -40,6 +40,7 @@ const OPERATIONS: &[(&str, &str)] = &[
     ("get", "/api/v1/users"),
     ("post", "/api/v1/users"),
     ("delete", "/api/v1/users/{name}"),
+    ("put", "/api/v1/users/{name}/quota"),
     ("post", "/api/v1/join-token/rotate"),
 ];
 

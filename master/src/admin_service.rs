@@ -182,6 +182,15 @@ impl pb::admin_service_server::AdminService for AdminSvc {
             .map(Response::new)
     }
 
+    async fn set_user_quota(
+        &self,
+        request: Request<pb::SetUserQuotaRequest>,
+    ) -> Result<Response<pb::UserInfo>, Status> {
+        crate::admin_users::set_user_quota(&self.client, request)
+            .await
+            .map(Response::new)
+    }
+
     async fn rotate_join_token(
         &self,
         request: Request<pb::RotateJoinTokenRequest>,

@@ -1,5 +1,5 @@
-//! `AdminService`'s users and worker join token: `AddUser`, `ListUsers`, `RemoveUser` and
-//! `RotateJoinToken` (PROTOCOL.md, "AdminService"). They read and write the store alone,
+//! `AdminService`'s users and worker join token: `AddUser`, `ListUsers`, `RemoveUser`,
+//! `SetUserQuota` and `RotateJoinToken` (PROTOCOL.md, "AdminService"). They read and write the store alone,
 //! through the client handlers' store access (its timeout and metrics), so any master
 //! answers them, a standby too. The keyed hashes are made with the secret of the auth
 //! layer that admitted the call; the operator actions themselves are
@@ -10,6 +10,8 @@ use std::sync::Arc;
 use cloudai_proto::pb;
 use cloudai_queue::{Role, UserRecord};
 use tonic::{Request, Status};
+
+use cloudai_proto::convert::users::quota_of;
 
 use crate::auth::{setup, Auth, ServerSecret};
 use crate::client_service::ClientSvc;
@@ -47,6 +49,7 @@ pub fn user_info(u: &UserRecord) -> pb::UserInfo {
         name: u.name.clone(),
         role: u.role.as_str().to_string(),
         created_at: Some(cloudai_proto::convert::timestamp(u.created_at)),
+        quota: u.quota.map(pb::Quota::from),
     }
 }
 
@@ -64,7 +67,7 @@ pub async fn add_user(
     let (user, token) = client
         .store_call(
             "add_user",
-            setup::add_user_record(store, secret(&auth)?, &r.name, role),
+            setup::add_user_record(store, secret(&auth)?, &r.name, role, quota_of(r.quota)),
         )
         .await?;
     tracing::info!(user = %user.name, role = %role, by = %by, "user added");
@@ -106,6 +109,35 @@ pub async fn remove_user(
     }
     tracing::info!(user = %name, by = %by, "user removed");
     Ok(pb::RemoveUserResponse {})
+}
+
+/// `SetUserQuota`: the user with its new quota (none when no limit is set). This master's
+/// dispatcher reads quotas again at once; others within `fairness::REFRESH`.
+pub async fn set_user_quota(
+    client: &ClientSvc,
+    request: Request<pb::SetUserQuotaRequest>,
+) -> Result<pb::UserInfo, Status> {
+    let by = caller(&request);
+    let r = request.into_inner();
+    let quota = quota_of(r.quota);
+    let store = client.shared.store.as_ref();
+    let found = client
+        .store_call("set_user_quota", store.set_user_quota(&r.name, quota))
+        .await?;
+    if !found {
+        return Err(Status::not_found(format!(
+            "no user named {:?} (`cloudai users list` lists them)",
+            r.name
+        )));
+    }
+    client.shared.fair.quotas_changed();
+    client.shared.wake_dispatcher();
+    let user = client
+        .store_call("get_user", store.get_user(&r.name))
+        .await?
+        .ok_or_else(|| Status::not_found(format!("user {:?} was removed meanwhile", r.name)))?;
+    tracing::info!(user = %r.name, quota = ?quota, by = %by, "user quota set");
+    Ok(user_info(&user))
 }
 
 /// `RotateJoinToken`: a new join token, shown once; the replaced one admits workers for

@@ -19,11 +19,13 @@ use cloudai_queue::{Resources, Task, TaskId, WorkerHealth, WorkerRecord};
 use tokio::time::{Duration, Instant};
 
 mod entry;
+mod restore;
+mod shares;
 
 pub use crate::conn::Conn;
-use crate::placement::devices::Device;
 use crate::placement::{self, Reject, Shortfall, TaskAsk, WorkerSlot};
 pub use entry::{Beat, Usage, WorkerEntry};
+pub use shares::Shares;
 
 /// Resources held on a worker by one live attempt.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,6 +40,8 @@ pub struct Reservation {
     pub cancel_pending: bool,
     /// The GPU devices (UUIDs) it holds; empty without GPUs or named devices.
     pub devices: Vec<String>,
+    /// Who enqueued the task (fair share, quotas).
+    pub submitter: Option<String>,
 }
 
 /// What `confirm` found about the worker that the attempt was assigned to.
@@ -77,6 +81,7 @@ pub struct AlreadyConnected;
 pub struct Cluster {
     workers: BTreeMap<String, WorkerEntry>,
     reservations: HashMap<TaskId, Reservation>,
+    shares: Shares,
 }
 
 impl Cluster {
@@ -98,76 +103,6 @@ impl Cluster {
     /// The reservation of a task, if it holds one.
     pub fn reservation(&self, task: &TaskId) -> Option<&Reservation> {
         self.reservations.get(task)
-    }
-
-    /// Adds a worker known from the store at master start: disconnected, and not declared
-    /// dead before `not_dead_before`.
-    pub fn restore_worker(&mut self, record: WorkerRecord, now: Instant, not_dead_before: Instant) {
-        let mut w = WorkerEntry::new(record, String::new(), None, now);
-        w.not_dead_before = not_dead_before;
-        self.workers.insert(w.record.id.clone(), w);
-    }
-
-    /// Restores a confirmed reservation found in the store at master start. The caller
-    /// restores the worker first; for an unknown worker this does nothing.
-    pub fn restore_reservation(
-        &mut self,
-        task: TaskId,
-        worker_id: &str,
-        req: Resources,
-        token: u64,
-    ) {
-        let Some(w) = self.workers.get_mut(worker_id) else {
-            return;
-        };
-        // Stored as dead but still holding attempts (the master stopped between the two
-        // writes): let the health rules declare it dead again so the attempts are lost.
-        if w.record.health == WorkerHealth::Dead {
-            w.record.health = WorkerHealth::Suspect;
-        }
-        w.reserved = w.reserved.saturating_add(&req);
-        w.tasks.insert(task);
-        // The store knows the attempt, not its devices: those the worker reported.
-        let devices = w.gpus.adopt(task);
-        self.reservations.insert(
-            task,
-            Reservation {
-                worker_id: worker_id.to_string(),
-                resources: req,
-                token: Some(token),
-                cancel_pending: false,
-                devices,
-            },
-        );
-    }
-
-    /// A worker's GPU devices (at registration) and what its running attempts hold (at
-    /// registration and each heartbeat): a restored reservation without devices adopts
-    /// the ones reported for it.
-    pub fn report_gpus(
-        &mut self,
-        worker_id: &str,
-        devices: Option<Vec<Device>>,
-        held: HashMap<TaskId, Vec<String>>,
-    ) {
-        let Some(w) = self.workers.get_mut(worker_id) else {
-            return;
-        };
-        if let Some(d) = devices {
-            w.gpus.set_devices(d);
-        }
-        w.gpus.report(held);
-        // Most heartbeats report no devices (no GPU tasks): nothing to adopt.
-        if !w.gpus.any_reported() {
-            return;
-        }
-        for task in &w.tasks {
-            if let Some(r) = self.reservations.get_mut(task) {
-                if r.devices.is_empty() && r.resources.gpus > 0 {
-                    r.devices = w.gpus.adopt(*task);
-                }
-            }
-        }
     }
 
     /// Registers a connection. Refused when another stream of this id is live and the
@@ -384,6 +319,17 @@ impl Cluster {
         worker_id: &str,
         ask: &TaskAsk<'_>,
     ) -> Result<(), Reject> {
+        self.try_reserve_for(task, worker_id, ask, None)
+    }
+
+    /// [`Cluster::try_reserve`] for a task enqueued by `submitter`, counted in its share.
+    pub fn try_reserve_for(
+        &mut self,
+        task: TaskId,
+        worker_id: &str,
+        ask: &TaskAsk<'_>,
+        submitter: Option<&str>,
+    ) -> Result<(), Reject> {
         if self.reservations.contains_key(&task) {
             return Err(Reject::AlreadyPlaced);
         }
@@ -413,8 +359,10 @@ impl Cluster {
                 token: None,
                 cancel_pending: false,
                 devices,
+                submitter: submitter.map(str::to_string),
             },
         );
+        self.shares.add(submitter, &ask.request);
         Ok(())
     }
 
@@ -473,12 +421,18 @@ impl Cluster {
             _ => return false,
         }
         let r = self.reservations.remove(&task).expect("checked above");
+        self.shares.remove(r.submitter.as_deref(), &r.resources);
         if let Some(w) = self.workers.get_mut(&r.worker_id) {
             w.reserved = w.reserved.saturating_sub(&r.resources);
             w.tasks.remove(&task);
             w.gpus.release(task, &r.devices);
         }
         true
+    }
+
+    /// What each submitter's live attempts hold.
+    pub fn shares(&self) -> &Shares {
+        &self.shares
     }
 
     /// The stream of a worker, if connected.

@@ -1,5 +1,6 @@
 use super::*;
 use crate::conn::Outbound;
+use crate::placement::devices::Device;
 use cloudai_queue::{Attempt, TaskSpec, TaskStatus};
 use tokio::sync::mpsc;
 
@@ -45,6 +46,33 @@ fn connected(ids: &[(&str, u64)], now: Instant) -> Cluster {
         c.connect(record(id, *cap), "v".into(), k, now).unwrap();
     }
     c
+}
+
+#[test]
+fn each_submitters_share_follows_its_reservations() {
+    let now = Instant::now();
+    let mut c = connected(&[("w", 4000)], now);
+    let (a1, a2, b) = (TaskId::new(), TaskId::new(), TaskId::new());
+    c.try_reserve_for(a1, "w", &cpu(1000), Some("ana")).unwrap();
+    c.try_reserve_for(a2, "w", &cpu(500), Some("ana")).unwrap();
+    c.restore_reservation(b, "w", cpu(700).request, 3, Some("ben"));
+    // A refused reservation counts for no one.
+    assert!(c
+        .try_reserve_for(TaskId::new(), "w", &cpu(4000), Some("ana"))
+        .is_err());
+    assert_eq!(c.shares().of(Some("ana")).running, 2);
+    assert_eq!(c.shares().of(Some("ana")).reserved.cpu_millis, 1500);
+    assert_eq!(c.shares().of(Some("ben")).reserved.cpu_millis, 700);
+    // Restored twice (a reconnect after the start's restore): counted once.
+    c.restore_reservation(b, "w", cpu(700).request, 3, Some("ben"));
+    assert_eq!(c.shares().of(Some("ben")).running, 1);
+    assert!(c.release(a1, None));
+    assert!(!c.release(a1, None), "released once");
+    assert!(c.release(b, Some(3)));
+    assert_eq!(c.shares().of(Some("ana")).reserved.cpu_millis, 500);
+    assert_eq!(c.shares().of(Some("ben")), Default::default());
+    assert!(c.release(a2, None));
+    assert_eq!(c.shares(), &Shares::default());
 }
 
 #[test]
@@ -204,8 +232,8 @@ fn restored_workers_wait_for_the_reconnect_window() {
     let mut c = Cluster::new();
     c.restore_worker(record("w", 1000), t0, t0 + HB * 10);
     let t = TaskId::new();
-    c.restore_reservation(t, "w", cpu(400).request, 2);
-    c.restore_reservation(TaskId::new(), "ghost", cpu(1).request, 1);
+    c.restore_reservation(t, "w", cpu(400).request, 2, None);
+    c.restore_reservation(TaskId::new(), "ghost", cpu(1).request, 1, None);
     assert_eq!(c.worker("w").unwrap().free().cpu_millis, 600);
     let ch = c.tick(t0 + HB * 5, HB, 3);
     assert_eq!(
@@ -226,7 +254,7 @@ fn a_reconnect_inside_the_window_keeps_reservations() {
     let mut c = Cluster::new();
     c.restore_worker(record("w", 1000), t0, t0 + HB * 10);
     let t = TaskId::new();
-    c.restore_reservation(t, "w", cpu(400).request, 2);
+    c.restore_reservation(t, "w", cpu(400).request, 2, None);
     let (k, _rx) = conn(1);
     c.connect(record("w", 1000), "v".into(), k, t0 + HB)
         .unwrap();
@@ -354,7 +382,7 @@ fn a_worker_stored_dead_with_live_attempts_is_declared_dead_again() {
     rec.health = WorkerHealth::Dead;
     c.restore_worker(rec, t0, t0);
     let t = TaskId::new();
-    c.restore_reservation(t, "w", cpu(1).request, 5);
+    c.restore_reservation(t, "w", cpu(1).request, 5, None);
     let ch = c.tick(t0 + HB * 3, HB, 3);
     assert_eq!(ch.len(), 1);
     assert_eq!(
@@ -475,7 +503,7 @@ fn a_restored_reservation_adopts_the_devices_the_worker_reports() {
         None,
         HashMap::from([(old, vec!["GPU-g-1".to_string()])]),
     );
-    c.restore_reservation(old, "g", req, 5);
+    c.restore_reservation(old, "g", req, 5, None);
     assert_eq!(c.reservation(&old).unwrap().devices, ["GPU-g-1"]);
     let new = TaskId::new();
     c.try_reserve(new, "g", &gpus(1)).unwrap();
@@ -488,7 +516,7 @@ fn a_restored_reservation_adopts_the_devices_the_worker_reports() {
     // Restored first, reported later (the next heartbeat): adopted then.
     let mut c = Cluster::new();
     gpu_worker(&mut c, "g", 2, now);
-    c.restore_reservation(old, "g", req, 5);
+    c.restore_reservation(old, "g", req, 5, None);
     assert!(c.reservation(&old).unwrap().devices.is_empty());
     c.report_gpus(
         "g",

@@ -41,6 +41,18 @@ pub enum PlacementPolicy {
     Spread,
 }
 
+/// How the dispatcher shares the cluster between submitters at equal priority
+/// (PLACEMENT.md, "Fair share and quotas").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum FairShare {
+    /// Dominant resource fairness: the submitter holding the smallest share of its most
+    /// used resource goes next. The default.
+    #[default]
+    Drf,
+    /// Oldest first, whoever enqueued it.
+    Off,
+}
+
 /// Configuration of `cloudai master`.
 #[derive(Clone, Debug, PartialEq, Eq, clap::Args)]
 pub struct MasterConfig {
@@ -72,6 +84,11 @@ pub struct MasterConfig {
     /// Placement policy among workers that fit a task.
     #[arg(long, env = "CLOUDAI_PLACEMENT", value_enum, default_value_t = PlacementPolicy::BestFit)]
     pub placement: PlacementPolicy,
+
+    /// Fair share between submitters at equal priority: `drf` (each submitter's turn by
+    /// its dominant share of the cluster) or `off` (oldest first). Quotas apply either way.
+    #[arg(long, env = "CLOUDAI_FAIR_SHARE", value_enum, default_value_t = FairShare::Drf)]
+    pub fair_share: FairShare,
 
     /// No starvation: once the first task in dispatch order that fits no free room has
     /// waited this long since its enqueue, the worker closest to fitting it is held for
@@ -157,6 +174,7 @@ impl Default for MasterConfig {
             heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
             dead_after: DEFAULT_DEAD_AFTER,
             placement: PlacementPolicy::BestFit,
+            fair_share: FairShare::Drf,
             starvation_after: DEFAULT_STARVATION_AFTER,
             reconnect_window: DEFAULT_RECONNECT_WINDOW,
             agent_only: false,

@@ -113,7 +113,7 @@ async fn steps(shared: &Arc<Shared>, why: &mut PassReasons) -> (usize, bool, boo
         if !room {
             return (total, read_any, true);
         }
-        let mut tasks = match shared.store.queued_asks(Utc::now(), limit).await {
+        let (tasks, saw_all) = match crate::fairness::read(shared, Utc::now(), limit).await {
             Ok(t) => t,
             Err(e) => {
                 tracing::warn!(error = %e, "dispatcher could not read the queue");
@@ -129,12 +129,24 @@ async fn steps(shared: &Arc<Shared>, why: &mut PassReasons) -> (usize, bool, boo
         }
         let read = tasks.len();
         // Tasks still settling an earlier pass's assignment are not placed again.
-        {
+        let tasks: Vec<QueuedTask> = {
             let c = shared.cluster();
-            tasks.retain(|t| c.reservation(&t.id).is_none());
-        }
+            tasks
+                .into_iter()
+                .filter(|t| c.reservation(&t.id).is_none())
+                .collect()
+        };
         let pending = read - tasks.len();
         let mut slots = shared.cluster().slots();
+        // Fair share's order among submitters; what is over a quota waits.
+        let (tasks, over_quota) = crate::fairness::arrange(shared, tasks, &slots).await;
+        for (id, over) in &over_quota {
+            why.over_quota(*id, over);
+        }
+        if !over_quota.is_empty() {
+            // A quota changed through another master wakes nothing here: look again.
+            crate::fairness::recheck_later(shared);
+        }
         let now = Utc::now();
         let asks: Vec<TaskAsk<'_>> = tasks
             .iter()
@@ -170,7 +182,7 @@ async fn steps(shared: &Arc<Shared>, why: &mut PassReasons) -> (usize, bool, boo
             }));
         }
         total += assigned;
-        match next_read(limit, read, assigned + pending) {
+        match next_read(limit, saw_all, read, assigned + pending) {
             Some(next) => limit = next,
             None => return (total, read_any, false),
         }
@@ -186,16 +198,17 @@ pub fn has_room(slots: &[WorkerSlot]) -> bool {
         .any(|s| s.schedulable && s.free.cpu_millis > 0 && s.free.memory_bytes > 0)
 }
 
-/// After a step that asked for `limit` queued tasks, got `read` and assigned `assigned`:
-/// the next step's read size, or `None` when the pass is done.
-pub fn next_read(limit: usize, read: usize, assigned: usize) -> Option<usize> {
-    if read < limit {
+/// After a step that asked for `limit` queued tasks (per submitter, with fair share),
+/// got `read` and assigned `assigned`, and `saw_all` (every read came back short): the
+/// next step's read size, or `None` when the pass is done.
+pub fn next_read(limit: usize, saw_all: bool, read: usize, assigned: usize) -> Option<usize> {
+    if saw_all {
         // The step saw every eligible queued task.
         None
     } else if assigned == 0 {
         // Nothing read fitted: look deeper for a task that does (backfill), up to BATCH.
         (limit < BATCH).then(|| (limit * 4).min(BATCH))
-    } else if assigned == read {
+    } else if assigned >= read {
         // Everything fitted: there may be room for more than we read.
         Some((limit * 2).min(BATCH))
     } else {
@@ -234,7 +247,7 @@ pub async fn assign(shared: &Shared, task: &Task, worker_id: &str) -> Result<(),
 fn reserve(shared: &Shared, task: &QueuedTask, worker_id: &str) -> Result<(), AssignError> {
     shared
         .cluster()
-        .try_reserve(task.id, worker_id, &ask(task))
+        .try_reserve_for(task.id, worker_id, &ask(task), task.submitter.as_deref())
         .map_err(AssignError::Rejected)
 }
 
@@ -346,16 +359,18 @@ mod tests {
 
     #[test]
     fn a_step_that_saw_the_whole_queue_ends_the_pass() {
-        assert_eq!(next_read(MIN_READ, MIN_READ - 1, 0), None);
-        assert_eq!(next_read(MIN_READ, 3, 3), None);
-        assert_eq!(next_read(BATCH, BATCH - 1, 10), None);
+        assert_eq!(next_read(MIN_READ, true, MIN_READ - 1, 0), None);
+        assert_eq!(next_read(MIN_READ, true, 3, 3), None);
+        assert_eq!(next_read(BATCH, true, BATCH - 1, 10), None);
+        // Several submitters' reads: all short ends the pass, however many in all.
+        assert_eq!(next_read(MIN_READ, true, 3 * MIN_READ - 3, 0), None);
     }
 
     #[test]
     fn nothing_placed_looks_deeper_up_to_the_backfill_depth() {
         let mut limit = MIN_READ;
         let mut steps = 0;
-        while let Some(next) = next_read(limit, limit, 0) {
+        while let Some(next) = next_read(limit, false, limit, 0) {
             assert!(next > limit && next <= BATCH);
             limit = next;
             steps += 1;
@@ -369,8 +384,13 @@ mod tests {
 
     #[test]
     fn reads_grow_while_everything_fits_and_hold_when_some_do() {
-        assert_eq!(next_read(MIN_READ, MIN_READ, MIN_READ), Some(2 * MIN_READ));
-        assert_eq!(next_read(BATCH, BATCH, BATCH), Some(BATCH));
-        assert_eq!(next_read(64, 64, 10), Some(64));
+        assert_eq!(
+            next_read(MIN_READ, false, MIN_READ, MIN_READ),
+            Some(2 * MIN_READ)
+        );
+        assert_eq!(next_read(BATCH, false, BATCH, BATCH), Some(BATCH));
+        assert_eq!(next_read(64, false, 64, 10), Some(64));
+        // One submitter's read came back full: there may be more of its tasks.
+        assert_eq!(next_read(64, false, 70, 70), Some(128));
     }
 }

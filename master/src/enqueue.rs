@@ -111,9 +111,15 @@ pub async fn store(
         .await
         .inspect_err(|s| svc.refused_by_store(s))?;
     let mut created = 0;
+    let mut last_submitter = None;
     for e in done.iter().filter(|e| e.created) {
         created += 1;
         crate::workflow::enqueued(&svc.shared, &e.task);
+        let who = Some(e.task.submitted_by.as_deref());
+        if who != last_submitter {
+            svc.shared.fair.enqueued_by(e.task.submitted_by.as_deref());
+            last_submitter = who;
+        }
     }
     if created > 0 {
         svc.shared.metrics.enqueued.inc_by(created);

@@ -7,7 +7,8 @@
 //!   [`conn`]: a worker's stream and the messages the master sends on it.
 //! - [`registry`]: rebuilding that view from the store at start, the health monitor,
 //!   reconciling what a reconnecting worker runs.
-//! - [`dispatcher`]: the event-driven loop that assigns queued tasks to workers.
+//! - [`dispatcher`]: the event-driven loop that assigns queued tasks to workers;
+//!   [`fairness`]: what its fair share and quotas read (cached) and the step applying them.
 //! - [`reasons`]: why a task waits (recorded by the dispatcher as it passes) and the
 //!   enqueue check that some registered worker could ever take a task.
 //! - [`arrays`]: `EnqueueArray` and `GetArray` (job arrays; the cap is `workflow`'s).
@@ -53,6 +54,7 @@ pub mod dashboard;
 pub mod dispatcher;
 pub mod enqueue;
 pub mod error;
+pub mod fairness;
 pub mod http;
 pub mod leadership;
 pub mod ledger;

@@ -211,6 +211,14 @@ impl PassReasons {
         self.reasons.insert(id, reason);
     }
 
+    /// Records that `id` waits for its submitter's quota.
+    pub fn over_quota(&mut self, id: TaskId, over: &cloudai_queue::OverQuota) {
+        if self.reasons.len() < MAX_RECORDED {
+            self.reasons
+                .insert(id, Reason::new(Code::Quota, over.to_string()));
+        }
+    }
+
     /// Everything recorded.
     pub fn into_reasons(self) -> HashMap<TaskId, Reason> {
         self.reasons

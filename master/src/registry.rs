@@ -54,7 +54,13 @@ pub async fn recover(shared: &Shared) -> Result<(), QueueError> {
             if known.insert(a.worker_id.clone()) {
                 c.restore_worker(placeholder(&a.worker_id), now, window_end);
             }
-            c.restore_reservation(task.id, &a.worker_id, task.spec.reservation(), a.token);
+            c.restore_reservation(
+                task.id,
+                &a.worker_id,
+                task.spec.reservation(),
+                a.token,
+                task.submitted_by.as_deref(),
+            );
             live += 1;
         }
     }
@@ -233,7 +239,13 @@ pub async fn reconcile(
                 {
                     let mut c = shared.cluster();
                     if c.reservation(&id).is_none() {
-                        c.restore_reservation(id, worker_id, task.spec.reservation(), token);
+                        c.restore_reservation(
+                            id,
+                            worker_id,
+                            task.spec.reservation(),
+                            token,
+                            task.submitted_by.as_deref(),
+                        );
                     }
                 }
                 // Re-checked after the restore: memory follows the store either way.

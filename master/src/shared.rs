@@ -53,6 +53,8 @@ pub struct Shared {
     pub waiting_seen: std::sync::atomic::AtomicBool,
     /// Why queued tasks wait, as the last dispatch pass saw it.
     pub reasons: crate::reasons::Board,
+    /// Who has queued work and users' quotas, as fair share reads them.
+    pub fair: crate::fairness::Book,
 }
 
 /// Something `workflow::run` must decide.
@@ -91,6 +93,7 @@ impl Shared {
             deps_wake: Notify::new(),
             waiting_seen: std::sync::atomic::AtomicBool::new(true),
             reasons: Default::default(),
+            fair: Default::default(),
         }
     }
 

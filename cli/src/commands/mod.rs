@@ -21,6 +21,7 @@ pub mod master;
 pub mod schedule;
 pub mod security;
 pub mod spec;
+pub mod users;
 pub mod worker;
 pub mod workflow;
 
@@ -148,7 +149,7 @@ pub async fn run(command: Command) -> CliResult<i32> {
             print(&inspect::stats(&client, a.output.output).await?);
             Ok(0)
         }
-        Command::Users(c) => security::users(c).await,
+        Command::Users(c) => users::users(c).await,
         Command::Token(c) => security::token(c).await,
         Command::Certs(c) => security::certs(c).await,
     }

@@ -1,5 +1,5 @@
-//! `cloudai users`, `cloudai token` and `cloudai certs`: the operator commands of a secure
-//! cluster. Users and the join token are managed through the master's `AdminService`
+//! `cloudai token` and `cloudai certs`, and what `cloudai users` (in `users`) shares with
+//! them: the operator commands of a secure cluster. Users and the join token are managed through the master's `AdminService`
 //! (`--master`, an admin's `--token`), so they work from anywhere a client does. With
 //! `--store` they write the store directly instead (keyed with the server secret of
 //! `--secret-file`): that is for bootstrap and recovery only, the first admin before any
@@ -10,20 +10,17 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 use cloudai_master::auth::certs;
 use cloudai_master::auth::pki::{self, Purpose};
-use cloudai_master::auth::setup::{add_user, rotate_join_token};
+use cloudai_master::auth::setup::rotate_join_token;
 use cloudai_master::auth::{ServerSecret, DEFAULT_SECRET_FILE};
 use cloudai_proto::pb;
-use cloudai_queue::{open_store, QueueError, QueueStore, Role, StoreOptions};
-use serde::Serialize;
+use cloudai_queue::{open_store, QueueStore, Role, StoreOptions};
 
-use crate::args::{ConnectArgs, OutputArgs};
+use crate::args::ConnectArgs;
 use crate::client::Client;
 use crate::exit::{CliError, CliResult, Kind};
-use crate::output::{self, OutputFormat};
 
 /// Which master to ask or, for bootstrap and recovery, which store to write directly.
 #[derive(Debug, Clone, Args)]
@@ -39,45 +36,6 @@ pub struct Target {
     /// With --store: the master's server secret file (created when absent).
     #[arg(long, env = "CLOUDAI_SECRET_FILE", default_value = DEFAULT_SECRET_FILE, value_name = "PATH")]
     pub secret_file: PathBuf,
-}
-
-/// `cloudai users ...`.
-#[derive(Debug, Subcommand)]
-pub enum UsersCmd {
-    /// Add a user; prints its API token once
-    #[command(after_help = "Examples:\n  \
-cloudai users add alice --role submitter --master https://m1:50051 --token $ADMIN_TOKEN\n  \
-cloudai users add root --role admin --store sqlite:///var/lib/cloudai.db --secret-file /var/lib/cloudai.secret\n    \
-# bootstrap: the first admin, written into the store on the master's host")]
-    Add {
-        /// The user's name (recorded on the tasks it submits).
-        name: String,
-        /// viewer (read), submitter (also enqueue and cancel own tasks) or admin.
-        #[arg(long, value_parser = parse_role)]
-        role: Role,
-        /// Master or store.
-        #[command(flatten)]
-        target: Target,
-    },
-    /// List users and their roles
-    #[command(after_help = "Examples:\n  cloudai users list\n  cloudai users list --output json")]
-    List {
-        /// Master or store.
-        #[command(flatten)]
-        target: Target,
-        /// Format.
-        #[command(flatten)]
-        output: OutputArgs,
-    },
-    /// Remove a user (its token stops working at once, on every master)
-    #[command(after_help = "Example:\n  cloudai users remove alice")]
-    Remove {
-        /// The user's name.
-        name: String,
-        /// Master or store.
-        #[command(flatten)]
-        target: Target,
-    },
 }
 
 /// `cloudai token ...`.
@@ -166,22 +124,22 @@ fn parse_grace(s: &str) -> Result<Duration, String> {
     crate::units::parse_duration(s).map_err(|e| e.0)
 }
 
-fn parse_role(s: &str) -> Result<Role, String> {
+pub(super) fn parse_role(s: &str) -> Result<Role, String> {
     s.parse::<Role>().map_err(|e| e.to_string())
 }
 
-fn failed(e: impl std::fmt::Display) -> CliError {
+pub(super) fn failed(e: impl std::fmt::Display) -> CliError {
     CliError::invalid(e.to_string())
 }
 
 /// The master's admin service, or the store and secret (`--store`).
-enum Via {
+pub(super) enum Via {
     Master(Admin),
     Store(Arc<dyn QueueStore>, ServerSecret),
 }
 
 impl Via {
-    async fn open(t: &Target) -> CliResult<Via> {
+    pub(super) async fn open(t: &Target) -> CliResult<Via> {
         let Some(uri) = &t.store else {
             return Ok(Via::Master(Admin::connect(&t.connect).await?));
         };
@@ -196,9 +154,9 @@ impl Via {
 
 /// A client of one master's `AdminService` (of a group, the first that answers: any
 /// master serves these calls).
-struct Admin {
+pub(super) struct Admin {
     url: String,
-    inner: crate::client::AdminClient,
+    pub(super) inner: crate::client::AdminClient,
 }
 
 /// What to do when the master cannot help (none runs yet, or no admin token is left).
@@ -216,7 +174,7 @@ impl Admin {
         })
     }
 
-    fn status(&self, s: tonic::Status) -> CliError {
+    pub(super) fn status(&self, s: tonic::Status) -> CliError {
         let e = CliError::from_status(&self.url, &s);
         match s.code() {
             // Not a task: the name given is wrong, as with --store.
@@ -236,112 +194,6 @@ fn hint(e: CliError) -> CliError {
     }
 }
 
-/// A user as `users list` shows it.
-#[derive(Debug, Serialize)]
-struct UserView {
-    name: String,
-    role: String,
-    created_at: Option<DateTime<Utc>>,
-}
-
-impl From<pb::UserInfo> for UserView {
-    fn from(u: pb::UserInfo) -> Self {
-        UserView {
-            name: u.name,
-            role: u.role,
-            created_at: u
-                .created_at
-                .and_then(|t| DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32)),
-        }
-    }
-}
-
-fn users_text(users: &[UserView], format: OutputFormat) -> String {
-    if format == OutputFormat::Json {
-        return output::json(users);
-    }
-    let mut out = String::from("NAME\tROLE\tCREATED\n");
-    for u in users {
-        let created = u
-            .created_at
-            .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
-            .unwrap_or_else(|| "-".into());
-        out.push_str(&format!("{}\t{}\t{created}\n", u.name, u.role));
-    }
-    out
-}
-
-/// Runs `cloudai users ...`.
-pub async fn users(cmd: UsersCmd) -> CliResult<i32> {
-    match cmd {
-        UsersCmd::Add { name, role, target } => {
-            let token = match Via::open(&target).await? {
-                Via::Master(mut a) => {
-                    let req = pb::AddUserRequest {
-                        name: name.clone(),
-                        role: role.as_str().to_string(),
-                    };
-                    match a.inner.add_user(req).await {
-                        Ok(r) => r.into_inner().token,
-                        Err(s) => return Err(a.status(s)),
-                    }
-                }
-                Via::Store(store, secret) => add_user(store.as_ref(), &secret, &name, role)
-                    .await
-                    .map_err(|e| match e {
-                    e @ QueueError::UserExists(_) => CliError::new(Kind::Conflict, e.to_string()),
-                    e => failed(e),
-                })?,
-            };
-            eprintln!(
-                "user {name} ({role}) added; its API token is shown only this once: clients \
-                 pass it with --token or CLOUDAI_TOKEN"
-            );
-            super::print(&format!("{token}\n"));
-            Ok(0)
-        }
-        UsersCmd::List { target, output } => {
-            let users: Vec<UserView> = match Via::open(&target).await? {
-                Via::Master(mut a) => match a.inner.list_users(pb::ListUsersRequest {}).await {
-                    Ok(r) => r.into_inner().users.into_iter().map(Into::into).collect(),
-                    Err(s) => return Err(a.status(s)),
-                },
-                Via::Store(store, _) => {
-                    let mut users = store.list_users().await.map_err(failed)?;
-                    users.sort_by(|a, b| a.name.cmp(&b.name));
-                    users
-                        .into_iter()
-                        .map(|u| UserView {
-                            name: u.name,
-                            role: u.role.to_string(),
-                            created_at: Some(u.created_at),
-                        })
-                        .collect()
-                }
-            };
-            super::print(&users_text(&users, output.output));
-            Ok(0)
-        }
-        UsersCmd::Remove { name, target } => {
-            match Via::open(&target).await? {
-                Via::Master(mut a) => {
-                    let req = pb::RemoveUserRequest { name: name.clone() };
-                    if let Err(s) = a.inner.remove_user(req).await {
-                        return Err(a.status(s));
-                    }
-                }
-                Via::Store(store, _) => {
-                    if !store.remove_user(&name).await.map_err(failed)? {
-                        return Err(CliError::invalid(format!("no user named {name:?}")));
-                    }
-                }
-            }
-            eprintln!("user {name} removed: its token is refused from now on");
-            Ok(0)
-        }
-    }
-}
-
 /// Runs `cloudai token ...`.
 pub async fn token(cmd: TokenCmd) -> CliResult<i32> {
     let TokenCmd::Rotate { grace, target } = cmd;
@@ -356,9 +208,9 @@ pub async fn token(cmd: TokenCmd) -> CliResult<i32> {
             match a.inner.rotate_join_token(req).await {
                 Ok(r) => {
                     let r = r.into_inner();
-                    let until = r
-                        .previous_valid_until
-                        .and_then(|t| DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32));
+                    let until = r.previous_valid_until.and_then(|t| {
+                        chrono::DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32)
+                    });
                     (r.join_token, until)
                 }
                 Err(s) => return Err(a.status(s)),

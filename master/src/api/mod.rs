@@ -19,7 +19,8 @@
 //!   (per minute: starts, ends by outcome, queue-wait p50/p95)
 //! - `GET  /api/v1/whoami`: the token's user, role and what it may do
 //! - `GET  /api/v1/users`; `POST /api/v1/users` (`{"name", "role"}`) → 201 `{"name",
-//!   "role", "token"}`; `DELETE /api/v1/users/{name}` → 204 (admin)
+//!   "role", "token"}`; `DELETE /api/v1/users/{name}` → 204; `PUT
+//!   /api/v1/users/{name}/quota` → the user (admin)
 //! - `POST /api/v1/join-token/rotate` (`{"grace_seconds"}`) → `{"join_token",
 //!   "grace_seconds", "previous_valid_until"}` (admin)
 //!
@@ -84,6 +85,7 @@ pub fn routes(api: Api) -> Router {
         .routes(routes!(overview::whoami))
         .routes(routes!(users::list, users::add))
         .routes(routes!(users::remove))
+        .routes(routes!(users::set_quota))
         .routes(routes!(users::rotate))
         .split_for_parts();
     let doc = Arc::new(doc);

@@ -43,7 +43,43 @@ fn user_json(u: &pb::UserInfo) -> Value {
         "name": u.name,
         "role": u.role,
         "created_at": super::time_json(u.created_at),
+        "quota": u.quota.map(|q| QuotaBody {
+            cpu_millis: q.cpu_millis,
+            memory_bytes: q.memory_bytes,
+            gpus: q.gpus,
+            running: q.running,
+        }),
     })
+}
+
+/// A user's quota: what its assigned and running tasks may reserve at once. Each limit
+/// left out (or null) is unlimited.
+#[derive(Debug, Default, Clone, Copy, serde::Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct QuotaBody {
+    /// CPU in thousandths of a core.
+    #[serde(default)]
+    cpu_millis: Option<u64>,
+    /// Memory in bytes.
+    #[serde(default)]
+    memory_bytes: Option<u64>,
+    /// Whole GPUs.
+    #[serde(default)]
+    gpus: Option<u32>,
+    /// Tasks assigned or running at once.
+    #[serde(default)]
+    running: Option<u32>,
+}
+
+impl From<QuotaBody> for pb::Quota {
+    fn from(q: QuotaBody) -> Self {
+        pb::Quota {
+            cpu_millis: q.cpu_millis,
+            memory_bytes: q.memory_bytes,
+            gpus: q.gpus,
+            running: q.running,
+        }
+    }
 }
 
 /// `GET /api/v1/users` → `{"users": [{"name", "role", "created_at"}]}`.
@@ -67,6 +103,9 @@ pub(super) struct NewUser {
     name: String,
     /// viewer, submitter or admin.
     role: String,
+    /// Its quota; none when left out.
+    #[serde(default)]
+    quota: Option<QuotaBody>,
 }
 
 /// `POST /api/v1/users` `{"name", "role"}` → 201 `{"name", "role", "token"}` (the token
@@ -82,6 +121,7 @@ pub(super) async fn add(
     let msg = pb::AddUserRequest {
         name: b.name,
         role: b.role,
+        quota: b.quota.map(Into::into),
     };
     let req = admin_request(&api, &headers, peer, msg).await?;
     let r = api.admin.add_user(req).await?.into_inner();
@@ -104,6 +144,29 @@ pub(super) async fn remove(
     let req = admin_request(&api, &headers, peer, pb::RemoveUserRequest { name }).await?;
     api.admin.remove_user(req).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `PUT /api/v1/users/{name}/quota` `{"cpu_millis", "memory_bytes", "gpus", "running"}`
+/// (each optional; `{}` removes the quota) → the user.
+#[utoipa::path(put, path = "/api/v1/users/{name}/quota", tag = "users", operation_id = "set_user_quota", params(("name" = String, Path, description = "The user's name")), request_body = QuotaBody, responses((status = 200, description = "`{\"name\", \"role\", \"created_at\", \"quota\"}`: the user with its new quota"), (status = "4XX", description = "Refused; `error.code` is the gRPC code's name", body = ErrorBody), (status = "5XX", description = "The store or the master failed", body = ErrorBody)))]
+pub(super) async fn set_quota(
+    State(api): State<Api>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    bytes: axum::body::Bytes,
+) -> ApiResult {
+    let q: QuotaBody = body(
+        &bytes,
+        "quota (`{\"cpu_millis\", \"memory_bytes\", \"gpus\", \"running\"}`, each optional)",
+    )?;
+    let msg = pb::SetUserQuotaRequest {
+        name,
+        quota: Some(q.into()),
+    };
+    let req = admin_request(&api, &headers, peer, msg).await?;
+    let u = api.admin.set_user_quota(req).await?.into_inner();
+    Ok(Json(user_json(&u)).into_response())
 }
 
 /// `POST /api/v1/join-token/rotate` body.

@@ -407,6 +407,7 @@ mod tests {
                 role: Role::Viewer,
                 token_hash: secret.hash(viewer_token),
                 created_at: chrono::Utc::now(),
+                quota: None,
             })
             .await
             .unwrap();

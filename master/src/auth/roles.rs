@@ -111,7 +111,9 @@ pub fn rpc_rule(path: &str) -> RpcRule {
         "cloudai.v1.AdminService" => RpcRule::Client(match method {
             // The new task is the caller's, as an enqueue's.
             "RetryTask" => Action::Enqueue,
-            "AddUser" | "ListUsers" | "RemoveUser" | "RotateJoinToken" => Action::ManageUsers,
+            "AddUser" | "ListUsers" | "RemoveUser" | "SetUserQuota" | "RotateJoinToken" => {
+                Action::ManageUsers
+            }
             _ => Action::Bulk,
         }),
         _ => RpcRule::Client(Action::ManageUsers),
@@ -192,7 +194,13 @@ mod tests {
             rpc_rule("/cloudai.v1.AdminService/RetryTask"),
             RpcRule::Client(Enqueue)
         );
-        for m in ["AddUser", "ListUsers", "RemoveUser", "RotateJoinToken"] {
+        for m in [
+            "AddUser",
+            "ListUsers",
+            "RemoveUser",
+            "SetUserQuota",
+            "RotateJoinToken",
+        ] {
             assert_eq!(
                 rpc_rule(&format!("/cloudai.v1.AdminService/{m}")),
                 RpcRule::Client(ManageUsers),

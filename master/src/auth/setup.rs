@@ -187,16 +187,17 @@ pub async fn add_user(
     name: &str,
     role: Role,
 ) -> Result<String, QueueError> {
-    Ok(add_user_record(store, secret, name, role).await?.1)
+    Ok(add_user_record(store, secret, name, role, None).await?.1)
 }
 
-/// [`add_user`], returning the user as stored too. A taken name is
+/// [`add_user`] with an optional quota, returning the user as stored too. A taken name is
 /// [`QueueError::UserExists`], a bad one [`QueueError::Invalid`].
 pub async fn add_user_record(
     store: &dyn QueueStore,
     secret: &ServerSecret,
     name: &str,
     role: Role,
+    quota: Option<cloudai_queue::Quota>,
 ) -> Result<(UserRecord, String), QueueError> {
     cloudai_queue::users::validate_user_name(name)?;
     let token = new_api_token();
@@ -205,6 +206,7 @@ pub async fn add_user_record(
         role,
         token_hash: secret.hash(&token),
         created_at: Utc::now(),
+        quota,
     };
     store.add_user(&user).await?;
     Ok((user, token))

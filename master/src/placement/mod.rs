@@ -5,9 +5,11 @@
 //!   and batches ([`plan`]).
 //! - [`feasible`]: whether any registered worker could ever take a task, and if not,
 //!   the closest one and what it lacks (the enqueue warning, the `NoWorkerFits` reason).
+//! - [`fair`]: the order of several submitters' tasks (fair share, DRF) and their quotas.
 //! - [`devices`]: which GPU devices (by UUID) a placed task gets, one task per device.
 
 pub mod devices;
+pub mod fair;
 mod feasible;
 #[cfg(test)]
 mod tests;

@@ -3,8 +3,10 @@
 //!
 //! - this module: tasks, specs, attempts, logs, workers, stats, times.
 //! - [`report`]: the worker stream's reports (`TaskEvent`, `Finished`, attempt refs).
+//! - [`users`]: users' quotas.
 
 pub mod report;
+pub mod users;
 
 use std::time::Duration;
 

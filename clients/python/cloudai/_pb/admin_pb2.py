@@ -28,7 +28,7 @@ from . import types_pb2 as cloudai_dot_v1_dot_types__pb2
 from . import client_pb2 as cloudai_dot_v1_dot_client__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x63loudai/v1/admin.proto\x12\ncloudai.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16\x63loudai/v1/types.proto\x1a\x17\x63loudai/v1/client.proto\"\"\n\rWorkerRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\"N\n\x0c\x44rainRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12+\n\x08\x64\x65\x61\x64line\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x1e\n\x10RetryTaskRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\xaa\x03\n\nTaskFilter\x12(\n\x08statuses\x18\x01 \x03(\x0e\x32\x16.cloudai.v1.TaskStatus\x12\x16\n\tworker_id\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x19\n\x0csubmitted_by\x18\x03 \x01(\tH\x01\x88\x01\x01\x12\x12\n\x05image\x18\x04 \x01(\tH\x02\x88\x01\x01\x12\x32\n\x06labels\x18\x05 \x03(\x0b\x32\".cloudai.v1.TaskFilter.LabelsEntry\x12\x31\n\rcreated_after\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0e\x63reated_before\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\x04text\x18\x08 \x01(\tH\x03\x88\x01\x01\x12\x12\n\x05\x61rray\x18\t \x01(\tH\x04\x88\x01\x01\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x0c\n\n_worker_idB\x0f\n\r_submitted_byB\x08\n\x06_imageB\x07\n\x05_textB\x08\n\x06_array\"V\n\x0cMatchRequest\x12&\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x16.cloudai.v1.TaskFilter\x12\x0f\n\x07\x64ry_run\x18\x02 \x01(\x08\x12\r\n\x05limit\x18\x03 \x01(\r\"[\n\rMatchResponse\x12\x10\n\x08task_ids\x18\x01 \x03(\t\x12\x14\n\x0cnew_task_ids\x18\x02 \x03(\t\x12\x11\n\ttruncated\x18\x03 \x01(\x08\x12\x0f\n\x07skipped\x18\x04 \x03(\t\"V\n\x08UserInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12.\n\ncreated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\",\n\x0e\x41\x64\x64UserRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\"D\n\x0f\x41\x64\x64UserResponse\x12\"\n\x04user\x18\x01 \x01(\x0b\x32\x14.cloudai.v1.UserInfo\x12\r\n\x05token\x18\x02 \x01(\t\"\x12\n\x10ListUsersRequest\"8\n\x11ListUsersResponse\x12#\n\x05users\x18\x01 \x03(\x0b\x32\x14.cloudai.v1.UserInfo\"!\n\x11RemoveUserRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x14\n\x12RemoveUserResponse\"B\n\x16RotateJoinTokenRequest\x12(\n\x05grace\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\"g\n\x17RotateJoinTokenResponse\x12\x12\n\njoin_token\x18\x01 \x01(\t\x12\x38\n\x14previous_valid_until\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp2\xe3\x05\n\x0c\x41\x64minService\x12\x46\n\tRetryTask\x12\x1c.cloudai.v1.RetryTaskRequest\x1a\x1b.cloudai.v1.EnqueueResponse\x12\x45\n\x0e\x43\x61ncelMatching\x12\x18.cloudai.v1.MatchRequest\x1a\x19.cloudai.v1.MatchResponse\x12\x44\n\rRetryMatching\x12\x18.cloudai.v1.MatchRequest\x1a\x19.cloudai.v1.MatchResponse\x12\x41\n\x0c\x43ordonWorker\x12\x19.cloudai.v1.WorkerRequest\x1a\x16.cloudai.v1.WorkerInfo\x12?\n\x0b\x44rainWorker\x12\x18.cloudai.v1.DrainRequest\x1a\x16.cloudai.v1.WorkerInfo\x12\x43\n\x0eUncordonWorker\x12\x19.cloudai.v1.WorkerRequest\x1a\x16.cloudai.v1.WorkerInfo\x12\x42\n\x07\x41\x64\x64User\x12\x1a.cloudai.v1.AddUserRequest\x1a\x1b.cloudai.v1.AddUserResponse\x12H\n\tListUsers\x12\x1c.cloudai.v1.ListUsersRequest\x1a\x1d.cloudai.v1.ListUsersResponse\x12K\n\nRemoveUser\x12\x1d.cloudai.v1.RemoveUserRequest\x1a\x1e.cloudai.v1.RemoveUserResponse\x12Z\n\x0fRotateJoinToken\x12\".cloudai.v1.RotateJoinTokenRequest\x1a#.cloudai.v1.RotateJoinTokenResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x63loudai/v1/admin.proto\x12\ncloudai.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16\x63loudai/v1/types.proto\x1a\x17\x63loudai/v1/client.proto\"\"\n\rWorkerRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\"N\n\x0c\x44rainRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12+\n\x08\x64\x65\x61\x64line\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x1e\n\x10RetryTaskRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\xaa\x03\n\nTaskFilter\x12(\n\x08statuses\x18\x01 \x03(\x0e\x32\x16.cloudai.v1.TaskStatus\x12\x16\n\tworker_id\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x19\n\x0csubmitted_by\x18\x03 \x01(\tH\x01\x88\x01\x01\x12\x12\n\x05image\x18\x04 \x01(\tH\x02\x88\x01\x01\x12\x32\n\x06labels\x18\x05 \x03(\x0b\x32\".cloudai.v1.TaskFilter.LabelsEntry\x12\x31\n\rcreated_after\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0e\x63reated_before\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\x04text\x18\x08 \x01(\tH\x03\x88\x01\x01\x12\x12\n\x05\x61rray\x18\t \x01(\tH\x04\x88\x01\x01\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x0c\n\n_worker_idB\x0f\n\r_submitted_byB\x08\n\x06_imageB\x07\n\x05_textB\x08\n\x06_array\"V\n\x0cMatchRequest\x12&\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x16.cloudai.v1.TaskFilter\x12\x0f\n\x07\x64ry_run\x18\x02 \x01(\x08\x12\r\n\x05limit\x18\x03 \x01(\r\"[\n\rMatchResponse\x12\x10\n\x08task_ids\x18\x01 \x03(\t\x12\x14\n\x0cnew_task_ids\x18\x02 \x03(\t\x12\x11\n\ttruncated\x18\x03 \x01(\x08\x12\x0f\n\x07skipped\x18\x04 \x03(\t\"x\n\x08UserInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12.\n\ncreated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12 \n\x05quota\x18\x04 \x01(\x0b\x32\x11.cloudai.v1.Quota\"\x99\x01\n\x05Quota\x12\x17\n\ncpu_millis\x18\x01 \x01(\x04H\x00\x88\x01\x01\x12\x19\n\x0cmemory_bytes\x18\x02 \x01(\x04H\x01\x88\x01\x01\x12\x11\n\x04gpus\x18\x03 \x01(\rH\x02\x88\x01\x01\x12\x14\n\x07running\x18\x04 \x01(\rH\x03\x88\x01\x01\x42\r\n\x0b_cpu_millisB\x0f\n\r_memory_bytesB\x07\n\x05_gpusB\n\n\x08_running\"E\n\x13SetUserQuotaRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12 \n\x05quota\x18\x02 \x01(\x0b\x32\x11.cloudai.v1.Quota\"N\n\x0e\x41\x64\x64UserRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12 \n\x05quota\x18\x03 \x01(\x0b\x32\x11.cloudai.v1.Quota\"D\n\x0f\x41\x64\x64UserResponse\x12\"\n\x04user\x18\x01 \x01(\x0b\x32\x14.cloudai.v1.UserInfo\x12\r\n\x05token\x18\x02 \x01(\t\"\x12\n\x10ListUsersRequest\"8\n\x11ListUsersResponse\x12#\n\x05users\x18\x01 \x03(\x0b\x32\x14.cloudai.v1.UserInfo\"!\n\x11RemoveUserRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x14\n\x12RemoveUserResponse\"B\n\x16RotateJoinTokenRequest\x12(\n\x05grace\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\"g\n\x17RotateJoinTokenResponse\x12\x12\n\njoin_token\x18\x01 \x01(\t\x12\x38\n\x14previous_valid_until\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp2\xaa\x06\n\x0c\x41\x64minService\x12\x46\n\tRetryTask\x12\x1c.cloudai.v1.RetryTaskRequest\x1a\x1b.cloudai.v1.EnqueueResponse\x12\x45\n\x0e\x43\x61ncelMatching\x12\x18.cloudai.v1.MatchRequest\x1a\x19.cloudai.v1.MatchResponse\x12\x44\n\rRetryMatching\x12\x18.cloudai.v1.MatchRequest\x1a\x19.cloudai.v1.MatchResponse\x12\x41\n\x0c\x43ordonWorker\x12\x19.cloudai.v1.WorkerRequest\x1a\x16.cloudai.v1.WorkerInfo\x12?\n\x0b\x44rainWorker\x12\x18.cloudai.v1.DrainRequest\x1a\x16.cloudai.v1.WorkerInfo\x12\x43\n\x0eUncordonWorker\x12\x19.cloudai.v1.WorkerRequest\x1a\x16.cloudai.v1.WorkerInfo\x12\x42\n\x07\x41\x64\x64User\x12\x1a.cloudai.v1.AddUserRequest\x1a\x1b.cloudai.v1.AddUserResponse\x12H\n\tListUsers\x12\x1c.cloudai.v1.ListUsersRequest\x1a\x1d.cloudai.v1.ListUsersResponse\x12K\n\nRemoveUser\x12\x1d.cloudai.v1.RemoveUserRequest\x1a\x1e.cloudai.v1.RemoveUserResponse\x12\x45\n\x0cSetUserQuota\x12\x1f.cloudai.v1.SetUserQuotaRequest\x1a\x14.cloudai.v1.UserInfo\x12Z\n\x0fRotateJoinToken\x12\".cloudai.v1.RotateJoinTokenRequest\x1a#.cloudai.v1.RotateJoinTokenResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -52,23 +52,27 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MATCHRESPONSE']._serialized_start=817
   _globals['_MATCHRESPONSE']._serialized_end=908
   _globals['_USERINFO']._serialized_start=910
-  _globals['_USERINFO']._serialized_end=996
-  _globals['_ADDUSERREQUEST']._serialized_start=998
-  _globals['_ADDUSERREQUEST']._serialized_end=1042
-  _globals['_ADDUSERRESPONSE']._serialized_start=1044
-  _globals['_ADDUSERRESPONSE']._serialized_end=1112
-  _globals['_LISTUSERSREQUEST']._serialized_start=1114
-  _globals['_LISTUSERSREQUEST']._serialized_end=1132
-  _globals['_LISTUSERSRESPONSE']._serialized_start=1134
-  _globals['_LISTUSERSRESPONSE']._serialized_end=1190
-  _globals['_REMOVEUSERREQUEST']._serialized_start=1192
-  _globals['_REMOVEUSERREQUEST']._serialized_end=1225
-  _globals['_REMOVEUSERRESPONSE']._serialized_start=1227
-  _globals['_REMOVEUSERRESPONSE']._serialized_end=1247
-  _globals['_ROTATEJOINTOKENREQUEST']._serialized_start=1249
-  _globals['_ROTATEJOINTOKENREQUEST']._serialized_end=1315
-  _globals['_ROTATEJOINTOKENRESPONSE']._serialized_start=1317
-  _globals['_ROTATEJOINTOKENRESPONSE']._serialized_end=1420
-  _globals['_ADMINSERVICE']._serialized_start=1423
-  _globals['_ADMINSERVICE']._serialized_end=2162
+  _globals['_USERINFO']._serialized_end=1030
+  _globals['_QUOTA']._serialized_start=1033
+  _globals['_QUOTA']._serialized_end=1186
+  _globals['_SETUSERQUOTAREQUEST']._serialized_start=1188
+  _globals['_SETUSERQUOTAREQUEST']._serialized_end=1257
+  _globals['_ADDUSERREQUEST']._serialized_start=1259
+  _globals['_ADDUSERREQUEST']._serialized_end=1337
+  _globals['_ADDUSERRESPONSE']._serialized_start=1339
+  _globals['_ADDUSERRESPONSE']._serialized_end=1407
+  _globals['_LISTUSERSREQUEST']._serialized_start=1409
+  _globals['_LISTUSERSREQUEST']._serialized_end=1427
+  _globals['_LISTUSERSRESPONSE']._serialized_start=1429
+  _globals['_LISTUSERSRESPONSE']._serialized_end=1485
+  _globals['_REMOVEUSERREQUEST']._serialized_start=1487
+  _globals['_REMOVEUSERREQUEST']._serialized_end=1520
+  _globals['_REMOVEUSERRESPONSE']._serialized_start=1522
+  _globals['_REMOVEUSERRESPONSE']._serialized_end=1542
+  _globals['_ROTATEJOINTOKENREQUEST']._serialized_start=1544
+  _globals['_ROTATEJOINTOKENREQUEST']._serialized_end=1610
+  _globals['_ROTATEJOINTOKENRESPONSE']._serialized_start=1612
+  _globals['_ROTATEJOINTOKENRESPONSE']._serialized_end=1715
+  _globals['_ADMINSERVICE']._serialized_start=1718
+  _globals['_ADMINSERVICE']._serialized_end=2528
 # @@protoc_insertion_point(module_scope)

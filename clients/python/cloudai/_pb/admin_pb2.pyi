@@ -84,22 +84,46 @@ class MatchResponse(_message.Message):
     def __init__(self, task_ids: _Optional[_Iterable[str]] = ..., new_task_ids: _Optional[_Iterable[str]] = ..., truncated: _Optional[bool] = ..., skipped: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class UserInfo(_message.Message):
-    __slots__ = ("name", "role", "created_at")
+    __slots__ = ("name", "role", "created_at", "quota")
     NAME_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    QUOTA_FIELD_NUMBER: _ClassVar[int]
     name: str
     role: str
     created_at: _timestamp_pb2.Timestamp
-    def __init__(self, name: _Optional[str] = ..., role: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    quota: Quota
+    def __init__(self, name: _Optional[str] = ..., role: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., quota: _Optional[_Union[Quota, _Mapping]] = ...) -> None: ...
+
+class Quota(_message.Message):
+    __slots__ = ("cpu_millis", "memory_bytes", "gpus", "running")
+    CPU_MILLIS_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    GPUS_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_FIELD_NUMBER: _ClassVar[int]
+    cpu_millis: int
+    memory_bytes: int
+    gpus: int
+    running: int
+    def __init__(self, cpu_millis: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., gpus: _Optional[int] = ..., running: _Optional[int] = ...) -> None: ...
+
+class SetUserQuotaRequest(_message.Message):
+    __slots__ = ("name", "quota")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    QUOTA_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    quota: Quota
+    def __init__(self, name: _Optional[str] = ..., quota: _Optional[_Union[Quota, _Mapping]] = ...) -> None: ...
 
 class AddUserRequest(_message.Message):
-    __slots__ = ("name", "role")
+    __slots__ = ("name", "role", "quota")
     NAME_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
+    QUOTA_FIELD_NUMBER: _ClassVar[int]
     name: str
     role: str
-    def __init__(self, name: _Optional[str] = ..., role: _Optional[str] = ...) -> None: ...
+    quota: Quota
+    def __init__(self, name: _Optional[str] = ..., role: _Optional[str] = ..., quota: _Optional[_Union[Quota, _Mapping]] = ...) -> None: ...
 
 class AddUserResponse(_message.Message):
     __slots__ = ("user", "token")

@@ -84,6 +84,11 @@ class AdminServiceStub:
                 request_serializer=cloudai_dot_v1_dot_admin__pb2.RemoveUserRequest.SerializeToString,
                 response_deserializer=cloudai_dot_v1_dot_admin__pb2.RemoveUserResponse.FromString,
                 _registered_method=True)
+        self.SetUserQuota = channel.unary_unary(
+                '/cloudai.v1.AdminService/SetUserQuota',
+                request_serializer=cloudai_dot_v1_dot_admin__pb2.SetUserQuotaRequest.SerializeToString,
+                response_deserializer=cloudai_dot_v1_dot_admin__pb2.UserInfo.FromString,
+                _registered_method=True)
         self.RotateJoinToken = channel.unary_unary(
                 '/cloudai.v1.AdminService/RotateJoinToken',
                 request_serializer=cloudai_dot_v1_dot_admin__pb2.RotateJoinTokenRequest.SerializeToString,
@@ -173,6 +178,16 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetUserQuota(self, request, context):
+        """Sets or (with no limit set) removes a user's quota: what its assigned and running
+        tasks may reserve at once. Over it a task waits (reason QUOTA); nothing is refused.
+        The leader applies a change made through it at its next pass, one made through
+        another master within about a second. An unknown name is NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def RotateJoinToken(self, request, context):
         """Replaces the worker join token; the new one is returned once. The replaced token
         still admits workers for `grace`; once the grace is over, every master ends the
@@ -230,6 +245,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.RemoveUser,
                     request_deserializer=cloudai_dot_v1_dot_admin__pb2.RemoveUserRequest.FromString,
                     response_serializer=cloudai_dot_v1_dot_admin__pb2.RemoveUserResponse.SerializeToString,
+            ),
+            'SetUserQuota': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetUserQuota,
+                    request_deserializer=cloudai_dot_v1_dot_admin__pb2.SetUserQuotaRequest.FromString,
+                    response_serializer=cloudai_dot_v1_dot_admin__pb2.UserInfo.SerializeToString,
             ),
             'RotateJoinToken': grpc.unary_unary_rpc_method_handler(
                     servicer.RotateJoinToken,
@@ -483,6 +503,33 @@ class AdminService:
             '/cloudai.v1.AdminService/RemoveUser',
             cloudai_dot_v1_dot_admin__pb2.RemoveUserRequest.SerializeToString,
             cloudai_dot_v1_dot_admin__pb2.RemoveUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetUserQuota(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cloudai.v1.AdminService/SetUserQuota',
+            cloudai_dot_v1_dot_admin__pb2.SetUserQuotaRequest.SerializeToString,
+            cloudai_dot_v1_dot_admin__pb2.UserInfo.FromString,
             options,
             channel_credentials,
             insecure,
