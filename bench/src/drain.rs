@@ -44,15 +44,20 @@ pub async fn preload_with(
     n: usize,
     spec: impl Fn() -> cloudai_queue::TaskSpec,
 ) -> Result<()> {
+    preload_tasks(uri, n, |_| spec().into()).await
+}
+
+/// Enqueues `n` tasks, the `i`th made by `make(i)`, straight into the store at `uri`.
+pub async fn preload_tasks(uri: &str, n: usize, make: impl Fn(usize) -> NewTask) -> Result<()> {
     let store = cloudai_queue::open_store(uri, StoreOptions::default())
         .await
         .with_context(|| format!("cannot open store {uri}"))?;
-    let mut left = n;
-    while left > 0 {
-        let k = left.min(PRELOAD_CHUNK);
-        let batch: Vec<NewTask> = (0..k).map(|_| spec().into()).collect();
+    let mut done = 0;
+    while done < n {
+        let k = (n - done).min(PRELOAD_CHUNK);
+        let batch: Vec<NewTask> = (done..done + k).map(&make).collect();
         store.enqueue_batch(batch).await?;
-        left -= k;
+        done += k;
     }
     Ok(())
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 use cloudai_proto::pb;
 
-use crate::drain::{preload, preload_with};
+use crate::drain::{preload, preload_tasks, preload_with};
 use crate::master::{MasterOpts, MasterProc};
 use crate::sim::SimFleet;
 
@@ -33,6 +33,9 @@ pub struct ScaleOpts {
     /// (`zone=a`): every worker still matches, so the rate differs from a plain run only
     /// by the cost of matching.
     pub constrained: bool,
+    /// Submitters the queued tasks are spread over, in turn (0 or 1: none): with several,
+    /// fair share reads each one's head and orders them by dominant share.
+    pub submitters: usize,
 }
 
 /// The constrained run's task.
@@ -84,7 +87,18 @@ pub struct ScaleResult {
 /// One run.
 pub async fn run_once(opts: &ScaleOpts) -> Result<ScaleResult> {
     let t = Instant::now();
-    if opts.constrained {
+    if opts.submitters > 1 {
+        let (n, constrained) = (opts.submitters, opts.constrained);
+        preload_tasks(&opts.store, opts.queued, |i| cloudai_queue::NewTask {
+            spec: if constrained {
+                constrained_spec()
+            } else {
+                crate::workers::noop_spec(false)
+            },
+            submitted_by: Some(format!("team-{}", i % n)),
+        })
+        .await?;
+    } else if opts.constrained {
         preload_with(&opts.store, opts.queued, constrained_spec).await?;
     } else {
         preload(&opts.store, opts.queued, false).await?;

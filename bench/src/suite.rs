@@ -275,19 +275,25 @@ pub async fn container(cfg: &Config) -> Result<Vec<Row>> {
     Ok(rows)
 }
 
-/// Workload 5: scale. Three runs per repetition: deep queue with fast heartbeats, shallow
-/// queue with fast heartbeats, shallow queue with slow heartbeats.
+/// Submitters in the scale run with fair share.
+const FAIR_SUBMITTERS: usize = 4;
+
+/// Workload 5: scale. Five runs per repetition: deep queue with fast heartbeats, the same
+/// constrained, constrained with fair share between several submitters, shallow queue
+/// with fast heartbeats, shallow queue with slow heartbeats.
 pub async fn scale(cfg: &Config) -> Result<Vec<Row>> {
     let fast = std::time::Duration::from_secs(1);
     let slow = std::time::Duration::from_secs(60);
     let shallow = cfg.scale_window * 2;
     let (mut rss, mut deep_rate, mut shallow_rate, mut quiet_rate, mut constrained_rate) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut fair_rate = Vec::new();
     let mut notes = Vec::new();
     for rep in 0..cfg.scale_reps {
         for (kind, queued, hb) in [
             ("deep", cfg.scale_queued, fast),
             ("constrained", cfg.scale_queued, fast),
+            ("fair", cfg.scale_queued, fast),
             ("shallow", shallow, fast),
             ("quiet", shallow, slow),
         ] {
@@ -299,7 +305,8 @@ pub async fn scale(cfg: &Config) -> Result<Vec<Row>> {
                 connections: cfg.scale_connections,
                 heartbeat: hb,
                 window: cfg.scale_window,
-                constrained: kind == "constrained",
+                constrained: matches!(kind, "constrained" | "fair"),
+                submitters: if kind == "fair" { FAIR_SUBMITTERS } else { 0 },
             })
             .await;
             cleanup(&path);
@@ -315,6 +322,7 @@ pub async fn scale(cfg: &Config) -> Result<Vec<Row>> {
                 }
                 "shallow" => shallow_rate.push(r.rate),
                 "constrained" => constrained_rate.push(r.rate),
+                "fair" => fair_rate.push(r.rate),
                 _ => quiet_rate.push(r.rate),
             }
             if r.unhealthy > 0 {
@@ -350,7 +358,14 @@ pub async fn scale(cfg: &Config) -> Result<Vec<Row>> {
             cloudai: summary(&constrained_rate),
             peer: Some(summary(&deep_rate)),
             target: Target::RatioAtLeast(0.8),
-            note: "peer column = the plain deep run; every task has 3 constraints and 1 preference, every worker 3 labels and matches them (fair share is not built yet)".into(),
+            note: "peer column = the plain deep run; every task has 3 constraints and 1 preference, every worker 3 labels and matches them; one submitter".into(),
+        },
+        Row {
+            figure: format!("5. scale: dispatch rate with constraints, a preference and fair share between {FAIR_SUBMITTERS} submitters vs plain, {} queued (tasks/s)", cfg.scale_queued),
+            cloudai: summary(&fair_rate),
+            peer: Some(summary(&deep_rate)),
+            target: Target::RatioAtLeast(0.8),
+            note: format!("peer column = the plain deep run; the constrained run's tasks, enqueued by {FAIR_SUBMITTERS} submitters in turn, so each pass reads each one's head and orders them by dominant share"),
         },
         Row {
             figure: "5. scale: dispatch rate, heartbeats 1000/s vs ~17/s (tasks/s)".into(),
