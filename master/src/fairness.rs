@@ -126,8 +126,9 @@ pub fn recheck_later(shared: &Arc<Shared>) {
     });
 }
 
-/// One step's read of the queue: at most `limit` eligible tasks per submitter (with fair
-/// share and several submitters) or in all, and whether that was every eligible task.
+/// One step's read of the queue: at most `limit` eligible tasks, shared out evenly
+/// between submitters (with fair share and several of them), and whether that was every
+/// eligible task.
 pub async fn read(
     shared: &Shared,
     now: DateTime<Utc>,
@@ -140,14 +141,14 @@ pub async fn read(
     if per_submitter {
         let who = shared.fair.submitters(shared).await?;
         if who.len() > 1 {
+            // The step's read size shared out, so a pass reads no more than with one
+            // submitter (a share that comes back full grows the next step's).
+            let each = limit.div_ceil(who.len());
             let mut all = Vec::new();
             let mut saw_all = true;
             for s in &who {
-                let mine = shared
-                    .store
-                    .queued_asks_of(now, s.as_deref(), limit)
-                    .await?;
-                saw_all &= mine.len() < limit;
+                let mine = shared.store.queued_asks_of(now, s.as_deref(), each).await?;
+                saw_all &= mine.len() < each;
                 all.extend(mine);
             }
             return Ok((all, saw_all));
