@@ -113,7 +113,7 @@ async fn steps(shared: &Arc<Shared>, why: &mut PassReasons) -> (usize, bool, boo
         if !room {
             return (total, read_any, true);
         }
-        let (tasks, saw_all) = match crate::fairness::read(shared, Utc::now(), limit).await {
+        let step = match crate::fairness::read(shared, Utc::now(), limit).await {
             Ok(t) => t,
             Err(e) => {
                 tracing::warn!(error = %e, "dispatcher could not read the queue");
@@ -124,14 +124,14 @@ async fn steps(shared: &Arc<Shared>, why: &mut PassReasons) -> (usize, bool, boo
             }
         };
         read_any = true;
-        if tasks.is_empty() {
+        if step.tasks.is_empty() {
             return (total, read_any, false);
         }
-        let read = tasks.len();
+        let (read, saw_all) = (step.tasks.len(), step.saw_all);
         // Tasks still settling an earlier pass's assignment are not placed again.
         let tasks: Vec<QueuedTask> = {
             let c = shared.cluster();
-            tasks
+            step.tasks
                 .into_iter()
                 .filter(|t| c.reservation(&t.id).is_none())
                 .collect()
@@ -139,7 +139,7 @@ async fn steps(shared: &Arc<Shared>, why: &mut PassReasons) -> (usize, bool, boo
         let pending = read - tasks.len();
         let mut slots = shared.cluster().slots();
         // Fair share's order among submitters; what is over a quota waits.
-        let (tasks, over_quota) = crate::fairness::arrange(shared, tasks, &slots).await;
+        let (tasks, over_quota) = crate::fairness::arrange(shared, &step.quotas, tasks, &slots);
         for (id, over) in &over_quota {
             why.over_quota(*id, over);
         }

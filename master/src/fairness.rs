@@ -91,8 +91,7 @@ impl Book {
             Ok(users) => Arc::new(
                 users
                     .into_iter()
-                    .filter_map(|u| u.quota.map(|q| (u.name, q)))
-                    .filter(|(_, q)| !q.is_unlimited())
+                    .filter_map(|u| u.quota.and_then(Quota::limited).map(|q| (u.name, q)))
                     .collect(),
             ),
             Err(e) => {
@@ -126,58 +125,70 @@ pub fn recheck_later(shared: &Arc<Shared>) {
     });
 }
 
-/// One step's read of the queue: at most `limit` eligible tasks, shared out evenly
-/// between submitters (with fair share and several of them), and whether that was every
-/// eligible task.
-pub async fn read(
-    shared: &Shared,
-    now: DateTime<Utc>,
-    limit: usize,
-) -> Result<(Vec<QueuedTask>, bool), QueueError> {
+/// Users' quotas by name (only those that set a limit).
+pub type Quotas = Arc<HashMap<String, Quota>>;
+
+/// One step's read of the queue.
+pub struct Read {
+    /// At most `limit` eligible tasks, shared out evenly between submitters (with fair
+    /// share and several of them).
+    pub tasks: Vec<QueuedTask>,
+    /// That was every eligible task.
+    pub saw_all: bool,
+    /// The quotas the step applies ([`arrange`]).
+    pub quotas: Quotas,
+}
+
+/// Reads one step's tasks, and the quotas to apply to them.
+pub async fn read(shared: &Shared, now: DateTime<Utc>, limit: usize) -> Result<Read, QueueError> {
+    let quotas = shared.fair.quotas(shared).await;
     // Several submitters are read one by one with fair share on, and with quotas either
     // way: else one submitter's tasks held at its quota could hide everyone else's.
-    let per_submitter =
-        shared.config.fair_share == FairShare::Drf || !shared.fair.quotas(shared).await.is_empty();
-    if per_submitter {
+    if shared.config.fair_share == FairShare::Drf || !quotas.is_empty() {
         let who = shared.fair.submitters(shared).await?;
         if who.len() > 1 {
             // The step's read size shared out, so a pass reads no more than with one
             // submitter (a share that comes back full grows the next step's).
             let each = limit.div_ceil(who.len());
-            let mut all = Vec::new();
+            let mut tasks = Vec::new();
             let mut saw_all = true;
             for s in &who {
                 let mine = shared.store.queued_asks_of(now, s.as_deref(), each).await?;
                 saw_all &= mine.len() < each;
-                all.extend(mine);
+                tasks.extend(mine);
             }
-            return Ok((all, saw_all));
+            return Ok(Read {
+                tasks,
+                saw_all,
+                quotas,
+            });
         }
     }
     let tasks = shared.store.queued_asks(now, limit).await?;
-    let saw_all = tasks.len() < limit;
-    Ok((tasks, saw_all))
+    Ok(Read {
+        saw_all: tasks.len() < limit,
+        tasks,
+        quotas,
+    })
 }
 
 /// `tasks` (as [`read`] gave them, less those already reserved) in the order to offer
 /// them to placement, and the ones left out for their submitter's quota.
-pub async fn arrange(
+pub fn arrange(
     shared: &Shared,
+    quotas: &Quotas,
     tasks: Vec<QueuedTask>,
     slots: &[WorkerSlot],
 ) -> (Vec<QueuedTask>, Vec<(TaskId, OverQuota)>) {
-    let quotas = shared.fair.quotas(shared).await;
+    let first = tasks.first().map(|t| t.submitter.as_deref());
+    if quotas.is_empty() && tasks.iter().all(|t| Some(t.submitter.as_deref()) == first) {
+        // One submitter, no quota: the read's order is already the rule's.
+        return (tasks, Vec::new());
+    }
     let mut index: HashMap<Option<&str>, usize> = HashMap::new();
     for t in &tasks {
         let n = index.len();
         index.entry(t.submitter.as_deref()).or_insert(n);
-    }
-    let limited = index
-        .keys()
-        .any(|s| s.is_some_and(|s| quotas.contains_key(s)));
-    if index.len() <= 1 && !limited {
-        // One submitter, no quota: the read's order is already the rule's.
-        return (tasks, Vec::new());
     }
     let mut groups = vec![Group::default(); index.len()];
     {

@@ -78,6 +78,11 @@ impl Quota {
         *self == Quota::default()
     }
 
+    /// `self`, or `None` when it sets no limit (such a quota is no quota).
+    pub fn limited(self) -> Option<Quota> {
+        Some(self).filter(|q| !q.is_unlimited())
+    }
+
     /// Whether one more task reserving `ask` fits beside `used`: the first limit it
     /// would pass, if any. Pure.
     pub fn check(&self, used: &Usage, ask: &Resources) -> Result<(), OverQuota> {

@@ -27,6 +27,19 @@ impl SqliteHarness {
     }
 }
 
+/// Enqueues `spec` once for each of `who` (`None`: without a submitter).
+async fn enqueue_as(store: &dyn QueueStore, spec: &TaskSpec, who: &[Option<&str>]) {
+    for w in who {
+        store
+            .enqueue(NewTask {
+                spec: spec.clone(),
+                submitted_by: w.map(str::to_string),
+            })
+            .await
+            .unwrap();
+    }
+}
+
 #[async_trait::async_trait]
 impl Harness for SqliteHarness {
     async fn open(&self, opts: StoreOptions) -> Arc<dyn QueueStore> {
@@ -179,15 +192,12 @@ async fn a_file_from_before_entrypoint_and_the_submitter_index_is_upgraded() {
     let store = h.open(StoreOptions::default()).await;
     let mut spec = TaskSpec::new("busybox");
     spec.command = vec!["echo".into(), "hi".into()];
-    for who in [Some("alice"), None, Some("bob"), Some("alice")] {
-        store
-            .enqueue(NewTask {
-                spec: spec.clone(),
-                submitted_by: who.map(str::to_string),
-            })
-            .await
-            .unwrap();
-    }
+    enqueue_as(
+        store.as_ref(),
+        &spec,
+        &[Some("alice"), None, Some("bob"), Some("alice")],
+    )
+    .await;
     drop(store);
     {
         let c = rusqlite::Connection::open(h.path()).unwrap();
@@ -373,15 +383,12 @@ async fn a_file_from_before_constraints_gains_the_placement_column() {
 async fn a_file_from_before_fair_share_gains_the_submitter_column() {
     let h = SqliteHarness::new();
     let store = h.open(StoreOptions::default()).await;
-    for who in [Some("ana"), None, Some("ana")] {
-        store
-            .enqueue(NewTask {
-                spec: TaskSpec::new("busybox"),
-                submitted_by: who.map(str::to_string),
-            })
-            .await
-            .unwrap();
-    }
+    enqueue_as(
+        store.as_ref(),
+        &TaskSpec::new("busybox"),
+        &[Some("ana"), None, Some("ana")],
+    )
+    .await;
     drop(store);
     {
         let c = rusqlite::Connection::open(h.path()).unwrap();

@@ -126,7 +126,7 @@ pub fn parse_quota(s: &str) -> Result<Quota, String> {
 
 /// `q` as `parse_quota` reads it back: `cpu=16,memory=64GiB,running=100`, or `-`.
 pub fn format_quota(q: Option<&Quota>) -> String {
-    let Some(q) = q.filter(|q| !q.is_unlimited()) else {
+    let Some(q) = q.copied().and_then(Quota::limited) else {
         return "-".into();
     };
     let mut parts = Vec::new();
@@ -174,7 +174,7 @@ impl From<cloudai_queue::UserRecord> for UserView {
             name: u.name,
             role: u.role.to_string(),
             created_at: Some(u.created_at),
-            quota: u.quota.filter(|q| !q.is_unlimited()),
+            quota: u.quota.and_then(Quota::limited),
         }
     }
 }
@@ -195,10 +195,6 @@ fn users_text(users: &[UserView], format: OutputFormat) -> String {
     out
 }
 
-fn some_limit(q: Quota) -> Option<Quota> {
-    Some(q).filter(|q| !q.is_unlimited())
-}
-
 /// Runs `cloudai users ...`.
 pub async fn users(cmd: UsersCmd) -> CliResult<i32> {
     match cmd {
@@ -208,7 +204,7 @@ pub async fn users(cmd: UsersCmd) -> CliResult<i32> {
             quota,
             target,
         } => {
-            let quota = quota.and_then(some_limit);
+            let quota = quota.and_then(Quota::limited);
             let token = match Via::open(&target).await? {
                 Via::Master(mut a) => {
                     let req = pb::AddUserRequest {
@@ -246,7 +242,7 @@ pub async fn users(cmd: UsersCmd) -> CliResult<i32> {
             quota,
             target,
         } => {
-            let quota = some_limit(quota);
+            let quota = quota.limited();
             match Via::open(&target).await? {
                 Via::Master(mut a) => {
                     let req = pb::SetUserQuotaRequest {

@@ -20,8 +20,14 @@ fn key(who: Option<&str>) -> &str {
 impl Shares {
     /// One more live attempt of `who` reserving `r`.
     pub fn add(&mut self, who: Option<&str>, r: &Resources) {
-        let u = self.by.entry(key(who).to_string()).or_default();
-        *u = u.plus(r);
+        // The name is copied only for a submitter's first live attempt.
+        match self.by.get_mut(key(who)) {
+            Some(u) => *u = u.plus(r),
+            None => {
+                self.by
+                    .insert(key(who).to_string(), Usage::default().plus(r));
+            }
+        }
     }
 
     /// One attempt of `who` reserving `r` ended; a submitter with none left is forgotten.

@@ -27,7 +27,7 @@ impl From<pb::Quota> for q::Quota {
 
 /// A quota as a request gives it: unset, or no limit set, is none.
 pub fn quota_of(v: Option<pb::Quota>) -> Option<q::Quota> {
-    v.map(q::Quota::from).filter(|q| !q.is_unlimited())
+    v.map(q::Quota::from).and_then(q::Quota::limited)
 }
 
 #[cfg(test)]

@@ -23,6 +23,16 @@ async fn add_by(store: &dyn QueueStore, who: Option<&str>, priority: i32) -> cra
         .task
 }
 
+/// Who the store says has queued work, as a set.
+async fn submitters(store: &dyn QueueStore) -> BTreeSet<Option<String>> {
+    store
+        .queued_submitters()
+        .await
+        .unwrap()
+        .into_iter()
+        .collect()
+}
+
 /// `queued_submitters` names each submitter with queued work once (`None` for tasks
 /// without one), whatever their `not_before`, and forgets one whose tasks all left the
 /// queue; `queued_asks_of` is `queued_asks` filtered to one submitter: same order, same
@@ -58,12 +68,7 @@ pub async fn queued_reads_per_submitter(h: &dyn Harness) {
     let at = now() + Duration::milliseconds(10);
     store.assign(dave.id, "w1", at).await.unwrap();
 
-    let who: BTreeSet<Option<String>> = store
-        .queued_submitters()
-        .await
-        .unwrap()
-        .into_iter()
-        .collect();
+    let who = submitters(&*store).await;
     let want: BTreeSet<Option<String>> = [None, Some("alice"), Some("bob"), Some("carol")]
         .into_iter()
         .map(|s| s.map(str::to_string))
@@ -122,12 +127,7 @@ pub async fn queued_reads_per_submitter(h: &dyn Harness) {
     for t in &alice {
         store.assign(t.id, "w1", at).await.unwrap();
     }
-    let who: BTreeSet<Option<String>> = store
-        .queued_submitters()
-        .await
-        .unwrap()
-        .into_iter()
-        .collect();
+    let who = submitters(&*store).await;
     assert!(!who.contains(&Some("alice".to_string())), "{who:?}");
     assert_eq!(who.len(), 3);
     passed(&*store, "queued_reads_per_submitter");
