@@ -1,6 +1,8 @@
 //! The life of one attempt, the same for every [`Executor`]: prepare (pull) → start →
 //! stream output → wait, with the timeout and cancel enforced by stop-with-grace-then-kill,
-//! and the container always removed before the outcome is returned.
+//! and the container always removed: by [`run_attempt`] before it returns, or, through
+//! [`run_until_exit`], by the caller once it has reported the end (the runtime's way: a
+//! removal no longer delays the result).
 
 use std::time::Duration;
 
@@ -137,6 +139,21 @@ impl StopSignal {
     }
 }
 
+/// The stopped container of an attempt that [`run_until_exit`] returned: whoever holds it
+/// must [`remove`](Leftover::remove) it.
+#[must_use = "the attempt's container must be removed"]
+#[derive(Debug)]
+pub struct Leftover(Option<Handle>);
+
+impl Leftover {
+    /// Removes the container (retrying a little), if the attempt got as far as one.
+    pub async fn remove(self, exec: &dyn Executor) {
+        if let Some(handle) = self.0 {
+            remove(exec, &handle).await;
+        }
+    }
+}
+
 /// Runs one attempt to its end and returns how and when it ended. Events go to `events`
 /// in order; if the receiver is slow the container's output is read more slowly (bounded
 /// memory), and if it is gone events are dropped. The container is removed before this
@@ -145,23 +162,37 @@ pub async fn run_attempt(
     exec: &dyn Executor,
     req: StartRequest,
     opts: &AttemptOptions,
-    mut stop: StopSignal,
+    stop: StopSignal,
     events: mpsc::Sender<AttemptEvent>,
 ) -> Ended {
+    let (ended, leftover) = run_until_exit(exec, req, opts, stop, events).await;
+    leftover.remove(exec).await;
+    ended
+}
+
+/// [`run_attempt`] up to the container's exit and the delivery of its output, leaving the
+/// stopped container to the caller: the end can be reported before the removal.
+pub async fn run_until_exit(
+    exec: &dyn Executor,
+    req: StartRequest,
+    opts: &AttemptOptions,
+    mut stop: StopSignal,
+    events: mpsc::Sender<AttemptEvent>,
+) -> (Ended, Leftover) {
     let ended = |finish| Ended {
         finish,
         at: Utc::now(),
     };
     let task_id = req.task_id.clone();
     if let Err(e) = prepare(exec, &req.spec, &mut stop, &events).await {
-        return ended(e);
+        return (ended(e), Leftover(None));
     }
     if stop.is_stopped() {
-        return ended(Finish::Cancelled);
+        return (ended(Finish::Cancelled), Leftover(None));
     }
     let handle = match exec.start(&req).await {
         Ok(h) => h,
-        Err(e) => return ended(Finish::Error(e.to_string())),
+        Err(e) => return (ended(Finish::Error(e.to_string())), Leftover(None)),
     };
     tracing::debug!(task_id = %task_id, container_id = %handle.id, "container started");
     let _ = events
@@ -225,8 +256,7 @@ pub async fn run_attempt(
         tracing::warn!(task_id = %task_id, "abandoning undelivered container output");
         logs.abort();
     }
-    remove(exec, &handle).await;
-    finish
+    (finish, Leftover(Some(handle)))
 }
 
 async fn prepare(

@@ -10,7 +10,7 @@ use cloudai_proto::pb::task_event::Event;
 use cloudai_proto::pb::worker_message::Msg as W;
 use cloudai_proto::pb::worker_service_server::{WorkerService, WorkerServiceServer};
 use cloudai_worker::testing::{test_config, TestWorker, TEST_CAPACITY};
-use cloudai_worker::{FakeBehavior, WorkerError};
+use cloudai_worker::{FakeBehavior, FakeExecutor, WorkerError};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 use tonic::{Request, Response, Status, Streaming};
@@ -241,8 +241,56 @@ async fn assignment_reports_started_logs_and_finished_with_its_token() {
     let f = finished(&e);
     assert_eq!(f.kind, pb::FinishKind::Error as i32);
     assert!(f.error.contains("manifest unknown"), "{}", f.error);
-    assert_eq!(worker.executor.live_containers(), 0);
+    containers_removed(&worker.executor, "finished containers").await;
     worker.shutdown().await.unwrap();
+}
+
+/// Waits until the executor holds no container (the end is reported first, then the
+/// container removed).
+async fn containers_removed(executor: &FakeExecutor, what: &str) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while executor.live_containers() > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "{what} not removed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_end_is_reported_before_the_container_is_removed_and_shutdown_waits_for_it() {
+    let (url, mut conns) = fake_master().await;
+    let worker = TestWorker::start(&url, "w-remove");
+    let mut conn = connection(&mut conns).await;
+    conn.accept().await;
+    // The daemon takes 3 s to remove this one.
+    conn.send(assign(
+        "t-slow-rm",
+        1,
+        &[("CLOUDAI_FAKE_REMOVE_MS", "3000")],
+    ))
+    .await;
+    assert!(matches!(conn.event().await.event, Some(Event::Started(_))));
+    let f = conn.event().await;
+    assert_eq!(finished(&f).exit_code, Some(0));
+    assert_eq!(
+        worker.executor.live_containers(),
+        1,
+        "the result went out before the removal ended"
+    );
+    containers_removed(&worker.executor, "the finished container").await;
+
+    // A shutdown right after an end still waits for that container's removal.
+    conn.send(assign(
+        "t-slow-rm2",
+        2,
+        &[("CLOUDAI_FAKE_REMOVE_MS", "1000")],
+    ))
+    .await;
+    assert!(matches!(conn.event().await.event, Some(Event::Started(_))));
+    assert!(finished(&conn.event().await).exit_code == Some(0));
+    let executor = worker.executor.clone();
+    assert_eq!(executor.live_containers(), 1);
+    worker.shutdown().await.unwrap();
+    assert_eq!(executor.live_containers(), 0, "shutdown left the container");
 }
 
 #[tokio::test]
@@ -262,7 +310,7 @@ async fn cancel_stops_the_attempt_and_reports_cancelled() {
     .await;
     let e = conn.event().await;
     assert_eq!(finished(&e).kind, pb::FinishKind::Cancelled as i32);
-    assert_eq!(worker.executor.live_containers(), 0);
+    containers_removed(&worker.executor, "the cancelled container").await;
 
     // A cancel for an attempt this worker does not run is settled as cancelled at once.
     conn.send(M::Cancel(pb::Cancel {

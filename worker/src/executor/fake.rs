@@ -5,7 +5,7 @@
 //! spec's env (so one fake worker can run tasks that behave differently):
 //! `CLOUDAI_FAKE_RUN_MS`, `CLOUDAI_FAKE_EXIT_CODE`, `CLOUDAI_FAKE_START_ERROR`,
 //! `CLOUDAI_FAKE_PULL_ERROR`, `CLOUDAI_FAKE_STDOUT`, `CLOUDAI_FAKE_STDERR` (lines
-//! separated by `\n`).
+//! separated by `\n`), `CLOUDAI_FAKE_REMOVE_MS`.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -47,6 +47,8 @@ pub struct FakeBehavior {
     pub stdout: Vec<String>,
     /// Lines written to stderr, each followed by `\n`.
     pub stderr: Vec<String>,
+    /// How long `remove` takes (a slow daemon); the container counts as live meanwhile.
+    pub remove_for: Duration,
 }
 
 impl Default for FakeBehavior {
@@ -60,6 +62,7 @@ impl Default for FakeBehavior {
             pull_for: Duration::ZERO,
             stdout: Vec::new(),
             stderr: Vec::new(),
+            remove_for: Duration::ZERO,
         }
     }
 }
@@ -92,6 +95,12 @@ impl FakeBehavior {
         }
         if let Some(err) = env.get("CLOUDAI_FAKE_STDERR") {
             b.stderr = err.lines().map(str::to_string).collect();
+        }
+        if let Some(ms) = env
+            .get("CLOUDAI_FAKE_REMOVE_MS")
+            .and_then(|v| v.parse().ok())
+        {
+            b.remove_for = Duration::from_millis(ms);
         }
         b
     }
@@ -275,6 +284,13 @@ impl Executor for FakeExecutor {
     }
 
     async fn remove(&self, handle: &Handle) -> Result<(), ExecError> {
+        let delay = self
+            .lock()
+            .get(&handle.id)
+            .map_or(Duration::ZERO, |c| c.behavior.remove_for);
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
         self.lock().remove(&handle.id);
         Ok(())
     }

@@ -1,7 +1,11 @@
-//! One attempt as a task of the runtime: runs it ([`crate::attempt::run_attempt`]) and
+//! One attempt as a task of the runtime: runs it ([`crate::attempt::run_until_exit`]) and
 //! records each of its events in the journal as it happens, then its end (or, when it was
-//! stopped unreported, that no end will come). Recording waits while the journal is full,
-//! which slows the attempt's output reader instead of dropping anything.
+//! stopped unreported, that no end will come), and only then removes the container: the
+//! result is not held up by the daemon's removal, and the slot is free for the next task
+//! meanwhile (a stopped container holds no CPU or memory). Shutdown waits for the removal
+//! like for the rest of the task, and a worker that dies first removes the leftover at its
+//! next start. Recording waits while the journal is full, which slows the attempt's output
+//! reader instead of dropping anything.
 //!
 //! It also moves the attempt's metrics: `running_attempts` for as long as the task lives,
 //! `container_start_seconds` when the container runs (timed from the assignment, which
@@ -19,7 +23,7 @@ use tokio::time::Instant;
 use super::journal::RecordError;
 use super::state::{AttemptKey, State};
 use super::{lock, Worker};
-use crate::attempt::{run_attempt, AttemptEvent, AttemptOptions, StopSignal};
+use crate::attempt::{run_until_exit, AttemptEvent, AttemptOptions, StopSignal};
 use crate::executor::{Executor, StartRequest};
 use crate::metrics::{finish_outcome, WorkerMetrics};
 
@@ -79,11 +83,11 @@ impl Parts {
 /// Runs one attempt, recording its events in order, then its end.
 pub(crate) async fn attempt_task(parts: Parts, req: StartRequest, signal: StopSignal) {
     let assigned = Instant::now();
-    // Counted until this task ends or is aborted (shutdown).
-    let _running = parts.metrics.attempt_running();
+    // Counted until the end is recorded, or this task is aborted (shutdown).
+    let running = parts.metrics.attempt_running();
     let key: AttemptKey = (req.task_id.clone(), req.token);
     let (events_tx, mut events_rx) = mpsc::channel(ATTEMPT_EVENTS);
-    let run = run_attempt(
+    let run = run_until_exit(
         parts.executor.as_ref(),
         req,
         &parts.options,
@@ -113,7 +117,7 @@ pub(crate) async fn attempt_task(parts: Parts, req: StartRequest, signal: StopSi
             }
         }
     };
-    let (ended, ()) = tokio::join!(run, forward);
+    let ((ended, leftover), ()) = tokio::join!(run, forward);
     tracing::info!(task_id = %key.0, token = key.1, finish = ?ended.finish, "attempt ended");
     let report = lock(&parts.state)
         .running
@@ -130,4 +134,6 @@ pub(crate) async fn attempt_task(parts: Parts, req: StartRequest, signal: StopSi
         lock(&parts.state).journal.abandon(&key);
     }
     parts.events_ready.notify_one();
+    drop(running);
+    leftover.remove(parts.executor.as_ref()).await;
 }
