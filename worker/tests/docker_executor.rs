@@ -321,3 +321,37 @@ async fn leftovers_of_a_previous_run_are_removed() {
     assert!(containers_labelled(labels::WORKER, &req.worker_id).is_empty());
     assert_gone(&req);
 }
+
+#[tokio::test]
+async fn an_image_removed_after_it_was_seen_is_pulled_again_not_a_create_error() {
+    // A tag of the test image of this test's own, so removing it disturbs no other test.
+    let tag = format!("cloudai/busybox:{}", unique("gone"));
+    let docker = |args: &[&str]| {
+        let out = std::process::Command::new("docker")
+            .args(args)
+            .output()
+            .expect("docker cli");
+        assert!(out.status.success(), "docker {args:?} failed");
+    };
+    docker(&["tag", IMAGE, &tag]);
+    let exec = executor().await;
+    let mut spec = TaskSpec::new(&tag);
+    spec.command = vec!["sh".into(), "-c".into(), "echo here".into()];
+    let (finish, _) = run(&exec, request(spec.clone()), StopSignal::never()).await;
+    assert_eq!(finish, Finish::Exited(0));
+
+    // Seen present once: the executor no longer asks. Removed behind its back, the create
+    // finds it missing and the image is pulled again, which fails here (no registry) with
+    // the pull's own message, as for an image never seen.
+    docker(&["rmi", &tag]);
+    let req = request(spec);
+    let (finish, _) = run(&exec, req.clone(), StopSignal::never()).await;
+    let Finish::Error(message) = finish else {
+        panic!("expected an error, got {finish:?}");
+    };
+    assert!(
+        message.starts_with(&format!("pull {tag}: ")),
+        "not the pull's error: {message}"
+    );
+    assert_gone(&req);
+}

@@ -6,7 +6,7 @@
 //! is slowed down instead of growing anyone's memory. Containers use the `none` log
 //! driver: the worker streams output itself, and a flood must not fill the daemon's disk.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -49,6 +49,9 @@ pub struct DockerExecutor {
     pulls: Arc<PullLimiter>,
     /// Where the pulls it makes are timed (the worker's `/metrics`).
     pull_metrics: PullMetrics,
+    /// Images seen present: `prepare` does not ask the daemon again (one round trip per
+    /// task less). One removed since is pulled again when the create finds it missing.
+    known_images: Arc<Mutex<HashSet<String>>>,
 }
 
 impl fmt::Debug for DockerExecutor {
@@ -72,6 +75,7 @@ impl DockerExecutor {
             policy: Arc::default(),
             pulls: Arc::default(),
             pull_metrics: PullMetrics::default(),
+            known_images: Arc::default(),
         })
     }
 
@@ -95,6 +99,30 @@ impl DockerExecutor {
 
     fn attached(&self) -> std::sync::MutexGuard<'_, HashMap<String, OutputStream>> {
         self.attached.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn known_images(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.known_images.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Pulls `spec.image` in its turn under the pull rate limit, timed for the metrics.
+    async fn fetch(&self, spec: &TaskSpec, progress: &ProgressSink) -> Result<(), ExecError> {
+        self.pulls
+            .acquire(|wait| {
+                let _ = progress.try_send(format!(
+                    "waiting {} ms for the pull rate limit",
+                    wait.as_millis()
+                ));
+            })
+            .await;
+        // Timed from the moment the pull may start: the rate-limit wait is not the pull.
+        let began = Instant::now();
+        let pulled = self.pull(spec, progress).await;
+        self.pull_metrics.observe(pulled.is_ok(), began.elapsed());
+        if pulled.is_ok() {
+            self.known_images().insert(spec.image.clone());
+        }
+        pulled
     }
 
     /// Attaches to stdout and stderr of a created container, before it starts.
@@ -233,30 +261,29 @@ impl DockerExecutor {
 impl Executor for DockerExecutor {
     async fn prepare(&self, spec: &TaskSpec, progress: &ProgressSink) -> Result<(), ExecError> {
         self.policy.check(spec).map_err(ExecError::Forbidden)?;
-        if self.image_present(&spec.image).await? {
+        if self.known_images().contains(&spec.image) {
             return Ok(());
         }
-        self.pulls
-            .acquire(|wait| {
-                let _ = progress.try_send(format!(
-                    "waiting {} ms for the pull rate limit",
-                    wait.as_millis()
-                ));
-            })
-            .await;
-        // Timed from the moment the pull may start: the rate-limit wait is not the pull.
-        let began = Instant::now();
-        let pulled = self.pull(spec, progress).await;
-        self.pull_metrics.observe(pulled.is_ok(), began.elapsed());
-        pulled
+        if self.image_present(&spec.image).await? {
+            self.known_images().insert(spec.image.clone());
+            return Ok(());
+        }
+        self.fetch(spec, progress).await
     }
 
     async fn start(&self, req: &StartRequest) -> Result<Handle, ExecError> {
         self.policy.check(&req.spec).map_err(ExecError::Forbidden)?;
-        let id = self
-            .create(req)
-            .await
-            .map_err(|e| ExecError::Create(docker_message(e)))?;
+        let created = match self.create(req).await {
+            // An image `prepare` took on trust went away since (a `docker rmi`): pull it
+            // again, as `prepare` would have, and create once more.
+            Err(e) if status_of(&e) == Some(404) && self.known_images().remove(&req.spec.image) => {
+                let (no_progress, _) = tokio::sync::mpsc::channel(1);
+                self.fetch(&req.spec, &no_progress).await?;
+                self.create(req).await
+            }
+            created => created,
+        };
+        let id = created.map_err(|e| ExecError::Create(docker_message(e)))?;
         let handle = Handle { id };
         let output = match self.attach(&handle.id).await {
             Ok(output) => output,
