@@ -167,12 +167,14 @@ async fn metrics(
             .collect();
         (workers, seen)
     };
+    let commands = shared.store.commands_sent();
     let text = shared.metrics.render(&ScrapeView {
         stats: stats.as_ref(),
         epoch,
         workers: &workers,
         seen: &seen,
         now,
+        commands: &commands,
     });
     ([(header::CONTENT_TYPE, OPENMETRICS)], text).into_response()
 }

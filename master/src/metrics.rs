@@ -67,6 +67,13 @@ pub struct WorkerLabel {
     pub worker: String,
 }
 
+/// A command a remote store was sent.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CommandLabel {
+    /// The command's name: `find`, `update`, `commitTransaction` ...
+    pub command: String,
+}
+
 /// Why a call was refused.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
@@ -116,6 +123,7 @@ pub struct Metrics {
     leader: Gauge,
     epoch: Gauge,
     store_up: Gauge,
+    store_commands: Family<CommandLabel, Counter>,
     /// What was counted of each attempt (a repeat of a stored report counts nothing).
     seen: Mutex<HashMap<(TaskId, u64), Counted>>,
 }
@@ -172,6 +180,7 @@ impl Metrics {
             leader: Gauge::default(),
             epoch: Gauge::default(),
             store_up: Gauge::default(),
+            store_commands: Family::default(),
             seen: Mutex::default(),
         };
         let r = &mut root;
@@ -295,6 +304,11 @@ impl Metrics {
             "1 when the last scrape's store read succeeded",
             m.store_up.clone(),
         );
+        r.register(
+            "store_commands",
+            "Commands sent to a remote store (MongoDB), by name, as the driver's command monitoring counts them",
+            m.store_commands.clone(),
+        );
         Metrics {
             registry: root,
             ..m
@@ -348,6 +362,16 @@ impl Metrics {
     /// Sets the scrape-time gauges and encodes every family as OpenMetrics text.
     pub fn render(&self, view: &ScrapeView<'_>) -> String {
         self.store_up.set(i64::from(view.stats.is_some()));
+        for (command, n) in view.commands {
+            let label = CommandLabel {
+                command: command.clone(),
+            };
+            // The store keeps the count; the counter shows it.
+            self.store_commands
+                .get_or_create(&label)
+                .inner()
+                .store(*n, std::sync::atomic::Ordering::Relaxed);
+        }
         if let Some(stats) = view.stats {
             for s in TaskStatus::ALL {
                 let n = stats.counts.get(&s).copied().unwrap_or(0);
@@ -424,6 +448,8 @@ pub struct ScrapeView<'a> {
     pub seen: &'a HashMap<String, f64>,
     /// The scrape's time.
     pub now: DateTime<Utc>,
+    /// Commands sent to a remote store, by name (empty for SQLite).
+    pub commands: &'a [(String, u64)],
 }
 
 fn secs(from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
@@ -431,129 +457,5 @@ fn secs(from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use cloudai_queue::{Attempt, TaskSpec};
-
-    fn task_with(attempt: Attempt, created: DateTime<Utc>) -> Task {
-        Task {
-            id: TaskId::new(),
-            spec: TaskSpec::new("cloudai/busybox:test"),
-            status: attempt.outcome.unwrap_or(TaskStatus::Running),
-            created_at: created,
-            updated_at: created,
-            not_before: created,
-            finished_at: attempt.finished_at,
-            attempts: vec![attempt],
-            cancel_requested: false,
-            exit_code: None,
-            error: None,
-            submitted_by: None,
-        }
-    }
-
-    fn sample(text: &str, name: &str) -> Option<f64> {
-        text.lines()
-            .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-    }
-
-    #[test]
-    fn starts_and_ends_count_once_however_often_a_report_is_stored() {
-        let m = Metrics::new();
-        let t0 = Utc::now() - chrono::Duration::seconds(10);
-        let mut a = Attempt::new(1, 7, "w1", t0 + chrono::Duration::seconds(1));
-        a.started_at = Some(t0 + chrono::Duration::seconds(2));
-        let mut t = task_with(a.clone(), t0);
-        m.attempt_stored(&t, 7);
-        m.attempt_stored(&t, 7); // the same start stored again (a re-send)
-        a.finished_at = Some(t0 + chrono::Duration::seconds(5));
-        a.outcome = Some(TaskStatus::Succeeded);
-        t.attempts = vec![a];
-        m.attempt_stored(&t, 7);
-        m.attempt_stored(&t, 7);
-        m.attempt_stored(&t, 99); // no such attempt: nothing
-        let text = m.render(&ScrapeView {
-            stats: None,
-            epoch: Some(3),
-            workers: &[],
-            seen: &HashMap::new(),
-            now: Utc::now(),
-        });
-        assert_eq!(sample(&text, "cloudai_attempts_started_total"), Some(1.0));
-        assert_eq!(
-            sample(
-                &text,
-                "cloudai_attempts_finished_total{outcome=\"succeeded\"}"
-            ),
-            Some(1.0)
-        );
-        // The queue wait (2 s) and the run (3 s), observed once each.
-        assert_eq!(
-            sample(&text, "cloudai_task_queue_wait_seconds_count"),
-            Some(1.0)
-        );
-        assert_eq!(
-            sample(&text, "cloudai_task_queue_wait_seconds_sum"),
-            Some(2.0)
-        );
-        assert_eq!(sample(&text, "cloudai_attempt_run_seconds_sum"), Some(3.0));
-        assert_eq!(sample(&text, "cloudai_leader_epoch"), Some(3.0));
-        assert_eq!(sample(&text, "cloudai_store_up"), Some(0.0));
-        assert!(
-            text.contains("# TYPE cloudai_task_queue_wait_seconds histogram"),
-            "{text}"
-        );
-        assert!(
-            text.contains("# UNIT cloudai_task_queue_wait_seconds seconds"),
-            "{text}"
-        );
-        assert!(text.trim_end().ends_with("# EOF"));
-    }
-
-    #[test]
-    fn scrape_gauges_follow_the_store_and_the_workers() {
-        let m = Metrics::new();
-        let mut stats = QueueStats::default();
-        stats.counts.insert(TaskStatus::Queued, 4);
-        stats.oldest_queued_at = Some(Utc::now() - chrono::Duration::seconds(30));
-        let text = m.render(&ScrapeView {
-            stats: Some(&stats),
-            epoch: None,
-            workers: &[],
-            seen: &HashMap::new(),
-            now: Utc::now(),
-        });
-        assert_eq!(sample(&text, "cloudai_tasks{status=\"queued\"}"), Some(4.0));
-        assert_eq!(
-            sample(&text, "cloudai_tasks{status=\"running\"}"),
-            Some(0.0)
-        );
-        assert!(sample(&text, "cloudai_oldest_queued_age_seconds").is_some_and(|v| v >= 30.0));
-        assert_eq!(sample(&text, "cloudai_leader"), Some(0.0));
-        assert_eq!(
-            sample(&text, "cloudai_workers{health=\"healthy\"}"),
-            Some(0.0)
-        );
-        m.store_call("assign", Duration::from_millis(3), true);
-        let text = m.render(&ScrapeView {
-            stats: Some(&stats),
-            epoch: None,
-            workers: &[],
-            seen: &HashMap::new(),
-            now: Utc::now(),
-        });
-        assert_eq!(
-            sample(
-                &text,
-                "cloudai_store_operation_seconds_count{op=\"assign\"}"
-            ),
-            Some(1.0)
-        );
-        assert_eq!(
-            sample(&text, "cloudai_store_errors_total{op=\"assign\"}"),
-            Some(1.0)
-        );
-    }
-}
+#[path = "metrics_tests.rs"]
+mod tests;

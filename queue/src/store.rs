@@ -104,6 +104,13 @@ pub trait QueueStore:
 {
     /// "sqlite" or "mongodb", for logs and test output.
     fn backend_name(&self) -> &'static str;
+
+    /// The commands sent to a remote store since it was opened, by command name, in name
+    /// order (MongoDB: counted by the driver's command monitoring). Empty for an embedded
+    /// store, which sends none.
+    fn commands_sent(&self) -> Vec<(String, u64)> {
+        Vec::new()
+    }
 }
 
 /// Tasks: enqueueing and reading them.

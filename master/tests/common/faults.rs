@@ -118,6 +118,10 @@ impl QueueStore for FaultStore {
     fn backend_name(&self) -> &'static str {
         self.inner.backend_name()
     }
+
+    fn commands_sent(&self) -> Vec<(String, u64)> {
+        self.inner.commands_sent()
+    }
 }
 
 #[async_trait]

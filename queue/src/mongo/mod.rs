@@ -10,12 +10,14 @@
 //! - `registry`: worker records and queue statistics.
 //! - `users`: API users and the join token hash (auth); `schedules`: cron schedules.
 //! - `leader`: the leader lease and the masters seen; the epoch check of leader writes.
+//! - `monitor`: the commands the client sends, counted by name (command monitoring).
 
 pub(crate) mod doc;
 pub(crate) mod exec;
 pub mod indexes;
 mod leader;
 mod logs;
+mod monitor;
 mod registry;
 mod schedules;
 mod tasks;
@@ -84,6 +86,8 @@ pub struct MongoStore {
     masters: Collection<Document>,
     schedules: Collection<Document>,
     opts: StoreOptions,
+    /// Commands sent, by name.
+    commands: std::sync::Arc<monitor::CommandCounts>,
     /// The epoch this store handle's master leads under, as its last campaign found:
     /// checked by every write only the leader may make (see `leader`).
     fence: std::sync::atomic::AtomicU64,
@@ -108,6 +112,8 @@ impl MongoStore {
         co.read_concern.get_or_insert_with(ReadConcern::majority);
         co.retry_writes.get_or_insert(true);
         co.app_name.get_or_insert_with(|| "cloudai".into());
+        let commands = std::sync::Arc::new(monitor::CommandCounts::default());
+        co.command_event_handler = Some(commands.handler());
         let db_name = co
             .default_database
             .clone()
@@ -125,6 +131,7 @@ impl MongoStore {
             masters: db.collection(names::MASTERS),
             schedules: db.collection(names::SCHEDULES),
             fence: std::sync::atomic::AtomicU64::new(leader::UNFENCED),
+            commands,
             client,
             db,
             opts,
@@ -143,6 +150,10 @@ impl MongoStore {
 impl QueueStore for MongoStore {
     fn backend_name(&self) -> &'static str {
         "mongodb"
+    }
+
+    fn commands_sent(&self) -> Vec<(String, u64)> {
+        self.commands.snapshot()
     }
 }
 
