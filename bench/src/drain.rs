@@ -108,16 +108,32 @@ pub async fn wait_succeeded_every(
     }
 }
 
-/// One drain; returns tasks per second.
-pub async fn run_once(opts: &DrainOpts) -> Result<f64> {
+/// What one drain measured.
+#[derive(Clone, Debug)]
+pub struct Drained {
+    /// Tasks per second, first start to last acknowledged result.
+    pub rate: f64,
+    /// The master's CPU time per task, in µs (start-up and preload excluded).
+    pub master_cpu_us: f64,
+    /// Store commands the master sent per task over the drain (0 on SQLite), and the
+    /// counts by command name.
+    pub commands_per_task: f64,
+    /// Commands by name over the drain.
+    pub commands: Vec<(String, u64)>,
+}
+
+/// One drain.
+pub async fn run_once(opts: &DrainOpts) -> Result<Drained> {
     preload(&opts.store, opts.n, opts.slots > 0).await?;
-    let master = MasterProc::start(&MasterOpts {
+    let mut master = MasterProc::start(&MasterOpts {
         store: opts.store.clone(),
         heartbeat: Duration::from_secs(5),
         listen: None,
     })?;
     let mut client = master.client().await?;
     let own_cpu = crate::master::cpu_seconds_of("self").unwrap_or(0.0);
+    let cpu0 = master.cpu_seconds().unwrap_or(0.0);
+    let (_, commands0) = master.store_commands()?;
     let fleet = FakeFleet::start(&master.url(), opts.workers, opts.slots, false);
     // Generous: the drain is timed from its first start to its last result; this only
     // bounds a stuck run (a slow test server drains a few tasks a second).
@@ -136,18 +152,65 @@ pub async fn run_once(opts: &DrainOpts) -> Result<f64> {
         .await
         .with_context(|| format!("the drain did not finish within {timeout:?}"));
     let first = fleet.probe.first_start();
-    let cpu = master.cpu_seconds().unwrap_or(0.0);
+    let cpu = master.cpu_seconds().unwrap_or(0.0) - cpu0;
+    let (_, commands1) = master.store_commands()?;
     let own_cpu = crate::master::cpu_seconds_of("self").unwrap_or(0.0) - own_cpu;
     fleet.stop().await;
     drop(master);
     let end = waited?;
     let first = first.context("no task started")?;
     let secs = end.duration_since(first).as_secs_f64();
+    let commands = counts_between(&commands0, &commands1);
+    let sent: u64 = commands.iter().map(|(_, n)| n).sum();
+    let n = opts.n as f64;
+    let drained = Drained {
+        rate: n / secs.max(1e-9),
+        master_cpu_us: cpu * 1e6 / n,
+        commands_per_task: sent as f64 / n,
+        commands,
+    };
     eprintln!(
-        "bench: drain of {} took {secs:.2} s; CPU: master {cpu:.2} s ({:.1} µs/task), fake workers and harness {own_cpu:.2} s ({:.1} µs/task)",
+        "bench: drain of {} took {secs:.2} s; CPU: master {cpu:.2} s ({:.1} µs/task), fake workers and harness {own_cpu:.2} s ({:.1} µs/task); store commands {:.2}/task {:?}",
         opts.n,
-        cpu * 1e6 / opts.n as f64,
-        own_cpu * 1e6 / opts.n as f64
+        drained.master_cpu_us,
+        own_cpu * 1e6 / n,
+        drained.commands_per_task,
+        drained.commands,
     );
-    Ok(opts.n as f64 / secs.max(1e-9))
+    Ok(drained)
+}
+
+/// The counts of `after` less those of `before`, by name (names only in `after` count
+/// from zero).
+pub fn counts_between(before: &[(String, u64)], after: &[(String, u64)]) -> Vec<(String, u64)> {
+    after
+        .iter()
+        .map(|(name, n)| {
+            let was = before
+                .iter()
+                .find(|(b, _)| b == name)
+                .map_or(0, |(_, m)| *m);
+            (name.clone(), n.saturating_sub(was))
+        })
+        .filter(|(_, n)| *n > 0)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_between_subtracts_by_name() {
+        let before = vec![("find".to_string(), 2), ("update".to_string(), 7)];
+        let after = vec![
+            ("find".to_string(), 5),
+            ("insert".to_string(), 1),
+            ("update".to_string(), 7),
+        ];
+        assert_eq!(
+            counts_between(&before, &after),
+            vec![("find".to_string(), 3), ("insert".to_string(), 1)]
+        );
+    }
 }

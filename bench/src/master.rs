@@ -2,8 +2,10 @@
 //! binary re-executes itself with the hidden `serve-master` subcommand, which calls
 //! [`cloudai_master::serve`] on a loopback listener and prints the address it bound.
 //! The child exits when its stdin closes, so a crashed harness leaves no master behind.
+//! A `COMMANDS` line on its stdin makes it print the store commands its client has sent
+//! so far (`COMMANDS find=12 update=30 …`, from the store's command monitoring).
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::Duration;
@@ -29,7 +31,8 @@ pub struct MasterProc {
     /// Where it serves.
     pub addr: SocketAddr,
     child: Child,
-    _stdin: ChildStdin,
+    stdin: ChildStdin,
+    stdout: BufReader<std::process::ChildStdout>,
 }
 
 impl MasterProc {
@@ -54,7 +57,8 @@ impl MasterProc {
         let stdin = child.stdin.take().context("no stdin")?;
         let stdout = child.stdout.take().context("no stdout")?;
         let mut line = String::new();
-        BufReader::new(stdout)
+        let mut stdout = BufReader::new(stdout);
+        stdout
             .read_line(&mut line)
             .context("master did not report its address")?;
         let Some(addr) = line.trim().strip_prefix("LISTENING ") else {
@@ -64,8 +68,21 @@ impl MasterProc {
         Ok(MasterProc {
             addr: addr.parse().context("bad master address")?,
             child,
-            _stdin: stdin,
+            stdin,
+            stdout,
         })
+    }
+
+    /// The store commands the master has sent so far, summed over every command name
+    /// (0 for SQLite, which sends none), and by name.
+    pub fn store_commands(&mut self) -> Result<(u64, Vec<(String, u64)>)> {
+        writeln!(self.stdin, "COMMANDS").context("master stdin")?;
+        self.stdin.flush()?;
+        let mut line = String::new();
+        self.stdout
+            .read_line(&mut line)
+            .context("master did not answer COMMANDS")?;
+        parse_commands(&line)
     }
 
     /// `http://ADDR`.
@@ -150,6 +167,21 @@ impl Drop for MasterProc {
     }
 }
 
+/// The total and the counts of a `COMMANDS name=n …` line.
+pub fn parse_commands(line: &str) -> Result<(u64, Vec<(String, u64)>)> {
+    let Some(rest) = line.trim().strip_prefix("COMMANDS") else {
+        bail!("not a COMMANDS line: {line:?}");
+    };
+    let mut counts = Vec::new();
+    for pair in rest.split_whitespace() {
+        let (name, n) = pair
+            .split_once('=')
+            .with_context(|| format!("bad count {pair:?}"))?;
+        counts.push((name.to_string(), n.parse()?));
+    }
+    Ok((counts.iter().map(|(_, n)| n).sum(), counts))
+}
+
 /// A `/proc/PID/status` field in KiB.
 pub fn proc_kib(status: &str, key: &str) -> Option<u64> {
     status
@@ -174,10 +206,21 @@ pub fn serve_child(store: &str, heartbeat_ms: u64, listen: Option<SocketAddr>) -
             enqueue_rate: 0,
             ..MasterConfig::default()
         };
-        let stdin_closed = async {
-            let _ = tokio::task::spawn_blocking(|| {
-                let mut sink = String::new();
-                while std::io::stdin().read_line(&mut sink).unwrap_or(0) > 0 {}
+        let counted = store.clone();
+        let stdin_closed = async move {
+            let _ = tokio::task::spawn_blocking(move || {
+                let mut line = String::new();
+                while std::io::stdin().read_line(&mut line).unwrap_or(0) > 0 {
+                    if line.trim() == "COMMANDS" {
+                        let counts: Vec<String> = counted
+                            .commands_sent()
+                            .iter()
+                            .map(|(name, n)| format!("{name}={n}"))
+                            .collect();
+                        println!("COMMANDS {}", counts.join(" "));
+                    }
+                    line.clear();
+                }
             })
             .await;
         };
@@ -189,6 +232,16 @@ pub fn serve_child(store: &str, heartbeat_ms: u64, listen: Option<SocketAddr>) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_command_counts() {
+        let (total, by) = parse_commands("COMMANDS find=3 update=5\n").unwrap();
+        assert_eq!(total, 8);
+        assert_eq!(by, vec![("find".into(), 3), ("update".into(), 5)]);
+        assert_eq!(parse_commands("COMMANDS\n").unwrap().0, 0);
+        assert!(parse_commands("LISTENING x").is_err());
+        assert!(parse_commands("COMMANDS find=x").is_err());
+    }
 
     #[test]
     fn reads_proc_status_fields() {
