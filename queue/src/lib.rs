@@ -15,6 +15,7 @@
 //! - [`retry`]: what a task does when an attempt ends (retry with backoff, or finish).
 //! - `lifecycle`: the task changes behind each store call, pure, shared by the backends.
 //! - `retention`: which output a task keeps under its cap, shared by the backends.
+//! - `group`: group commit, so concurrent writes of one kind share a transaction.
 //! - [`validate`]: checks of specs, image references, worker ids.
 //! - [`store`]: the narrow traits every backend implements (tasks, the attempt ledger,
 //!   logs, workers, users) and [`QueueStore`], all of them together.
@@ -35,6 +36,7 @@ pub mod conformance;
 pub mod constraint;
 pub mod deps;
 pub mod error;
+mod group;
 pub mod history;
 pub mod leader;
 mod lifecycle;

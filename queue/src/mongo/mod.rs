@@ -5,13 +5,15 @@
 //! - [`exec`]: transient-error classification, bounded retries, transactions.
 //! - [`indexes`]: the indexes created at connect, and the hints the queries use.
 //! - `tasks`: enqueue, reads and listing.
-//! - `transitions`: claim, assign, reports, `lost`, cancel (conditional on status and token).
+//! - `transitions`: claim, `lost`, cancel (conditional on status and token).
+//! - `batch`: assigns and reports under group commit, many in one transaction.
 //! - `logs`: bounded, chunked task output, appended inside a report's transaction.
 //! - `registry`: worker records and queue statistics.
 //! - `users`: API users and the join token hash (auth); `schedules`: cron schedules.
 //! - `leader`: the leader lease and the masters seen; the epoch check of leader writes.
 //! - `monitor`: the commands the client sends, counted by name (command monitoring).
 
+mod batch;
 pub(crate) mod doc;
 pub(crate) mod exec;
 pub mod indexes;
@@ -91,6 +93,10 @@ pub struct MongoStore {
     /// The epoch this store handle's master leads under, as its last campaign found:
     /// checked by every write only the leader may make (see `leader`).
     fence: std::sync::atomic::AtomicU64,
+    /// Concurrent assigns, committed together.
+    assign_group: crate::group::Group<batch::AssignReq, Result<Task>>,
+    /// Concurrent reports, committed together.
+    report_group: crate::group::Group<batch::ReportReq, Result<Applied>>,
 }
 
 impl MongoStore {
@@ -131,6 +137,8 @@ impl MongoStore {
             masters: db.collection(names::MASTERS),
             schedules: db.collection(names::SCHEDULES),
             fence: std::sync::atomic::AtomicU64::new(leader::UNFENCED),
+            assign_group: crate::group::Group::new(batch::MAX_BATCH),
+            report_group: crate::group::Group::new(batch::MAX_BATCH),
             commands,
             client,
             db,

@@ -1,8 +1,9 @@
 //! Claim, assign and every later status change.
 //!
-//! Taking a queued task is one `findAndModify` (filter, dispatch-order sort, `$inc` of the
-//! fencing token), so two masters never take the same task. Later changes (a worker's
-//! report, the `lost` verdict, a cancel) are read, decided by the pure `lifecycle`
+//! Taking a queued task is one `findAndModify` (filter, dispatch-order sort, an update
+//! pipeline that increments the fencing token and appends the attempt), so two masters
+//! never take the same task; `batch` runs concurrent assigns and reports together. Later
+//! changes (the `lost` verdict, a cancel) are read, decided by the pure `lifecycle`
 //! functions (tokens, the state table, report seqs), then written with an update
 //! conditional on the status and token that were read: a change that raced with another is
 //! rejected by the database and the operation runs again, and then gets the precise typed
@@ -15,14 +16,14 @@ use mongodb::options::{Hint, ReplaceOptions, ReturnDocument};
 use mongodb::ClientSession;
 
 use super::doc::{
-    assignment_doc, attempt_changed, attempt_doc, bdate, i64_of, ms, task_doc, task_of, LogCounters,
+    assignment_doc, attempt_changed, attempt_doc, bdate, i64_of, ms, task_doc, task_of,
 };
 use super::exec::{in_txn, Fail};
 use super::MongoStore;
 use crate::error::{QueueError, Result};
 use crate::lifecycle;
 use crate::model::{Attempt, ClaimRequest, Task, TaskId, TaskStatus};
-use crate::report::{Applied, LostCause, ReportEvent};
+use crate::report::LostCause;
 use crate::state;
 use crate::validate::validate_worker_id;
 
@@ -55,9 +56,10 @@ impl MongoStore {
     }
 
     /// Takes the first task matching `filter` (in `sort` order) for `worker`, inside the
-    /// caller's transaction: `$inc` of the token, then the attempt is appended to the task
-    /// and written to `ASSIGNMENTS`.
-    async fn take(
+    /// caller's transaction, in one `findAndModify`: an update pipeline increments the
+    /// token and appends the attempt numbered and fenced from the document's own fields.
+    /// The caller writes the attempt's `ASSIGNMENTS` copy.
+    pub(super) async fn take(
         &self,
         s: &mut ClientSession,
         filter: Document,
@@ -65,17 +67,9 @@ impl MongoStore {
         worker: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<Task>, Fail> {
-        let update = doc! {
-            "$inc": { "token": 1_i64 },
-            "$set": {
-                "status": TaskStatus::Assigned.as_str(),
-                "worker_id": worker,
-                "updated_at": bdate(now),
-            },
-        };
         let mut q = self
             .tasks
-            .find_one_and_update(filter, update)
+            .find_one_and_update(filter, take_pipeline(worker, now))
             .return_document(ReturnDocument::After);
         if let Some((sort, hint)) = sort {
             q = q.sort(sort).hint(Hint::Name(hint));
@@ -83,26 +77,16 @@ impl MongoStore {
         let Some(d) = q.session(&mut *s).await? else {
             return Ok(None);
         };
-        let token = super::doc::Fields(&d).uint("token")?;
-        let mut task = task_of(&d)?;
-        let attempt = Attempt::new(task.attempts.len() as u32 + 1, token, worker, now);
-        let r = self
-            .tasks
-            .update_one(
-                doc! { "_id": task.id.to_string(), "token": i64_of(token) },
-                doc! { "$push": { "attempts": attempt_doc(&attempt) } },
-            )
-            .session(&mut *s)
-            .await?;
-        if r.matched_count != 1 {
-            return Err(Fail::Conflict);
+        let task = task_of(&d)?;
+        match task.attempts.last() {
+            Some(a) if a.token == task.token() && a.worker_id == worker => Ok(Some(task)),
+            _ => Err(QueueError::Backend {
+                backend: "mongodb",
+                message: format!("task {}: the assign pipeline left no attempt", task.id),
+                retryable: false,
+            }
+            .into()),
         }
-        self.assignments
-            .insert_one(assignment_doc(task.id, &attempt))
-            .session(&mut *s)
-            .await?;
-        task.attempts.push(attempt);
-        Ok(Some(task))
     }
 
     pub(super) async fn claim_task(&self, req: &ClaimRequest) -> Result<Option<Task>> {
@@ -117,7 +101,7 @@ impl MongoStore {
             |s, (store, filter, sort, hint, worker)| {
                 async move {
                     store.check_fence(s).await?;
-                    store
+                    let t = store
                         .take(
                             s,
                             filter.clone(),
@@ -125,38 +109,11 @@ impl MongoStore {
                             worker,
                             now,
                         )
-                        .await
-                }
-                .boxed()
-            },
-        )
-        .await
-    }
-
-    pub(super) async fn assign_task(
-        &self,
-        id: TaskId,
-        worker: &str,
-        now: DateTime<Utc>,
-    ) -> Result<Task> {
-        validate_worker_id(worker)?;
-        let now = ms(now);
-        in_txn(
-            &self.client,
-            "assign",
-            (self, worker),
-            |s, (store, worker)| {
-                async move {
-                    store.check_fence(s).await?;
-                    let filter =
-                        doc! { "_id": id.to_string(), "status": TaskStatus::Queued.as_str() };
-                    if let Some(t) = store.take(s, filter, None, worker, now).await? {
-                        return Ok(t);
+                        .await?;
+                    if let Some(t) = &t {
+                        store.copy_attempts(s, std::slice::from_ref(t)).await?;
                     }
-                    // Not queued (or absent): say precisely why.
-                    let t = store.find_task(id, Some(&mut *s)).await?;
-                    state::check(id, t.status, TaskStatus::Assigned)?;
-                    Err(Fail::Conflict)
+                    Ok(t)
                 }
                 .boxed()
             },
@@ -185,7 +142,7 @@ impl MongoStore {
                 change(&mut after, now)?;
                 // BSON keeps milliseconds; round so the returned task equals a later read.
                 after.not_before = ms(after.not_before);
-                store.write_back(s, &before, &after, None).await?;
+                store.write_back(s, &before, &after).await?;
                 Ok(after)
             }
             .boxed()
@@ -195,22 +152,18 @@ impl MongoStore {
 
     /// Writes `after` over `before` in the caller's transaction, conditional on the status
     /// and token read (a concurrent change makes it a [`Fail::Conflict`] and the operation
-    /// runs again), with the attempt's `ASSIGNMENTS` copy when the attempt changed, the
-    /// `RESULTS` document once the task is final, and the output counters when given.
+    /// runs again), with the attempt's `ASSIGNMENTS` copy when the attempt changed and the
+    /// `RESULTS` document once the task is final.
     async fn write_back(
         &self,
         s: &mut ClientSession,
         before: &Task,
         after: &Task,
-        log: Option<LogCounters>,
     ) -> Result<(), Fail> {
         let id = after.id;
         let mut set = task_doc(after);
         for k in ["_id", "log", "idempotency_key"] {
             set.remove(k);
-        }
-        if let Some(log) = log {
-            set.insert("log", log.doc());
         }
         let r = self
             .tasks
@@ -248,65 +201,6 @@ impl MongoStore {
         Ok(())
     }
 
-    pub(super) async fn report_attempt(
-        &self,
-        id: TaskId,
-        token: u64,
-        worker_id: &str,
-        mut events: Vec<ReportEvent>,
-        now: DateTime<Utc>,
-    ) -> Result<Applied> {
-        let now = ms(now);
-        for e in &mut events {
-            e.time = ms(e.time);
-        }
-        in_txn(
-            &self.client,
-            "report",
-            (self, &events, worker_id),
-            |s, (store, events, worker_id)| {
-                async move {
-                    store.check_fence(s).await?;
-                    let d = store
-                        .tasks
-                        .find_one(doc! { "_id": id.to_string() })
-                        .session(&mut *s)
-                        .await?
-                        .ok_or(QueueError::NotFound(id))?;
-                    let before = task_of(&d)?;
-                    let mut after = before.clone();
-                    let plan = lifecycle::apply_report(&mut after, token, worker_id, events, now)?;
-                    if plan.changed {
-                        after.not_before = ms(after.not_before);
-                        let log = match plan.chunks.is_empty() {
-                            true => None,
-                            false => Some(
-                                store
-                                    .append_chunks(
-                                        s,
-                                        id,
-                                        plan.attempt,
-                                        &plan.chunks,
-                                        LogCounters::of(&d)?,
-                                    )
-                                    .await?,
-                            ),
-                        };
-                        store.write_back(s, &before, &after, log).await?;
-                    }
-                    Ok(Applied {
-                        task: after,
-                        through: plan.through,
-                        changed: plan.changed,
-                        late: plan.late,
-                    })
-                }
-                .boxed()
-            },
-        )
-        .await
-    }
-
     pub(super) async fn lose_attempt(
         &self,
         id: TaskId,
@@ -337,8 +231,32 @@ impl MongoStore {
     }
 }
 
+/// The update pipeline of [`MongoStore::take`]: `token + 1`, `assigned` to `worker`, and
+/// the new attempt (number `len + 1`, the new token) appended. Values given by us are
+/// `$literal`, so no string is read as a field path.
+fn take_pipeline(worker: &str, now: DateTime<Utc>) -> Vec<Document> {
+    let mut fresh = attempt_doc(&Attempt::new(0, 0, worker, now));
+    fresh.remove("number");
+    fresh.remove("token");
+    vec![
+        doc! { "$set": {
+            "token": { "$add": ["$token", 1_i64] },
+            "status": { "$literal": TaskStatus::Assigned.as_str() },
+            "worker_id": { "$literal": worker },
+            "updated_at": bdate(now),
+        } },
+        doc! { "$set": { "attempts": { "$concatArrays": ["$attempts", [{ "$mergeObjects": [
+            {
+                "number": { "$add": [{ "$toLong": { "$size": "$attempts" } }, 1_i64] },
+                "token": "$token",
+            },
+            { "$literal": fresh },
+        ] }]] } } },
+    ]
+}
+
 /// The `RESULTS` document of a finished task.
-fn result_doc(t: &Task) -> Document {
+pub(super) fn result_doc(t: &Task) -> Document {
     let opt = |v: Option<Bson>| v.unwrap_or(Bson::Null);
     doc! {
         "_id": t.id.to_string(),
