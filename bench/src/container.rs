@@ -33,6 +33,7 @@ pub struct ContainerOpts {
 /// cloudai: seconds from the `EnqueueBatch` until the master reports all succeeded.
 pub async fn cloudai_once(opts: &ContainerOpts) -> Result<f64> {
     let master = MasterProc::start(&MasterOpts {
+        count_commands: false,
         store: opts.store.clone(),
         heartbeat: Duration::from_secs(5),
         listen: None,

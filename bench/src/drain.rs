@@ -31,6 +31,8 @@ pub struct DrainOpts {
     pub workers: usize,
     /// Slots per worker (tasks running at once on one worker); 0 = unlimited.
     pub slots: u64,
+    /// Count the master's store commands (which costs it CPU on MongoDB).
+    pub count_commands: bool,
 }
 
 /// Enqueues `n` no-op tasks straight into the store at `uri` (not timed).
@@ -129,6 +131,7 @@ pub async fn run_once(opts: &DrainOpts) -> Result<Drained> {
         store: opts.store.clone(),
         heartbeat: Duration::from_secs(5),
         listen: None,
+        count_commands: opts.count_commands,
     })?;
     let mut client = master.client().await?;
     let own_cpu = crate::master::cpu_seconds_of("self").unwrap_or(0.0);

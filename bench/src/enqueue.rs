@@ -31,6 +31,7 @@ pub struct EnqueueOpts {
 /// One run; returns tasks enqueued per second.
 pub async fn run_once(opts: &EnqueueOpts) -> Result<f64> {
     let master = MasterProc::start(&MasterOpts {
+        count_commands: false,
         store: opts.store.clone(),
         heartbeat: std::time::Duration::from_secs(5),
         listen: None,

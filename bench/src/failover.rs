@@ -34,6 +34,7 @@ fn free_addr() -> Result<SocketAddr> {
 
 fn start(store: &str, listen: SocketAddr) -> Result<MasterProc> {
     MasterProc::start(&MasterOpts {
+        count_commands: false,
         store: store.to_string(),
         heartbeat: Duration::from_secs(5),
         listen: Some(listen),

@@ -40,6 +40,7 @@ pub struct Latencies {
 /// One run.
 pub async fn run_once(opts: &LatencyOpts) -> Result<Latencies> {
     let master = MasterProc::start(&MasterOpts {
+        count_commands: false,
         store: opts.store.clone(),
         heartbeat: Duration::from_secs(5),
         listen: None,

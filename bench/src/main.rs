@@ -76,6 +76,8 @@ enum Cmd {
         heartbeat_ms: u64,
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
+        #[arg(long)]
+        count_commands: bool,
     },
     /// Internal: serve a master with HTTP on a free loopback port (the api workload).
     #[command(hide = true)]
@@ -110,7 +112,8 @@ fn main() -> Result<()> {
             store,
             heartbeat_ms,
             listen,
-        } => return master::serve_child(&store, heartbeat_ms, listen),
+            count_commands,
+        } => return master::serve_child(&store, heartbeat_ms, listen, count_commands),
         Cmd::ServeApiMaster {
             store,
             heartbeat_ms,

@@ -24,6 +24,8 @@ pub struct MasterOpts {
     pub heartbeat: Duration,
     /// Where to listen; `None`: a free loopback port.
     pub listen: Option<SocketAddr>,
+    /// Count the store commands it sends (costs the master CPU on MongoDB).
+    pub count_commands: bool,
 }
 
 /// A running master process; killed when dropped.
@@ -47,6 +49,9 @@ impl MasterProc {
             .arg(opts.heartbeat.as_millis().to_string());
         if let Some(a) = opts.listen {
             cmd.arg("--listen").arg(a.to_string());
+        }
+        if opts.count_commands {
+            cmd.arg("--count-commands");
         }
         let mut child = cmd
             .stdin(Stdio::piped())
@@ -192,10 +197,19 @@ pub fn proc_kib(status: &str, key: &str) -> Option<u64> {
 }
 
 /// The hidden `serve-master` subcommand: serves until stdin closes.
-pub fn serve_child(store: &str, heartbeat_ms: u64, listen: Option<SocketAddr>) -> Result<()> {
+pub fn serve_child(
+    store: &str,
+    heartbeat_ms: u64,
+    listen: Option<SocketAddr>,
+    count_commands: bool,
+) -> Result<()> {
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
-        let store = cloudai_queue::open_store(store, Default::default()).await?;
+        let opts = cloudai_queue::StoreOptions {
+            count_commands,
+            ..Default::default()
+        };
+        let store = cloudai_queue::open_store(store, opts).await?;
         let at = listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
         let listener = tokio::net::TcpListener::bind(at).await?;
         println!("LISTENING {}", listener.local_addr()?);

@@ -105,6 +105,7 @@ pub async fn run_once(opts: &ScaleOpts) -> Result<ScaleResult> {
     }
     let preload_secs = t.elapsed().as_secs_f64();
     let master = MasterProc::start(&MasterOpts {
+        count_commands: false,
         store: opts.store.clone(),
         heartbeat: opts.heartbeat,
         listen: None,

@@ -33,6 +33,7 @@ const BATCH: usize = 1000;
 
 fn master(store: &str) -> Result<MasterProc> {
     MasterProc::start(&MasterOpts {
+        count_commands: false,
         store: store.to_string(),
         heartbeat: Duration::from_secs(5),
         listen: None,

@@ -119,7 +119,9 @@ impl MongoStore {
         co.retry_writes.get_or_insert(true);
         co.app_name.get_or_insert_with(|| "cloudai".into());
         let commands = std::sync::Arc::new(monitor::CommandCounts::default());
-        co.command_event_handler = Some(commands.handler());
+        if opts.count_commands {
+            co.command_event_handler = Some(commands.handler());
+        }
         let db_name = co
             .default_database
             .clone()
