@@ -1,12 +1,14 @@
 //! Assigns and reports under group commit (see `crate::group`): the concurrent calls of a
 //! dispatch pass, or of many workers' reports, share one transaction, so its fence read
-//! and commit are paid once per batch, and a batch of reports reads its tasks in one
-//! `find` and writes them in one multi-statement `update`.
+//! and commit are paid once per batch. A batch of assigns takes its tasks in one
+//! multi-statement `update` (one conditional take each) and reads them back in one `find`;
+//! a batch of reports reads its tasks in one `find` and writes them in one `update`.
 //!
 //! Each request in a batch gets its own answer: a task that is not queued, a stale token,
-//! a gap are that request's error and the others go on. A conditional write that matched
-//! nothing (another master's cancel moved the task) runs the whole batch again, as a
-//! single change does.
+//! a gap are that request's error and the others go on (an assign batch where some task
+//! was not queued runs again one take at a time, to find which). A conditional write that
+//! matched nothing (another master's cancel moved the task) runs the whole batch again, as
+//! a single change does.
 
 use std::collections::HashMap;
 
@@ -17,7 +19,7 @@ use mongodb::ClientSession;
 
 use super::doc::{assignment_doc, attempt_changed, i64_of, ms, task_doc, task_of, LogCounters};
 use super::exec::{in_txn, Fail};
-use super::transitions::result_doc;
+use super::transitions::{result_doc, take_pipeline};
 use super::{names, MongoStore};
 use crate::error::{QueueError, Result};
 use crate::group::{abandoned, share};
@@ -74,9 +76,20 @@ impl MongoStore {
     }
 
     async fn assign_batch(&self, reqs: Vec<AssignReq>) -> Vec<Result<Task>> {
-        let r = in_txn(&self.client, "assign", (self, &reqs), |s, (store, reqs)| {
+        let ctx = (self, &reqs, false);
+        let r = in_txn(&self.client, "assign", ctx, |s, (store, reqs, slow)| {
             async move {
                 store.check_fence(s).await?;
+                if !*slow && reqs.len() > 1 {
+                    let Some(tasks) = store.take_all(s, reqs).await? else {
+                        // Some task was not queued: run again, one take at a time, so each
+                        // gets its own answer.
+                        *slow = true;
+                        return Err(Fail::Conflict);
+                    };
+                    store.copy_attempts(s, &tasks).await?;
+                    return Ok(tasks.into_iter().map(Ok).collect());
+                }
                 let mut out = Vec::with_capacity(reqs.len());
                 let mut taken = Vec::new();
                 for r in reqs.iter() {
@@ -105,6 +118,61 @@ impl MongoStore {
         })
         .await;
         r.unwrap_or_else(|e| reqs.iter().map(|_| Err(share(&e))).collect())
+    }
+
+    /// Takes every task of `reqs` in one multi-statement `update` (each statement the
+    /// conditional update pipeline of a take) and reads them back in one `find`. `None`
+    /// when some statement matched nothing (that task was not queued, or came twice):
+    /// the caller's transaction must then be abandoned, as it holds the other takes.
+    async fn take_all(
+        &self,
+        s: &mut ClientSession,
+        reqs: &[AssignReq],
+    ) -> Result<Option<Vec<Task>>, Fail> {
+        let statements: Vec<Document> = reqs
+            .iter()
+            .map(|r| {
+                doc! {
+                    "q": { "_id": r.id.to_string(), "status": TaskStatus::Queued.as_str() },
+                    "u": take_pipeline(&r.worker, r.now),
+                }
+            })
+            .collect();
+        if self.update_all(s, names::TASKS, statements).await? != reqs.len() as i64 {
+            return Ok(None);
+        }
+        let ids: Vec<String> = reqs.iter().map(|r| r.id.to_string()).collect();
+        let docs: Vec<Document> = self
+            .tasks
+            .find(doc! { "_id": { "$in": ids } })
+            .session(&mut *s)
+            .await?
+            .stream(&mut *s)
+            .try_collect()
+            .await?;
+        let mut by_id = HashMap::with_capacity(docs.len());
+        for d in &docs {
+            let t = task_of(d)?;
+            by_id.insert(t.id, t);
+        }
+        reqs.iter()
+            .map(|r| match by_id.remove(&r.id) {
+                Some(t)
+                    if t.attempts
+                        .last()
+                        .is_some_and(|a| a.token == t.token() && a.worker_id == r.worker) =>
+                {
+                    Ok(t)
+                }
+                _ => Err(QueueError::Backend {
+                    backend: "mongodb",
+                    message: format!("task {}: taken, but not read back as taken", r.id),
+                    retryable: false,
+                }
+                .into()),
+            })
+            .collect::<Result<Vec<_>, Fail>>()
+            .map(Some)
     }
 
     /// Inserts the `ASSIGNMENTS` copy of each task's newest attempt, in one command.

@@ -234,7 +234,7 @@ impl MongoStore {
 /// The update pipeline of [`MongoStore::take`]: `token + 1`, `assigned` to `worker`, and
 /// the new attempt (number `len + 1`, the new token) appended. Values given by us are
 /// `$literal`, so no string is read as a field path.
-fn take_pipeline(worker: &str, now: DateTime<Utc>) -> Vec<Document> {
+pub(super) fn take_pipeline(worker: &str, now: DateTime<Utc>) -> Vec<Document> {
     let mut fresh = attempt_doc(&Attempt::new(0, 0, worker, now));
     fresh.remove("number");
     fresh.remove("token");
