@@ -141,15 +141,7 @@ impl MongoStore {
         if self.update_all(s, names::TASKS, statements).await? != reqs.len() as i64 {
             return Ok(None);
         }
-        let ids: Vec<String> = reqs.iter().map(|r| r.id.to_string()).collect();
-        let docs: Vec<Document> = self
-            .tasks
-            .find(doc! { "_id": { "$in": ids } })
-            .session(&mut *s)
-            .await?
-            .stream(&mut *s)
-            .try_collect()
-            .await?;
+        let docs = self.find_ids(s, reqs.iter().map(|r| r.id)).await?;
         let mut by_id = HashMap::with_capacity(docs.len());
         for d in &docs {
             let t = task_of(d)?;
@@ -272,17 +264,7 @@ impl MongoStore {
         s: &mut ClientSession,
         reqs: &[ReportReq],
     ) -> Result<HashMap<TaskId, Touched>, Fail> {
-        let mut ids: Vec<String> = reqs.iter().map(|r| r.id.to_string()).collect();
-        ids.sort();
-        ids.dedup();
-        let docs: Vec<Document> = self
-            .tasks
-            .find(doc! { "_id": { "$in": ids } })
-            .session(&mut *s)
-            .await?
-            .stream(&mut *s)
-            .try_collect()
-            .await?;
+        let docs = self.find_ids(s, reqs.iter().map(|r| r.id)).await?;
         let mut out = HashMap::with_capacity(docs.len());
         for d in docs {
             let before = task_of(&d)?;
@@ -297,6 +279,27 @@ impl MongoStore {
             );
         }
         Ok(out)
+    }
+
+    /// The `TASKS` documents of `ids` (each once, whatever the repeats), in one `find` in
+    /// the session's transaction.
+    async fn find_ids(
+        &self,
+        s: &mut ClientSession,
+        ids: impl Iterator<Item = TaskId>,
+    ) -> Result<Vec<Document>, Fail> {
+        let mut ids: Vec<String> = ids.map(|id| id.to_string()).collect();
+        ids.sort();
+        ids.dedup();
+        let docs = self
+            .tasks
+            .find(doc! { "_id": { "$in": ids } })
+            .session(&mut *s)
+            .await?
+            .stream(&mut *s)
+            .try_collect()
+            .await?;
+        Ok(docs)
     }
 
     /// Writes every task a batch changed, conditional on the status and token read, in one
