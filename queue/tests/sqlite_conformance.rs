@@ -155,12 +155,9 @@ async fn counts_are_filled_in_for_a_file_from_before_they_existed() {
         .unwrap();
     drop(store);
     {
-        // What a schema-1 file looks like: no counts table, no triggers.
+        // What a schema-1 file looks like: no counts table.
         let c = rusqlite::Connection::open(h.path()).unwrap();
-        c.execute_batch(
-            "DROP TRIGGER task_counts_insert; DROP TRIGGER task_counts_update;
-             DROP TRIGGER task_counts_delete; DROP TABLE task_counts; PRAGMA user_version = 1;",
-        )
+        c.execute_batch("DROP TABLE task_counts; PRAGMA user_version = 1;")
         .unwrap();
     }
     let store = h
@@ -183,11 +180,14 @@ async fn counts_are_filled_in_for_a_file_from_before_they_existed() {
     );
 }
 
-/// A file from before `spec.entrypoint` and the submitter index: its tasks load (with the
-/// image's own entrypoint), the index is built when it is opened, and listing by
-/// submitter searches that index instead of reading every task.
+/// A file of schema 5, from before `spec.entrypoint`, with the submitter and array
+/// indexes on the body's JSON and the counts kept by triggers: its tasks load (with the
+/// image's own entrypoint), the array column is filled from each body, the old indexes
+/// and the triggers are replaced, a change is counted once (not by a trigger as well),
+/// and listing by submitter or by array searches the new indexes instead of reading
+/// every task.
 #[tokio::test]
-async fn a_file_from_before_entrypoint_and_the_submitter_index_is_upgraded() {
+async fn a_file_of_schema_5_is_upgraded_to_column_indexes() {
     let h = SqliteHarness::new();
     let store = h.open(StoreOptions::default()).await;
     let mut spec = TaskSpec::new("busybox");
@@ -198,12 +198,30 @@ async fn a_file_from_before_entrypoint_and_the_submitter_index_is_upgraded() {
         &[Some("alice"), None, Some("bob"), Some("alice")],
     )
     .await;
+    let indices: cloudai_queue::array::ArraySpec = "0-2".parse().unwrap();
+    let (array, elements) = cloudai_queue::array::elements(&spec, &indices, None).unwrap();
+    store.enqueue_batch(elements).await.unwrap();
     drop(store);
     {
         let c = rusqlite::Connection::open(h.path()).unwrap();
         c.execute_batch(
-            "DROP INDEX tasks_submitter;
-             UPDATE tasks SET body = json_remove(body, '$.spec.entrypoint');",
+            "DROP INDEX tasks_by_submitter; DROP INDEX tasks_by_array;
+             ALTER TABLE tasks DROP COLUMN array_id;
+             CREATE INDEX tasks_submitter ON tasks (json_extract(body, '$.submitted_by'), id);
+             CREATE INDEX tasks_array ON tasks (json_extract(body, '$.spec.array.id'), status, id)
+                 WHERE json_extract(body, '$.spec.array.id') IS NOT NULL;
+             UPDATE tasks SET body = json_remove(body, '$.spec.entrypoint');
+             CREATE TRIGGER task_counts_insert AFTER INSERT ON tasks BEGIN
+                 INSERT INTO task_counts (status, n) VALUES (new.status, 1)
+                     ON CONFLICT (status) DO UPDATE SET n = n + 1;
+             END;
+             CREATE TRIGGER task_counts_update AFTER UPDATE OF status ON tasks
+                 WHEN old.status IS NOT new.status BEGIN
+                 UPDATE task_counts SET n = n - 1 WHERE status = old.status;
+                 INSERT INTO task_counts (status, n) VALUES (new.status, 1)
+                     ON CONFLICT (status) DO UPDATE SET n = n + 1;
+             END;
+             PRAGMA user_version = 5;",
         )
         .unwrap();
     }
@@ -217,22 +235,66 @@ async fn a_file_from_before_entrypoint_and_the_submitter_index_is_upgraded() {
         .unwrap();
     assert_eq!(alice.len(), 2);
     assert!(alice.iter().all(|t| t.spec == spec));
-    let c = rusqlite::Connection::open(h.path()).unwrap();
-    let plan: Vec<String> = c
-        .prepare(
-            "EXPLAIN QUERY PLAN SELECT body FROM tasks WHERE 1 = 1
-             AND json_extract(body, '$.submitted_by') = ?1 ORDER BY id DESC LIMIT 10",
-        )
-        .unwrap()
-        .query_map(["alice"], |r| r.get::<_, String>(3))
-        .unwrap()
-        .collect::<Result<_, _>>()
+    let listed = store
+        .list(&TaskQuery {
+            array: Some(array.clone()),
+            ..TaskQuery::default()
+        })
+        .await
         .unwrap();
-    assert!(
-        plan.iter()
-            .any(|p| p.contains("USING INDEX tasks_submitter")),
-        "{plan:?}"
-    );
+    assert_eq!(listed.len(), 3);
+    let counts = store.array_counts(&array).await.unwrap();
+    assert_eq!(counts.get(&TaskStatus::Queued), Some(&3), "{counts:?}");
+    let now = chrono::Utc::now();
+    store.request_cancel(alice[0].id, now).await.unwrap();
+    store.enqueue(spec.clone().into()).await.unwrap();
+    let s = store.stats(now).await.unwrap();
+    assert_eq!(s.counts.get(&TaskStatus::Queued), Some(&7), "{s:?}");
+    assert_eq!(s.counts.get(&TaskStatus::Cancelled), Some(&1), "{s:?}");
+    drop(store);
+    let c = rusqlite::Connection::open(h.path()).unwrap();
+    let v: i64 = c
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, 6);
+    let old: i64 = c
+        .query_row(
+            "SELECT COUNT(*) FROM sqlite_master WHERE name IN ('tasks_submitter', 'tasks_array')",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(old, 0, "the indexes on the body's JSON are dropped");
+    let triggers: i64 = c
+        .query_row(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'trigger'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(triggers, 0);
+    for (sql, index) in [
+        (
+            "EXPLAIN QUERY PLAN SELECT body FROM tasks WHERE 1 = 1 AND submitter = 'alice'              ORDER BY id DESC LIMIT 10",
+            "tasks_by_submitter",
+        ),
+        (
+            "EXPLAIN QUERY PLAN SELECT status, COUNT(*) FROM tasks WHERE array_id = 'x'              GROUP BY status",
+            "tasks_by_array",
+        ),
+    ] {
+        let plan: Vec<String> = c
+            .prepare(sql)
+            .unwrap()
+            .query_map([], |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(
+            plan.iter().any(|p| p.contains(&format!("INDEX {index}"))),
+            "{plan:?}"
+        );
+    }
 }
 
 /// A SQLite file serves one master: the first to campaign leads for as long as it lives
@@ -373,7 +435,7 @@ async fn a_file_from_before_constraints_gains_the_placement_column() {
     let v: i64 = c
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(v, 5);
+    assert_eq!(v, 6);
 }
 
 /// A file from before fair share (schema 4, no `submitter` column nor `tasks_fair`
@@ -393,7 +455,8 @@ async fn a_file_from_before_fair_share_gains_the_submitter_column() {
     {
         let c = rusqlite::Connection::open(h.path()).unwrap();
         c.execute_batch(
-            "DROP INDEX tasks_fair; ALTER TABLE tasks DROP COLUMN submitter;
+            "DROP INDEX tasks_fair; DROP INDEX tasks_by_submitter; DROP INDEX tasks_by_array;
+             ALTER TABLE tasks DROP COLUMN submitter; ALTER TABLE tasks DROP COLUMN array_id;
              PRAGMA user_version = 4;",
         )
         .unwrap();
@@ -412,7 +475,7 @@ async fn a_file_from_before_fair_share_gains_the_submitter_column() {
     let v: i64 = c
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(v, 5);
+    assert_eq!(v, 6);
     // Both fair-share reads (as the store words them) seek in the index: one seek per
     // submitter, not a walk over every queued task.
     for sql in [

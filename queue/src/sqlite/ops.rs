@@ -41,7 +41,7 @@ pub(crate) fn enqueue(
     }
     if let Some(max) = max_queued {
         // Counted in this write's own transaction on the one writer: atomic with the
-        // insert. `task_counts` is kept by triggers, so this is one row read.
+        // insert. `task_counts` is kept with every row write, so this is one row read.
         let queued = queued_count(conn)?;
         if queued >= max {
             return Err(QueueError::QueueFull { queued, max });
@@ -76,7 +76,7 @@ pub(crate) fn enqueue_batch(
         })
 }
 
-/// Tasks in `queued` now, from the trigger-kept counts.
+/// Tasks in `queued` now, from the counts kept with every row write.
 pub(crate) fn queued_count(conn: &Connection) -> Result<u64> {
     let n: Option<i64> = conn
         .prepare_cached("SELECT n FROM task_counts WHERE status = 'queued'")?
@@ -92,8 +92,9 @@ pub(crate) fn modify(
     change: impl FnOnce(&mut Task) -> Result<()>,
 ) -> Result<Task> {
     let mut task = load_task(conn, id)?;
+    let was = task.status;
     change(&mut task)?;
-    update_task(conn, &task)?;
+    update_task(conn, was, &task)?;
     Ok(task)
 }
 
@@ -137,8 +138,9 @@ pub(crate) fn claim(conn: &Connection, req: &ClaimRequest) -> Result<Option<Task
         return Ok(None);
     };
     let mut task = decode_task(&body)?;
+    let was = task.status;
     lifecycle::assign(&mut task, &req.worker_id, req.now)?;
-    update_task(conn, &task)?;
+    update_task(conn, was, &task)?;
     Ok(Some(task))
 }
 
@@ -153,9 +155,10 @@ pub(crate) fn report(
     max_log_bytes: u64,
 ) -> Result<Applied> {
     let mut task = load_task(conn, id)?;
+    let was = task.status;
     let plan = lifecycle::apply_report(&mut task, token, worker_id, events, now)?;
     if plan.changed {
-        update_task(conn, &task)?;
+        update_task(conn, was, &task)?;
         logs::append(conn, id, plan.attempt, &plan.chunks, max_log_bytes)?;
     }
     Ok(Applied {

@@ -25,13 +25,16 @@ const WRITER_CACHE_KIB: i64 = -256 * 1024;
 
 /// Bumped when the layout changes; stored in `PRAGMA user_version`.
 /// 2: `task_counts` and its triggers. 3: `task_deps`. 4: `tasks.placement`.
-/// 5: `tasks.submitter` and the `tasks_fair` index.
-const SCHEMA_VERSION: i64 = 5;
+/// 5: `tasks.submitter` and the `tasks_fair` index. 6: `tasks.array_id`, the submitter
+/// and array indexes on columns instead of on the body's JSON, and `task_counts` kept by
+/// [`insert_task`] and [`update_task`] instead of by triggers.
+const SCHEMA_VERSION: i64 = 6;
 
 const SCHEMA: &str = "
 -- placement: the spec's constraints and preferences as JSON (`Placement`), NULL when it
 -- has none: what the dispatcher's read needs besides the resources, without the body;
--- submitter: who enqueued it ('' without auth), for fair share and quotas
+-- submitter: who enqueued it ('' without auth), for fair share, quotas, `--submitter`
+-- array_id: the array it is an element of (`TaskSpec::array`), NULL when none
 CREATE TABLE IF NOT EXISTS tasks (
     id              TEXT PRIMARY KEY,
     status          TEXT NOT NULL,
@@ -48,7 +51,8 @@ CREATE TABLE IF NOT EXISTS tasks (
     disk_bytes      INTEGER NOT NULL,
     body            TEXT NOT NULL,
     placement       TEXT,
-    submitter       TEXT NOT NULL DEFAULT ''
+    submitter       TEXT NOT NULL DEFAULT '',
+    array_id        TEXT
 );
 -- dispatch order: claim and queued() walk this index and stop at the first fit
 CREATE INDEX IF NOT EXISTS tasks_dispatch ON tasks (status, priority DESC, id);
@@ -60,13 +64,13 @@ CREATE INDEX IF NOT EXISTS tasks_fair ON tasks (submitter, priority DESC, id)
     WHERE status = 'queued';
 CREATE INDEX IF NOT EXISTS tasks_finished ON tasks (finished_at) WHERE finished_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS tasks_worker ON tasks (worker_id, id) WHERE worker_id IS NOT NULL;
--- list by submitter newest first (`tasks --submitter`): an index on the body's field, so
--- files made before it need no new column, only this index (built at the first open)
-CREATE INDEX IF NOT EXISTS tasks_submitter ON tasks (json_extract(body, '$.submitted_by'), id);
+-- list by submitter newest first (`tasks --submitter`). On columns, not on the body's
+-- JSON: an index on an expression of the body parses the body again at every write
+CREATE INDEX IF NOT EXISTS tasks_by_submitter ON tasks (submitter, id);
 -- an array's elements by status (`tasks --array`, the cap's count of running elements);
 -- partial, so tasks that are no element cost it nothing
-CREATE INDEX IF NOT EXISTS tasks_array ON tasks (json_extract(body, '$.spec.array.id'), status, id)
-    WHERE json_extract(body, '$.spec.array.id') IS NOT NULL;
+CREATE INDEX IF NOT EXISTS tasks_by_array ON tasks (array_id, status, id)
+    WHERE array_id IS NOT NULL;
 
 -- who runs after whom (`TaskSpec::after`), written with the task: a parent's end finds
 -- its dependents by this key, not by reading every waiting task's body
@@ -116,25 +120,22 @@ CREATE TABLE IF NOT EXISTS settings (
     value TEXT NOT NULL
 );
 
--- tasks per status, kept by the triggers below in the same transaction as every change:
--- queue stats and the --max-queued check read one row instead of counting tasks
+-- tasks per status, kept in the same statement sequence as every change by the only two
+-- writers of task rows (`insert_task`, `update_task`; tasks are never deleted): queue
+-- stats and the --max-queued check read one row instead of counting tasks. Not by
+-- triggers: a table with a trigger makes each write to it keep a statement journal,
+-- which doubled the cost of inserting a row (BENCHMARKS.md)
 CREATE TABLE IF NOT EXISTS task_counts (
     status TEXT PRIMARY KEY,
     n      INTEGER NOT NULL
 );
-CREATE TRIGGER IF NOT EXISTS task_counts_insert AFTER INSERT ON tasks BEGIN
-    INSERT INTO task_counts (status, n) VALUES (new.status, 1)
-        ON CONFLICT (status) DO UPDATE SET n = n + 1;
-END;
-CREATE TRIGGER IF NOT EXISTS task_counts_update AFTER UPDATE OF status ON tasks
-    WHEN old.status IS NOT new.status BEGIN
-    UPDATE task_counts SET n = n - 1 WHERE status = old.status;
-    INSERT INTO task_counts (status, n) VALUES (new.status, 1)
-        ON CONFLICT (status) DO UPDATE SET n = n + 1;
-END;
-CREATE TRIGGER IF NOT EXISTS task_counts_delete AFTER DELETE ON tasks BEGIN
-    UPDATE task_counts SET n = n - 1 WHERE status = old.status;
-END;
+";
+
+/// The triggers that kept `task_counts` before schema 6.
+const DROP_COUNT_TRIGGERS: &str = "
+DROP TRIGGER IF EXISTS task_counts_insert;
+DROP TRIGGER IF EXISTS task_counts_update;
+DROP TRIGGER IF EXISTS task_counts_delete;
 ";
 
 /// Fills `task_deps` from the tasks' specs, for a file made before the table existed.
@@ -197,6 +198,8 @@ pub(crate) fn open_writer(path: &Path) -> Result<Connection> {
     // that array: 4.8 s before, most of it writing the sub-journal file (BENCHMARKS.md).
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.pragma_update(None, "cache_size", WRITER_CACHE_KIB)?;
+    // Checkpoints run on their own thread (`checkpoint.rs`), never inside a COMMIT.
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if version > SCHEMA_VERSION {
         return Err(backend_error(format!(
@@ -216,11 +219,24 @@ pub(crate) fn open_writer(path: &Path) -> Result<Connection> {
                  WHERE json_extract(body, '$.submitted_by') IS NOT NULL;",
         )?;
     }
+    if version < 6 && has_table(&conn, "tasks")? && !has_column(&conn, "tasks", "array_id")? {
+        // The indexes of version 5 and before were on the body's JSON: their columns now.
+        conn.execute_batch(
+            "ALTER TABLE tasks ADD COLUMN array_id TEXT;
+             UPDATE tasks SET array_id = json_extract(body, '$.spec.array.id')
+                 WHERE json_extract(body, '$.spec.array.id') IS NOT NULL;
+             DROP INDEX IF EXISTS tasks_submitter;
+             DROP INDEX IF EXISTS tasks_array;",
+        )?;
+    }
     if version < 2 {
         backfill.push_str(COUNT_EXISTING);
     }
     if version < 3 {
         backfill.push_str(DEPS_EXISTING);
+    }
+    if version < 6 {
+        backfill.push_str(DROP_COUNT_TRIGGERS);
     }
     conn.execute_batch(&format!(
         "BEGIN IMMEDIATE; {SCHEMA} {backfill} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
@@ -278,6 +294,15 @@ pub(crate) fn decode_placement(column: Option<&str>) -> Result<Placement> {
         Some(s) => serde_json::from_str(s)
             .map_err(|e| backend_error(format!("corrupt placement column: {e}"))),
     }
+}
+
+/// Opens the checkpointer's connection (`checkpoint.rs`).
+pub(crate) fn open_checkpointer(path: &Path) -> Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    // FULL: the database file is fsynced before the log is reused.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    Ok(conn)
 }
 
 /// Opens a read-only connection for the reader pool.
@@ -351,8 +376,8 @@ pub(crate) fn insert_task(conn: &Connection, t: &Task) -> Result<()> {
     conn.prepare_cached(
         "INSERT INTO tasks (id, status, priority, created_at, not_before, finished_at,
             pinned_worker, idempotency_key, worker_id, cpu_millis, memory_bytes, gpus,
-            disk_bytes, body, placement, submitter)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+            disk_bytes, body, placement, submitter, array_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
     )?
     .execute(params![
         t.id.to_string(),
@@ -371,7 +396,9 @@ pub(crate) fn insert_task(conn: &Connection, t: &Task) -> Result<()> {
         encode(t)?,
         placement_column(&t.spec)?,
         t.submitted_by.as_deref().unwrap_or_default(),
+        t.spec.array.as_ref().map(|a| a.id.as_str()),
     ])?;
+    count_status(conn, None, t.status)?;
     if !t.spec.after.is_empty() {
         let mut stmt =
             conn.prepare_cached("INSERT OR IGNORE INTO task_deps (parent, child) VALUES (?1, ?2)")?;
@@ -382,8 +409,9 @@ pub(crate) fn insert_task(conn: &Connection, t: &Task) -> Result<()> {
     Ok(())
 }
 
-/// Writes back a changed task: the columns that can change, and the body.
-pub(crate) fn update_task(conn: &Connection, t: &Task) -> Result<()> {
+/// Writes back a changed task: the columns that can change, and the body. `was` is its
+/// status as loaded, before the change.
+pub(crate) fn update_task(conn: &Connection, was: TaskStatus, t: &Task) -> Result<()> {
     let n = conn
         .prepare_cached(
             "UPDATE tasks SET status = ?2, not_before = ?3, finished_at = ?4, worker_id = ?5,
@@ -398,9 +426,25 @@ pub(crate) fn update_task(conn: &Connection, t: &Task) -> Result<()> {
             t.worker_id(),
             encode(t)?,
         ])?;
-    if n == 1 {
-        Ok(())
-    } else {
-        Err(QueueError::NotFound(t.id))
+    if n != 1 {
+        return Err(QueueError::NotFound(t.id));
     }
+    if was != t.status {
+        count_status(conn, Some(was), t.status)?;
+    }
+    Ok(())
+}
+
+/// Moves one task's count in `task_counts` from `from` (none: a new task) to `to`.
+fn count_status(conn: &Connection, from: Option<TaskStatus>, to: TaskStatus) -> Result<()> {
+    if let Some(from) = from {
+        conn.prepare_cached("UPDATE task_counts SET n = n - 1 WHERE status = ?1")?
+            .execute([from.as_str()])?;
+    }
+    conn.prepare_cached(
+        "INSERT INTO task_counts (status, n) VALUES (?1, 1)
+         ON CONFLICT (status) DO UPDATE SET n = n + 1",
+    )?
+    .execute([to.as_str()])?;
+    Ok(())
 }

@@ -2,13 +2,15 @@
 //! batches. Everything pending is drained and run in ONE transaction (group commit, one
 //! fsync for many calls); each command runs inside its own savepoint, so a command that
 //! fails rolls back only itself. Replies are sent only after `COMMIT` returns, so an `Ok`
-//! is durable.
+//! is durable. Each commit then pokes the checkpointer, which copies the log back into
+//! the database file on its own thread.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
+use super::checkpoint::Checkpointer;
 use super::schema::{backend_error, BACKEND};
 use crate::error::{QueueError, Result};
 
@@ -96,12 +98,12 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer thread on `conn`.
-    pub(crate) fn spawn(conn: Connection) -> Result<Writer> {
+    /// Starts the writer thread on `conn`, poking `checkpoints` after each commit.
+    pub(crate) fn spawn(conn: Connection, checkpoints: Checkpointer) -> Result<Writer> {
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         std::thread::Builder::new()
             .name("cloudai-sqlite-writer".into())
-            .spawn(move || run(conn, rx))
+            .spawn(move || run(conn, rx, checkpoints))
             .map_err(|e| backend_error(format!("cannot start writer thread: {e}")))?;
         Ok(Writer { tx })
     }
@@ -128,7 +130,7 @@ impl Writer {
     }
 }
 
-fn run(conn: Connection, mut rx: mpsc::Receiver<Box<dyn Job>>) {
+fn run(conn: Connection, mut rx: mpsc::Receiver<Box<dyn Job>>, checkpoints: Checkpointer) {
     while let Some(first) = rx.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -138,7 +140,10 @@ fn run(conn: Connection, mut rx: mpsc::Receiver<Box<dyn Job>>) {
             }
         }
         match apply(&conn, &mut batch) {
-            Ok(()) => batch.into_iter().for_each(|j| j.complete(None)),
+            Ok(()) => {
+                batch.into_iter().for_each(|j| j.complete(None));
+                checkpoints.poke();
+            }
             Err(failure) => {
                 tracing::warn!(
                     error = %failure.message,
