@@ -158,7 +158,7 @@ async fn counts_are_filled_in_for_a_file_from_before_they_existed() {
         // What a schema-1 file looks like: no counts table.
         let c = rusqlite::Connection::open(h.path()).unwrap();
         c.execute_batch("DROP TABLE task_counts; PRAGMA user_version = 1;")
-        .unwrap();
+            .unwrap();
     }
     let store = h
         .open(StoreOptions {
@@ -499,4 +499,42 @@ async fn a_file_from_before_fair_share_gains_the_submitter_column() {
             "{sql}: {plan:?}"
         );
     }
+}
+
+/// The log is copied back into the database file while the store is open (the writer
+/// checkpoints after replying, SQLite's automatic checkpoint being off), and the log
+/// then restarts instead of growing without bound.
+#[tokio::test]
+async fn the_log_is_checkpointed_while_the_store_is_open() {
+    let h = SqliteHarness::new();
+    let store = h.open(StoreOptions::default()).await;
+    let mut wal = h.path().into_os_string();
+    wal.push("-wal");
+    let size = |p: &std::ffi::OsStr| std::fs::metadata(p).map_or(0, |m| m.len());
+    let mut spec = TaskSpec::new("busybox");
+    spec.command = vec!["x".repeat(2000)];
+    // About 8 MiB of log.
+    let batch = (0..3000).map(|_| spec.clone().into()).collect();
+    store.enqueue_batch(batch).await.unwrap();
+    // The checkpoint follows the reply: wait for it, by the next write's turn.
+    store
+        .enqueue(TaskSpec::new("busybox").into())
+        .await
+        .unwrap();
+    let db = h.path().into_os_string();
+    assert!(
+        size(&db) > 6 << 20,
+        "no checkpoint: db {} bytes, log {} bytes",
+        size(&db),
+        size(&wal)
+    );
+    // Once copied, the log restarts: more writes reuse its frames, the file stays put.
+    let log = size(&wal);
+    for _ in 0..3 {
+        let batch = (0..3000).map(|_| spec.clone().into()).collect();
+        store.enqueue_batch(batch).await.unwrap();
+    }
+    assert!(size(&wal) <= log + (1 << 20), "log {log} -> {}", size(&wal));
+    let s = store.stats(chrono::Utc::now()).await.unwrap();
+    assert_eq!(s.counts.get(&TaskStatus::Queued), Some(&12_001));
 }

@@ -3,8 +3,6 @@
 //!
 //! - [`writer`]: one thread owns the write connection and group-commits every pending
 //!   command in one transaction, each in its own savepoint.
-//! - [`checkpoint`]: copies the log back into the database file on its own thread, so
-//!   no commit waits for a checkpoint.
 //! - [`readers`]: a pool of read connections used from tokio's blocking pool.
 //! - [`schema`]: tables, indexes, connection settings, row encoding.
 //! - [`ops`], [`queries`], [`logs`]: the SQL of writes, reads, and bounded task output.
@@ -13,7 +11,6 @@
 //!
 //! No call blocks the async runtime: writes wait on a channel, reads on `spawn_blocking`.
 
-mod checkpoint;
 mod lock;
 mod logs;
 mod ops;
@@ -33,7 +30,6 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::error::Result;
-use checkpoint::Checkpointer;
 use crate::leader::{Candidate, Lease, Member};
 use crate::model::{
     ClaimRequest, Enqueued, LogChunk, NewTask, QueueStats, Task, TaskId, TaskStatus, WorkerHealth,
@@ -68,16 +64,12 @@ impl SqliteStore {
     /// absent.
     pub async fn open(path: &Path, opts: StoreOptions) -> Result<Self> {
         let owned = path.to_path_buf();
-        // The checkpointer's connection second, once the writer's has made the file.
-        let (conn, checkpoints) = tokio::task::spawn_blocking(move || {
-            let conn = schema::open_writer(&owned)?;
-            Ok::<_, crate::error::QueueError>((conn, Checkpointer::spawn(&owned)?))
-        })
-        .await
-        .map_err(|e| schema::backend_error(format!("open task failed: {e}")))??;
+        let conn = tokio::task::spawn_blocking(move || schema::open_writer(&owned))
+            .await
+            .map_err(|e| schema::backend_error(format!("open task failed: {e}")))??;
         tracing::debug!(path = %path.display(), "sqlite store open");
         Ok(SqliteStore {
-            writer: Writer::spawn(conn, checkpoints)?,
+            writer: Writer::spawn(conn)?,
             readers: Readers::new(path.to_path_buf()),
             opts,
             path: path.to_path_buf(),

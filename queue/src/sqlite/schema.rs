@@ -198,7 +198,7 @@ pub(crate) fn open_writer(path: &Path) -> Result<Connection> {
     // that array: 4.8 s before, most of it writing the sub-journal file (BENCHMARKS.md).
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.pragma_update(None, "cache_size", WRITER_CACHE_KIB)?;
-    // Checkpoints run on their own thread (`checkpoint.rs`), never inside a COMMIT.
+    // The writer checkpoints after it has replied (`writer.rs`), never inside a COMMIT.
     conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if version > SCHEMA_VERSION {
@@ -294,15 +294,6 @@ pub(crate) fn decode_placement(column: Option<&str>) -> Result<Placement> {
         Some(s) => serde_json::from_str(s)
             .map_err(|e| backend_error(format!("corrupt placement column: {e}"))),
     }
-}
-
-/// Opens the checkpointer's connection (`checkpoint.rs`).
-pub(crate) fn open_checkpointer(path: &Path) -> Result<Connection> {
-    let conn = Connection::open(path)?;
-    conn.busy_timeout(BUSY_TIMEOUT)?;
-    // FULL: the database file is fsynced before the log is reused.
-    conn.pragma_update(None, "synchronous", "FULL")?;
-    Ok(conn)
 }
 
 /// Opens a read-only connection for the reader pool.
