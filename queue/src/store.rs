@@ -11,6 +11,7 @@
 //!   task to two attempts.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -63,10 +64,11 @@ pub struct QueuedTask {
     pub resources: Resources,
     /// The only worker that may run it.
     pub pinned_worker: Option<String>,
-    /// Worker attributes it requires.
-    pub constraints: Vec<crate::constraint::Constraint>,
-    /// Worker attributes it prefers.
-    pub prefer: Vec<crate::constraint::Preference>,
+    /// Worker attributes it requires. Shared: a read gives the tasks of one shape (the
+    /// same constraints and preferences) one copy, decoded once.
+    pub constraints: Arc<[crate::constraint::Constraint]>,
+    /// Worker attributes it prefers, shared likewise.
+    pub prefer: Arc<[crate::constraint::Preference]>,
     /// Its priority (higher first).
     pub priority: i32,
     /// Who enqueued it; `None` without auth. Fair share and quotas go by this.
@@ -80,8 +82,8 @@ impl QueuedTask {
             id: task.id,
             resources: task.spec.resources,
             pinned_worker: task.spec.pinned_worker.clone(),
-            constraints: task.spec.constraints.clone(),
-            prefer: task.spec.prefer.clone(),
+            constraints: task.spec.constraints.as_slice().into(),
+            prefer: task.spec.prefer.as_slice().into(),
             priority: task.spec.priority,
             submitter: task.submitted_by.clone(),
         }

@@ -2,18 +2,23 @@
 //! read-modify-write); each multi-statement read runs in one transaction so it sees one
 //! snapshot.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 
 use super::schema::{backend_error, decode_status, decode_task, from_ts, int, ts};
+use crate::constraint::{Constraint, Preference};
 use crate::error::{QueueError, Result};
 use crate::history::TaskTimes;
 use crate::model::{QueueStats, Resources, Task, TaskId, TaskStatus, WorkerRecord};
 use crate::query::TaskQuery;
 use crate::store::QueuedTask;
+
+/// A task's constraints and preferences, as `QueuedTask` shares them.
+type Shape = (Arc<[Constraint]>, Arc<[Preference]>);
 
 /// Decodes every `body` column a statement returns.
 fn bodies(stmt: &mut rusqlite::Statement<'_>, params: impl rusqlite::Params) -> Result<Vec<Task>> {
@@ -222,18 +227,30 @@ pub(crate) fn queued_asks_of(
         Some(of) => stmt.query_map(params![t, n, of], map)?.collect(),
     };
     let mut out = Vec::with_capacity(rows.len());
+    // Each distinct `placement` once: the tasks of a read mostly share a few shapes, and
+    // decoding, copying and dropping every task's constraints was a fifth of the cost
+    // of a constrained dispatch (BENCHMARKS.md).
+    let mut shapes: HashMap<Option<String>, Shape> = HashMap::new();
     for row in rows {
         let (id, resources, pinned_worker, placement, priority, submitter) = row?;
         let id = id
             .parse()
             .map_err(|_| backend_error(format!("corrupt task id column {id:?}")))?;
-        let placement = super::schema::decode_placement(placement.as_deref())?;
+        let (constraints, prefer) = match shapes.get(&placement) {
+            Some(shape) => shape.clone(),
+            None => {
+                let p = super::schema::decode_placement(placement.as_deref())?;
+                let shape: Shape = (p.constraints.into(), p.prefer.into());
+                shapes.insert(placement, shape.clone());
+                shape
+            }
+        };
         out.push(QueuedTask {
             id,
             resources,
             pinned_worker,
-            constraints: placement.constraints,
-            prefer: placement.prefer,
+            constraints,
+            prefer,
             priority,
             submitter: Some(submitter).filter(|s| !s.is_empty()),
         });
