@@ -188,7 +188,21 @@ fn of(task: &Task, now: DateTime<Utc>, seen: Option<&Seen>) -> Option<Reason> {
 #[derive(Default)]
 pub struct PassReasons {
     reasons: HashMap<TaskId, Reason>,
-    shapes: HashMap<(Resources, Option<String>, Vec<Constraint>), Reason>,
+    /// Each shape's verdict, found by a hash of the borrowed shape: a task of a shape seen
+    /// before costs a hash and a comparison, not a copy of its constraints (which was a
+    /// constrained dispatch's own cost, BENCHMARKS.md).
+    shapes: HashMap<u64, Vec<(OwnedShape, Reason)>>,
+}
+
+/// A shape of task as [`PassReasons`] keeps it.
+type OwnedShape = (Resources, Option<String>, Vec<Constraint>);
+
+/// The hash of `ask`'s shape, from its borrowed parts.
+fn shape_hash(ask: &TaskAsk<'_>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (ask.request, ask.pinned, ask.constraints).hash(&mut h);
+    h.finish()
 }
 
 impl PassReasons {
@@ -198,16 +212,25 @@ impl PassReasons {
         if self.reasons.len() >= MAX_RECORDED {
             return;
         }
-        let key = (
-            ask.request,
-            ask.pinned.map(str::to_string),
-            ask.constraints.to_vec(),
-        );
-        let reason = self
-            .shapes
-            .entry(key)
-            .or_insert_with(|| unplaced(slots, ask))
-            .clone();
+        let bucket = self.shapes.entry(shape_hash(ask)).or_default();
+        let known = bucket.iter().find(|((request, pin, constraints), _)| {
+            *request == ask.request
+                && pin.as_deref() == ask.pinned
+                && constraints.as_slice() == ask.constraints
+        });
+        let reason = match known {
+            Some((_, r)) => r.clone(),
+            None => {
+                let r = unplaced(slots, ask);
+                let shape = (
+                    ask.request,
+                    ask.pinned.map(str::to_string),
+                    ask.constraints.to_vec(),
+                );
+                bucket.push((shape, r.clone()));
+                r
+            }
+        };
         self.reasons.insert(id, reason);
     }
 
@@ -460,8 +483,20 @@ mod tests {
         pass.unplaced(t1, &ws, &ask);
         pass.unplaced(t2, &[], &ask); // same shape: the first verdict is reused
         assert_eq!(pass.shapes.len(), 1);
+        // Another shape (constraints differ) gets its own verdict, then reuses it.
+        let cs: Vec<Constraint> = vec!["zone=b".parse().unwrap()];
+        let constrained = TaskAsk {
+            constraints: &cs,
+            ..ask
+        };
+        let (t3, t4) = (TaskId::new(), TaskId::new());
+        pass.unplaced(t3, &ws, &constrained);
+        pass.unplaced(t4, &[], &constrained);
+        assert_eq!(pass.shapes.values().map(Vec::len).sum::<usize>(), 2);
         let r = pass.into_reasons();
         assert_eq!(r[&t1], r[&t2]);
         assert_eq!(r[&t1].code, Code::Resources);
+        assert_eq!(r[&t3], r[&t4]);
+        assert_eq!(r[&t3].code, Code::NoWorkerFits);
     }
 }
