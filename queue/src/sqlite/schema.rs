@@ -221,12 +221,16 @@ pub(crate) fn open_writer(path: &Path) -> Result<Connection> {
     }
     if version < 6 && has_table(&conn, "tasks")? && !has_column(&conn, "tasks", "array_id")? {
         // The indexes of version 5 and before were on the body's JSON: their columns now.
+        // One transaction: a crash midway leaves no column without its values (the next
+        // open sees the column and would not fill it again).
         conn.execute_batch(
-            "ALTER TABLE tasks ADD COLUMN array_id TEXT;
+            "BEGIN IMMEDIATE;
+             ALTER TABLE tasks ADD COLUMN array_id TEXT;
              UPDATE tasks SET array_id = json_extract(body, '$.spec.array.id')
                  WHERE json_extract(body, '$.spec.array.id') IS NOT NULL;
              DROP INDEX IF EXISTS tasks_submitter;
-             DROP INDEX IF EXISTS tasks_array;",
+             DROP INDEX IF EXISTS tasks_array;
+             COMMIT;",
         )?;
     }
     if version < 2 {
