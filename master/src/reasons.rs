@@ -197,11 +197,11 @@ pub struct PassReasons {
 /// A shape of task as [`PassReasons`] keeps it.
 type OwnedShape = (Resources, Option<String>, Vec<Constraint>);
 
-/// The hash of `ask`'s shape, from its borrowed parts.
-fn shape_hash(ask: &TaskAsk<'_>) -> u64 {
+/// The hash of a borrowed shape.
+fn shape_hash(shape: &Shape<'_>) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    (ask.request, ask.pinned, ask.constraints).hash(&mut h);
+    shape.hash(&mut h);
     h.finish()
 }
 
@@ -212,22 +212,17 @@ impl PassReasons {
         if self.reasons.len() >= MAX_RECORDED {
             return;
         }
-        let bucket = self.shapes.entry(shape_hash(ask)).or_default();
-        let known = bucket.iter().find(|((request, pin, constraints), _)| {
-            *request == ask.request
-                && pin.as_deref() == ask.pinned
-                && constraints.as_slice() == ask.constraints
-        });
+        let shape: Shape<'_> = (ask.request, ask.pinned, ask.constraints);
+        let bucket = self.shapes.entry(shape_hash(&shape)).or_default();
+        let known = bucket
+            .iter()
+            .find(|((r, p, c), _)| (*r, p.as_deref(), c.as_slice()) == shape);
         let reason = match known {
             Some((_, r)) => r.clone(),
             None => {
                 let r = unplaced(slots, ask);
-                let shape = (
-                    ask.request,
-                    ask.pinned.map(str::to_string),
-                    ask.constraints.to_vec(),
-                );
-                bucket.push((shape, r.clone()));
+                let owned = (shape.0, shape.1.map(str::to_string), shape.2.to_vec());
+                bucket.push((owned, r.clone()));
                 r
             }
         };

@@ -27,6 +27,16 @@ impl SqliteHarness {
     }
 }
 
+/// The detail column of an `EXPLAIN QUERY PLAN` statement's rows.
+fn query_plan(c: &rusqlite::Connection, sql: &str) -> Vec<String> {
+    c.prepare(sql)
+        .unwrap()
+        .query_map([], |r| r.get::<_, String>(3))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
 /// Enqueues `spec` once for each of `who` (`None`: without a submitter).
 async fn enqueue_as(store: &dyn QueueStore, spec: &TaskSpec, who: &[Option<&str>]) {
     for w in who {
@@ -283,13 +293,7 @@ async fn a_file_of_schema_5_is_upgraded_to_column_indexes() {
             "tasks_by_array",
         ),
     ] {
-        let plan: Vec<String> = c
-            .prepare(sql)
-            .unwrap()
-            .query_map([], |r| r.get::<_, String>(3))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
+        let plan = query_plan(&c, sql);
         assert!(
             plan.iter().any(|p| p.contains(&format!("INDEX {index}"))),
             "{plan:?}"
@@ -388,16 +392,11 @@ async fn dependency_edges_are_filled_in_for_a_file_from_before_they_existed() {
     );
     drop(store);
     let c = rusqlite::Connection::open(h.path()).unwrap();
-    let plan: Vec<String> = c
-        .prepare(
-            "EXPLAIN QUERY PLAN SELECT body FROM tasks WHERE status IN ('waiting') \
-             AND id IN (SELECT child FROM task_deps WHERE parent = 'x') ORDER BY id LIMIT 10",
-        )
-        .unwrap()
-        .query_map([], |r| r.get::<_, String>(3))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+    let plan = query_plan(
+        &c,
+        "EXPLAIN QUERY PLAN SELECT body FROM tasks WHERE status IN ('waiting') \
+         AND id IN (SELECT child FROM task_deps WHERE parent = 'x') ORDER BY id LIMIT 10",
+    );
     assert!(
         plan.iter()
             .any(|p| p.contains("task_deps") && p.contains("parent=?")),
@@ -484,12 +483,7 @@ async fn a_file_from_before_fair_share_gains_the_submitter_column() {
         "EXPLAIN QUERY PLAN SELECT MIN(submitter) FROM tasks INDEXED BY tasks_fair \
          WHERE status = 'queued' AND submitter > ''",
     ] {
-        let mut stmt = c.prepare(sql).unwrap();
-        let plan: Vec<String> = stmt
-            .query_map([], |r| r.get::<_, String>(3))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
+        let plan = query_plan(&c, sql);
         assert!(
             plan.iter().any(|p| p.contains("tasks_fair")),
             "{sql}: {plan:?}"
