@@ -77,15 +77,13 @@ pub async fn recover(shared: &Shared) -> Result<(), QueueError> {
 /// Arms the dispatcher's timers for queued tasks that become due within the hour (a
 /// retry's backoff, a delayed start); how many.
 async fn schedule_due_within_the_hour(shared: &Shared) -> Result<usize, QueueError> {
-    let horizon = Utc::now() + chrono::Duration::hours(1);
-    let mut n = 0usize;
-    for task in shared.store.queued(horizon, 10_000).await? {
-        if task.not_before > Utc::now() {
-            shared.schedule_retry(task.not_before);
-            n += 1;
-        }
+    let now = Utc::now();
+    let horizon = now + chrono::Duration::hours(1);
+    let times = shared.store.delayed_times(now, horizon, 10_000).await?;
+    for &t in &times {
+        shared.schedule_retry(t);
     }
-    Ok(n)
+    Ok(times.len())
 }
 
 /// Re-arms the timers (`workflow` calls it every minute, so a start delayed by hours is

@@ -158,6 +158,17 @@ pub trait TaskStore: Send + Sync {
             .collect())
     }
 
+    /// When the delayed queued tasks become due: the distinct `not_before` times in
+    /// `(now, until]` of queued tasks whose `not_before` lies after their creation (a
+    /// delayed start, a retry's backoff), soonest first, at most `limit`. What arms the
+    /// dispatcher's timers. Backends answer from an index, not by reading every queued task.
+    async fn delayed_times(
+        &self,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<DateTime<Utc>>>;
+
     /// Who has queued tasks (whatever their `not_before`): each submitter once, `None`
     /// standing for tasks enqueued without a user, in no particular order. Fair share
     /// reads each one's head with [`TaskStore::queued_asks_of`]. Backends answer from an

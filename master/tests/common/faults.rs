@@ -178,6 +178,15 @@ impl TaskStore for FaultStore {
         self.check("queued", None).await?;
         self.inner.queued(now, limit).await
     }
+    async fn delayed_times(
+        &self,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<DateTime<Utc>>> {
+        self.check("delayed_times", None).await?;
+        self.inner.delayed_times(now, until, limit).await
+    }
     async fn queued_asks(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<QueuedTask>> {
         self.check("queued_asks", None).await?;
         self.inner.queued_asks(now, limit).await

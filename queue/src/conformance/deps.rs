@@ -224,3 +224,54 @@ pub async fn not_before_in_the_spec_delays_the_task(h: &dyn Harness) {
     );
     passed(&*store, "not_before_in_the_spec_delays_the_task");
 }
+
+/// `delayed_times` lists when queued tasks not yet due become due, each time once and
+/// soonest first, within the horizon: delayed starts and a retry's backoff, not a task
+/// due now, not a waiting one, not one past the horizon.
+pub async fn delayed_times_are_the_queued_tasks_not_yet_due(h: &dyn Harness) {
+    let store = h.open(StoreOptions::default()).await;
+    let at = now();
+    let delayed = |t| TaskSpec {
+        not_before: Some(t),
+        ..spec()
+    };
+    let (ten, twenty) = (at + Duration::minutes(10), at + Duration::minutes(20));
+    let retried = add(
+        &*store,
+        TaskSpec {
+            max_attempts: 2,
+            ..spec()
+        },
+    )
+    .await;
+    let a = store.claim(&claim_at("w1", at)).await.unwrap().unwrap();
+    assert_eq!(a.id, retried.id);
+    let back = ended(&*store, a.id, a.token(), AttemptEnd::Exited(1), at)
+        .await
+        .unwrap();
+    assert_eq!(back.status, TaskStatus::Queued);
+    assert!(back.not_before > at, "the retry waits out a backoff");
+    add(&*store, spec()).await;
+    add(&*store, delayed(twenty)).await;
+    add(&*store, delayed(ten)).await;
+    add(&*store, delayed(ten)).await;
+    add(&*store, delayed(at + Duration::hours(2))).await;
+    let parent = add(&*store, spec()).await;
+    let child = add(&*store, after(&[(parent.id, C::Ok)])).await;
+    assert_eq!(child.status, TaskStatus::Waiting);
+
+    let horizon = at + Duration::hours(1);
+    let times = store.delayed_times(at, horizon, 100).await.unwrap();
+    assert_eq!(times, vec![back.not_before, ten, twenty]);
+    assert_eq!(
+        store.delayed_times(at, horizon, 1).await.unwrap(),
+        vec![back.not_before],
+        "the limit keeps the soonest"
+    );
+    // Once a time has passed it is not listed: it is due, the dispatcher's read finds it.
+    assert_eq!(
+        store.delayed_times(ten, horizon, 100).await.unwrap(),
+        vec![twenty]
+    );
+    passed(&*store, "delayed_times_are_the_queued_tasks_not_yet_due");
+}

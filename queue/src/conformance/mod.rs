@@ -102,6 +102,7 @@ macro_rules! conformance_suite {
             dependents_are_released_or_cancelled_down_the_chain,
             dependents_wait_through_retries_and_the_sweep_catches_up,
             not_before_in_the_spec_delays_the_task,
+            delayed_times_are_the_queued_tasks_not_yet_due,
             array_elements_are_found_counted_and_capped,
             array_elements_wait_for_parents_and_are_cancelled_together,
             schedules_are_stored_and_changed_by_compare_and_set,

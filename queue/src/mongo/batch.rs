@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use futures::{FutureExt, TryStreamExt};
 use mongodb::ClientSession;
 
-use super::doc::{assignment_doc, attempt_changed, i64_of, ms, task_doc, task_of, LogCounters};
+use super::doc::{assignment_doc, attempt_changed, i64_of, ms, state_doc, task_of, LogCounters};
 use super::exec::{in_txn, Fail};
 use super::transitions::{result_doc, take_pipeline};
 use super::{names, MongoStore};
@@ -313,10 +313,8 @@ impl MongoStore {
         let (mut tasks, mut copies, mut results) = (Vec::new(), Vec::new(), Vec::new());
         for t in touched.filter(|t| t.after != t.before || t.log.is_some()) {
             let (before, after) = (&t.before, &t.after);
-            let mut set = task_doc(after);
-            for k in ["_id", "log", "idempotency_key"] {
-                set.remove(k);
-            }
+            // Only what changes: the spec and the other fields fixed at enqueue stay as written.
+            let mut set = state_doc(after);
             if let Some(log) = t.log {
                 set.insert("log", log.doc());
             }

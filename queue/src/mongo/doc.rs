@@ -377,11 +377,27 @@ pub(crate) fn task_doc(t: &Task) -> Document {
     let mut d = doc! {
         "_id": t.id.to_string(),
         "spec": spec_doc(&t.spec),
-        "status": t.status.as_str(),
         "priority": t.spec.priority,
         "pinned_worker": opt_str(&t.spec.pinned_worker),
         "req": resources_doc(&t.spec.resources),
         "created_at": bdate(t.created_at),
+        "submitted_by": opt_str(&t.submitted_by),
+        "log": { "seq": 0_i64, "bytes": 0_i64, "dropped": 0_i64 },
+    };
+    d.extend(state_doc(t));
+    // Present only when set, so the partial unique index ignores tasks without a key.
+    if let Some(k) = &t.spec.idempotency_key {
+        d.insert("idempotency_key", k);
+    }
+    d
+}
+
+/// The fields of a task's document that change after enqueue (status, times, token,
+/// attempts, outcome): what a transition `$set`s. The rest (the spec and its indexed
+/// copies, the creation time, the submitter) is written once, by the insert.
+pub(crate) fn state_doc(t: &Task) -> Document {
+    doc! {
+        "status": t.status.as_str(),
         "updated_at": bdate(t.updated_at),
         "not_before": bdate(t.not_before),
         "finished_at": opt_date(t.finished_at),
@@ -391,14 +407,7 @@ pub(crate) fn task_doc(t: &Task) -> Document {
         "cancel_requested": t.cancel_requested,
         "exit_code": opt_i32(t.exit_code),
         "error": opt_str(&t.error),
-        "submitted_by": opt_str(&t.submitted_by),
-        "log": { "seq": 0_i64, "bytes": 0_i64, "dropped": 0_i64 },
-    };
-    // Present only when set, so the partial unique index ignores tasks without a key.
-    if let Some(k) = &t.spec.idempotency_key {
-        d.insert("idempotency_key", k);
     }
-    d
 }
 
 /// A task from its `TASKS` document.

@@ -32,6 +32,9 @@ pub const SUBMITTER_ID: &str = "submitted_by";
 pub const ARRAY: &str = "array_status_id";
 /// A parent's dependents (`spec.after.task`, multikey), newest first: `{spec.after.task, _id desc}`.
 pub const DEPENDS_ON: &str = "depends_on_id";
+/// Queued tasks by when they become due, to arm the dispatcher's timers:
+/// `{not_before}`, partial on `status: "queued"`.
+pub const DELAYED: &str = "queued_not_before";
 /// Recently finished tasks, for stats: `{finished_at}`.
 pub const FINISHED: &str = "finished_at";
 /// The default index on `_id`.
@@ -49,6 +52,18 @@ fn index(keys: Document, name: &str) -> IndexModel {
     IndexModel::builder()
         .keys(keys)
         .options(IndexOptions::builder().name(name.to_string()).build())
+        .build()
+}
+
+fn partial(keys: Document, name: &str, filter: Document) -> IndexModel {
+    IndexModel::builder()
+        .keys(keys)
+        .options(
+            IndexOptions::builder()
+                .name(name.to_string())
+                .partial_filter_expression(filter)
+                .build(),
+        )
         .build()
 }
 
@@ -92,6 +107,11 @@ pub fn all() -> Vec<(&'static str, Vec<IndexModel>)> {
                 index(doc! { "worker_id": 1, "_id": -1 }, WORKER_ID),
                 index(doc! { "submitted_by": 1, "_id": -1 }, SUBMITTER_ID),
                 index(doc! { "finished_at": 1 }, FINISHED),
+                partial(
+                    doc! { "not_before": 1 },
+                    DELAYED,
+                    doc! { "status": "queued" },
+                ),
                 index(doc! { "spec.array.id": 1, "status": 1, "_id": -1 }, ARRAY),
                 index(doc! { "spec.after.task": 1, "_id": -1 }, DEPENDS_ON),
             ],

@@ -5,6 +5,7 @@
 //! - [`exec`]: transient-error classification, bounded retries, transactions.
 //! - [`indexes`]: the indexes created at connect, and the hints the queries use.
 //! - `tasks`: enqueue, reads and listing.
+//! - `asks`: the dispatcher's reads of queued tasks, projected and decoded raw.
 //! - `transitions`: claim, `lost`, cancel (conditional on status and token).
 //! - `batch`: assigns and reports under group commit, many in one transaction.
 //! - `logs`: bounded, chunked task output, appended inside a report's transaction.
@@ -13,6 +14,7 @@
 //! - `leader`: the leader lease and the masters seen; the epoch check of leader writes.
 //! - `monitor`: the commands the client sends, counted by name (command monitoring).
 
+mod asks;
 mod batch;
 pub(crate) mod doc;
 pub(crate) mod exec;
@@ -193,8 +195,25 @@ impl TaskStore for MongoStore {
         self.queued_tasks(now, limit).await
     }
 
+    async fn delayed_times(
+        &self,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<DateTime<Utc>>> {
+        self.delayed_due(now, until, limit).await
+    }
+
     async fn queued_submitters(&self) -> Result<Vec<Option<String>>> {
         self.queued_submitter_names().await
+    }
+
+    async fn queued_asks(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<crate::store::QueuedTask>> {
+        self.queued_asks_by(now, None, limit).await
     }
 
     async fn queued_asks_of(
@@ -203,8 +222,7 @@ impl TaskStore for MongoStore {
         submitter: Option<&str>,
         limit: usize,
     ) -> Result<Vec<crate::store::QueuedTask>> {
-        let tasks = self.queued_tasks_of(now, submitter, limit).await?;
-        Ok(tasks.iter().map(crate::store::QueuedTask::of).collect())
+        self.queued_asks_by(now, Some(submitter), limit).await
     }
 
     async fn stats(&self, now: DateTime<Utc>) -> Result<QueueStats> {

@@ -379,25 +379,6 @@ impl MongoStore {
         Ok(out)
     }
 
-    /// One submitter's eligible queued tasks in dispatch order, by the `FAIR` index.
-    pub(super) async fn queued_tasks_of(
-        &self,
-        now: DateTime<Utc>,
-        submitter: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<Task>> {
-        let (mut filter, sort, _) = Self::queued_plan(now);
-        filter.insert(
-            "submitted_by",
-            submitter
-                .map(|s| Bson::String(s.into()))
-                .unwrap_or(Bson::Null),
-        );
-        let hint = indexes::FAIR.to_string();
-        self.find_tasks("queued of submitter", filter, sort, hint, limit)
-            .await
-    }
-
     async fn find_tasks(
         &self,
         op: &'static str,

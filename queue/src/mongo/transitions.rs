@@ -16,7 +16,7 @@ use mongodb::options::{Hint, ReplaceOptions, ReturnDocument};
 use mongodb::ClientSession;
 
 use super::doc::{
-    assignment_doc, attempt_changed, attempt_doc, bdate, i64_of, ms, task_doc, task_of,
+    assignment_doc, attempt_changed, attempt_doc, bdate, i64_of, ms, state_doc, task_of,
 };
 use super::exec::{in_txn, Fail};
 use super::MongoStore;
@@ -161,10 +161,8 @@ impl MongoStore {
         after: &Task,
     ) -> Result<(), Fail> {
         let id = after.id;
-        let mut set = task_doc(after);
-        for k in ["_id", "log", "idempotency_key"] {
-            set.remove(k);
-        }
+        // Only what changes: the spec and the other fields fixed at enqueue stay as written.
+        let set = state_doc(after);
         let r = self
             .tasks
             .update_one(

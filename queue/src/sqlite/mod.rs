@@ -130,6 +130,17 @@ impl TaskStore for SqliteStore {
             .await
     }
 
+    async fn delayed_times(
+        &self,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<DateTime<Utc>>> {
+        self.readers
+            .run(move |c| queries::delayed_times(c, now, until, limit))
+            .await
+    }
+
     async fn queued_submitters(&self) -> Result<Vec<Option<String>>> {
         self.readers.run(queries::queued_submitters).await
     }

@@ -182,6 +182,26 @@ pub(crate) fn queued(conn: &Connection, now: DateTime<Utc>, limit: usize) -> Res
     bodies(&mut stmt, params![ts(now), int(limit as u64)])
 }
 
+/// `TaskStore::delayed_times`, by the partial index `tasks_delayed` (only queued tasks
+/// whose `not_before` lies after their creation are in it).
+pub(crate) fn delayed_times(
+    conn: &Connection,
+    now: DateTime<Utc>,
+    until: DateTime<Utc>,
+    limit: usize,
+) -> Result<Vec<DateTime<Utc>>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT DISTINCT not_before FROM tasks INDEXED BY tasks_delayed
+         WHERE status = 'queued' AND not_before > created_at
+           AND not_before > ?1 AND not_before <= ?2
+         ORDER BY not_before LIMIT ?3",
+    )?;
+    let rows = stmt.query_map(params![ts(now), ts(until), int(limit as u64)], |r| {
+        r.get::<_, i64>(0)
+    })?;
+    rows.map(|r| Ok(from_ts(r?))).collect()
+}
+
 /// `queued` from the indexed columns alone: no task body is read or decoded. With `of`,
 /// only that submitter's tasks (`""`: those without one), by the `tasks_fair` index.
 pub(crate) fn queued_asks_of(

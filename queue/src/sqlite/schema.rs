@@ -62,6 +62,11 @@ CREATE INDEX IF NOT EXISTS tasks_status_id ON tasks (status, id);
 -- so only queued tasks cost it anything)
 CREATE INDEX IF NOT EXISTS tasks_fair ON tasks (submitter, priority DESC, id)
     WHERE status = 'queued';
+-- the delayed queued tasks (a retry's backoff, `--at`/`--in`), so arming the
+-- dispatcher's timers reads only them; partial, so a task enqueued to run now costs it
+-- nothing. Created by `IF NOT EXISTS` at open: files of this version gain it unchanged
+CREATE INDEX IF NOT EXISTS tasks_delayed ON tasks (not_before)
+    WHERE status = 'queued' AND not_before > created_at;
 CREATE INDEX IF NOT EXISTS tasks_finished ON tasks (finished_at) WHERE finished_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS tasks_worker ON tasks (worker_id, id) WHERE worker_id IS NOT NULL;
 -- list by submitter newest first (`tasks --submitter`). On columns, not on the body's
