@@ -110,6 +110,12 @@ async fn claim_and_list_queries_use_indexes() {
         doc! { "find": names::TASKS, "filter": filter, "sort": sort, "hint": hint, "limit": 10 },
     )
     .await;
+    let (filter, sort, hint) = MongoStore::delayed_plan(now, now + chrono::Duration::hours(1));
+    let delayed = plan_of(
+        &store,
+        doc! { "find": names::TASKS, "filter": filter, "sort": sort, "hint": hint, "limit": 10 },
+    )
+    .await;
     let mut lists = Vec::new();
     for q in [
         TaskQuery::default(),
@@ -147,9 +153,13 @@ async fn claim_and_list_queries_use_indexes() {
             .await,
         );
     }
-    for (what, plan) in [("claim", &claim), ("queued", &queued)]
-        .into_iter()
-        .chain(lists.iter().map(|p| ("list", p)))
+    for (what, plan) in [
+        ("claim", &claim),
+        ("queued", &queued),
+        ("delayed", &delayed),
+    ]
+    .into_iter()
+    .chain(lists.iter().map(|p| ("list", p)))
     {
         eprintln!("mongodb explain: {what}: {plan:?}");
         assert!(

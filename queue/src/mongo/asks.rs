@@ -66,8 +66,23 @@ impl MongoStore {
 }
 
 impl MongoStore {
-    /// `delayed_times`: the `not_before` of queued tasks in `(now, until]`, by the
-    /// `DELAYED` index, projected to that one field.
+    /// The filter, sort and index hint of `delayed_times`: queued tasks delayed past their
+    /// creation whose `not_before` is in `(now, until]`, by the `DELAYED` index.
+    pub fn delayed_plan(now: DateTime<Utc>, until: DateTime<Utc>) -> (Document, Document, String) {
+        (
+            doc! {
+                "status": TaskStatus::Queued.as_str(),
+                "not_before": { "$gt": bdate(now), "$lte": bdate(until) },
+                // Delayed ones only (as on SQLite): a task enqueued to run at once is due
+                // at its creation, which may fall after `now`.
+                "$expr": { "$gt": ["$not_before", "$created_at"] },
+            },
+            doc! { "not_before": 1 },
+            indexes::DELAYED.to_string(),
+        )
+    }
+
+    /// `delayed_times`: `delayed_plan`'s query, projected to the one field.
     pub(super) async fn delayed_due(
         &self,
         now: DateTime<Utc>,
@@ -77,21 +92,15 @@ impl MongoStore {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let filter = doc! {
-            "status": TaskStatus::Queued.as_str(),
-            "not_before": { "$gt": bdate(now), "$lte": bdate(until) },
-            // Delayed ones only (as on SQLite): a task enqueued to run at once is due at
-            // its creation, which may fall after `now`.
-            "$expr": { "$gt": ["$not_before", "$created_at"] },
-        };
+        let (filter, sort, hint) = Self::delayed_plan(now, until);
         let raw = self.tasks.clone_with_type::<RawDocumentBuf>();
         let docs: Vec<RawDocumentBuf> = retry("delayed tasks", || async {
             let c = raw
                 .find(filter.clone())
-                .sort(doc! { "not_before": 1 })
+                .sort(sort.clone())
                 .projection(doc! { "_id": 0, "not_before": 1 })
                 .limit(i64::try_from(limit).unwrap_or(i64::MAX))
-                .hint(Hint::Name(indexes::DELAYED.to_string()))
+                .hint(Hint::Name(hint.clone()))
                 .await?;
             Ok(c.try_collect().await?)
         })
