@@ -266,7 +266,7 @@ async fn a_file_of_schema_5_is_upgraded_to_column_indexes() {
     let v: i64 = c
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(v, 6);
+    assert_eq!(v, 7);
     let old: i64 = c
         .query_row(
             "SELECT COUNT(*) FROM sqlite_master WHERE name IN ('tasks_submitter', 'tasks_array')",
@@ -434,7 +434,7 @@ async fn a_file_from_before_constraints_gains_the_placement_column() {
     let v: i64 = c
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(v, 6);
+    assert_eq!(v, 7);
 }
 
 /// A file from before fair share (schema 4, no `submitter` column nor `tasks_fair`
@@ -474,7 +474,7 @@ async fn a_file_from_before_fair_share_gains_the_submitter_column() {
     let v: i64 = c
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(v, 6);
+    assert_eq!(v, 7);
     // Both fair-share reads (as the store words them) seek in the index: one seek per
     // submitter, not a walk over every queued task.
     for sql in [
@@ -531,4 +531,95 @@ async fn the_log_is_checkpointed_while_the_store_is_open() {
     assert!(size(&wal) <= log + (1 << 20), "log {log} -> {}", size(&wal));
     let s = store.stats(chrono::Utc::now()).await.unwrap();
     assert_eq!(s.counts.get(&TaskStatus::Queued), Some(&12_001));
+}
+
+/// A task's constraints and preferences are stored once, in the `placement` column, and
+/// every read restores them; a body of schema 6 (which held them as well) reads the same,
+/// and loses them from the body at its next write, not from the task.
+#[tokio::test]
+async fn constraints_are_stored_once_and_old_bodies_read_the_same() {
+    let h = SqliteHarness::new();
+    let store = h.open(StoreOptions::default()).await;
+    let mut spec = TaskSpec::new("busybox");
+    spec.constraints = vec![
+        "zone in (a,b)".parse().unwrap(),
+        "ssd exists".parse().unwrap(),
+    ];
+    spec.prefer = vec!["zone=a".parse().unwrap()];
+    spec.idempotency_key = Some("once".into());
+    let t = store.enqueue(spec.clone().into()).await.unwrap().task;
+    assert_eq!(t.spec, spec);
+    let row = |c: &rusqlite::Connection| -> (String, String) {
+        c.query_row(
+            "SELECT body, placement FROM tasks WHERE id = ?1",
+            [t.id.to_string()],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap()
+    };
+    {
+        let c = rusqlite::Connection::open(h.path()).unwrap();
+        let (body, placement) = row(&c);
+        assert!(
+            !body.contains("constraints") && !body.contains("prefer"),
+            "{body}"
+        );
+        assert!(
+            placement.contains("ssd") && placement.contains("zone"),
+            "{placement}"
+        );
+    }
+    every_read_restores(&*store, t.id, &spec).await;
+    drop(store);
+    {
+        // Back to a schema-6 row: the body holds them too.
+        let c = rusqlite::Connection::open(h.path()).unwrap();
+        c.execute_batch(
+            "UPDATE tasks SET body = json_set(body,
+                 '$.spec.constraints', json_extract(placement, '$.constraints'),
+                 '$.spec.prefer', json_extract(placement, '$.prefer'));
+             PRAGMA user_version = 6;",
+        )
+        .unwrap();
+        assert!(row(&c).0.contains("ssd"));
+    }
+    let store = h.open(StoreOptions::default()).await;
+    every_read_restores(&*store, t.id, &spec).await;
+    let cancelled = store
+        .request_cancel(t.id, chrono::Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(cancelled.status, TaskStatus::Cancelled);
+    assert_eq!(cancelled.spec, spec);
+    assert_eq!(store.get(t.id).await.unwrap().spec, spec);
+    drop(store);
+    let c = rusqlite::Connection::open(h.path()).unwrap();
+    assert!(
+        !row(&c).0.contains("ssd"),
+        "the write stored the body without them"
+    );
+    let v: i64 = c
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, 7);
+}
+
+/// `get`, `list`, `queued` and an idempotent enqueue of the same spec each give back
+/// task `id` with `spec` whole.
+async fn every_read_restores(store: &dyn QueueStore, id: cloudai_queue::TaskId, spec: &TaskSpec) {
+    let now = chrono::Utc::now();
+    let got = store.get(id).await.unwrap();
+    let listed = store.list(&TaskQuery::default()).await.unwrap();
+    let queued = store.queued(now, 10).await.unwrap();
+    let again = store.enqueue(spec.clone().into()).await.unwrap();
+    assert!(!again.created, "idempotency compares whole specs");
+    assert_eq!(again.task.id, id);
+    for (what, s) in [
+        ("get", &got.spec),
+        ("list", &listed[0].spec),
+        ("queued", &queued[0].spec),
+        ("idempotent enqueue", &again.task.spec),
+    ] {
+        assert_eq!(s, spec, "{what}");
+    }
 }

@@ -21,12 +21,12 @@ pub(crate) fn enqueue(
 ) -> Result<Enqueued> {
     validate_spec(&new.spec)?;
     if let Some(key) = &new.spec.idempotency_key {
-        let existing: Option<String> = conn
-            .prepare_cached("SELECT body FROM tasks WHERE idempotency_key = ?1")?
-            .query_row([key], |r| r.get(0))
+        let existing: Option<(String, Option<String>)> = conn
+            .prepare_cached("SELECT body, placement FROM tasks WHERE idempotency_key = ?1")?
+            .query_row([key], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
-        if let Some(body) = existing {
-            let task = decode_task(&body)?;
+        if let Some((body, placement)) = existing {
+            let task = decode_task(&body, placement.as_deref())?;
             if task.spec != new.spec {
                 return Err(QueueError::IdempotencyConflict {
                     key: key.clone(),
@@ -47,8 +47,8 @@ pub(crate) fn enqueue(
             return Err(QueueError::QueueFull { queued, max });
         }
     }
-    let task = lifecycle::new_task(new, now);
-    insert_task(conn, &task)?;
+    let mut task = lifecycle::new_task(new, now);
+    insert_task(conn, &mut task)?;
     Ok(Enqueued {
         task,
         created: true,
@@ -94,7 +94,7 @@ pub(crate) fn modify(
     let mut task = load_task(conn, id)?;
     let was = task.status;
     change(&mut task)?;
-    update_task(conn, was, &task)?;
+    update_task(conn, was, &mut task)?;
     Ok(task)
 }
 
@@ -113,9 +113,9 @@ pub(crate) fn claim(conn: &Connection, req: &ClaimRequest) -> Result<Option<Task
     validate_worker_id(&req.worker_id)?;
     let f = &req.free;
     // Walks tasks_dispatch in order and stops at the first row that fits.
-    let body: Option<String> = conn
+    let row: Option<(String, Option<String>)> = conn
         .prepare_cached(
-            "SELECT body FROM tasks
+            "SELECT body, placement FROM tasks
              WHERE status = 'queued' AND not_before <= ?1
                AND (pinned_worker IS NULL OR pinned_worker = ?2)
                AND cpu_millis <= ?3 AND memory_bytes <= ?4 AND gpus <= ?5 AND disk_bytes <= ?6
@@ -131,16 +131,16 @@ pub(crate) fn claim(conn: &Connection, req: &ClaimRequest) -> Result<Option<Task
                 f.gpus,
                 int(f.disk_bytes),
             ],
-            |r| r.get(0),
+            |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .optional()?;
-    let Some(body) = body else {
+    let Some((body, placement)) = row else {
         return Ok(None);
     };
-    let mut task = decode_task(&body)?;
+    let mut task = decode_task(&body, placement.as_deref())?;
     let was = task.status;
     lifecycle::assign(&mut task, &req.worker_id, req.now)?;
-    update_task(conn, was, &task)?;
+    update_task(conn, was, &mut task)?;
     Ok(Some(task))
 }
 
@@ -158,7 +158,7 @@ pub(crate) fn report(
     let was = task.status;
     let plan = lifecycle::apply_report(&mut task, token, worker_id, events, now)?;
     if plan.changed {
-        update_task(conn, was, &task)?;
+        update_task(conn, was, &mut task)?;
         logs::append(conn, id, plan.attempt, &plan.chunks, max_log_bytes)?;
     }
     Ok(Applied {

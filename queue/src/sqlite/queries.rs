@@ -20,10 +20,16 @@ use crate::store::QueuedTask;
 /// A task's constraints and preferences, as `QueuedTask` shares them.
 type Shape = (Arc<[Constraint]>, Arc<[Preference]>);
 
-/// Decodes every `body` column a statement returns.
+/// Decodes every task a statement returns (its columns: `body, placement`).
 fn bodies(stmt: &mut rusqlite::Statement<'_>, params: impl rusqlite::Params) -> Result<Vec<Task>> {
-    let rows = stmt.query_map(params, |r| r.get::<_, String>(0))?;
-    rows.map(|b| decode_task(&b?)).collect()
+    let rows = stmt.query_map(params, |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?))
+    })?;
+    rows.map(|row| {
+        let (body, placement) = row?;
+        decode_task(&body, placement.as_deref())
+    })
+    .collect()
 }
 
 /// The task whose id starts with `prefix`.
@@ -61,7 +67,7 @@ pub(crate) fn resolve_prefix(conn: &Connection, prefix: &str) -> Result<TaskId> 
 
 /// Tasks matching `query`, in its order (`TaskQuery::matches` is the rule).
 pub(crate) fn list(conn: &Connection, query: &TaskQuery) -> Result<Vec<Task>> {
-    let mut sql = String::from("SELECT body FROM tasks WHERE 1 = 1");
+    let mut sql = String::from("SELECT body, placement FROM tasks WHERE 1 = 1");
     let mut args: Vec<Value> = Vec::new();
     if !query.statuses.is_empty() {
         let marks = vec!["?"; query.statuses.len()].join(", ");
@@ -176,7 +182,7 @@ fn like_escape(s: &str) -> String {
 /// Eligible queued tasks in dispatch order.
 pub(crate) fn queued(conn: &Connection, now: DateTime<Utc>, limit: usize) -> Result<Vec<Task>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT body FROM tasks WHERE status = 'queued' AND not_before <= ?1
+        "SELECT body, placement FROM tasks WHERE status = 'queued' AND not_before <= ?1
          ORDER BY priority DESC, id LIMIT ?2",
     )?;
     bodies(&mut stmt, params![ts(now), int(limit as u64)])

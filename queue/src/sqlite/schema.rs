@@ -27,8 +27,10 @@ const WRITER_CACHE_KIB: i64 = -256 * 1024;
 /// 2: `task_counts` and its triggers. 3: `task_deps`. 4: `tasks.placement`.
 /// 5: `tasks.submitter` and the `tasks_fair` index. 6: `tasks.array_id`, the submitter
 /// and array indexes on columns instead of on the body's JSON, and `task_counts` kept by
-/// [`insert_task`] and [`update_task`] instead of by triggers.
-const SCHEMA_VERSION: i64 = 6;
+/// [`insert_task`] and [`update_task`] instead of by triggers. 7: a task's constraints
+/// and preferences only in `placement`, no longer also in the body ([`encode_task`]);
+/// the `tasks_delayed` index. A version-6 body that still holds them reads the same.
+const SCHEMA_VERSION: i64 = 7;
 
 const SCHEMA: &str = "
 -- placement: the spec's constraints and preferences as JSON (`Placement`), NULL when it
@@ -333,9 +335,31 @@ pub(crate) fn int(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-/// Parses a stored task body.
-pub(crate) fn decode_task(body: &str) -> Result<Task> {
-    serde_json::from_str(body).map_err(|e| backend_error(format!("corrupt task row: {e}")))
+/// A task from its stored row: the body, with the constraints and preferences of its
+/// `placement` column (bodies written before version 7 hold them too: theirs are kept).
+pub(crate) fn decode_task(body: &str, placement: Option<&str>) -> Result<Task> {
+    let mut t: Task =
+        serde_json::from_str(body).map_err(|e| backend_error(format!("corrupt task row: {e}")))?;
+    if placement.is_some() && t.spec.constraints.is_empty() && t.spec.prefer.is_empty() {
+        let p = decode_placement(placement)?;
+        t.spec.constraints = p.constraints;
+        t.spec.prefer = p.prefer;
+    }
+    Ok(t)
+}
+
+/// A task's body: the task without its constraints and preferences, which its
+/// `placement` column holds ([`placement_column`]). Each is stored once: the body is
+/// rewritten at every transition, on the one writer thread, and a constrained task's
+/// body was a fifth larger for them (BENCHMARKS.md). Taken out and put back, so `t` is
+/// unchanged when this returns.
+pub(crate) fn encode_task(t: &mut Task) -> Result<String> {
+    let constraints = std::mem::take(&mut t.spec.constraints);
+    let prefer = std::mem::take(&mut t.spec.prefer);
+    let body = encode(&*t);
+    t.spec.constraints = constraints;
+    t.spec.prefer = prefer;
+    body
 }
 
 /// Serializes any model value for a `body` column.
@@ -351,12 +375,12 @@ pub(crate) fn decode_status(s: &str) -> Result<TaskStatus> {
 
 /// The task with this id, `NotFound` when absent.
 pub(crate) fn load_task(conn: &Connection, id: TaskId) -> Result<Task> {
-    let body: Option<String> = conn
-        .prepare_cached("SELECT body FROM tasks WHERE id = ?1")?
-        .query_row([id.to_string()], |r| r.get(0))
+    let row: Option<(String, Option<String>)> = conn
+        .prepare_cached("SELECT body, placement FROM tasks WHERE id = ?1")?
+        .query_row([id.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
-    match body {
-        Some(b) => decode_task(&b),
+    match row {
+        Some((body, placement)) => decode_task(&body, placement.as_deref()),
         None => Err(QueueError::NotFound(id)),
     }
 }
@@ -371,7 +395,8 @@ pub(crate) fn task_exists(conn: &Connection, id: TaskId) -> Result<bool> {
 }
 
 /// Inserts a new task row.
-pub(crate) fn insert_task(conn: &Connection, t: &Task) -> Result<()> {
+pub(crate) fn insert_task(conn: &Connection, t: &mut Task) -> Result<()> {
+    let body = encode_task(t)?;
     let r = &t.spec.resources;
     conn.prepare_cached(
         "INSERT INTO tasks (id, status, priority, created_at, not_before, finished_at,
@@ -393,7 +418,7 @@ pub(crate) fn insert_task(conn: &Connection, t: &Task) -> Result<()> {
         int(r.memory_bytes),
         r.gpus,
         int(r.disk_bytes),
-        encode(t)?,
+        body,
         placement_column(&t.spec)?,
         t.submitted_by.as_deref().unwrap_or_default(),
         t.spec.array.as_ref().map(|a| a.id.as_str()),
@@ -411,7 +436,8 @@ pub(crate) fn insert_task(conn: &Connection, t: &Task) -> Result<()> {
 
 /// Writes back a changed task: the columns that can change, and the body. `was` is its
 /// status as loaded, before the change.
-pub(crate) fn update_task(conn: &Connection, was: TaskStatus, t: &Task) -> Result<()> {
+pub(crate) fn update_task(conn: &Connection, was: TaskStatus, t: &mut Task) -> Result<()> {
+    let body = encode_task(t)?;
     let n = conn
         .prepare_cached(
             "UPDATE tasks SET status = ?2, not_before = ?3, finished_at = ?4, worker_id = ?5,
@@ -424,7 +450,7 @@ pub(crate) fn update_task(conn: &Connection, was: TaskStatus, t: &Task) -> Resul
             ts(t.not_before),
             t.finished_at.map(ts),
             t.worker_id(),
-            encode(t)?,
+            body,
         ])?;
     if n != 1 {
         return Err(QueueError::NotFound(t.id));
