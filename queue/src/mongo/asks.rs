@@ -63,9 +63,7 @@ impl MongoStore {
         let mut shapes = Shapes::default();
         docs.iter().map(|d| ask_of(d, &mut shapes)).collect()
     }
-}
 
-impl MongoStore {
     /// The filter, sort and index hint of `delayed_times`: queued tasks delayed past their
     /// creation whose `not_before` is in `(now, until]`, by the `DELAYED` index.
     pub fn delayed_plan(now: DateTime<Utc>, until: DateTime<Utc>) -> (Document, Document, String) {
@@ -150,11 +148,13 @@ fn shared<T: serde::de::DeserializeOwned>(
     Ok(list)
 }
 
-/// A non-negative int64 (or int32) field of `d`.
+/// A non-negative integer field of `d` (int64, int32, or a whole double as a shell
+/// writes it, as `doc::Fields` reads them).
 fn uint(d: &RawDocument, key: &str) -> Result<u64> {
     let v = match d.get(key).map_err(corrupt)? {
         Some(RawBsonRef::Int64(v)) => v,
         Some(RawBsonRef::Int32(v)) => i64::from(v),
+        Some(RawBsonRef::Double(v)) if v.fract() == 0.0 => v as i64,
         other => return Err(corrupt(format!("{key} is {other:?}, not an integer"))),
     };
     u64::try_from(v).map_err(|_| corrupt(format!("{key} is negative")))

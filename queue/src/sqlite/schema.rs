@@ -66,7 +66,7 @@ CREATE INDEX IF NOT EXISTS tasks_fair ON tasks (submitter, priority DESC, id)
     WHERE status = 'queued';
 -- the delayed queued tasks (a retry's backoff, `--at`/`--in`), so arming the
 -- dispatcher's timers reads only them; partial, so a task enqueued to run now costs it
--- nothing. Created by `IF NOT EXISTS` at open: files of this version gain it unchanged
+-- nothing. Older files gain it at open, like every `IF NOT EXISTS` here
 CREATE INDEX IF NOT EXISTS tasks_delayed ON tasks (not_before)
     WHERE status = 'queued' AND not_before > created_at;
 CREATE INDEX IF NOT EXISTS tasks_finished ON tasks (finished_at) WHERE finished_at IS NOT NULL;
