@@ -5,7 +5,7 @@
 
 use chrono::Duration;
 
-use super::{add, claim_at, ended, now, passed, spec, started, Harness};
+use super::{add, claim_at, ended, failed_once, now, passed, spec, started, Harness};
 use crate::deps::{self, Dependency, DependencyCondition as C};
 use crate::model::{Task, TaskId, TaskSpec, TaskStatus};
 use crate::report::AttemptEnd;
@@ -236,20 +236,7 @@ pub async fn delayed_times_are_the_queued_tasks_not_yet_due(h: &dyn Harness) {
         ..spec()
     };
     let (ten, twenty) = (at + Duration::minutes(10), at + Duration::minutes(20));
-    let retried = add(
-        &*store,
-        TaskSpec {
-            max_attempts: 2,
-            ..spec()
-        },
-    )
-    .await;
-    let a = store.claim(&claim_at("w1", at)).await.unwrap().unwrap();
-    assert_eq!(a.id, retried.id);
-    let back = ended(&*store, a.id, a.token(), AttemptEnd::Exited(1), at)
-        .await
-        .unwrap();
-    assert_eq!(back.status, TaskStatus::Queued);
+    let back = failed_once(&*store, at).await;
     assert!(back.not_before > at, "the retry waits out a backoff");
     add(&*store, spec()).await;
     add(&*store, delayed(twenty)).await;

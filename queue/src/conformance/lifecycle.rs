@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 
-use super::{add, claim_at, ended, lost, now, output, passed, spec, started, Harness};
+use super::{add, claim_at, ended, failed_once, lost, now, output, passed, spec, started, Harness};
 use crate::error::QueueError;
 use crate::model::{LogStream, NewLogChunk, Task, TaskSpec, TaskStatus};
 use crate::report::AttemptEnd;
@@ -93,19 +93,7 @@ pub async fn illegal_transitions_change_nothing(h: &dyn Harness) {
     assert_eq!(store.get(fresh.id).await.unwrap(), fresh);
 
     // A retried task is queued again: its last attempt is over.
-    let retried = add(
-        &*store,
-        TaskSpec {
-            max_attempts: 2,
-            ..spec()
-        },
-    )
-    .await;
-    let a = store.assign(retried.id, "w1", at).await.unwrap();
-    let a = ended(&*store, a.id, a.token(), AttemptEnd::Exited(1), at)
-        .await
-        .unwrap();
-    assert_eq!(a.status, TaskStatus::Queued);
+    let a = failed_once(&*store, at).await;
     let over = |r: &crate::Result<Task>| {
         matches!(
             r,

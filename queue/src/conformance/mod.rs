@@ -259,6 +259,25 @@ async fn ended(
     )
 }
 
+/// A task allowed two attempts whose first, assigned to `w1` and failed at `at`, left it
+/// queued again for a retry: as the store returned it.
+async fn failed_once(store: &dyn QueueStore, at: DateTime<Utc>) -> Task {
+    let t = add(
+        store,
+        TaskSpec {
+            max_attempts: 2,
+            ..spec()
+        },
+    )
+    .await;
+    let a = store.assign(t.id, "w1", at).await.unwrap();
+    let back = ended(store, a.id, a.token(), AttemptEnd::Exited(1), at)
+        .await
+        .unwrap();
+    assert_eq!(back.status, crate::model::TaskStatus::Queued);
+    back
+}
+
 /// The master's `lost` verdict for the attempt holding `token`.
 async fn lost(store: &dyn QueueStore, id: TaskId, token: u64, at: DateTime<Utc>) -> Result<Task> {
     store
