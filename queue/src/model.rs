@@ -115,6 +115,9 @@ pub struct TaskSpec {
     pub image: String,
     /// The container's command (Docker's Cmd): arguments passed to the entrypoint, as
     /// `docker run IMAGE ARGS...` passes them; empty means the image's own Cmd.
+    /// This and the other fields with a default may be absent where a spec is read (the
+    /// SQLite store's compact body writes only what differs from them).
+    #[serde(default)]
     pub command: Vec<String>,
     /// Replaces the image's entrypoint when non-empty (`docker run --entrypoint`); empty
     /// means the image's own. `[""]` clears the image's entrypoint, as Docker does.
@@ -122,21 +125,25 @@ pub struct TaskSpec {
     #[serde(default)]
     pub entrypoint: Vec<String>,
     /// Environment variables.
+    #[serde(default)]
     pub env: BTreeMap<String, String>,
     /// Resources reserved on the worker while the task runs.
+    #[serde(default)]
     pub resources: Resources,
     /// Higher first; equal priority runs oldest first.
+    #[serde(default)]
     pub priority: i32,
     /// Total attempts for failed or timed-out runs (>= 1).
     pub max_attempts: u32,
     /// Extra attempts allowed when the worker running it is lost.
     pub max_lost_retries: u32,
     /// Wall-clock limit of one attempt.
-    #[serde(with = "opt_duration_ms")]
+    #[serde(default, with = "opt_duration_ms")]
     pub timeout: Option<Duration>,
     /// Only this worker may run it.
     pub pinned_worker: Option<String>,
     /// Free-form labels.
+    #[serde(default)]
     pub labels: BTreeMap<String, String>,
     /// Enqueueing again with the same key returns the first task.
     pub idempotency_key: Option<String>,

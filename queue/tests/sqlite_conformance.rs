@@ -266,7 +266,7 @@ async fn a_file_of_schema_5_is_upgraded_to_column_indexes() {
     let v: i64 = c
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(v, 7);
+    assert_eq!(v, 8);
     let old: i64 = c
         .query_row(
             "SELECT COUNT(*) FROM sqlite_master WHERE name IN ('tasks_submitter', 'tasks_array')",
@@ -434,7 +434,7 @@ async fn a_file_from_before_constraints_gains_the_placement_column() {
     let v: i64 = c
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(v, 7);
+    assert_eq!(v, 8);
 }
 
 /// A file from before fair share (schema 4, no `submitter` column nor `tasks_fair`
@@ -474,7 +474,7 @@ async fn a_file_from_before_fair_share_gains_the_submitter_column() {
     let v: i64 = c
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(v, 7);
+    assert_eq!(v, 8);
     // Both fair-share reads (as the store words them) seek in the index: one seek per
     // submitter, not a walk over every queued task.
     for sql in [
@@ -601,7 +601,7 @@ async fn constraints_are_stored_once_and_old_bodies_read_the_same() {
     let v: i64 = c
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(v, 7);
+    assert_eq!(v, 8);
 }
 
 /// `get`, `list`, `queued` and an idempotent enqueue of the same spec each give back

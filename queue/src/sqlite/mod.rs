@@ -5,12 +5,14 @@
 //!   command in one transaction, each in its own savepoint.
 //! - [`readers`]: a pool of read connections used from tokio's blocking pool.
 //! - [`schema`]: tables, indexes, connection settings, row encoding.
+//! - [`body`]: a task's `body` column, compact JSON, and reading older bodies.
 //! - [`ops`], [`queries`], [`logs`]: the SQL of writes, reads, and bounded task output.
 //! - [`users`]: API users and the join token hash (auth).
 //! - [`lock`]: one master per file, by an OS lock (the store's leadership).
 //!
 //! No call blocks the async runtime: writes wait on a channel, reads on `spawn_blocking`.
 
+mod body;
 mod lock;
 mod logs;
 mod ops;

@@ -4,8 +4,9 @@
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 
+use super::body::decode_task;
 use super::logs;
-use super::schema::{decode_task, encode, insert_task, int, load_task, ts, update_task};
+use super::schema::{encode, insert_task, int, load_task, ts, update_task};
 use crate::error::{QueueError, Result};
 use crate::lifecycle;
 use crate::model::{ClaimRequest, Enqueued, NewTask, Task, TaskId, WorkerHealth, WorkerRecord};
@@ -47,8 +48,8 @@ pub(crate) fn enqueue(
             return Err(QueueError::QueueFull { queued, max });
         }
     }
-    let mut task = lifecycle::new_task(new, now);
-    insert_task(conn, &mut task)?;
+    let task = lifecycle::new_task(new, now);
+    insert_task(conn, &task)?;
     Ok(Enqueued {
         task,
         created: true,
@@ -94,7 +95,7 @@ pub(crate) fn modify(
     let mut task = load_task(conn, id)?;
     let was = task.status;
     change(&mut task)?;
-    update_task(conn, was, &mut task)?;
+    update_task(conn, was, &task)?;
     Ok(task)
 }
 
@@ -140,7 +141,7 @@ pub(crate) fn claim(conn: &Connection, req: &ClaimRequest) -> Result<Option<Task
     let mut task = decode_task(&body, placement.as_deref())?;
     let was = task.status;
     lifecycle::assign(&mut task, &req.worker_id, req.now)?;
-    update_task(conn, was, &mut task)?;
+    update_task(conn, was, &task)?;
     Ok(Some(task))
 }
 
@@ -158,7 +159,7 @@ pub(crate) fn report(
     let was = task.status;
     let plan = lifecycle::apply_report(&mut task, token, worker_id, events, now)?;
     if plan.changed {
-        update_task(conn, was, &mut task)?;
+        update_task(conn, was, &task)?;
         logs::append(conn, id, plan.attempt, &plan.chunks, max_log_bytes)?;
     }
     Ok(Applied {

@@ -9,7 +9,8 @@ use chrono::{DateTime, Utc};
 use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 
-use super::schema::{backend_error, decode_status, decode_task, from_ts, int, ts};
+use super::body::decode_task;
+use super::schema::{backend_error, decode_status, from_ts, int, ts};
 use crate::constraint::{Constraint, Preference};
 use crate::error::{QueueError, Result};
 use crate::history::TaskTimes;
@@ -379,10 +380,9 @@ pub(crate) fn recent_times(
     const COLUMNS: &str =
         "SELECT status, created_at, finished_at, json_extract(body, '$.attempts[0].started_at')";
     let mut out = Vec::new();
-    let mut row =
-        |r: &rusqlite::Row<'_>| -> rusqlite::Result<(String, i64, Option<i64>, Option<String>)> {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-        };
+    let mut row = |r: &rusqlite::Row<'_>| -> rusqlite::Result<(String, i64, Option<i64>, Value)> {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+    };
     let mut ended = conn.prepare_cached(&format!(
         "{COLUMNS} FROM tasks WHERE finished_at >= ?1 ORDER BY finished_at DESC LIMIT ?2"
     ))?;
@@ -397,13 +397,15 @@ pub(crate) fn recent_times(
             .collect::<rusqlite::Result<Vec<_>>>()?,
     );
     for (status, created, finished, start) in rows {
+        // Nanoseconds in a compact body (`body.rs`), RFC 3339 text in an older one.
         let first_start = match start {
-            None => None,
-            Some(s) => Some(
+            Value::Integer(n) => Some(from_ts(n)),
+            Value::Text(s) => Some(
                 DateTime::parse_from_rfc3339(&s)
                     .map_err(|e| backend_error(format!("corrupt attempt start {s:?}: {e}")))?
                     .with_timezone(&Utc),
             ),
+            _ => None,
         };
         out.push(TaskTimes {
             status: decode_status(&status)?,

@@ -1,6 +1,7 @@
 //! The on-disk layout: schema, connection settings, and the mapping between rows and the
-//! model. Tasks are stored whole as JSON (`body`), with the fields the query paths filter
-//! and sort on copied into indexed columns; timestamps are nanoseconds since the epoch.
+//! model. Tasks are stored whole as compact JSON (`body`, its form in `body.rs`), with the
+//! fields the query paths filter and sort on copied into indexed columns; timestamps are
+//! nanoseconds since the epoch.
 
 use std::path::Path;
 use std::time::Duration;
@@ -8,6 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
 
+use super::body::{decode_task, encode_task};
 use crate::error::{QueueError, Result};
 use crate::model::{Task, TaskId, TaskStatus};
 
@@ -28,9 +30,10 @@ const WRITER_CACHE_KIB: i64 = -256 * 1024;
 /// 5: `tasks.submitter` and the `tasks_fair` index. 6: `tasks.array_id`, the submitter
 /// and array indexes on columns instead of on the body's JSON, and `task_counts` kept by
 /// [`insert_task`] and [`update_task`] instead of by triggers. 7: a task's constraints
-/// and preferences only in `placement`, no longer also in the body ([`encode_task`]);
+/// and preferences only in `placement`, no longer also in the body;
 /// the `tasks_delayed` index. A version-6 body that still holds them reads the same.
-const SCHEMA_VERSION: i64 = 7;
+/// 8: the compact body (`body.rs`); an older build cannot read it, so refuses the file.
+const SCHEMA_VERSION: i64 = 8;
 
 const SCHEMA: &str = "
 -- placement: the spec's constraints and preferences as JSON (`Placement`), NULL when it
@@ -335,33 +338,6 @@ pub(crate) fn int(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-/// A task from its stored row: the body, with the constraints and preferences of its
-/// `placement` column (bodies written before version 7 hold them too: theirs are kept).
-pub(crate) fn decode_task(body: &str, placement: Option<&str>) -> Result<Task> {
-    let mut t: Task =
-        serde_json::from_str(body).map_err(|e| backend_error(format!("corrupt task row: {e}")))?;
-    if placement.is_some() && t.spec.constraints.is_empty() && t.spec.prefer.is_empty() {
-        let p = decode_placement(placement)?;
-        t.spec.constraints = p.constraints;
-        t.spec.prefer = p.prefer;
-    }
-    Ok(t)
-}
-
-/// A task's body: the task without its constraints and preferences, which its
-/// `placement` column holds ([`placement_column`]). Each is stored once: the body is
-/// rewritten at every transition, on the one writer thread, and a constrained task's
-/// body was a fifth larger for them (BENCHMARKS.md). Taken out and put back, so `t` is
-/// unchanged when this returns.
-pub(crate) fn encode_task(t: &mut Task) -> Result<String> {
-    let constraints = std::mem::take(&mut t.spec.constraints);
-    let prefer = std::mem::take(&mut t.spec.prefer);
-    let body = encode(&*t);
-    t.spec.constraints = constraints;
-    t.spec.prefer = prefer;
-    body
-}
-
 /// Serializes any model value for a `body` column.
 pub(crate) fn encode<T: serde::Serialize>(value: &T) -> Result<String> {
     serde_json::to_string(value).map_err(|e| backend_error(format!("cannot encode row: {e}")))
@@ -395,7 +371,7 @@ pub(crate) fn task_exists(conn: &Connection, id: TaskId) -> Result<bool> {
 }
 
 /// Inserts a new task row.
-pub(crate) fn insert_task(conn: &Connection, t: &mut Task) -> Result<()> {
+pub(crate) fn insert_task(conn: &Connection, t: &Task) -> Result<()> {
     let body = encode_task(t)?;
     let r = &t.spec.resources;
     conn.prepare_cached(
@@ -436,7 +412,7 @@ pub(crate) fn insert_task(conn: &Connection, t: &mut Task) -> Result<()> {
 
 /// Writes back a changed task: the columns that can change, and the body. `was` is its
 /// status as loaded, before the change.
-pub(crate) fn update_task(conn: &Connection, was: TaskStatus, t: &mut Task) -> Result<()> {
+pub(crate) fn update_task(conn: &Connection, was: TaskStatus, t: &Task) -> Result<()> {
     let body = encode_task(t)?;
     let n = conn
         .prepare_cached(
