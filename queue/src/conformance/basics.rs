@@ -244,6 +244,12 @@ pub async fn enqueue_batch_is_all_or_nothing(h: &dyn Harness) {
         assert_eq!(store.get(e.task.id).await.unwrap(), e.task);
     }
     assert_eq!(all(&*store).await.len(), 3);
+    let stats = store.stats(chrono::Utc::now()).await.unwrap();
+    assert_eq!(
+        stats.counts.get(&crate::model::TaskStatus::Queued),
+        Some(&3),
+        "each new task counted once, the refused batches' not at all"
+    );
     passed(&*store, "enqueue_batch_is_all_or_nothing");
 }
 

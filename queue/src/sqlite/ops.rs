@@ -1,15 +1,19 @@
 //! Write operations on tasks and workers. Each runs on the writer's connection inside
 //! its own savepoint: returning `Err` rolls back everything it wrote.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::body::decode_task;
 use super::logs;
-use super::schema::{encode, insert_task, int, load_task, ts, update_task};
+use super::schema::{count_new, encode, insert_task, int, load_task, ts, update_task};
 use crate::error::{QueueError, Result};
 use crate::lifecycle;
-use crate::model::{ClaimRequest, Enqueued, NewTask, Task, TaskId, WorkerHealth, WorkerRecord};
+use crate::model::{
+    ClaimRequest, Enqueued, NewTask, Task, TaskId, TaskStatus, WorkerHealth, WorkerRecord,
+};
 use crate::report::{Applied, LostCause, ReportEvent};
 use crate::validate::{validate_spec, validate_worker_id};
 
@@ -19,6 +23,22 @@ pub(crate) fn enqueue(
     new: NewTask,
     now: DateTime<Utc>,
     max_queued: Option<u64>,
+) -> Result<Enqueued> {
+    let e = enqueue_uncounted(conn, new, now, max_queued, 0)?;
+    if e.created {
+        count_new(conn, e.task.status, 1)?;
+    }
+    Ok(e)
+}
+
+/// [`enqueue`] without counting the new row in `task_counts`; `pending` tasks the caller
+/// has made `queued` but not counted yet count against the cap.
+fn enqueue_uncounted(
+    conn: &Connection,
+    new: NewTask,
+    now: DateTime<Utc>,
+    max_queued: Option<u64>,
+    pending: u64,
 ) -> Result<Enqueued> {
     validate_spec(&new.spec)?;
     if let Some(key) = &new.spec.idempotency_key {
@@ -43,7 +63,7 @@ pub(crate) fn enqueue(
     if let Some(max) = max_queued {
         // Counted in this write's own transaction on the one writer: atomic with the
         // insert. `task_counts` is kept with every row write, so this is one row read.
-        let queued = queued_count(conn)?;
+        let queued = queued_count(conn)? + pending;
         if queued >= max {
             return Err(QueueError::QueueFull { queued, max });
         }
@@ -57,7 +77,8 @@ pub(crate) fn enqueue(
 }
 
 /// Enqueues each task in turn; the caller's savepoint makes the batch all-or-nothing
-/// (a batch that would pass the cap is refused whole, with the count before it).
+/// (a batch that would pass the cap is refused whole, with the count before it). The new
+/// rows are counted once per status at the end.
 pub(crate) fn enqueue_batch(
     conn: &Connection,
     tasks: Vec<NewTask>,
@@ -65,16 +86,27 @@ pub(crate) fn enqueue_batch(
     max_queued: Option<u64>,
 ) -> Result<Vec<Enqueued>> {
     let before = max_queued.map(|_| queued_count(conn)).transpose()?;
-    tasks
-        .into_iter()
-        .map(|t| enqueue(conn, t, now, max_queued))
-        .collect::<Result<Vec<_>>>()
-        .map_err(|e| match (e, before) {
-            (QueueError::QueueFull { max, .. }, Some(queued)) => {
-                QueueError::QueueFull { queued, max }
+    let mut made: BTreeMap<TaskStatus, u64> = BTreeMap::new();
+    let mut out = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        let pending = made.get(&TaskStatus::Queued).copied().unwrap_or(0);
+        let e = enqueue_uncounted(conn, t, now, max_queued, pending).map_err(|e| {
+            match (e, before) {
+                (QueueError::QueueFull { max, .. }, Some(queued)) => {
+                    QueueError::QueueFull { queued, max }
+                }
+                (e, _) => e,
             }
-            (e, _) => e,
-        })
+        })?;
+        if e.created {
+            *made.entry(e.task.status).or_default() += 1;
+        }
+        out.push(e);
+    }
+    for (status, n) in made {
+        count_new(conn, status, int(n))?;
+    }
+    Ok(out)
 }
 
 /// Tasks in `queued` now, from the counts kept with every row write.

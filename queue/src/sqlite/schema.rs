@@ -370,7 +370,8 @@ pub(crate) fn task_exists(conn: &Connection, id: TaskId) -> Result<bool> {
         .is_some())
 }
 
-/// Inserts a new task row.
+/// Inserts a new task row. Its caller counts it in `task_counts` ([`count_new`]): a
+/// batch's rows at once, a statement instead of one per row.
 pub(crate) fn insert_task(conn: &Connection, t: &Task) -> Result<()> {
     let body = encode_task(t)?;
     let r = &t.spec.resources;
@@ -399,7 +400,6 @@ pub(crate) fn insert_task(conn: &Connection, t: &Task) -> Result<()> {
         t.submitted_by.as_deref().unwrap_or_default(),
         t.spec.array.as_ref().map(|a| a.id.as_str()),
     ])?;
-    count_status(conn, None, t.status)?;
     if !t.spec.after.is_empty() {
         let mut stmt =
             conn.prepare_cached("INSERT OR IGNORE INTO task_deps (parent, child) VALUES (?1, ?2)")?;
@@ -432,21 +432,19 @@ pub(crate) fn update_task(conn: &Connection, was: TaskStatus, t: &Task) -> Resul
         return Err(QueueError::NotFound(t.id));
     }
     if was != t.status {
-        count_status(conn, Some(was), t.status)?;
+        conn.prepare_cached("UPDATE task_counts SET n = n - 1 WHERE status = ?1")?
+            .execute([was.as_str()])?;
+        count_new(conn, t.status, 1)?;
     }
     Ok(())
 }
 
-/// Moves one task's count in `task_counts` from `from` (none: a new task) to `to`.
-fn count_status(conn: &Connection, from: Option<TaskStatus>, to: TaskStatus) -> Result<()> {
-    if let Some(from) = from {
-        conn.prepare_cached("UPDATE task_counts SET n = n - 1 WHERE status = ?1")?
-            .execute([from.as_str()])?;
-    }
+/// Adds `n` tasks to `status`'s count in `task_counts`.
+pub(crate) fn count_new(conn: &Connection, status: TaskStatus, n: i64) -> Result<()> {
     conn.prepare_cached(
-        "INSERT INTO task_counts (status, n) VALUES (?1, 1)
-         ON CONFLICT (status) DO UPDATE SET n = n + 1",
+        "INSERT INTO task_counts (status, n) VALUES (?1, ?2)
+         ON CONFLICT (status) DO UPDATE SET n = n + excluded.n",
     )?
-    .execute([to.as_str()])?;
+    .execute(params![status.as_str(), n])?;
     Ok(())
 }
