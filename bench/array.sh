@@ -5,12 +5,15 @@
 # task, durable before it answers). No worker: nothing runs.
 #
 #   bench/array.sh [N] [REPS]     # defaults: 100000 3
+#   CLOUDAI_BIN=/path/to/cloudai bench/array.sh ...   # another build (an A/B), not rebuilt
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 n=${1:-100000}
 reps=${2:-3}
-cargo build --release -q -p cloudai --manifest-path "$root/Cargo.toml"
-bin="$root/target/release/cloudai"
+if [ -z "${CLOUDAI_BIN:-}" ]; then
+  cargo build --release -q -p cloudai --manifest-path "$root/Cargo.toml"
+fi
+bin="${CLOUDAI_BIN:-$root/target/release/cloudai}"
 dir=$(mktemp -d)
 trap 'kill "$pid" 2>/dev/null || true; rm -rf "$dir"' EXIT
 for rep in $(seq 1 "$reps"); do
