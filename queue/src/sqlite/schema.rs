@@ -29,7 +29,8 @@ const WRITER_CACHE_KIB: i64 = -256 * 1024;
 /// 2: `task_counts` and its triggers. 3: `task_deps`. 4: `tasks.placement`.
 /// 5: `tasks.submitter` and the `tasks_fair` index. 6: `tasks.array_id`, the submitter
 /// and array indexes on columns instead of on the body's JSON, and `task_counts` kept by
-/// [`insert_task`] and [`update_task`] instead of by triggers. 7: a task's constraints
+/// the writes of task rows ([`count_new`], [`update_task`]) instead of by triggers.
+/// 7: a task's constraints
 /// and preferences only in `placement`, no longer also in the body;
 /// the `tasks_delayed` index. A version-6 body that still holds them reads the same.
 /// 8: the compact body (`body.rs`); an older build cannot read it, so refuses the file.
@@ -130,8 +131,8 @@ CREATE TABLE IF NOT EXISTS settings (
     value TEXT NOT NULL
 );
 
--- tasks per status, kept in the same statement sequence as every change by the only two
--- writers of task rows (`insert_task`, `update_task`; tasks are never deleted): queue
+-- tasks per status, kept in the same transaction as every change by the writes of task
+-- rows (an enqueue's `count_new`, `update_task`; tasks are never deleted): queue
 -- stats and the --max-queued check read one row instead of counting tasks. Not by
 -- triggers: a table with a trigger makes each write to it keep a statement journal,
 -- which doubled the cost of inserting a row (BENCHMARKS.md)
