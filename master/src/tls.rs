@@ -27,6 +27,8 @@ use tokio_stream::wrappers::ReceiverStream;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Failed handshakes logged per second at most (burst of the same size).
 const LOGGED_PER_SECOND: u32 = 5;
+/// How long a connection whose handshake failed is kept to deliver the alert ([`linger`]).
+const LINGER: Duration = Duration::from_secs(1);
 
 /// Why the TLS settings could not be built; names the file.
 #[derive(Debug, thiserror::Error)]
@@ -188,17 +190,38 @@ pub fn incoming(
             let _ = tcp.set_nodelay(true);
             let (acceptor, tx, log) = (current.acceptor(), tx.clone(), log.clone());
             tokio::spawn(async move {
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                let accept = acceptor.accept(tcp).into_fallible();
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, accept).await {
                     Ok(Ok(tls)) => {
                         let _ = tx.send(Ok(tls)).await;
                     }
-                    Ok(Err(e)) => log.failed(peer, &e.to_string()),
+                    Ok(Err((e, tcp))) => {
+                        log.failed(peer, &e.to_string());
+                        linger(tcp).await;
+                    }
                     Err(_) => log.failed(peer, "no handshake within 10 s"),
                 }
             });
         }
     });
     ReceiverStream::new(rx)
+}
+
+/// Closes a connection whose handshake failed so that the client reads the alert that
+/// says why. With TLS 1.3 the client may already have sent its first bytes (its side of
+/// the handshake was done) when the master refuses its certificate; closing with them
+/// unread makes the kernel send a reset, which can reach the client before the alert
+/// and leave it only "broken pipe", so a worker took a permanent mistake for a network
+/// fault and retried forever. So: end our side (FIN after the alert), then read and
+/// drop what comes until the client closes, for at most [`LINGER`].
+async fn linger(mut tcp: TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = tcp.shutdown().await;
+    let mut sink = [0u8; 1024];
+    let _ = tokio::time::timeout(LINGER, async {
+        while matches!(tcp.read(&mut sink).await, Ok(n) if n > 0) {}
+    })
+    .await;
 }
 
 /// Rate-limited warnings about failed handshakes.
