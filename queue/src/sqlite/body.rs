@@ -313,12 +313,32 @@ impl<'de> Deserialize<'de> for Time {
                     .map_err(|_| E::custom(format!("time {v} is out of range")))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> std::result::Result<Time, E> {
-                DateTime::parse_from_rfc3339(v)
-                    .map(|t| Time(t.with_timezone(&Utc)))
-                    .map_err(|e| E::custom(format!("time {v:?}: {e}")))
+                rfc3339(v).map(Time).map_err(E::custom)
             }
         }
         d.deserialize_any(V)
+    }
+}
+
+fn rfc3339(v: &str) -> std::result::Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(v)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| format!("time {v:?}: {e}"))
+}
+
+/// A time SQL read out of a body (`json_extract`): either form, `None` for SQL NULL (the
+/// field absent or null).
+pub(crate) fn body_time(
+    v: rusqlite::types::Value,
+) -> std::result::Result<Option<DateTime<Utc>>, String> {
+    use rusqlite::types::Value as V;
+    match v {
+        V::Integer(n) => Ok(Some(from_ts(n))),
+        V::Text(s) => rfc3339(&s).map(Some),
+        V::Null => Ok(None),
+        other => Err(format!(
+            "time {other:?} is neither nanoseconds nor RFC 3339"
+        )),
     }
 }
 

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 
-use super::body::decode_task;
+use super::body::{body_time, decode_task};
 use super::schema::{backend_error, decode_status, from_ts, int, ts};
 use crate::constraint::{Constraint, Preference};
 use crate::error::{QueueError, Result};
@@ -397,16 +397,8 @@ pub(crate) fn recent_times(
             .collect::<rusqlite::Result<Vec<_>>>()?,
     );
     for (status, created, finished, start) in rows {
-        // Nanoseconds in a compact body (`body.rs`), RFC 3339 text in an older one.
-        let first_start = match start {
-            Value::Integer(n) => Some(from_ts(n)),
-            Value::Text(s) => Some(
-                DateTime::parse_from_rfc3339(&s)
-                    .map_err(|e| backend_error(format!("corrupt attempt start {s:?}: {e}")))?
-                    .with_timezone(&Utc),
-            ),
-            _ => None,
-        };
+        let first_start =
+            body_time(start).map_err(|e| backend_error(format!("corrupt attempt start: {e}")))?;
         out.push(TaskTimes {
             status: decode_status(&status)?,
             created_at: from_ts(created),
