@@ -326,8 +326,8 @@ fn rfc3339(v: &str) -> std::result::Result<DateTime<Utc>, String> {
         .map_err(|e| format!("time {v:?}: {e}"))
 }
 
-/// A time SQL read out of a body (`json_extract`): either form, `None` for SQL NULL (the
-/// field absent or null).
+/// A time SQL read out of a body (`json_extract`): either form; `None` when the field is
+/// absent or null.
 pub(crate) fn body_time(
     v: rusqlite::types::Value,
 ) -> std::result::Result<Option<DateTime<Utc>>, String> {
@@ -335,10 +335,7 @@ pub(crate) fn body_time(
     match v {
         V::Integer(n) => Ok(Some(from_ts(n))),
         V::Text(s) => rfc3339(&s).map(Some),
-        V::Null => Ok(None),
-        other => Err(format!(
-            "time {other:?} is neither nanoseconds nor RFC 3339"
-        )),
+        _ => Ok(None),
     }
 }
 
