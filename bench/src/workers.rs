@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use cloudai_queue::{Resources, TaskSpec};
-use cloudai_worker::executor::{Handle, OutputStream, ProgressSink, StartRequest};
+use cloudai_worker::executor::{Exit, Handle, OutputStream, ProgressSink, StartRequest};
 use cloudai_worker::{ExecError, Executor, FakeBehavior, FakeExecutor, WorkerConfig};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -132,8 +132,8 @@ impl Executor for ProbeExecutor {
     fn logs(&self, handle: &Handle) -> OutputStream {
         self.inner.logs(handle)
     }
-    async fn wait(&self, handle: &Handle) -> Result<i64, ExecError> {
-        let code = self.inner.wait(handle).await?;
+    async fn wait(&self, handle: &Handle) -> Result<Exit, ExecError> {
+        let exit = self.inner.wait(handle).await?;
         let task_id = if self.record_each {
             self.running.lock().expect("probe lock").remove(&handle.id)
         } else {
@@ -143,7 +143,7 @@ impl Executor for ProbeExecutor {
         if task_id.is_some() || !self.record_each {
             self.probe.record_end(task_id);
         }
-        Ok(code)
+        Ok(exit)
     }
     async fn stop(&self, handle: &Handle, grace: Duration) -> Result<(), ExecError> {
         self.inner.stop(handle, grace).await

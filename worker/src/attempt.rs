@@ -195,10 +195,11 @@ pub async fn run_until_exit(
         Err(e) => return (ended(Finish::Error(e.to_string())), Leftover(None)),
     };
     tracing::debug!(task_id = %task_id, container_id = %handle.id, "container started");
+    let started_at = Utc::now();
     let _ = events
         .send(AttemptEvent::Started {
             container_id: handle.id.clone(),
-            at: Utc::now(),
+            at: started_at,
         })
         .await;
     let mut output = exec.logs(&handle);
@@ -227,8 +228,13 @@ pub async fn run_until_exit(
         }
     };
     let finish = tokio::select! {
-        code = exec.wait(&handle) => match code {
-            Ok(code) => ended(Finish::Exited(code.clamp(i32::MIN as i64, i32::MAX as i64) as i32)),
+        exit = exec.wait(&handle) => match exit {
+            // The container's own end time: a worker frozen while it ran learns of the
+            // exit late, and the attempt must still show how long it really ran.
+            Ok(exit) => Ended {
+                finish: Finish::Exited(exit.code.clamp(i32::MIN as i64, i32::MAX as i64) as i32),
+                at: exit.ended_at(started_at, Utc::now()),
+            },
             Err(e) => {
                 let at = Utc::now();
                 terminate(exec, &handle, stop.grace(opts.stop_grace)).await;

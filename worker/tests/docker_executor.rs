@@ -355,3 +355,28 @@ async fn an_image_removed_after_it_was_seen_is_pulled_again_not_a_create_error()
     );
     assert_gone(&req);
 }
+
+/// A worker that learns of an exit late (it was frozen, or busy) still reports when the
+/// container really ended: Docker's own `FinishedAt`, not the moment the wait returned.
+#[tokio::test]
+async fn a_late_wait_reports_when_the_container_really_exited() {
+    use cloudai_worker::executor::Executor;
+    let exec = executor().await;
+    let req = request(sh("sleep 1; exit 4"));
+    let handle = exec.start(&req).await.expect("start");
+    let started = chrono::Utc::now();
+    // Long after the container's exit: as a worker thawed from a SIGSTOP would.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let exit = exec.wait(&handle).await.expect("wait");
+    let waited = chrono::Utc::now();
+    exec.remove(&handle).await.expect("remove");
+    assert_eq!(exit.code, 4);
+    let ended = exit.ended_at(started, waited);
+    let ran = (ended - started).to_std().unwrap_or_default();
+    assert!(
+        ran >= Duration::from_millis(900) && ran < Duration::from_millis(2500),
+        "the container ran 1 s, the report shows {ran:?} (waited {:?})",
+        (waited - started).to_std().unwrap_or_default()
+    );
+    assert_gone(&req);
+}

@@ -19,7 +19,7 @@ use bollard::container::{
 use bollard::errors::Error as DockerError;
 use bollard::image::CreateImageOptions;
 use bollard::Docker;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use cloudai_queue::{LogStream, TaskSpec};
 use futures::{stream, StreamExt};
 use tokio::time::Instant;
@@ -28,8 +28,8 @@ use super::container::container_config;
 use super::policy::ContainerPolicy;
 use super::pull_limit::PullLimiter;
 use super::{
-    labels, split_chunks, Executor, Handle, OutputChunk, OutputStream, ProgressSink, StartRequest,
-    MAX_CHUNK_BYTES,
+    labels, split_chunks, Executor, Exit, Handle, OutputChunk, OutputStream, ProgressSink,
+    StartRequest, MAX_CHUNK_BYTES,
 };
 use crate::error::ExecError;
 use crate::metrics::PullMetrics;
@@ -169,6 +169,15 @@ impl DockerExecutor {
             .await
             .map_err(runtime)?;
         Ok(list.into_iter().filter_map(|c| c.id).collect())
+    }
+
+    /// When Docker saw the container exit (`State.FinishedAt`); `None` when it cannot say.
+    async fn finished_at(&self, id: &str) -> Option<DateTime<Utc>> {
+        let info = self.docker.inspect_container(id, None).await.ok()?;
+        let at = info.state?.finished_at?;
+        // A container that never finished shows Go's zero time, 0001-01-01.
+        let at = DateTime::parse_from_rfc3339(&at).ok()?.with_timezone(&Utc);
+        (at.timestamp() > 0).then_some(at)
     }
 
     async fn image_present(&self, image: &str) -> Result<bool, ExecError> {
@@ -311,22 +320,28 @@ impl Executor for DockerExecutor {
             .unwrap_or_else(|| stream::empty().boxed())
     }
 
-    async fn wait(&self, handle: &Handle) -> Result<i64, ExecError> {
+    async fn wait(&self, handle: &Handle) -> Result<Exit, ExecError> {
         let mut waits = self.docker.wait_container(
             &handle.id,
             Some(WaitContainerOptions {
                 condition: "not-running",
             }),
         );
-        match waits.next().await {
-            Some(Ok(r)) => Ok(r.status_code),
+        let code = match waits.next().await {
+            Some(Ok(r)) => r.status_code,
             // bollard reports a non-zero exit as an error; it is a normal exit for us.
-            Some(Err(DockerError::DockerContainerWaitError { code, .. })) => Ok(code),
-            Some(Err(e)) => Err(runtime(e)),
-            None => Err(ExecError::Runtime(
-                "wait stream ended without a result".into(),
-            )),
-        }
+            Some(Err(DockerError::DockerContainerWaitError { code, .. })) => code,
+            Some(Err(e)) => return Err(runtime(e)),
+            None => {
+                return Err(ExecError::Runtime(
+                    "wait stream ended without a result".into(),
+                ))
+            }
+        };
+        Ok(Exit {
+            code,
+            at: self.finished_at(&handle.id).await,
+        })
     }
 
     async fn stop(&self, handle: &Handle, grace: Duration) -> Result<(), ExecError> {

@@ -13,14 +13,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use cloudai_queue::{LogStream, TaskSpec};
 use futures::stream;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::{
-    split_chunks, Executor, Handle, OutputChunk, OutputStream, ProgressSink, StartRequest,
+    split_chunks, Executor, Exit, Handle, OutputChunk, OutputStream, ProgressSink, StartRequest,
     MAX_CHUNK_BYTES,
 };
 use crate::error::ExecError;
@@ -109,6 +109,9 @@ impl FakeBehavior {
 struct FakeContainer {
     behavior: FakeBehavior,
     started: Instant,
+    /// The wall-clock start: a natural exit is at this plus the run time, however late the
+    /// worker comes to wait for it (a timer that "ran" outside the worker, like a process).
+    started_wall: DateTime<Utc>,
     /// `Some(code)` once stopped or killed.
     stopped: watch::Sender<Option<i64>>,
     labels: std::collections::BTreeMap<String, String>,
@@ -218,6 +221,7 @@ impl Executor for FakeExecutor {
             FakeContainer {
                 behavior,
                 started: Instant::now(),
+                started_wall: Utc::now(),
                 stopped,
                 labels: req.labels(),
             },
@@ -250,14 +254,16 @@ impl Executor for FakeExecutor {
         Box::pin(stream::iter(lines))
     }
 
-    async fn wait(&self, handle: &Handle) -> Result<i64, ExecError> {
-        let (deadline, exit_code, mut stopped) = {
+    async fn wait(&self, handle: &Handle) -> Result<Exit, ExecError> {
+        let (deadline, natural_end, exit_code, mut stopped) = {
             let guard = self.lock();
             let c = guard
                 .get(&handle.id)
                 .ok_or_else(|| ExecError::UnknownContainer(handle.id.clone()))?;
+            let run_for = chrono::Duration::from_std(c.behavior.run_for).unwrap_or_default();
             (
                 c.started + c.behavior.run_for,
+                c.started_wall + run_for,
                 c.behavior.exit_code,
                 c.stopped.subscribe(),
             )
@@ -272,7 +278,14 @@ impl Executor for FakeExecutor {
         };
         // A stop that raced with the natural exit still wins, as with a real process.
         let code = signalled.or(*stopped.borrow());
-        Ok(code.unwrap_or(exit_code))
+        Ok(match code {
+            // Stopped or killed: it ended when the worker signalled it.
+            Some(code) => Exit::now(code),
+            None => Exit {
+                code: exit_code,
+                at: Some(natural_end),
+            },
+        })
     }
 
     async fn stop(&self, handle: &Handle, _grace: Duration) -> Result<(), ExecError> {
@@ -313,5 +326,39 @@ mod tests {
         assert_eq!(b.start_error, None);
         let plain = FakeBehavior::default().for_spec(&TaskSpec::new("img"));
         assert_eq!(plain, FakeBehavior::default());
+    }
+
+    fn request(run_ms: u64) -> StartRequest {
+        let mut spec = TaskSpec::new("img");
+        spec.env
+            .insert("CLOUDAI_FAKE_RUN_MS".into(), run_ms.to_string());
+        StartRequest {
+            task_id: "t".into(),
+            attempt: 1,
+            token: 1,
+            worker_id: "w".into(),
+            spec,
+            devices: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_late_wait_gets_the_natural_exit_time_and_a_stop_gets_none() {
+        let exec = FakeExecutor::default();
+        let before = Utc::now();
+        let h = exec.start(&request(50)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let exit = exec.wait(&h).await.unwrap();
+        let at = exit.at.expect("a natural exit has its time");
+        let ran = (at - before).to_std().unwrap();
+        assert!(
+            ran >= Duration::from_millis(50) && ran < Duration::from_millis(300),
+            "{ran:?}"
+        );
+        assert_eq!(exit.code, 0);
+
+        let h = exec.start(&request(60_000)).await.unwrap();
+        exec.kill(&h).await.unwrap();
+        assert_eq!(exec.wait(&h).await.unwrap(), Exit::now(KILLED_EXIT_CODE));
     }
 }

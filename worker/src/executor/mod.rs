@@ -85,6 +85,33 @@ pub struct Handle {
     pub id: String,
 }
 
+/// How a container ended, as its runtime saw it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Exit {
+    /// The exit code.
+    pub code: i64,
+    /// When the container exited by the runtime's own clock (Docker's `State.FinishedAt`),
+    /// when it says. The worker may learn of the exit much later (it was frozen, or busy),
+    /// and the attempt's end must show the container's true run time, not that delay.
+    pub at: Option<DateTime<Utc>>,
+}
+
+impl Exit {
+    /// An exit the runtime gave no time for: the worker's clock when it learned of it.
+    pub fn now(code: i64) -> Self {
+        Exit { code, at: None }
+    }
+
+    /// When the attempt ended: the runtime's time, never later than `observed` (when the
+    /// worker learned of it) nor before `started` (a skewed or missing runtime clock).
+    pub fn ended_at(&self, started: DateTime<Utc>, observed: DateTime<Utc>) -> DateTime<Utc> {
+        match self.at {
+            Some(at) => at.clamp(started, observed.max(started)),
+            None => observed,
+        }
+    }
+}
+
 /// A piece of a container's output, at most [`MAX_CHUNK_BYTES`] long.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OutputChunk {
@@ -120,8 +147,9 @@ pub trait Executor: Send + Sync + 'static {
     /// executor may hold the container's output back until this stream is read.
     fn logs(&self, handle: &Handle) -> OutputStream;
 
-    /// Waits until the container exits and returns its exit code.
-    async fn wait(&self, handle: &Handle) -> Result<i64, ExecError>;
+    /// Waits until the container exits and returns its exit code and, when the runtime
+    /// recorded it, the time it exited.
+    async fn wait(&self, handle: &Handle) -> Result<Exit, ExecError>;
 
     /// Asks the container to stop, killing it once `grace` has passed.
     async fn stop(&self, handle: &Handle, grace: Duration) -> Result<(), ExecError>;
@@ -163,6 +191,22 @@ pub fn split_chunks(data: &[u8], max: usize) -> impl Iterator<Item = &[u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_exit_ends_at_the_runtime_time_within_start_and_observation() {
+        let t = |s: i64| DateTime::from_timestamp(s, 0).unwrap();
+        let at = |s| Exit {
+            code: 0,
+            at: Some(t(s)),
+        };
+        // Learned of 60 s late: the runtime's time.
+        assert_eq!(at(110).ended_at(t(100), t(170)), t(110));
+        // A runtime clock ahead of ours, or behind the start: held inside the run.
+        assert_eq!(at(200).ended_at(t(100), t(170)), t(170));
+        assert_eq!(at(50).ended_at(t(100), t(170)), t(100));
+        // No runtime time: when the worker learned of it.
+        assert_eq!(Exit::now(0).ended_at(t(100), t(170)), t(170));
+    }
 
     #[test]
     fn chunks_are_bounded_and_lossless() {
