@@ -203,9 +203,14 @@ impl Proc {
 
     /// Sends SIGTERM (through the `kill` command: no unsafe code here).
     pub fn terminate(&self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
+        self.signal("-TERM");
+    }
+
+    /// Sends `signal` (e.g. `-STOP`) through the `kill` command; panics if it fails.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.id().to_string();
+        let ok = Command::new("kill").args([signal, &pid]).status();
+        assert!(ok.is_ok_and(|s| s.success()), "kill {signal} {pid}");
     }
 
     /// SIGKILL, as a crashed host: no cleanup, no goodbye.

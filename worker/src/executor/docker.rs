@@ -171,13 +171,18 @@ impl DockerExecutor {
         Ok(list.into_iter().filter_map(|c| c.id).collect())
     }
 
-    /// When Docker saw the container exit (`State.FinishedAt`); `None` when it cannot say.
-    async fn finished_at(&self, id: &str) -> Option<DateTime<Utc>> {
+    /// How long Docker saw the container run (`State.StartedAt` to `FinishedAt`, both on
+    /// the daemon's clock); `None` when it cannot say.
+    async fn run_time(&self, id: &str) -> Option<Duration> {
         let info = self.docker.inspect_container(id, None).await.ok()?;
-        let at = info.state?.finished_at?;
-        // A container that never finished shows Go's zero time, 0001-01-01.
-        let at = DateTime::parse_from_rfc3339(&at).ok()?.with_timezone(&Utc);
-        (at.timestamp() > 0).then_some(at)
+        let state = info.state?;
+        let time = |t: Option<String>| {
+            let at = DateTime::parse_from_rfc3339(&t?).ok()?.with_timezone(&Utc);
+            // An unset time is Go's zero time, 0001-01-01.
+            (at.timestamp() > 0).then_some(at)
+        };
+        let (started, finished) = (time(state.started_at)?, time(state.finished_at)?);
+        (finished - started).to_std().ok()
     }
 
     async fn image_present(&self, image: &str) -> Result<bool, ExecError> {
@@ -340,7 +345,7 @@ impl Executor for DockerExecutor {
         };
         Ok(Exit {
             code,
-            at: self.finished_at(&handle.id).await,
+            ran: self.run_time(&handle.id).await,
         })
     }
 

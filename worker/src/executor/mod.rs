@@ -90,23 +90,28 @@ pub struct Handle {
 pub struct Exit {
     /// The exit code.
     pub code: i64,
-    /// When the container exited by the runtime's own clock (Docker's `State.FinishedAt`),
-    /// when it says. The worker may learn of the exit much later (it was frozen, or busy),
-    /// and the attempt's end must show the container's true run time, not that delay.
-    pub at: Option<DateTime<Utc>>,
+    /// How long the container ran by the runtime's own clock (Docker's `State.StartedAt`
+    /// to `FinishedAt`), when it says. The worker may learn of the exit much later (it was
+    /// frozen, or busy), and the attempt must show the container's true run time, not that
+    /// delay. A duration, not a time: a daemon whose clock is off from ours is still right.
+    pub ran: Option<Duration>,
 }
 
 impl Exit {
-    /// An exit the runtime gave no time for: the worker's clock when it learned of it.
+    /// An exit the runtime gave no run time for: it ends when the worker learned of it.
     pub fn now(code: i64) -> Self {
-        Exit { code, at: None }
+        Exit { code, ran: None }
     }
 
-    /// When the attempt ended: the runtime's time, never later than `observed` (when the
-    /// worker learned of it) nor before `started` (a skewed or missing runtime clock).
+    /// When the attempt ended, for one that started at `started` (the worker's clock) and
+    /// whose exit the worker learned of at `observed`: `started` plus the runtime's run
+    /// time, never later than `observed`.
     pub fn ended_at(&self, started: DateTime<Utc>, observed: DateTime<Utc>) -> DateTime<Utc> {
-        match self.at {
-            Some(at) => at.clamp(started, observed.max(started)),
+        let observed = observed.max(started);
+        match self.ran.and_then(|r| chrono::Duration::from_std(r).ok()) {
+            Some(ran) => started
+                .checked_add_signed(ran)
+                .map_or(observed, |end| end.min(observed)),
             None => observed,
         }
     }
@@ -193,19 +198,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_exit_ends_at_the_runtime_time_within_start_and_observation() {
+    fn an_exit_ends_after_the_runtime_run_time_never_after_it_was_seen() {
         let t = |s: i64| DateTime::from_timestamp(s, 0).unwrap();
-        let at = |s| Exit {
+        let ran = |s| Exit {
             code: 0,
-            at: Some(t(s)),
+            ran: Some(Duration::from_secs(s)),
         };
-        // Learned of 60 s late: the runtime's time.
-        assert_eq!(at(110).ended_at(t(100), t(170)), t(110));
-        // A runtime clock ahead of ours, or behind the start: held inside the run.
-        assert_eq!(at(200).ended_at(t(100), t(170)), t(170));
-        assert_eq!(at(50).ended_at(t(100), t(170)), t(100));
+        // Learned of 60 s late: the runtime's run time.
+        assert_eq!(ran(10).ended_at(t(100), t(170)), t(110));
+        // A runtime that claims more than we saw: what we saw.
+        assert_eq!(ran(100).ended_at(t(100), t(170)), t(170));
+        assert_eq!(ran(u64::MAX / 2).ended_at(t(100), t(170)), t(170));
         // No runtime time: when the worker learned of it.
         assert_eq!(Exit::now(0).ended_at(t(100), t(170)), t(170));
+        // A clock that stepped back between start and sight: never before the start.
+        assert_eq!(Exit::now(0).ended_at(t(100), t(90)), t(100));
     }
 
     #[test]
