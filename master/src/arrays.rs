@@ -40,24 +40,21 @@ pub async fn enqueue(
     let warning = enqueue::warn_or_refuse(svc, std::iter::once(&spec), req.strict)?
         .pop()
         .flatten();
-    let (id, elements) = array::elements(&spec, &indices, submitted_by).map_err(status)?;
-    let done = enqueue::store(
-        svc,
-        "enqueue_array",
-        svc.shared.store.enqueue_batch(elements),
-    )
-    .await?;
-    let created = done.iter().filter(|e| e.created).count();
-    tracing::info!(array_id = %id, size = n, created, cap = indices.max_running, "array enqueued");
+    let cap = indices.max_running;
+    let elements = array::Elements::new(spec, indices, submitted_by).map_err(status)?;
+    let done = svc
+        .store_call("enqueue_array", svc.shared.store.enqueue_array(elements))
+        .await
+        .inspect_err(|s| svc.refused_by_store(s))?;
+    enqueue::made(svc, done.created, done.samples.iter());
+    let created = done.created;
+    tracing::info!(array_id = %done.id, size = n, created, cap, "array enqueued");
     Ok(pb::EnqueueArrayResponse {
-        array_id: id,
+        array_id: done.id,
         size: n as u32,
         created: created as u32,
-        max_running: indices.max_running,
-        first_task_id: done
-            .first()
-            .map(|e| e.task.id.to_string())
-            .unwrap_or_default(),
+        max_running: cap,
+        first_task_id: done.first.map(|t| t.to_string()).unwrap_or_default(),
         warning: warning.unwrap_or_default(),
     })
 }

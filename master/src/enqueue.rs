@@ -4,7 +4,7 @@
 //! `strict` it is refused instead (FAILED_PRECONDITION).
 
 use cloudai_proto::pb;
-use cloudai_queue::{Enqueued, NewTask, QueueError};
+use cloudai_queue::{Enqueued, NewTask, QueueError, Task};
 use tonic::{Request, Status};
 
 use crate::client_service::ClientSvc;
@@ -110,20 +110,26 @@ pub async fn store(
         .store_call(op, write)
         .await
         .inspect_err(|s| svc.refused_by_store(s))?;
-    let mut created = 0;
+    let created: Vec<&Task> = done.iter().filter(|e| e.created).map(|e| &e.task).collect();
+    made(svc, created.len(), created.into_iter());
+    Ok(done)
+}
+
+/// What follows a store's write of `count` new tasks, given one or more of them: each
+/// given one is told to the workflow and fair share (an array's elements are alike, so
+/// one per status stands for all); the count goes to the metric; the dispatcher wakes.
+pub fn made<'t>(svc: &ClientSvc, count: usize, tasks: impl Iterator<Item = &'t Task>) {
     let mut last_submitter = None;
-    for e in done.iter().filter(|e| e.created) {
-        created += 1;
-        crate::workflow::enqueued(&svc.shared, &e.task);
-        let who = Some(e.task.submitted_by.as_deref());
+    for t in tasks {
+        crate::workflow::enqueued(&svc.shared, t);
+        let who = Some(t.submitted_by.as_deref());
         if who != last_submitter {
-            svc.shared.fair.enqueued_by(e.task.submitted_by.as_deref());
+            svc.shared.fair.enqueued_by(t.submitted_by.as_deref());
             last_submitter = who;
         }
     }
-    if created > 0 {
-        svc.shared.metrics.enqueued.inc_by(created);
+    if count > 0 {
+        svc.shared.metrics.enqueued.inc_by(count as u64);
         svc.shared.wake_dispatcher();
     }
-    Ok(done)
 }

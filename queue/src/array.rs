@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::error::{QueueError, Result};
-use crate::model::{NewTask, TaskSpec};
+use crate::model::{Enqueued, NewTask, Task, TaskId, TaskSpec};
 
 /// Most elements one array may have.
 pub const MAX_ARRAY_SIZE: usize = 100_000;
@@ -184,36 +184,120 @@ pub fn elements(
     array: &ArraySpec,
     submitted_by: Option<String>,
 ) -> Result<(String, Vec<NewTask>)> {
-    if spec.array.is_some() {
-        return Err(bad("the spec is already an array element"));
-    }
-    let id = array_id(spec.idempotency_key.as_deref());
-    let size = array.indices.len() as u32;
-    let tasks = array
-        .indices
-        .iter()
-        .map(|&index| {
-            let mut s = spec.clone();
-            s.env.insert(INDEX_ENV.into(), index.to_string());
-            s.env.insert(ID_ENV.into(), id.clone());
-            s.labels.insert(LABEL.into(), id.clone());
-            s.idempotency_key = spec
-                .idempotency_key
-                .as_ref()
-                .map(|k| format!("{k}[{index}]"));
-            s.array = Some(ArrayMember {
-                id: id.clone(),
-                index,
-                size,
-                max_running: array.max_running,
-            });
-            NewTask {
-                spec: s,
-                submitted_by: submitted_by.clone(),
-            }
+    let els = Elements::new(spec.clone(), array.clone(), submitted_by)?;
+    Ok((els.id().to_string(), els.collect()))
+}
+
+/// [`elements`] made one at a time, so a store can write each as it is made and never
+/// hold the whole array (100,000 specs) at once.
+#[derive(Clone, Debug)]
+pub struct Elements {
+    spec: TaskSpec,
+    array: ArraySpec,
+    submitted_by: Option<String>,
+    id: String,
+    next: usize,
+}
+
+impl Elements {
+    /// The elements of `array` over `spec`; refused when `spec` is itself an element.
+    pub fn new(spec: TaskSpec, array: ArraySpec, submitted_by: Option<String>) -> Result<Self> {
+        if spec.array.is_some() {
+            return Err(bad("the spec is already an array element"));
+        }
+        let id = array_id(spec.idempotency_key.as_deref());
+        Ok(Elements {
+            spec,
+            array,
+            submitted_by,
+            id,
+            next: 0,
         })
-        .collect();
-    Ok((id, tasks))
+    }
+
+    /// The array's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn element(&self, index: u32) -> NewTask {
+        let id = &self.id;
+        let mut s = self.spec.clone();
+        s.env.insert(INDEX_ENV.into(), index.to_string());
+        s.env.insert(ID_ENV.into(), id.clone());
+        s.labels.insert(LABEL.into(), id.clone());
+        s.idempotency_key = self
+            .spec
+            .idempotency_key
+            .as_ref()
+            .map(|k| format!("{k}[{index}]"));
+        s.array = Some(ArrayMember {
+            id: id.clone(),
+            index,
+            size: self.array.indices.len() as u32,
+            max_running: self.array.max_running,
+        });
+        NewTask {
+            spec: s,
+            submitted_by: self.submitted_by.clone(),
+        }
+    }
+}
+
+impl Iterator for Elements {
+    type Item = NewTask;
+
+    fn next(&mut self) -> Option<NewTask> {
+        let index = *self.array.indices.get(self.next)?;
+        self.next += 1;
+        Some(self.element(index))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = self.array.indices.len() - self.next;
+        (left, Some(left))
+    }
+}
+
+impl ExactSizeIterator for Elements {}
+
+/// What one array's enqueue made ([`crate::store::TaskStore::enqueue_array`]): counts and
+/// samples, not the elements, which the store wrote without holding them all.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ArrayEnqueued {
+    /// The array's id.
+    pub id: String,
+    /// Elements this call created (fewer than the array's size when an idempotency key
+    /// matched stored ones; then those are returned, not doubled).
+    pub created: usize,
+    /// The first element's id (created or matched); `None` for no element.
+    pub first: Option<TaskId>,
+    /// One created element per status the elements were made in (`queued`, `waiting`):
+    /// they share spec, submitter and start time, so one stands for all of its status.
+    pub samples: Vec<Task>,
+}
+
+impl ArrayEnqueued {
+    /// Nothing made yet.
+    pub fn new(id: impl Into<String>) -> Self {
+        ArrayEnqueued {
+            id: id.into(),
+            created: 0,
+            first: None,
+            samples: Vec::new(),
+        }
+    }
+
+    /// Counts one element's enqueue.
+    pub fn add(&mut self, e: Enqueued) {
+        self.first.get_or_insert(e.task.id);
+        if e.created {
+            self.created += 1;
+            if self.samples.iter().all(|t| t.status != e.task.status) {
+                self.samples.push(e.task);
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use crate::array::{ArrayEnqueued, Elements};
 use crate::error::Result;
 use crate::history::TaskTimes;
 use crate::leader::{Candidate, Lease, Member};
@@ -132,6 +133,17 @@ pub trait TaskStore: Send + Sync {
 
     /// Like `enqueue` for many, atomically: either every task is stored or none is.
     async fn enqueue_batch(&self, tasks: Vec<NewTask>) -> Result<Vec<Enqueued>>;
+
+    /// The elements of an array, as `enqueue_batch` of them (all or none, the same
+    /// checks), answered with what was made instead of every element. A store may write
+    /// each element as it is made rather than build the whole array first.
+    async fn enqueue_array(&self, elements: Elements) -> Result<ArrayEnqueued> {
+        let mut made = ArrayEnqueued::new(elements.id());
+        for e in self.enqueue_batch(elements.collect()).await? {
+            made.add(e);
+        }
+        Ok(made)
+    }
 
     /// One task by id; `NotFound` when absent.
     async fn get(&self, id: TaskId) -> Result<Task>;

@@ -8,17 +8,73 @@ use std::collections::BTreeMap;
 use super::{claim_at, ended, now, passed, spec, started, Harness};
 use crate::array::{self, ArraySpec};
 use crate::deps::{self, Dependency, DependencyCondition};
+use crate::error::QueueError;
 use crate::model::{Task, TaskId, TaskSpec, TaskStatus};
 use crate::query::TaskQuery;
 use crate::report::AttemptEnd;
 use crate::store::{QueueStore, StoreOptions};
 
-/// Enqueues an array of `spec` over `expr` in one batch; its id and elements.
+/// Enqueues an array of `spec` over `expr` (`enqueue_array`, checked against what it
+/// stored); its id and elements, as stored, in index order.
 async fn enqueue(store: &dyn QueueStore, spec: &TaskSpec, expr: &str) -> (String, Vec<Task>) {
     let indices: ArraySpec = expr.parse().unwrap();
-    let (id, news) = array::elements(spec, &indices, None).unwrap();
-    let done = store.enqueue_batch(news).await.unwrap();
-    (id, done.into_iter().map(|e| e.task).collect())
+    let els = array::Elements::new(spec.clone(), indices, None).unwrap();
+    let made = store.enqueue_array(els).await.unwrap();
+    let stored = store.list(&elements_of(&made.id, &[])).await.unwrap();
+    assert_answers(&made, &stored);
+    (made.id, stored)
+}
+
+/// `made` says what `stored` (every element, in index order) holds: the count, the
+/// first, one sample per status (each equal to a stored element).
+fn assert_answers(made: &array::ArrayEnqueued, stored: &[Task]) {
+    assert_eq!(made.created, stored.len());
+    assert_eq!(made.first, stored.first().map(|t| t.id));
+    let mut statuses: Vec<TaskStatus> = stored.iter().map(|t| t.status).collect();
+    statuses.dedup();
+    let sampled: Vec<TaskStatus> = made.samples.iter().map(|t| t.status).collect();
+    assert_eq!(
+        sampled, statuses,
+        "one sample per status, in the order made"
+    );
+    for t in &made.samples {
+        assert!(stored.contains(t), "sample {} is not as stored", t.id);
+    }
+}
+
+/// `enqueue_array` is `enqueue_batch` of the elements: with a key, a repeat returns the
+/// stored elements (created 0); past the queue cap, none is stored.
+pub async fn an_array_enqueue_answers_what_it_made_and_is_all_or_nothing(h: &dyn Harness) {
+    let store = h
+        .open(StoreOptions {
+            max_queued: Some(7),
+            ..StoreOptions::default()
+        })
+        .await;
+    let mut keyed = spec();
+    keyed.idempotency_key = Some("nightly".into());
+    let (id, made) = enqueue(&*store, &keyed, "0-4").await;
+    assert_eq!(indices(&made), vec![0, 1, 2, 3, 4]);
+    let els = array::Elements::new(keyed.clone(), "0-4".parse().unwrap(), None).unwrap();
+    let again = store.enqueue_array(els).await.unwrap();
+    assert_eq!((again.id.as_str(), again.created), (id.as_str(), 0));
+    assert_eq!(again.first, Some(made[0].id));
+    assert!(again.samples.is_empty());
+
+    // Two of these four would fit under the cap of 7: none is stored.
+    let els = array::Elements::new(spec(), "0-3".parse().unwrap(), None).unwrap();
+    let other = els.id().to_string();
+    let refused = store.enqueue_array(els).await;
+    assert!(
+        matches!(refused, Err(QueueError::QueueFull { queued: 5, max: 7 })),
+        "{refused:?}"
+    );
+    assert!(store.array_counts(&other).await.unwrap().is_empty());
+    assert_eq!(store.list(&TaskQuery::default()).await.unwrap().len(), 5);
+    passed(
+        &*store,
+        "an_array_enqueue_answers_what_it_made_and_is_all_or_nothing",
+    );
 }
 
 fn elements_of(id: &str, statuses: &[TaskStatus]) -> TaskQuery {

@@ -104,6 +104,7 @@ macro_rules! conformance_suite {
             not_before_in_the_spec_delays_the_task,
             delayed_times_are_the_queued_tasks_not_yet_due,
             array_elements_are_found_counted_and_capped,
+            an_array_enqueue_answers_what_it_made_and_is_all_or_nothing,
             array_elements_wait_for_parents_and_are_cancelled_together,
             schedules_are_stored_and_changed_by_compare_and_set,
             a_schedule_fires_each_tick_exactly_once,

@@ -31,6 +31,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use crate::array::{ArrayEnqueued, Elements};
 use crate::error::Result;
 use crate::leader::{Candidate, Lease, Member};
 use crate::model::{
@@ -101,6 +102,18 @@ impl TaskStore for SqliteStore {
         let cap = self.opts.max_queued;
         self.writer
             .run(move |c| ops::enqueue_batch(c, tasks, Utc::now(), cap))
+            .await
+    }
+
+    // Each element is made in the writer as it is written, never all at once.
+    async fn enqueue_array(&self, elements: Elements) -> Result<ArrayEnqueued> {
+        let cap = self.opts.max_queued;
+        self.writer
+            .run(move |c| {
+                let mut made = ArrayEnqueued::new(elements.id());
+                ops::enqueue_each(c, elements, Utc::now(), cap, |e| made.add(e))?;
+                Ok(made)
+            })
             .await
     }
 

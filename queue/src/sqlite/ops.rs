@@ -85,9 +85,22 @@ pub(crate) fn enqueue_batch(
     now: DateTime<Utc>,
     max_queued: Option<u64>,
 ) -> Result<Vec<Enqueued>> {
+    let mut out = Vec::with_capacity(tasks.len());
+    enqueue_each(conn, tasks, now, max_queued, |e| out.push(e))?;
+    Ok(out)
+}
+
+/// [`enqueue_batch`] of tasks made as they are written, each handed to `each` once
+/// stored: an array's 100,000 elements are never all held at once.
+pub(crate) fn enqueue_each(
+    conn: &Connection,
+    tasks: impl IntoIterator<Item = NewTask>,
+    now: DateTime<Utc>,
+    max_queued: Option<u64>,
+    mut each: impl FnMut(Enqueued),
+) -> Result<()> {
     let before = max_queued.map(|_| queued_count(conn)).transpose()?;
     let mut made: BTreeMap<TaskStatus, u64> = BTreeMap::new();
-    let mut out = Vec::with_capacity(tasks.len());
     for t in tasks {
         let pending = made.get(&TaskStatus::Queued).copied().unwrap_or(0);
         let e = enqueue_uncounted(conn, t, now, max_queued, pending).map_err(|e| {
@@ -101,12 +114,12 @@ pub(crate) fn enqueue_batch(
         if e.created {
             *made.entry(e.task.status).or_default() += 1;
         }
-        out.push(e);
+        each(e);
     }
     for (status, n) in made {
         count_new(conn, status, int(n))?;
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Tasks in `queued` now, from the counts kept with every row write.
