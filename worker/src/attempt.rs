@@ -229,8 +229,8 @@ pub async fn run_until_exit(
     };
     let finish = tokio::select! {
         exit = exec.wait(&handle) => match exit {
-            // The container's own end time: a worker frozen while it ran learns of the
-            // exit late, and the attempt must still show how long it really ran.
+            // The start plus the container's own run time: a worker frozen while it ran
+            // learns of the exit late, and the attempt must still show how long it ran.
             Ok(exit) => Ended {
                 finish: Finish::Exited(exit.code.clamp(i32::MIN as i64, i32::MAX as i64) as i32),
                 at: exit.ended_at(started_at, Utc::now()),
