@@ -322,26 +322,21 @@ mod tests {
     use super::*;
     use crate::executor::{FakeBehavior, FakeExecutor};
 
-    fn req(spec: TaskSpec) -> StartRequest {
-        StartRequest {
-            task_id: "t".into(),
-            attempt: 1,
-            token: 1,
-            worker_id: "w".into(),
-            spec,
-            devices: Vec::new(),
-        }
-    }
-
     async fn run(
         exec: &FakeExecutor,
         spec: TaskSpec,
         stop: StopSignal,
     ) -> (Finish, Vec<AttemptEvent>) {
         let (tx, mut rx) = mpsc::channel(64);
-        let finish = run_attempt(exec, req(spec), &AttemptOptions::default(), stop, tx)
-            .await
-            .finish;
+        let finish = run_attempt(
+            exec,
+            StartRequest::for_test(spec),
+            &AttemptOptions::default(),
+            stop,
+            tx,
+        )
+        .await
+        .finish;
         let mut events = Vec::new();
         while let Ok(e) = rx.try_recv() {
             events.push(e);

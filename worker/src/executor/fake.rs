@@ -329,14 +329,7 @@ mod tests {
         let mut spec = TaskSpec::new("img");
         spec.env
             .insert("CLOUDAI_FAKE_RUN_MS".into(), run_ms.to_string());
-        StartRequest {
-            task_id: "t".into(),
-            attempt: 1,
-            token: 1,
-            worker_id: "w".into(),
-            spec,
-            devices: Vec::new(),
-        }
+        StartRequest::for_test(spec)
     }
 
     #[tokio::test]

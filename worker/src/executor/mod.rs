@@ -72,6 +72,19 @@ impl StartRequest {
         ])
     }
 
+    /// Attempt 1 (token 1) of task `t` on worker `w`: the request unit tests start.
+    #[cfg(test)]
+    pub(crate) fn for_test(spec: TaskSpec) -> Self {
+        StartRequest {
+            task_id: "t".into(),
+            attempt: 1,
+            token: 1,
+            worker_id: "w".into(),
+            spec,
+            devices: Vec::new(),
+        }
+    }
+
     /// A container name unique per attempt, so a retried create never collides.
     pub fn container_name(&self) -> String {
         format!("cloudai-{}-{}", self.task_id, self.token)
